@@ -1,0 +1,161 @@
+"""One training run on a split: the `sweep train` command's library function."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ConfigError
+from core.network import evaluate
+from core.training import TrainConfig, TrainResult, train
+from sweep.data import load_split
+
+
+@dataclass
+class RunSummary:
+    """What `sweep train --json` prints (accuracies as fractions)."""
+
+    split: str
+    config: TrainConfig
+    train_accuracy: float
+    val_accuracy: float
+    test_accuracy: float
+    steps: int
+    n_s: int
+    seconds: float
+    sizes: dict[str, int] = field(default_factory=dict)
+    model: str | None = None
+
+    def describe(self) -> str:
+        c = self.config
+        sizes = " / ".join(f"{n} {k}" for k, n in self.sizes.items())
+        lines = [
+            f"split {self.split} ({sizes}); lambda {c.lam:g}, n_s {self.n_s}, "
+            f"{c.cycles} cycle(s) = {self.steps} steps, batch {c.batch_size}, "
+            f"eta {c.eta_min:g}..{c.eta_max:g}, hidden {c.hidden}, seed {c.seed}",
+            f"train accuracy {self.train_accuracy:.2%}   validation {self.val_accuracy:.2%}   "
+            f"test {self.test_accuracy:.2%}   ({self.seconds:.1f} s)",
+        ]
+        if self.model:
+            lines.append(f"model saved to {self.model}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        config = asdict(self.config)
+        lam = config.pop("lam")
+        return {
+            "lambda": lam,
+            "train_accuracy": self.train_accuracy,
+            "val_accuracy": self.val_accuracy,
+            "test_accuracy": self.test_accuracy,
+            "steps": self.steps,
+            "seconds": round(self.seconds, 3),
+            "split": self.split,
+            "sizes": self.sizes,
+            "model": self.model,
+            **config,
+            "n_s": self.n_s,
+        }
+
+
+def run_training(
+    config: TrainConfig,
+    *,
+    split: str,
+    data_dir: str | Path | None = None,
+    save_model: str | Path | None = None,
+    progress: bool = True,
+) -> tuple[RunSummary, TrainResult]:
+    """Train once on ``split`` and measure train/validation/test accuracy."""
+    data = load_split(split, data_dir, config.dtype)
+    bar = _eval_bar(config) if progress and sys.stderr.isatty() else None
+    try:
+        result = train(
+            config,
+            data.X_train,
+            data.y_train,
+            data.X_val,
+            data.y_val,
+            on_eval=(lambda p: bar.update(1)) if bar else None,
+        )
+    finally:
+        if bar:
+            bar.close()
+    test = evaluate(result.params, data.X_test, data.y_test, config.lam)
+    if save_model:
+        save_model = Path(save_model)
+        save_model.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(
+            save_model,
+            **result.params.arrays(),
+            mean=data.mean,
+            std=data.std,
+            **{f"curve_{k}": np.asarray(v) for k, v in result.curves.items()},
+        )
+    final = result.final
+    summary = RunSummary(
+        split=split,
+        config=config,
+        train_accuracy=final["train_accuracy"],
+        val_accuracy=final["val_accuracy"],
+        test_accuracy=test.accuracy,
+        steps=result.steps,
+        n_s=result.n_s,
+        seconds=result.seconds,
+        sizes=data.sizes,
+        model=str(save_model) if save_model else None,
+    )
+    return summary, result
+
+
+def _eval_bar(config: TrainConfig):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=config.cycles * config.evals_per_cycle,
+        unit="eval",
+        desc="training",
+        file=sys.stderr,
+        leave=False,
+    )
+
+
+def resolve_config(
+    *,
+    study_file: str | None = None,
+    lam: str | float | None = None,
+    split: str | None = None,
+    storage: str | None = None,
+    seed: int | None = None,
+    **train_overrides,
+) -> tuple[str, TrainConfig]:
+    """The split and config of a run: study file [train] values, then the given overrides.
+
+    ``lam`` is a number or ``best:STUDY`` (the best lambda found by that stored study).
+    """
+    from sweep import studyfile
+
+    base = studyfile.load(study_file) if study_file else None
+    config = base.train if base else TrainConfig(lam=0.01, cycles=1, n_s=500)
+    chosen_split = split or (base.split if base else "exercise")
+    changes = {k: v for k, v in train_overrides.items() if v is not None}
+    if seed is not None:
+        changes["seed"] = seed
+    if lam is not None:
+        changes["lam"] = _parse_lambda(lam, storage)
+    return chosen_split, dataclasses.replace(config, **changes)
+
+
+def _parse_lambda(text: str | float, storage: str | None) -> float:
+    if isinstance(text, str) and text.startswith("best:"):
+        from sweep.inspect import best_lambda
+
+        return best_lambda(text.removeprefix("best:"), storage=storage)
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"--lambda {text!r} is neither a number nor best:STUDY") from None

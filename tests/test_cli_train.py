@@ -1,0 +1,81 @@
+import json
+
+import pytest
+
+from sweep.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_json_has_the_documented_keys(capsys, cifar_dir, tmp_path):
+    model = tmp_path / "m.npz"
+    code, out, _ = run(
+        capsys,
+        "train",
+        "--data-dir",
+        str(cifar_dir),
+        "--n-s",
+        "10",
+        "--lambda",
+        "0.01",
+        "--json",
+        "--save-model",
+        str(model),
+    )
+    assert code == 0
+    result = json.loads(out)
+    for key in ("lambda", "train_accuracy", "val_accuracy", "test_accuracy", "steps", "seconds"):
+        assert key in result
+    assert result["lambda"] == 0.01 and result["steps"] == 20
+    assert 0.5 < result["test_accuracy"] <= 1.0
+    import numpy as np
+
+    saved = np.load(model)
+    assert saved["W1"].shape == (3072, 50) and saved["mean"].shape == (3072,)
+
+
+def test_train_prints_a_readable_summary(capsys, cifar_dir):
+    code, out, _ = run(capsys, "train", "--data-dir", str(cifar_dir), "--n-s", "5")
+    assert code == 0
+    assert "test" in out and "%" in out and "lambda 0.01" in out
+
+
+def test_gradcheck_passes_and_prints_every_parameter(capsys):
+    code, out, _ = run(capsys, "gradcheck", "--json")
+    assert code == 0
+    errors = json.loads(out)
+    assert set(errors) == {"W1", "b1", "W2", "b2"}
+    assert all(v["max_rel"] <= 1e-7 and "max_abs" in v for v in errors.values())
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lambda", "-0.5"], "lambda (-0.5) must be a finite number >= 0"),
+        (["--lambda", "abc"], "neither a number nor best:STUDY"),
+        (["--eta-min", "0.2", "--eta-max", "0.1"], "eta_min (0.2) must be below eta_max (0.1)"),
+        (["--n-s", "0"], "argument --n-s: 0 must be at least 1"),
+        (["--batch-size", "5000"], "batch_size (5000) is larger than the training set"),
+        (["--split", "nope"], "unknown split 'nope'"),
+    ],
+)
+def test_bad_train_input_is_one_line_and_exit_2(capsys, cifar_dir, argv, message):
+    code, _, err = run(capsys, "train", "--data-dir", str(cifar_dir), *argv)
+    assert code == 2
+    assert err.startswith("error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_missing_and_corrupt_data_are_exit_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    code, _, err = run(capsys, "train", "--data-dir", str(tmp_path / "empty"))
+    assert code == 2 and "cannot download CIFAR-10" in err and "by hand" in err
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
+    code, _, err = run(capsys, "train", "--data-dir", str(bad))
+    assert code == 2 and "wrong md5 checksum" in err

@@ -1,0 +1,134 @@
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import data
+from core.errors import ConfigError, DataError
+from tests.conftest import write_cifar
+
+
+def test_loader_reads_bytes_and_str_keys(tmp_path):
+    for str_keys in (False, True):
+        root = write_cifar(tmp_path / str(str_keys), per_batch=30, str_keys=str_keys)
+        X, y = data.load_batch(root / data.FOLDER / "data_batch_1")
+        assert X.shape == (30, 3072) and X.dtype == np.uint8
+        assert y.shape == (30,) and y.min() >= 0 and y.max() <= 9
+
+
+def test_splits_have_the_documented_sizes_and_normalisation(tmp_path):
+    root = write_cifar(tmp_path, per_batch=1100)
+    ex = data.load_split("exercise", root)
+    assert ex.sizes == {"train": 1100, "val": 1100, "test": 1100}
+    search = data.load_split("search", root)
+    assert search.sizes == {"train": 500, "val": 5000, "test": 1100}
+    final = data.load_split("final", root, dtype="float64")
+    assert final.sizes == {"train": 4500, "val": 1000, "test": 1100}
+    assert final.X_train.dtype == np.float64 and ex.X_train.dtype == np.float32
+    # Training part: zero mean, unit std per pixel; the others use the training statistics.
+    np.testing.assert_allclose(final.X_train.mean(axis=0), 0, atol=1e-9)
+    np.testing.assert_allclose(final.X_train.std(axis=0), 1, rtol=1e-6)
+    raw_val, _ = data.load_batch(root / data.FOLDER / "data_batch_5")
+    expected = (raw_val[-1000:] - final.mean) / final.std
+    np.testing.assert_allclose(final.X_val, expected, rtol=1e-9)
+    assert "last 1000" in final.validation
+
+
+def test_unknown_split_and_missing_or_corrupt_files(tmp_path):
+    with pytest.raises(
+        ConfigError, match="unknown split 'big'; choose one of exercise, search, final"
+    ):
+        data.load_split("big", tmp_path)
+    with pytest.raises(DataError, match="no CIFAR-10 data"):
+        data.load_split("exercise", tmp_path)
+    root = write_cifar(tmp_path / "c", per_batch=20)
+    (root / data.FOLDER / "data_batch_2").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="data_batch_2 is not a CIFAR-10 batch"):
+        data.load_split("exercise", root)
+    (root / data.FOLDER / "test_batch").unlink()
+    with pytest.raises(DataError, match="missing data file"):
+        data.load_batch(root / data.FOLDER / "test_batch")
+
+
+# --- download against a real HTTP server on 127.0.0.1 ---------------------------------
+
+
+def _archive(tmp_path: Path) -> bytes:
+    src = write_cifar(tmp_path / "src", per_batch=20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.add(src / data.FOLDER, arcname=data.FOLDER)
+    return buf.getvalue()
+
+
+@pytest.fixture
+def server(tmp_path):
+    payload = _archive(tmp_path)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    yield url, hashlib.md5(payload).hexdigest()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_download_verifies_and_extracts(server, tmp_path):
+    url, md5 = server
+    root = tmp_path / "cache"
+    seen = []
+    folder = data.ensure(root, url=url, md5=md5, progress=lambda done, total: seen.append(total))
+    assert folder == root / data.FOLDER
+    assert data.load_split("exercise", root).sizes["train"] == 20
+    assert seen and seen[-1] is not None
+    assert sorted(p.name for p in root.iterdir()) == sorted([data.ARCHIVE, data.FOLDER])
+
+
+def test_md5_mismatch_is_an_error_and_leaves_nothing_behind(server, tmp_path):
+    url, _ = server
+    root = tmp_path / "cache"
+    with pytest.raises(DataError, match="wrong md5 checksum"):
+        data.ensure(root, url=url, md5="0" * 32)
+    assert list(root.iterdir()) == []
+
+
+def test_server_gone_says_where_to_put_the_archive(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    root = tmp_path / "cache"
+    with pytest.raises(DataError) as info:
+        data.ensure(root, url=f"http://127.0.0.1:{port}/x.tar.gz", md5="0" * 32, timeout=5)
+    message = str(info.value)
+    assert "cannot download CIFAR-10" in message
+    assert str(root / data.ARCHIVE) in message
+    assert list(root.iterdir()) == []
+
+
+def test_archive_put_by_hand_is_used(server, tmp_path):
+    url, md5 = server
+    import urllib.request
+
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / data.ARCHIVE).write_bytes(urllib.request.urlopen(url).read())
+    data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
+    assert (root / data.FOLDER / "test_batch").is_file()

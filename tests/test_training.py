@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+
+from core.data import load_split
+from core.errors import ConfigError, DivergedError
+from core.training import TrainConfig, eval_steps, train
+
+
+@pytest.fixture(scope="module")
+def exercise(cifar_dir):
+    return load_split("exercise", cifar_dir)
+
+
+def test_lambda_zero_overfits_100_images(exercise):
+    X, y = exercise.X_train[:100], exercise.y_train[:100]
+    config = TrainConfig(lam=0.0, batch_size=10, n_s=200, cycles=2, eta_max=0.05, seed=1)
+    result = train(config, X, y, X, y)
+    assert result.final["train_accuracy"] >= 0.95
+
+
+def test_runs_whole_cycles_and_records_the_curves(exercise):
+    config = TrainConfig(lam=0.01, batch_size=100, n_s=15, cycles=2, evals_per_cycle=5)
+    seen = []
+    r = train(
+        config,
+        exercise.X_train,
+        exercise.y_train,
+        exercise.X_val,
+        exercise.y_val,
+        on_eval=seen.append,
+    )
+    assert r.steps == 60 and r.n_s == 15
+    assert r.curves["step"] == [6, 12, 18, 24, 30, 36, 42, 48, 54, 60]
+    assert [p.step for p in seen] == r.curves["step"]
+    assert r.curves["eta"][-1] == pytest.approx(config.eta_min)  # stops at eta_min
+    assert r.final["val_accuracy"] > 0.5  # synthetic classes are separable
+    for key in ("train_cost", "val_loss", "train_accuracy"):
+        assert len(r.curves[key]) == 10
+
+
+def test_n_s_auto_is_two_epochs():
+    assert TrainConfig(batch_size=100).step_size(45_000) == 900
+    assert eval_steps(500, 1, 10) == list(range(100, 1001, 100))
+
+
+def test_same_seed_gives_bit_identical_weights(exercise):
+    config = TrainConfig(n_s=10, cycles=1, seed=7)
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    a, b = train(config, *args), train(config, *args)
+    c = train(TrainConfig(n_s=10, cycles=1, seed=8), *args)
+    for name in ("W1", "b1", "W2", "b2"):
+        assert np.array_equal(getattr(a.params, name), getattr(b.params, name))
+    assert not np.array_equal(a.params.W1, c.params.W1)
+
+
+def test_float64_training_works(exercise):
+    r = train(
+        TrainConfig(n_s=5, cycles=1, dtype="float64"),
+        exercise.X_train,
+        exercise.y_train,
+        exercise.X_val,
+        exercise.y_val,
+    )
+    assert r.params.W1.dtype == np.float64
+
+
+def test_divergence_is_a_typed_error_with_the_step(exercise):
+    config = TrainConfig(eta_min=1e3, eta_max=1e6, n_s=20, cycles=1)
+    with pytest.raises(DivergedError) as info:
+        train(config, exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    assert 1 <= info.value.step <= 40
+
+
+def test_callback_can_stop_training(exercise):
+    class Stop(Exception):
+        pass
+
+    def stop(point):
+        raise Stop
+
+    with pytest.raises(Stop):
+        train(
+            TrainConfig(n_s=10, cycles=1),
+            exercise.X_train,
+            exercise.y_train,
+            exercise.X_val,
+            exercise.y_val,
+            on_eval=stop,
+        )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"lam": -1.0}, r"lambda \(-1.0\) must be a finite number >= 0"),
+        ({"eta_min": 0.2, "eta_max": 0.1}, r"eta_min \(0.2\) must be below eta_max \(0.1\)"),
+        ({"n_s": 0}, r"n_s \(0\)"),
+        ({"cycles": 0}, r"cycles"),
+        ({"schedule": "cosine"}, r"unknown schedule"),
+    ],
+)
+def test_bad_configs_are_rejected(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_batch_larger_than_training_set_is_rejected(exercise):
+    with pytest.raises(ConfigError, match=r"batch_size \(5000\) is larger than the training set"):
+        train(
+            TrainConfig(batch_size=5000),
+            exercise.X_train,
+            exercise.y_train,
+            exercise.X_val,
+            exercise.y_val,
+        )
