@@ -67,6 +67,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON object")
     p.set_defaults(func=cmd_train)
 
+    storage_help = "study storage URL (default $SWEEP_STORAGE or sqlite:///sweeps.db)"
+
+    p = sub.add_parser("run", help="create or load a study and run trials until its target")
+    p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--seed", type=int, help="override the file's study seed")
+    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="recover dead trials and top a study up to its target")
+    p.add_argument("study", help="study name")
+    p.add_argument("--jobs", type=_positive_int, default=1)
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/")
+    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("worker", help="join a study from any machine and run its trials")
+    p.add_argument("study", help="study name")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--jobs", type=_positive_int, default=1)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("status", help="every study: stage, target, counts, best, range")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("trials", help="one row per trial of a study")
+    p.add_argument("study")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--sort", choices=("number", "value", "lambda"), default="number")
+    p.set_defaults(func=cmd_trials)
+
+    p = sub.add_parser("show", help="one trial: config, timings, curves")
+    p.add_argument("study")
+    p.add_argument("trial", type=int)
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="draw the trial's training curves")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("table", help="write a study's table as CSV, Markdown and LaTeX")
+    p.add_argument("study")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
+    p.set_defaults(func=cmd_table)
+
     p = sub.add_parser("gradcheck", help="analytic vs numerical gradients (exit 1 above 1e-6)")
     p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
     p.add_argument("--json", action="store_true", help="print a JSON object")
@@ -98,6 +151,140 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_json(), indent=2))
     else:
         print(summary.describe())
+    return 0
+
+
+def _print_progress(p) -> None:
+    if sys.stderr.isatty():
+        print("\r\033[K" + p.line(), end="", file=sys.stderr, flush=True)
+    else:
+        print(p.line(), file=sys.stderr, flush=True)
+
+
+def _print_run(result, tables) -> None:
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    for note in result.notes:
+        print(note)
+    c = result.counts
+    lam = result.ranges.get("lambda")
+    print(f"{result.study} ({result.stage}): {c['COMPLETE']}/{result.target} COMPLETE, "
+          f"{c['FAIL']} failed, {c['PRUNED']} pruned in {result.seconds:.1f} s"
+          + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else ""))
+    if result.best_value is not None:
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in result.best_params.items())
+        print(f"best: {shown} -> validation accuracy {result.best_value:.2%}")
+    for path in tables:
+        print(f"wrote {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sweep import studyfile
+    from sweep.runner import run_study
+    from sweep.tables import write_study_tables
+
+    spec = studyfile.load(args.study_file, seed=args.seed)
+    result = run_study(spec, storage_url=args.storage, jobs=args.jobs, data_dir=args.data_dir,
+                       trials=args.trials, on_progress=_print_progress)
+    _print_run(result, write_study_tables(result.study, args.storage, args.out))
+    return 0
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from sweep.runner import resume_study
+    from sweep.tables import write_study_tables
+
+    result = resume_study(args.study, storage_url=args.storage, jobs=args.jobs,
+                          data_dir=args.data_dir, on_progress=_print_progress)
+    if result.already_done:
+        print(f"study {args.study!r} is already finished: {result.counts['COMPLETE']}/"
+              f"{result.target} COMPLETE; nothing to run")
+        return 0
+    _print_run(result, write_study_tables(result.study, args.storage, args.out))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from sweep.runner import join_study
+
+    ran = join_study(args.study, storage_url=args.storage, jobs=args.jobs, data_dir=args.data_dir)
+    print(f"worker done: ran {ran} trial(s) of {args.study!r}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from sweep.inspect import status
+
+    rows = status(args.storage)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print("no studies in this storage yet; start one with `sweep run STUDY_FILE`")
+    for r in rows:
+        states = ", ".join(f"{k} {v}" for k, v in r["states"].items()) or "no trials"
+        line = f"{r['study']} [{r['stage']}"
+        line += f" from {r['parent']}]" if r["parent"] else "]"
+        line += f" target {r['target']}: {states}"
+        if r["best"]:
+            line += f"; best trial {r['best']['trial']} lambda {r['best']['lambda']:.4g} "
+            line += f"-> {r['best']['value']:.2%}"
+        if r["range"]:
+            line += f"; range [{r['range']['low']:.3g}, {r['range']['high']:.3g}]"
+        print(line)
+    return 0
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    from sweep.inspect import trials
+
+    rows = trials(args.study, args.storage, args.sort)
+    if args.format == "json":
+        print(json.dumps([{k: r[k] for k in ("number", "state", "lambda", "value", "seconds")}
+                          for r in rows], indent=2))
+        return 0
+    import pandas as pd
+
+    df = pd.DataFrame(rows, columns=["number", "state", "lambda", "value", "seconds", "reason"])
+    if args.format == "csv":
+        print(df.to_csv(index=False), end="")
+    else:
+        print(df.to_markdown(index=False, floatfmt=".4g") if rows else "no trials yet")
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from sweep.inspect import show
+
+    info = show(args.study, args.trial, args.storage)
+    if args.plot:
+        from sweep.figures import plot_curves
+
+        plot_curves(info["user_attrs"].get("curves") or {}, args.plot,
+                    title=f"{args.study} trial {args.trial}")
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    attrs = dict(info["user_attrs"])
+    curves = attrs.pop("curves", None)
+    print(f"study {info['study']} trial {info['number']}: {info['state']}")
+    for k in ("params", "value", "started", "completed", "seconds"):
+        print(f"  {k}: {info[k]}")
+    for k, v in attrs.items():
+        print(f"  {k}: {v}")
+    if curves:
+        print(f"  curves: {len(curves['step'])} points, final val accuracy "
+              f"{curves['val_accuracy'][-1]:.2%}")
+    if args.plot:
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from sweep.tables import write_study_tables
+
+    for path in write_study_tables(args.study, args.storage, args.out):
+        print(f"wrote {path}")
     return 0
 
 

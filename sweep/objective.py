@@ -1,0 +1,93 @@
+"""The Optuna objective: suggest, build the core config, train, report, return a float.
+
+The only module that imports both optuna and core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import socket
+import time
+
+import numpy as np
+import optuna
+
+from core.data import Split
+from core.errors import DivergedError
+from core.training import EvalPoint, train
+from sweep import __version__
+from sweep.studyfile import StudyFile
+
+# searched name -> TrainConfig field
+FIELDS = {"lambda": "lam", "eta_min": "eta_min", "eta_max": "eta_max", "hidden": "hidden",
+          "batch_size": "batch_size"}
+
+
+class Objective:
+    """Mean final validation accuracy over ``repeats`` seeds for the suggested values."""
+
+    def __init__(
+        self,
+        spec: StudyFile,
+        ranges: dict[str, tuple[float, float, bool]],
+        data: Split,
+        fingerprint: str,
+    ):
+        self.spec = spec
+        self.ranges = ranges
+        self.data = data
+        self.fingerprint = fingerprint
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, (low, high, log) in sorted(self.ranges.items()):
+            if name in ("hidden", "batch_size"):
+                values[name] = trial.suggest_int(name, int(low), int(high), log=log)
+            else:
+                values[name] = trial.suggest_float(name, low, high, log=log)
+        return values
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr("host", socket.gethostname())
+        trial.set_user_attr("pid", os.getpid())
+        values = self.suggest(trial)
+        config = dataclasses.replace(
+            self.spec.train, **{FIELDS[name]: v for name, v in values.items()}
+        )
+        d = self.data
+        accuracies, seconds = [], []
+        curves = None
+        points = config.cycles * config.evals_per_cycle
+        for r in range(self.spec.study.repeats):
+            seeded = dataclasses.replace(config, seed=self.spec.study.seed + r)
+
+            def report(p: EvalPoint, offset: int = r * points) -> None:
+                trial.report(p.val_accuracy, offset + p.index)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned at step {p.step}")
+
+            try:
+                result = train(seeded, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
+            except DivergedError as exc:
+                trial.set_user_attr("fail_reason", str(exc))
+                raise
+            accuracies.append(result.final["val_accuracy"])
+            seconds.append(result.seconds)
+            curves = curves or result.curves
+        value = float(np.mean(accuracies))
+        trial.set_user_attr("config", dataclasses.asdict(config))
+        trial.set_user_attr("seeds", [self.spec.study.seed + r for r in range(len(accuracies))])
+        trial.set_user_attr("val_accuracies", accuracies)
+        trial.set_user_attr("val_sd", float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0)
+        trial.set_user_attr("train_accuracy", curves["train_accuracy"][-1] if curves else None)
+        trial.set_user_attr("curves", curves)
+        trial.set_user_attr("train_seconds", seconds)
+        trial.set_user_attr("data_fingerprint", self.fingerprint)
+        trial.set_user_attr("version", __version__)
+        trial.set_user_attr("finished_at", time.time())
+        if not math.isfinite(value):
+            trial.set_user_attr("fail_reason", f"validation accuracy is {value}")
+            raise DivergedError(0, value)
+        return value

@@ -1,0 +1,374 @@
+"""Run a study: create it, plan and enqueue its values, start worker processes, top up.
+
+The orchestrator (``run_study``) is the only process that creates the study and enqueues
+trials; workers (``work``) receive plain arguments, open the storage themselves, load the
+study by name and run queued trials until the study has its target of COMPLETE trials.
+Every count is read from the storage, so rerunning any command continues correctly.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from sweep import plan
+from sweep.errors import Interrupted, RunFailed, StudyFileError, StudyNotFound
+from sweep.narrowing import narrow
+from sweep.storage import open_storage, resolve_url
+from sweep.studyfile import StudyFile
+
+STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
+
+
+@dataclass
+class Progress:
+    study: str
+    target: int
+    counts: dict[str, int]
+    best_value: float | None = None
+    best_params: dict[str, float] = field(default_factory=dict)
+
+    def line(self) -> str:
+        c = self.counts
+        text = (f"{self.study}: {c.get('COMPLETE', 0)}/{self.target} complete, "
+                f"{c.get('RUNNING', 0)} running, {c.get('FAIL', 0)} failed")
+        if self.best_value is not None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in self.best_params.items())
+            text += f"; best {self.best_value:.2%} ({shown})"
+        return text
+
+
+def counts(study: optuna.Study) -> dict[str, int]:
+    out = dict.fromkeys(STATES, 0)
+    for t in study.get_trials(deepcopy=False):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+def progress(study: optuna.Study, target: int) -> Progress:
+    p = Progress(study.study_name, target, counts(study))
+    if p.counts["COMPLETE"]:
+        best = study.best_trial
+        p.best_value, p.best_params = best.value, best.params
+    return p
+
+
+# --- creating a study -----------------------------------------------------------------
+
+
+def _comparable(spec: StudyFile) -> dict:
+    d = spec.to_dict()
+    d.pop("path")
+    d["study"].pop("trials")
+    return d
+
+
+def prepare_study(spec: StudyFile, storage, *, target: int) -> tuple[optuna.Study, list[str]]:
+    """Create the study (or load it), store its settings and ranges once; set the target.
+
+    Returns the study and notes for the user (e.g. how a fine range was derived).
+    """
+    notes: list[str] = []
+    name = spec.study.name
+    existing = {s.study_name for s in storage.get_all_studies()}
+    if name in existing:
+        study = optuna.load_study(study_name=name, storage=storage)
+        stored = study.user_attrs.get("spec")
+        if stored is not None and _comparable(StudyFile.from_dict(stored)) != _comparable(spec):
+            raise StudyFileError(
+                f"{spec.path}: study {name!r} already exists in the storage with other settings; "
+                "give the study a new name (or use another --storage)"
+            )
+    else:
+        ranges = {}
+        for pname, r in spec.search.items():
+            if r.narrow_from:
+                narrowed = _narrow_from_parent(r, storage, existing, pname)
+                ranges[pname] = (narrowed.low, narrowed.high, True)
+                notes.append(f"{pname} range narrowed from {r.narrow_from}: "
+                             f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})")
+                range_note = narrowed.note
+            else:
+                ranges[pname] = (r.low, r.high, r.log)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        study.set_user_attr("spec", spec.to_dict())
+        study.set_user_attr("stage", spec.stage)
+        study.set_user_attr("parent", spec.parent)
+        study.set_user_attr("ranges", {k: list(v) for k, v in ranges.items()})
+        if spec.parent:
+            study.set_user_attr("range_note", range_note)
+        study.set_user_attr("next_point", 0)
+    if study.user_attrs.get("target") != target:
+        study.set_user_attr("target", target)
+    return study, notes
+
+
+def _narrow_from_parent(r, storage, existing: set[str], pname: str):
+    if r.narrow_from not in existing:
+        raise StudyNotFound(
+            f"the fine stage narrows from study {r.narrow_from!r}, which is not in the storage; "
+            f"run it first (e.g. sweep run studies/{r.narrow_from}.toml)"
+        )
+    parent = optuna.load_study(study_name=r.narrow_from, storage=storage)
+    done = [t for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if pname in t.params]
+    if not done:
+        raise StudyNotFound(
+            f"study {r.narrow_from!r} has no COMPLETE trials to narrow from; "
+            f"run or resume it first"
+        )
+    return narrow([(t.params[pname], t.value) for t in done], top_k=r.top_k, margin=r.margin)
+
+
+def ranges_of(study: optuna.Study) -> dict[str, tuple[float, float, bool]]:
+    return {k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in study.user_attrs["ranges"].items()}
+
+
+def top_up(study: optuna.Study, spec: StudyFile, *, jobs: int) -> int:
+    """Enqueue the next planned points so that the queue covers the missing trials.
+
+    The queue holds jobs - 1 points more than are missing: workers check the count and
+    then pop, so near the end a few may pop at once (an allowed overshoot of up to
+    jobs - 1) rather than finding the queue empty and sampling an unplanned value.
+    Returns how many points were enqueued.
+    """
+    if spec.study.sampler not in plan.PLANNED:
+        return 0
+    c = counts(study)
+    target = study.user_attrs["target"]
+    missing = target - c["COMPLETE"] - c["RUNNING"]
+    want = max(missing, 0) + (jobs - 1) - c["WAITING"]
+    start = study.user_attrs.get("next_point", 0)
+    if spec.study.sampler == "grid":
+        want = min(want, target - start)
+    ranges = ranges_of(study)
+    for i in range(start, start + max(want, 0)):
+        values = plan.point(spec.study.sampler, spec.study.seed, i, ranges, target)
+        study.enqueue_trial(values, user_attrs={"point": i}, skip_if_exists=False)
+    if want > 0:
+        study.set_user_attr("next_point", start + want)
+    return max(want, 0)
+
+
+# --- workers --------------------------------------------------------------------------
+
+
+def work(url: str, study_name: str, index: int, threads: int, data_folder: str) -> int:
+    """One worker process: run trials of ``study_name`` until its target is reached.
+
+    Returns the number of trials this worker ran.
+    """
+    from threadpoolctl import threadpool_limits
+
+    from core.errors import DivergedError
+    from sweep.datacache import open_split
+    from sweep.objective import Objective
+
+    # Ctrl-C is the orchestrator's to handle: it kills the workers and fails their trials.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    storage = open_storage(url, create=False)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    data = open_split(Path(data_folder))
+    study = optuna.load_study(
+        study_name=study_name,
+        storage=storage,
+        sampler=plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index),
+        pruner=plan.pruner_for(spec.study.pruner),
+    )
+    objective = Objective(spec, ranges_of(study), data, fingerprint=Path(data_folder).name)
+    planned = spec.study.sampler in plan.PLANNED
+    ran = 0
+    with threadpool_limits(limits=threads):
+        while True:
+            c = counts(study)
+            target = study.user_attrs["target"]  # read afresh: a rerun may raise it
+            if c["COMPLETE"] + c["RUNNING"] >= target:
+                break
+            if planned and c["WAITING"] == 0:
+                break
+            study.optimize(objective, n_trials=1, catch=(DivergedError,))
+            ran += 1
+    return ran
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@dataclass
+class RunResult:
+    study: str
+    stage: str
+    target: int
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, float]
+    ranges: dict[str, tuple[float, float, bool]]
+    notes: list[str]
+    seconds: float
+    worker_seconds: float = 0.0
+    already_done: bool = False
+
+
+def run_study(
+    spec: StudyFile,
+    *,
+    storage_url: str | None = None,
+    jobs: int = 1,
+    data_dir: str | None = None,
+    trials: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    poll: float = 1.0,
+) -> RunResult:
+    """Run ``spec`` until its study has ``trials`` (default: the file's) COMPLETE trials."""
+    from sweep import datacache
+    from sweep.resume import recover
+
+    started = time.perf_counter()
+    url = resolve_url(storage_url)
+    storage = open_storage(url)
+    target = trials or spec.study.trials
+    cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
+    study, notes = prepare_study(spec, storage, target=target)
+    notes += recover(study)
+    threads = max(1, cpu_count() // jobs)
+    worker_seconds = 0.0
+    stalled = 0
+    while True:
+        before = counts(study)
+        if before["COMPLETE"] >= target:
+            break
+        top_up(study, spec, jobs=jobs)
+        t0 = time.perf_counter()
+        _run_workers(url, spec.study.name, jobs, threads, str(cached.folder), study, target,
+                     on_progress, poll)
+        worker_seconds += time.perf_counter() - t0
+        after = counts(study)
+        if after["COMPLETE"] == before["COMPLETE"]:
+            stalled += 1
+            if stalled >= 3 or (spec.study.sampler == "grid"
+                                and study.user_attrs.get("next_point", 0) >= target):
+                raise RunFailed(
+                    f"study {spec.study.name!r} made no progress: {after['FAIL']} trials failed "
+                    f"(see `sweep trials {spec.study.name}` for the reasons)"
+                )
+        else:
+            stalled = 0
+    p = progress(study, target)
+    if on_progress:
+        on_progress(p)
+    return RunResult(
+        study=spec.study.name,
+        stage=spec.stage,
+        target=target,
+        counts=p.counts,
+        best_value=p.best_value,
+        best_params=p.best_params,
+        ranges=ranges_of(study),
+        notes=notes,
+        seconds=time.perf_counter() - started,
+        worker_seconds=worker_seconds,
+    )
+
+
+def resume_study(
+    name: str,
+    *,
+    storage_url: str | None = None,
+    jobs: int = 1,
+    data_dir: str | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> RunResult:
+    """Recover dead trials of a stored study and top it up to its stored target."""
+    from sweep.inspect import load
+    from sweep.resume import recover
+
+    study = load(name, storage_url)
+    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    target = int(study.user_attrs["target"])
+    notes = recover(study)
+    c = counts(study)
+    if c["COMPLETE"] >= target and c["RUNNING"] == 0:
+        p = progress(study, target)
+        return RunResult(study=name, stage=spec.stage, target=target, counts=p.counts,
+                         best_value=p.best_value, best_params=p.best_params,
+                         ranges=ranges_of(study), notes=notes, seconds=0.0, already_done=True)
+    result = run_study(spec, storage_url=storage_url, jobs=jobs, data_dir=data_dir,
+                       trials=target, on_progress=on_progress)
+    result.notes[:0] = notes
+    return result
+
+
+def join_study(
+    name: str, *, storage_url: str | None = None, jobs: int = 1, data_dir: str | None = None
+) -> int:
+    """`sweep worker`: run trials of an existing study (from any machine) until its target."""
+    from sweep import datacache
+    from sweep.inspect import load
+
+    url = resolve_url(storage_url)
+    study = load(name, url)
+    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
+    threads = max(1, cpu_count() // jobs)
+    if jobs == 1:
+        return work(url, name, _worker_index(), threads, str(cached.folder))
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=jobs, timeout=60)
+    base = _worker_index()
+    futures = [executor.submit(work, url, name, base + i, threads, str(cached.folder))
+               for i in range(jobs)]
+    return sum(f.result() for f in futures)
+
+
+def _worker_index() -> int:
+    """Distinct sampler seeds for workers on many machines: derived from host and pid."""
+    import socket
+    import zlib
+
+    return zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000 + 1000
+
+
+def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, poll) -> None:
+    """Start ``jobs`` loky worker processes and report progress from the storage meanwhile."""
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=jobs, timeout=60)
+    futures = [executor.submit(work, url, name, i, threads, folder) for i in range(jobs)]
+    last = None
+    try:
+        while not all(f.done() for f in futures):
+            time.sleep(poll)
+            if on_progress:
+                p = progress(study, target)
+                if p.line() != last:
+                    on_progress(p)
+                    last = p.line()
+        for f in futures:
+            f.result()
+    except KeyboardInterrupt:
+        executor.shutdown(wait=False, kill_workers=True)
+        from sweep.resume import fail_running
+
+        n = fail_running(study, reason="interrupted")
+        raise Interrupted(
+            f"interrupted; {n} running trial(s) marked FAIL. Resume with: "
+            f"sweep resume {name} --storage {url}"
+        ) from None
+    except Exception as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise RunFailed(f"a worker of study {name!r} crashed: {exc}") from exc
+

@@ -1,0 +1,135 @@
+"""Open a study storage from a URL, applying the project's storage rules (DESIGN.md).
+
+SQLite: every transaction starts with BEGIN IMMEDIATE (SQLite ignores SELECT ... FOR
+UPDATE, so without it parallel workers pop the same queued trial twice), a busy timeout,
+heartbeat on and stale trials retried with the same parameters. PostgreSQL: heartbeat on
+and stale trials retried; its row locks already make popping exact.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+from sweep.errors import StorageError
+
+DEFAULT_URL = "sqlite:///sweeps.db"
+SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
+GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
+MAX_RETRY = 3
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+# Heartbeats and their retry callback are marked experimental; they are the storage rules here.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def resolve_url(url: str | None) -> str:
+    """``--storage``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweeps.db``."""
+    return url or os.environ.get("SWEEP_STORAGE") or DEFAULT_URL
+
+
+def retry_callback() -> RetryHeartbeatStaleTrialCallback:
+    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+
+def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
+    """The storage at ``url`` with the project's rules applied.
+
+    ``create=False`` (readers, workers) refuses to create a new SQLite file, so a typo in
+    a path gives an error instead of an empty database.
+    """
+    url = resolve_url(url)
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in SCHEMES:
+        raise StorageError(
+            f"storage URL {url!r} has an unknown scheme; use sqlite:///PATH.db or "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+        )
+    if scheme == "sqlite":
+        return _open_sqlite(url, create)
+    if scheme == "postgresql":
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return _open_postgres(url)
+
+
+def _rdb(url: str, engine_kwargs: dict) -> RDBStorage:
+    return RDBStorage(
+        url,
+        engine_kwargs=engine_kwargs,
+        heartbeat_interval=HEARTBEAT_SECONDS,
+        grace_period=GRACE_SECONDS,
+        heartbeat_stale_trial_callback=retry_callback(),
+    )
+
+
+def _open_sqlite(url: str, create: bool) -> RDBStorage:
+    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+    if path is None or str(path) in ("", ":memory:"):
+        raise StorageError(f"storage URL {url!r} names no file; use sqlite:///PATH.db")
+    if path.exists():
+        _check_sqlite_file(path)
+    elif not create:
+        raise StorageError(f"no study database at {path}; run `sweep run STUDY_FILE` first "
+                           "or pass --storage")
+    elif not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise StorageError(f"cannot create the database {path}: the folder {path.parent} "
+                           "does not exist or is not writable; pass another --storage")
+    try:
+        storage = _rdb(url, {"connect_args": {"timeout": 60}})
+    except Exception as exc:  # SQLAlchemy/sqlite errors: a readable line, not a traceback
+        raise StorageError(f"cannot open {path} as a study database: {_first_line(exc)}") from None
+    _begin_immediate(storage.engine)
+    return storage
+
+
+def _check_sqlite_file(path: Path) -> None:
+    if path.is_dir():
+        raise StorageError(f"{path} is a folder, not a SQLite database; pass another --storage")
+    try:
+        with open(path, "rb") as f:
+            header = f.read(16)
+    except OSError as exc:
+        raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise StorageError(f"{path} is not a SQLite database; pass another --storage")
+    if not os.access(path, os.W_OK):
+        raise StorageError(f"{path} is not writable; check its permissions or copy it")
+
+
+def _begin_immediate(engine) -> None:
+    """SQLAlchemy's documented pysqlite recipe: take the write lock when a transaction begins."""
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: sqlite3.Connection, _record) -> None:
+        dbapi_connection.isolation_level = None  # let SQLAlchemy emit BEGIN itself
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()  # connections made before the listeners existed would skip them
+
+
+def _open_postgres(url: str) -> RDBStorage:
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise StorageError(
+            "PostgreSQL needs the psycopg driver: pip install 'lambda-sweep[postgres]'"
+        ) from None
+    try:
+        return _rdb(url, {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}})
+    except Exception as exc:
+        raise StorageError(f"cannot reach the PostgreSQL storage: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
