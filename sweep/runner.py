@@ -257,7 +257,7 @@ def run_study(
         after = counts(study)
         if after["COMPLETE"] == before["COMPLETE"]:
             stalled += 1
-            if stalled >= 3 or (spec.study.sampler == "grid"
+            if stalled >= 5 or (spec.study.sampler == "grid"
                                 and study.user_attrs.get("next_point", 0) >= target):
                 raise RunFailed(
                     f"study {spec.study.name!r} made no progress: {after['FAIL']} trials failed "

@@ -1,0 +1,149 @@
+import math
+
+import optuna
+import pytest
+
+from sweep import plan, studyfile
+from sweep.errors import StudyFileError, StudyNotFound
+from sweep.runner import counts, run_study
+from sweep.tables import study_table, write_tables
+
+SMALL = """
+[study]
+name = "{name}"
+trials = {trials}
+seed = 7
+sampler = "{sampler}"
+repeats = {repeats}
+[data]
+split = "exercise"
+[train]
+n_s = 5
+cycles = 1
+evals_per_cycle = 2
+[search.lambda]
+low = {low}
+high = {high}
+"""
+
+
+def spec(tmp_path, name="s", trials=4, sampler="random", repeats=1, low=1e-4, high=1e-1):
+    p = tmp_path / f"{name}.toml"
+    p.write_text(SMALL.format(name=name, trials=trials, sampler=sampler, repeats=repeats,
+                              low=low, high=high))
+    return studyfile.load(p)
+
+
+def lambdas(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    return sorted(t.params["lambda"] for t in study.get_trials(states=(
+        optuna.trial.TrialState.COMPLETE,)))
+
+
+def test_same_lambdas_whatever_the_number_of_jobs(tmp_path, cifar_dir):
+    one, three = f"sqlite:///{tmp_path}/one.db", f"sqlite:///{tmp_path}/three.db"
+    s = spec(tmp_path, trials=5)
+    r1 = run_study(s, storage_url=one, jobs=1, data_dir=cifar_dir)
+    r3 = run_study(s, storage_url=three, jobs=3, data_dir=cifar_dir)
+    assert r1.counts["COMPLETE"] == 5
+    assert 5 <= r3.counts["COMPLETE"] <= 5 + 2  # overshoot at most jobs - 1
+    planned = [plan.point("random", 7, i, {"lambda": (1e-4, 1e-1, True)}, 5)["lambda"]
+               for i in range(7)]
+    assert lambdas(one, "s") == pytest.approx(sorted(planned[:5]))
+    assert set(lambdas(three, "s")) <= set(planned)
+    assert sorted(planned[:5]) == pytest.approx(sorted(lambdas(three, "s"))[:5]) or set(
+        planned[:5]) <= set(lambdas(three, "s"))
+
+
+def test_rerun_tops_up_to_a_new_target_and_never_recomputes(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/s.db"
+    s = spec(tmp_path, trials=3)
+    run_study(s, storage_url=url, jobs=1, data_dir=cifar_dir)
+    again = run_study(s, storage_url=url, jobs=1, data_dir=cifar_dir)
+    assert again.counts["COMPLETE"] == 3  # already finished: nothing more ran
+    more = run_study(s, storage_url=url, jobs=1, data_dir=cifar_dir, trials=5)
+    assert more.counts["COMPLETE"] == 5
+
+
+def test_repeats_average_several_seeds(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/r.db"
+    run_study(spec(tmp_path, trials=2, repeats=3), storage_url=url, data_dir=cifar_dir)
+    study = optuna.load_study(study_name="s", storage=url)
+    for t in study.trials:
+        accs = t.user_attrs["val_accuracies"]
+        assert len(accs) == 3 and t.user_attrs["seeds"] == [7, 8, 9]
+        assert t.value == pytest.approx(sum(accs) / 3)
+
+
+def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, cifar_dir):
+    # lambda >= ~10 makes the decay factor 1 - 2 eta lambda < -1: the weights explode.
+    url = f"sqlite:///{tmp_path}/nan.db"
+    s = spec(tmp_path, trials=4, sampler="grid", low=1e-3, high=1e4)
+    with pytest.raises(Exception, match="made no progress"):
+        run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
+    study = optuna.load_study(study_name="s", storage=url)
+    c = counts(study)
+    assert c["COMPLETE"] >= 2 and c["FAIL"] >= 1
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.params["lambda"] > 1 for t in failed)
+
+
+def test_random_top_up_replaces_failed_trials(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/nan2.db"
+    s = spec(tmp_path, trials=4, low=1e-3, high=1e2)
+    r = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
+    assert r.counts["COMPLETE"] == 4
+
+
+def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/f.db"
+    fine_text = (SMALL.format(name="fine", trials=3, sampler="qmc", repeats=1, low=1, high=2)
+                 .replace("low = 1\nhigh = 2", 'narrow_from = "coarse"\ntop_k = 2\nmargin = 0.1'))
+    (tmp_path / "fine.toml").write_text(fine_text)
+    fine = studyfile.load(tmp_path / "fine.toml")
+    with pytest.raises(StudyNotFound, match="'coarse', which is not in the storage"):
+        run_study(fine, storage_url=url, data_dir=cifar_dir)
+    run_study(spec(tmp_path, name="coarse", trials=4), storage_url=url, data_dir=cifar_dir)
+    r = run_study(fine, storage_url=url, data_dir=cifar_dir)
+    low, high, _ = r.ranges["lambda"]
+    study = optuna.load_study(study_name="fine", storage=url)
+    assert study.user_attrs["parent"] == "coarse" and study.user_attrs["stage"] == "fine"
+    assert all(low * 0.999 <= v <= high * 1.001 for v in lambdas(url, "fine"))
+    # More coarse trials later must not move the stored fine range.
+    run_study(spec(tmp_path, name="coarse", trials=4), storage_url=url, data_dir=cifar_dir,
+              trials=6)
+    r2 = run_study(fine, storage_url=url, data_dir=cifar_dir, trials=4)
+    assert r2.ranges["lambda"][:2] == pytest.approx((low, high))
+
+
+def test_fine_stage_whose_parent_has_no_complete_trials(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/e.db"
+    optuna.create_study(study_name="coarse", storage=url)
+    text = (SMALL.format(name="fine", trials=2, sampler="qmc", repeats=1, low=1, high=2)
+            .replace("low = 1\nhigh = 2", 'narrow_from = "coarse"'))
+    (tmp_path / "fine.toml").write_text(text)
+    with pytest.raises(StudyNotFound, match="'coarse' has no COMPLETE trials"):
+        run_study(studyfile.load(tmp_path / "fine.toml"), storage_url=url, data_dir=cifar_dir)
+
+
+def test_changed_settings_under_the_same_name_are_refused(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/c.db"
+    run_study(spec(tmp_path, trials=1), storage_url=url, data_dir=cifar_dir)
+    with pytest.raises(StudyFileError, match="already exists in the storage with other settings"):
+        run_study(spec(tmp_path, trials=1, high=0.5), storage_url=url, data_dir=cifar_dir)
+
+
+def test_table_data_and_files(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/t.db"
+    run_study(spec(tmp_path, trials=3), storage_url=url, data_dir=cifar_dir)
+    study = optuna.load_study(study_name="s", storage=url)
+    df = study_table(study)
+    assert list(df["lambda"]) == sorted(t.params["lambda"] for t in study.trials)
+    assert df["best"].sum() == 1
+    best = df[df["best"]].iloc[0]
+    assert best["val_accuracy"] == max(t.value for t in study.trials)
+    assert best["rank"] == 1 and math.isclose(best["lambda"], study.best_params["lambda"])
+    paths = write_tables(study, tmp_path / "out")
+    assert [p.name for p in paths] == ["table.csv", "table.md", "table.tex"]
+    assert "★" in paths[1].read_text() and r"\begin{tabular}" in paths[2].read_text()

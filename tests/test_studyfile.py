@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sweep import studyfile
+from sweep.errors import StudyFileError
+
+STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
+
+GOOD = """
+[study]
+name = "s"
+trials = 4
+[data]
+split = "exercise"
+[train]
+n_s = 10
+cycles = 1
+[search.lambda]
+low = 1e-4
+high = 1e-1
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "s.toml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=[p.name for p in STUDIES])
+def test_every_shipped_study_parses(path):
+    spec = studyfile.load(path)
+    assert spec.study.name == path.stem
+    assert "lambda" in spec.search
+
+
+def test_shipped_studies_are_the_seed_stages():
+    coarse = studyfile.load(Path("studies/coarse.toml"))
+    fine = studyfile.load(Path("studies/fine.toml"))
+    assert (coarse.search["lambda"].low, coarse.search["lambda"].high) == (1e-5, 1e-1)
+    assert coarse.split == "search" and coarse.study.trials == 10 and coarse.train.n_s == "auto"
+    assert fine.parent == "coarse" and fine.stage == "fine" and fine.train.cycles == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("trials = 4", "trials = 4\ncolour = 1"), "study.colour is not a known key"),
+        (("trials = 4", 'trials = "4"'), "study.trials must be a int, not str"),
+        (("n_s = 10", "n_s = true"), "train.n_s must be"),
+        (("n_s = 10", 'n_s = "often"'), 'train.n_s must be a positive integer or "auto"'),
+        (("low = 1e-4", "low = 1"), "search.lambda.low (1.0) must be below high (0.1)"),
+        (("low = 1e-4", "low = 0"), "search.lambda.low (0.0) must be positive for a log range"),
+        (("trials = 4", 'trials = 4\nsampler = "bayes"'), "choose one of random, qmc, tpe, grid"),
+        (("trials = 4", 'trials = 4\npruner = "x"'), "choose one of none, median, hyperband"),
+        (('split = "exercise"', 'split = "x"'), "data.split is 'x'; choose one of exercise"),
+        (("cycles = 1", "cycles = 1\neta_min = 0.5"), "eta_min (0.5) must be below eta_max"),
+        (("[search.lambda]", "[search.momentum]"), "search.momentum cannot be searched"),
+        (("trials = 4", "trials = 4 ="), "TOML syntax error"),
+    ],
+)
+def test_bad_study_files_name_the_file_and_key(tmp_path, change, message):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(StudyFileError) as info:
+        studyfile.load(path)
+    assert str(path) in str(info.value)
+    assert message in str(info.value)
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(StudyFileError, match="does not exist"):
+        studyfile.load(tmp_path / "nope.toml")
+
+
+@given(
+    trials=st.integers(1, 1000),
+    seed=st.integers(0, 2**31),
+    repeats=st.integers(1, 5),
+    low=st.floats(1e-8, 1e-3),
+    span=st.floats(1.5, 1e4),
+    sampler=st.sampled_from(studyfile.SAMPLERS),
+)
+def test_study_files_round_trip_through_the_stored_form(trials, seed, repeats, low, span, sampler):
+    raw = {
+        "study": {"name": "x", "trials": trials, "seed": seed, "repeats": repeats,
+                  "sampler": sampler},
+        "train": {"n_s": 100, "lambda": 0.5},
+        "search": {"lambda": {"low": low, "high": low * span}},
+    }
+    spec = studyfile.parse(raw)
+    assert studyfile.StudyFile.from_dict(spec.to_dict()) == spec
