@@ -168,9 +168,11 @@ def _print_run(result, tables) -> None:
         print(note)
     c = result.counts
     lam = result.ranges.get("lambda")
-    print(f"{result.study} ({result.stage}): {c['COMPLETE']}/{result.target} COMPLETE, "
-          f"{c['FAIL']} failed, {c['PRUNED']} pruned in {result.seconds:.1f} s"
-          + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else ""))
+    print(
+        f"{result.study} ({result.stage}): {c['COMPLETE']}/{result.target} COMPLETE, "
+        f"{c['FAIL']} failed, {c['PRUNED']} pruned in {result.seconds:.1f} s"
+        + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
+    )
     if result.best_value is not None:
         shown = ", ".join(f"{k} {v:.4g}" for k, v in result.best_params.items())
         print(f"best: {shown} -> validation accuracy {result.best_value:.2%}")
@@ -184,8 +186,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sweep.tables import write_study_tables
 
     spec = studyfile.load(args.study_file, seed=args.seed)
-    result = run_study(spec, storage_url=args.storage, jobs=args.jobs, data_dir=args.data_dir,
-                       trials=args.trials, on_progress=_print_progress)
+    result = run_study(
+        spec,
+        storage_url=args.storage,
+        jobs=args.jobs,
+        data_dir=args.data_dir,
+        trials=args.trials,
+        on_progress=_print_progress,
+    )
     _print_run(result, write_study_tables(result.study, args.storage, args.out))
     return 0
 
@@ -194,11 +202,18 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from sweep.runner import resume_study
     from sweep.tables import write_study_tables
 
-    result = resume_study(args.study, storage_url=args.storage, jobs=args.jobs,
-                          data_dir=args.data_dir, on_progress=_print_progress)
+    result = resume_study(
+        args.study,
+        storage_url=args.storage,
+        jobs=args.jobs,
+        data_dir=args.data_dir,
+        on_progress=_print_progress,
+    )
     if result.already_done:
-        print(f"study {args.study!r} is already finished: {result.counts['COMPLETE']}/"
-              f"{result.target} COMPLETE; nothing to run")
+        print(
+            f"study {args.study!r} is already finished: {result.counts['COMPLETE']}/"
+            f"{result.target} COMPLETE; nothing to run"
+        )
         return 0
     _print_run(result, write_study_tables(result.study, args.storage, args.out))
     return 0
@@ -240,8 +255,15 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
     rows = trials(args.study, args.storage, args.sort)
     if args.format == "json":
-        print(json.dumps([{k: r[k] for k in ("number", "state", "lambda", "value", "seconds")}
-                          for r in rows], indent=2))
+        print(
+            json.dumps(
+                [
+                    {k: r[k] for k in ("number", "state", "lambda", "value", "seconds")}
+                    for r in rows
+                ],
+                indent=2,
+            )
+        )
         return 0
     import pandas as pd
 
@@ -260,8 +282,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.plot:
         from sweep.figures import plot_curves
 
-        plot_curves(info["user_attrs"].get("curves") or {}, args.plot,
-                    title=f"{args.study} trial {args.trial}")
+        plot_curves(
+            info["user_attrs"].get("curves") or {},
+            args.plot,
+            title=f"{args.study} trial {args.trial}",
+        )
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
@@ -273,8 +298,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     for k, v in attrs.items():
         print(f"  {k}: {v}")
     if curves:
-        print(f"  curves: {len(curves['step'])} points, final val accuracy "
-              f"{curves['val_accuracy'][-1]:.2%}")
+        print(
+            f"  curves: {len(curves['step'])} points, final val accuracy "
+            f"{curves['val_accuracy'][-1]:.2%}"
+        )
     if args.plot:
         print(f"wrote {args.plot}")
     return 0

@@ -7,6 +7,7 @@ data once for all workers instead of once per process.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -58,13 +59,16 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
     try:
         for name in ARRAYS:
             np.save(staging / f"{name}.npy", getattr(s, name))
-        meta = {"split": split, "dtype": dtype, "fingerprint": key, "validation": s.validation,
-                "sizes": s.sizes}
+        meta = {
+            "split": split,
+            "dtype": dtype,
+            "fingerprint": key,
+            "validation": s.validation,
+            "sizes": s.sizes,
+        }
         (staging / "meta.json").write_text(json.dumps(meta))
-        try:
+        with contextlib.suppress(OSError):  # another process may have cached it first
             os.replace(staging, folder)
-        except OSError:  # another process cached it first
-            pass
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return Cached(folder, key)

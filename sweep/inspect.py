@@ -33,15 +33,17 @@ def status(storage_url: str | None = None) -> list[dict[str, Any]]:
             b = study.best_trial
             best = {"trial": b.number, "lambda": b.params.get("lambda"), "value": b.value}
         lam = attrs.get("ranges", {}).get("lambda")
-        rows.append({
-            "study": study.study_name,
-            "stage": attrs.get("stage"),
-            "parent": attrs.get("parent"),
-            "target": attrs.get("target"),
-            "states": {k: v for k, v in counts(study).items() if v},
-            "best": best,
-            "range": {"low": lam[0], "high": lam[1]} if lam else None,
-        })
+        rows.append(
+            {
+                "study": study.study_name,
+                "stage": attrs.get("stage"),
+                "parent": attrs.get("parent"),
+                "target": attrs.get("target"),
+                "states": {k: v for k, v in counts(study).items() if v},
+                "best": best,
+                "range": {"low": lam[0], "high": lam[1]} if lam else None,
+            }
+        )
     return rows
 
 
@@ -49,19 +51,26 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> l
     study = load(name, storage_url)
     rows = []
     for t in study.get_trials(deepcopy=False):
-        seconds = (t.datetime_complete - t.datetime_start).total_seconds() if (
-            t.datetime_complete and t.datetime_start) else None
-        rows.append({
-            "number": t.number,
-            "state": t.state.name,
-            "lambda": lambda_of(t),
-            "value": t.value,
-            "seconds": seconds,
-            "reason": t.user_attrs.get("fail_reason", ""),
-        })
-    key = {"number": lambda r: r["number"],
-           "value": lambda r: -(r["value"] if r["value"] is not None else float("-inf")),
-           "lambda": lambda r: r["lambda"] if r["lambda"] is not None else float("inf")}[sort]
+        seconds = (
+            (t.datetime_complete - t.datetime_start).total_seconds()
+            if (t.datetime_complete and t.datetime_start)
+            else None
+        )
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "lambda": lambda_of(t),
+                "value": t.value,
+                "seconds": seconds,
+                "reason": t.user_attrs.get("fail_reason", ""),
+            }
+        )
+    key = {
+        "number": lambda r: r["number"],
+        "value": lambda r: -(r["value"] if r["value"] is not None else float("-inf")),
+        "lambda": lambda r: r["lambda"] if r["lambda"] is not None else float("inf"),
+    }[sort]
     return sorted(rows, key=key)
 
 
@@ -74,8 +83,9 @@ def show(name: str, number: int, storage_url: str | None = None) -> dict[str, An
     study = load(name, storage_url)
     found = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not found:
-        raise StudyNotFound(f"study {name!r} has no trial {number}; it has trials "
-                            f"0..{len(study.trials) - 1}")
+        raise StudyNotFound(
+            f"study {name!r} has no trial {number}; it has trials 0..{len(study.trials) - 1}"
+        )
     t = found[0]
     return {
         "study": name,
@@ -86,7 +96,8 @@ def show(name: str, number: int, storage_url: str | None = None) -> dict[str, An
         "started": t.datetime_start.isoformat() if t.datetime_start else None,
         "completed": t.datetime_complete.isoformat() if t.datetime_complete else None,
         "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
-        if t.datetime_complete and t.datetime_start else None,
+        if t.datetime_complete and t.datetime_start
+        else None,
         "user_attrs": t.user_attrs,
     }
 

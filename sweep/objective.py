@@ -21,8 +21,13 @@ from sweep import __version__
 from sweep.studyfile import StudyFile
 
 # searched name -> TrainConfig field
-FIELDS = {"lambda": "lam", "eta_min": "eta_min", "eta_max": "eta_max", "hidden": "hidden",
-          "batch_size": "batch_size"}
+FIELDS = {
+    "lambda": "lam",
+    "eta_min": "eta_min",
+    "eta_max": "eta_max",
+    "hidden": "hidden",
+    "batch_size": "batch_size",
+}
 
 
 class Objective:
@@ -80,7 +85,9 @@ class Objective:
         trial.set_user_attr("config", dataclasses.asdict(config))
         trial.set_user_attr("seeds", [self.spec.study.seed + r for r in range(len(accuracies))])
         trial.set_user_attr("val_accuracies", accuracies)
-        trial.set_user_attr("val_sd", float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0)
+        trial.set_user_attr(
+            "val_sd", float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+        )
         trial.set_user_attr("train_accuracy", curves["train_accuracy"][-1] if curves else None)
         trial.set_user_attr("curves", curves)
         trial.set_user_attr("train_seconds", seconds)

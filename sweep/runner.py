@@ -37,8 +37,10 @@ class Progress:
 
     def line(self) -> str:
         c = self.counts
-        text = (f"{self.study}: {c.get('COMPLETE', 0)}/{self.target} complete, "
-                f"{c.get('RUNNING', 0)} running, {c.get('FAIL', 0)} failed")
+        text = (
+            f"{self.study}: {c.get('COMPLETE', 0)}/{self.target} complete, "
+            f"{c.get('RUNNING', 0)} running, {c.get('FAIL', 0)} failed"
+        )
         if self.best_value is not None:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in self.best_params.items())
             text += f"; best {self.best_value:.2%} ({shown})"
@@ -92,8 +94,10 @@ def prepare_study(spec: StudyFile, storage, *, target: int) -> tuple[optuna.Stud
             if r.narrow_from:
                 narrowed = _narrow_from_parent(r, storage, existing, pname)
                 ranges[pname] = (narrowed.low, narrowed.high, True)
-                notes.append(f"{pname} range narrowed from {r.narrow_from}: "
-                             f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})")
+                notes.append(
+                    f"{pname} range narrowed from {r.narrow_from}: "
+                    f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
+                )
                 range_note = narrowed.note
             else:
                 ranges[pname] = (r.low, r.high, r.log)
@@ -117,18 +121,22 @@ def _narrow_from_parent(r, storage, existing: set[str], pname: str):
             f"run it first (e.g. sweep run studies/{r.narrow_from}.toml)"
         )
     parent = optuna.load_study(study_name=r.narrow_from, storage=storage)
-    done = [t for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if pname in t.params]
+    done = [
+        t
+        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if pname in t.params
+    ]
     if not done:
         raise StudyNotFound(
-            f"study {r.narrow_from!r} has no COMPLETE trials to narrow from; "
-            f"run or resume it first"
+            f"study {r.narrow_from!r} has no COMPLETE trials to narrow from; run or resume it first"
         )
     return narrow([(t.params[pname], t.value) for t in done], top_k=r.top_k, margin=r.margin)
 
 
 def ranges_of(study: optuna.Study) -> dict[str, tuple[float, float, bool]]:
-    return {k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in study.user_attrs["ranges"].items()}
+    return {
+        k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in study.user_attrs["ranges"].items()
+    }
 
 
 def top_up(study: optuna.Study, spec: StudyFile, *, jobs: int) -> int:
@@ -251,14 +259,24 @@ def run_study(
             break
         top_up(study, spec, jobs=jobs)
         t0 = time.perf_counter()
-        _run_workers(url, spec.study.name, jobs, threads, str(cached.folder), study, target,
-                     on_progress, poll)
+        _run_workers(
+            url,
+            spec.study.name,
+            jobs,
+            threads,
+            str(cached.folder),
+            study,
+            target,
+            on_progress,
+            poll,
+        )
         worker_seconds += time.perf_counter() - t0
         after = counts(study)
         if after["COMPLETE"] == before["COMPLETE"]:
             stalled += 1
-            if stalled >= 5 or (spec.study.sampler == "grid"
-                                and study.user_attrs.get("next_point", 0) >= target):
+            if stalled >= 5 or (
+                spec.study.sampler == "grid" and study.user_attrs.get("next_point", 0) >= target
+            ):
                 raise RunFailed(
                     f"study {spec.study.name!r} made no progress: {after['FAIL']} trials failed "
                     f"(see `sweep trials {spec.study.name}` for the reasons)"
@@ -301,11 +319,26 @@ def resume_study(
     c = counts(study)
     if c["COMPLETE"] >= target and c["RUNNING"] == 0:
         p = progress(study, target)
-        return RunResult(study=name, stage=spec.stage, target=target, counts=p.counts,
-                         best_value=p.best_value, best_params=p.best_params,
-                         ranges=ranges_of(study), notes=notes, seconds=0.0, already_done=True)
-    result = run_study(spec, storage_url=storage_url, jobs=jobs, data_dir=data_dir,
-                       trials=target, on_progress=on_progress)
+        return RunResult(
+            study=name,
+            stage=spec.stage,
+            target=target,
+            counts=p.counts,
+            best_value=p.best_value,
+            best_params=p.best_params,
+            ranges=ranges_of(study),
+            notes=notes,
+            seconds=0.0,
+            already_done=True,
+        )
+    result = run_study(
+        spec,
+        storage_url=storage_url,
+        jobs=jobs,
+        data_dir=data_dir,
+        trials=target,
+        on_progress=on_progress,
+    )
     result.notes[:0] = notes
     return result
 
@@ -328,8 +361,9 @@ def join_study(
 
     executor = get_reusable_executor(max_workers=jobs, timeout=60)
     base = _worker_index()
-    futures = [executor.submit(work, url, name, base + i, threads, str(cached.folder))
-               for i in range(jobs)]
+    futures = [
+        executor.submit(work, url, name, base + i, threads, str(cached.folder)) for i in range(jobs)
+    ]
     return sum(f.result() for f in futures)
 
 
@@ -371,4 +405,3 @@ def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, p
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise RunFailed(f"a worker of study {name!r} crashed: {exc}") from exc
-

@@ -75,11 +75,14 @@ def _open_sqlite(url: str, create: bool) -> RDBStorage:
     if path.exists():
         _check_sqlite_file(path)
     elif not create:
-        raise StorageError(f"no study database at {path}; run `sweep run STUDY_FILE` first "
-                           "or pass --storage")
+        raise StorageError(
+            f"no study database at {path}; run `sweep run STUDY_FILE` first or pass --storage"
+        )
     elif not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise StorageError(f"cannot create the database {path}: the folder {path.parent} "
-                           "does not exist or is not writable; pass another --storage")
+        raise StorageError(
+            f"cannot create the database {path}: the folder {path.parent} "
+            "does not exist or is not writable; pass another --storage"
+        )
     try:
         storage = _rdb(url, {"connect_args": {"timeout": 60}})
     except Exception as exc:  # SQLAlchemy/sqlite errors: a readable line, not a traceback

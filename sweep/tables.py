@@ -19,17 +19,28 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
         if t.state.name in ("RUNNING", "WAITING"):
             continue
         a = t.user_attrs
-        rows.append({
-            "trial": t.number,
-            "lambda": t.params.get("lambda", (a.get("config") or {}).get("lam")),
-            "val_accuracy": t.value,
-            "val_sd": a.get("val_sd") if len(a.get("val_accuracies", [])) > 1 else None,
-            "train_accuracy": a.get("train_accuracy"),
-            "state": t.state.name,
-            "reason": a.get("fail_reason", ""),
-        })
-    columns = ["trial", "lambda", "val_accuracy", "val_sd", "train_accuracy", "state", "rank",
-               "best", "reason"]
+        rows.append(
+            {
+                "trial": t.number,
+                "lambda": t.params.get("lambda", (a.get("config") or {}).get("lam")),
+                "val_accuracy": t.value,
+                "val_sd": a.get("val_sd") if len(a.get("val_accuracies", [])) > 1 else None,
+                "train_accuracy": a.get("train_accuracy"),
+                "state": t.state.name,
+                "reason": a.get("fail_reason", ""),
+            }
+        )
+    columns = [
+        "trial",
+        "lambda",
+        "val_accuracy",
+        "val_sd",
+        "train_accuracy",
+        "state",
+        "rank",
+        "best",
+        "reason",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
@@ -43,6 +54,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
 
 def display_table(df: pd.DataFrame) -> pd.DataFrame:
     """The table as shown in reports: percentages, mean ± sd, the best row marked."""
+
     def acc(row) -> str:
         if pd.isna(row["val_accuracy"]):
             return "–"
@@ -51,14 +63,18 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
             text += f" ± {row['val_sd']:.2%}"
         return text
 
-    out = pd.DataFrame({
-        "rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r))),
-        "lambda": df["lambda"].map(lambda v: f"{v:.3e}" if pd.notna(v) else "–"),
-        "val. accuracy": df.apply(acc, axis=1) if len(df) else [],
-        "train accuracy": df["train_accuracy"].map(lambda v: f"{v:.2%}" if pd.notna(v) else "–"),
-        "state": df["state"],
-        "best": df["best"].map(lambda b: "★" if b else ""),
-    })
+    out = pd.DataFrame(
+        {
+            "rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r))),
+            "lambda": df["lambda"].map(lambda v: f"{v:.3e}" if pd.notna(v) else "–"),
+            "val. accuracy": df.apply(acc, axis=1) if len(df) else [],
+            "train accuracy": df["train_accuracy"].map(
+                lambda v: f"{v:.2%}" if pd.notna(v) else "–"
+            ),
+            "state": df["state"],
+            "best": df["best"].map(lambda b: "★" if b else ""),
+        }
+    )
     return out
 
 
@@ -70,19 +86,34 @@ def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     paths = [out / "table.csv", out / "table.md", out / "table.tex"]
     df.to_csv(paths[0], index=False)
     paths[1].write_text(shown.to_markdown(index=False) + "\n")
-    paths[2].write_text(_latex(shown, caption=f"Study {study.study_name}: lambda against "
-                                              "validation accuracy"))
+    paths[2].write_text(
+        _latex(shown, caption=f"Study {study.study_name}: lambda against validation accuracy")
+    )
     return paths
 
 
 def _latex(df: pd.DataFrame, caption: str) -> str:
     def esc(text: str) -> str:
-        return (str(text).replace("\\", r"\textbackslash{}").replace("%", r"\%")
-                .replace("_", r"\_").replace("&", r"\&").replace("#", r"\#")
-                .replace("★", r"$\star$").replace("±", r"$\pm$").replace("–", "--"))
+        return (
+            str(text)
+            .replace("\\", r"\textbackslash{}")
+            .replace("%", r"\%")
+            .replace("_", r"\_")
+            .replace("&", r"\&")
+            .replace("#", r"\#")
+            .replace("★", r"$\star$")
+            .replace("±", r"$\pm$")
+            .replace("–", "--")
+        )
 
-    lines = [r"\begin{table}[ht]", r"\centering", r"\begin{tabular}{" + "l" * len(df.columns) + "}",
-             r"\hline", " & ".join(esc(c) for c in df.columns) + r" \\", r"\hline"]
+    lines = [
+        r"\begin{table}[ht]",
+        r"\centering",
+        r"\begin{tabular}{" + "l" * len(df.columns) + "}",
+        r"\hline",
+        " & ".join(esc(c) for c in df.columns) + r" \\",
+        r"\hline",
+    ]
     for _, row in df.iterrows():
         lines.append(" & ".join(esc(v) for v in row) + r" \\")
     lines += [r"\hline", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}", ""]

@@ -10,8 +10,9 @@ lambdas = st.lists(st.floats(-5, -1).map(lambda e: 10**e), min_size=3, max_size=
 
 @given(values=lambdas, data=st.data(), top_k=st.integers(1, 5), margin=st.floats(0, 1))
 def test_range_holds_the_top_k_and_stays_in_their_widened_hull(values, data, top_k, margin):
-    scores = data.draw(st.lists(st.floats(0, 1), min_size=len(values), max_size=len(values),
-                                unique=True))
+    scores = data.draw(
+        st.lists(st.floats(0, 1), min_size=len(values), max_size=len(values), unique=True)
+    )
     results = list(zip(values, scores, strict=True))
     best = max(results, key=lambda r: r[1])[0]
     assume(min(values) < best < max(values))  # not at an edge: see the next test

@@ -29,15 +29,17 @@ high = {high}
 
 def spec(tmp_path, name="s", trials=4, sampler="random", repeats=1, low=1e-4, high=1e-1):
     p = tmp_path / f"{name}.toml"
-    p.write_text(SMALL.format(name=name, trials=trials, sampler=sampler, repeats=repeats,
-                              low=low, high=high))
+    p.write_text(
+        SMALL.format(name=name, trials=trials, sampler=sampler, repeats=repeats, low=low, high=high)
+    )
     return studyfile.load(p)
 
 
 def lambdas(url, name):
     study = optuna.load_study(study_name=name, storage=url)
-    return sorted(t.params["lambda"] for t in study.get_trials(states=(
-        optuna.trial.TrialState.COMPLETE,)))
+    return sorted(
+        t.params["lambda"] for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    )
 
 
 def test_same_lambdas_whatever_the_number_of_jobs(tmp_path, cifar_dir):
@@ -47,12 +49,14 @@ def test_same_lambdas_whatever_the_number_of_jobs(tmp_path, cifar_dir):
     r3 = run_study(s, storage_url=three, jobs=3, data_dir=cifar_dir)
     assert r1.counts["COMPLETE"] == 5
     assert 5 <= r3.counts["COMPLETE"] <= 5 + 2  # overshoot at most jobs - 1
-    planned = [plan.point("random", 7, i, {"lambda": (1e-4, 1e-1, True)}, 5)["lambda"]
-               for i in range(7)]
+    planned = [
+        plan.point("random", 7, i, {"lambda": (1e-4, 1e-1, True)}, 5)["lambda"] for i in range(7)
+    ]
     assert lambdas(one, "s") == pytest.approx(sorted(planned[:5]))
     assert set(lambdas(three, "s")) <= set(planned)
     assert sorted(planned[:5]) == pytest.approx(sorted(lambdas(three, "s"))[:5]) or set(
-        planned[:5]) <= set(lambdas(three, "s"))
+        planned[:5]
+    ) <= set(lambdas(three, "s"))
 
 
 def test_rerun_tops_up_to_a_new_target_and_never_recomputes(tmp_path, cifar_dir):
@@ -98,8 +102,9 @@ def test_random_top_up_replaces_failed_trials(tmp_path, cifar_dir):
 
 def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_dir):
     url = f"sqlite:///{tmp_path}/f.db"
-    fine_text = (SMALL.format(name="fine", trials=3, sampler="qmc", repeats=1, low=1, high=2)
-                 .replace("low = 1\nhigh = 2", 'narrow_from = "coarse"\ntop_k = 2\nmargin = 0.1'))
+    fine_text = SMALL.format(
+        name="fine", trials=3, sampler="qmc", repeats=1, low=1, high=2
+    ).replace("low = 1\nhigh = 2", 'narrow_from = "coarse"\ntop_k = 2\nmargin = 0.1')
     (tmp_path / "fine.toml").write_text(fine_text)
     fine = studyfile.load(tmp_path / "fine.toml")
     with pytest.raises(StudyNotFound, match="'coarse', which is not in the storage"):
@@ -111,8 +116,9 @@ def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_
     assert study.user_attrs["parent"] == "coarse" and study.user_attrs["stage"] == "fine"
     assert all(low * 0.999 <= v <= high * 1.001 for v in lambdas(url, "fine"))
     # More coarse trials later must not move the stored fine range.
-    run_study(spec(tmp_path, name="coarse", trials=4), storage_url=url, data_dir=cifar_dir,
-              trials=6)
+    run_study(
+        spec(tmp_path, name="coarse", trials=4), storage_url=url, data_dir=cifar_dir, trials=6
+    )
     r2 = run_study(fine, storage_url=url, data_dir=cifar_dir, trials=4)
     assert r2.ranges["lambda"][:2] == pytest.approx((low, high))
 
@@ -120,8 +126,9 @@ def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_
 def test_fine_stage_whose_parent_has_no_complete_trials(tmp_path, cifar_dir):
     url = f"sqlite:///{tmp_path}/e.db"
     optuna.create_study(study_name="coarse", storage=url)
-    text = (SMALL.format(name="fine", trials=2, sampler="qmc", repeats=1, low=1, high=2)
-            .replace("low = 1\nhigh = 2", 'narrow_from = "coarse"'))
+    text = SMALL.format(name="fine", trials=2, sampler="qmc", repeats=1, low=1, high=2).replace(
+        "low = 1\nhigh = 2", 'narrow_from = "coarse"'
+    )
     (tmp_path / "fine.toml").write_text(text)
     with pytest.raises(StudyNotFound, match="'coarse' has no COMPLETE trials"):
         run_study(studyfile.load(tmp_path / "fine.toml"), storage_url=url, data_dir=cifar_dir)

@@ -85,8 +85,13 @@ def test_missing_file_is_a_clear_error(tmp_path):
 )
 def test_study_files_round_trip_through_the_stored_form(trials, seed, repeats, low, span, sampler):
     raw = {
-        "study": {"name": "x", "trials": trials, "seed": seed, "repeats": repeats,
-                  "sampler": sampler},
+        "study": {
+            "name": "x",
+            "trials": trials,
+            "seed": seed,
+            "repeats": repeats,
+            "sampler": sampler,
+        },
         "train": {"n_s": 100, "lambda": 0.5},
         "search": {"lambda": {"low": low, "high": low * span}},
     }

@@ -1,0 +1,76 @@
+"""The storage rules: exact queue popping on one SQLite file with many worker processes."""
+
+import multiprocessing as mp
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.errors import StorageError
+from sweep.storage import open_storage
+
+WORKERS, TRIALS = 8, 80
+
+
+def _pop_worker(url: str, n: int, errors) -> None:
+    try:
+        storage = open_storage(url, create=False)
+        study = optuna.load_study(study_name="queue", storage=storage)
+
+        def objective(trial):
+            x = trial.suggest_float("x", 0, TRIALS)
+            trial.set_user_attr("ran_by", mp.current_process().name)
+            return x
+
+        study.optimize(objective, n_trials=n)
+    except Exception as exc:  # reported to the test, which fails on any
+        errors.put(repr(exc))
+
+
+def test_eight_processes_pop_eighty_queued_trials_exactly_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/queue.db"
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="queue", storage=storage, direction="maximize")
+    for i in range(TRIALS):
+        study.enqueue_trial({"x": float(i)})
+    ctx = mp.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [
+        ctx.Process(target=_pop_worker, args=(url, TRIALS // WORKERS, errors))
+        for _ in range(WORKERS)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert errors.empty(), errors.get()
+    trials = optuna.load_study(study_name="queue", storage=url).get_trials()
+    assert len(trials) == TRIALS
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    # Each queued value evaluated exactly once: a double pop would repeat one and miss another.
+    # With plain SQLite settings (no BEGIN IMMEDIATE) this test fails: measured here, workers
+    # die with "Cannot tell a COMPLETE trial" and only 33-40 of the 80 trials complete.
+    assert sorted(t.params["x"] for t in trials) == [float(i) for i in range(TRIALS)]
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x/y", "unknown scheme"),
+        ("nonsense", "unknown scheme"),
+        ("sqlite:///{tmp}/missing/dir/x.db", "does not exist or is not writable"),
+        ("sqlite:///{tmp}/notdb.db", "is not a SQLite database"),
+    ],
+)
+def test_bad_storage_urls_are_clear_errors(tmp_path, url, message):
+    (tmp_path / "notdb.db").write_text("hello, not a database")
+    with pytest.raises(StorageError, match=message):
+        open_storage(url.format(tmp=tmp_path))
+    assert (tmp_path / "notdb.db").read_text() == "hello, not a database"
+
+
+def test_readers_never_create_a_database(tmp_path):
+    with pytest.raises(StorageError, match="no study database"):
+        open_storage(f"sqlite:///{tmp_path}/typo.db", create=False)
+    assert not (tmp_path / "typo.db").exists()
