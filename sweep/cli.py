@@ -291,7 +291,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2, default=str))
         return 0
     attrs = dict(info["user_attrs"])
-    curves = attrs.pop("curves", None)
+    result = dict(attrs.pop("result", {}))
+    curves = result.pop("curves", None)
+    attrs.update(result)
     print(f"study {info['study']} trial {info['number']}: {info['state']}")
     for k in ("params", "value", "started", "completed", "seconds"):
         print(f"  {k}: {info[k]}")

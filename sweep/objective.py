@@ -9,7 +9,6 @@ import dataclasses
 import math
 import os
 import socket
-import time
 
 import numpy as np
 import optuna
@@ -55,16 +54,16 @@ class Objective:
         return values
 
     def __call__(self, trial: optuna.Trial) -> float:
-        trial.set_user_attr("host", socket.gethostname())
-        trial.set_user_attr("pid", os.getpid())
+        # Who runs the trial: `sweep resume` recovers it if this process dies.
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         values = self.suggest(trial)
         config = dataclasses.replace(
             self.spec.train, **{FIELDS[name]: v for name, v in values.items()}
         )
         d = self.data
-        accuracies, seconds = [], []
-        curves = None
+        prune = self.spec.study.pruner != "none"
         points = config.cycles * config.evals_per_cycle
+        accuracies, seconds, curves = [], [], None
         for r in range(self.spec.study.repeats):
             seeded = dataclasses.replace(config, seed=self.spec.study.seed + r)
 
@@ -74,7 +73,14 @@ class Objective:
                     raise optuna.TrialPruned(f"pruned at step {p.step}")
 
             try:
-                result = train(seeded, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
+                result = train(
+                    seeded,
+                    d.X_train,
+                    d.y_train,
+                    d.X_val,
+                    d.y_val,
+                    on_eval=report if prune else None,
+                )
             except DivergedError as exc:
                 trial.set_user_attr("fail_reason", str(exc))
                 raise
@@ -82,18 +88,21 @@ class Objective:
             seconds.append(result.seconds)
             curves = curves or result.curves
         value = float(np.mean(accuracies))
-        trial.set_user_attr("config", dataclasses.asdict(config))
-        trial.set_user_attr("seeds", [self.spec.study.seed + r for r in range(len(accuracies))])
-        trial.set_user_attr("val_accuracies", accuracies)
+        # One write for everything a report needs (each attribute is a transaction).
         trial.set_user_attr(
-            "val_sd", float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+            "result",
+            {
+                "config": dataclasses.asdict(config),
+                "seeds": [self.spec.study.seed + r for r in range(len(accuracies))],
+                "val_accuracies": accuracies,
+                "val_sd": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
+                "train_accuracy": curves["train_accuracy"][-1] if curves else None,
+                "train_seconds": seconds,
+                "curves": curves,
+                "data_fingerprint": self.fingerprint,
+                "version": __version__,
+            },
         )
-        trial.set_user_attr("train_accuracy", curves["train_accuracy"][-1] if curves else None)
-        trial.set_user_attr("curves", curves)
-        trial.set_user_attr("train_seconds", seconds)
-        trial.set_user_attr("data_fingerprint", self.fingerprint)
-        trial.set_user_attr("version", __version__)
-        trial.set_user_attr("finished_at", time.time())
         if not math.isfinite(value):
             trial.set_user_attr("fail_reason", f"validation accuracy is {value}")
             raise DivergedError(0, value)

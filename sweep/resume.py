@@ -30,11 +30,11 @@ def pid_alive(pid: int) -> bool:
 
 def _gone(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime) -> str | None:
     """Why the trial's worker is provably gone, or None if it may still be running."""
-    attrs = trial.user_attrs
-    if attrs.get("host") == host and "pid" in attrs and not pid_alive(int(attrs["pid"])):
-        return f"worker process {attrs['pid']} on {host} is gone"
+    worker = trial.user_attrs.get("worker")
+    if worker and worker["host"] == host and not pid_alive(int(worker["pid"])):
+        return f"worker process {worker['pid']} on {host} is gone"
     start = trial.datetime_start
-    if "pid" not in attrs and start is not None:
+    if not worker and start is not None:
         age = (now - start).total_seconds()
         if age > GRACE_SECONDS:
             return f"no worker recorded and started {age:.0f} s ago"
@@ -61,9 +61,9 @@ def fail_running(study: optuna.Study, *, reason: str) -> int:
     host = socket.gethostname()
     n = 0
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        mine = attrs.get("host") == host and not pid_alive(int(attrs.get("pid", -1)))
-        if (mine or "pid" not in attrs) and _fail(study, trial, reason):
+        worker = trial.user_attrs.get("worker")
+        gone = not worker or (worker["host"] == host and not pid_alive(int(worker["pid"])))
+        if gone and _fail(study, trial, reason):
             n += 1
     return n
 

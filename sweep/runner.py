@@ -8,6 +8,7 @@ Every count is read from the storage, so rerunning any command continues correct
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import time
@@ -21,7 +22,7 @@ from optuna.trial import TrialState
 from sweep import plan
 from sweep.errors import Interrupted, RunFailed, StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
-from sweep.storage import open_storage, resolve_url
+from sweep.storage import count_states, open_storage, resolve_url
 from sweep.studyfile import StudyFile
 
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
@@ -48,10 +49,8 @@ class Progress:
 
 
 def counts(study: optuna.Study) -> dict[str, int]:
-    out = dict.fromkeys(STATES, 0)
-    for t in study.get_trials(deepcopy=False):
-        out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
+    """Trials per state, read from the storage."""
+    return {**dict.fromkeys(STATES, 0), **count_states(study._storage, study._study_id)}
 
 
 def progress(study: optuna.Study, target: int) -> Progress:
@@ -236,10 +235,15 @@ def run_study(
     jobs: int = 1,
     data_dir: str | None = None,
     trials: int | None = None,
+    threads: int | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     poll: float = 1.0,
 ) -> RunResult:
-    """Run ``spec`` until its study has ``trials`` (default: the file's) COMPLETE trials."""
+    """Run ``spec`` until its study has ``trials`` (default: the file's) COMPLETE trials.
+
+    Each worker gets ``threads`` BLAS threads (default: cores // jobs, so that parallel
+    workers never oversubscribe the machine).
+    """
     from sweep import datacache
     from sweep.resume import recover
 
@@ -250,7 +254,7 @@ def run_study(
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
     study, notes = prepare_study(spec, storage, target=target)
     notes += recover(study)
-    threads = max(1, cpu_count() // jobs)
+    threads = threads or max(1, cpu_count() // jobs)
     worker_seconds = 0.0
     stalled = 0
     while True:
@@ -384,7 +388,7 @@ def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, p
     last = None
     try:
         while not all(f.done() for f in futures):
-            time.sleep(poll)
+            concurrent.futures.wait(futures, timeout=poll)
             if on_progress:
                 p = progress(study, target)
                 if p.line() != last:

@@ -136,3 +136,22 @@ def _open_postgres(url: str) -> RDBStorage:
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def count_states(storage, study_id: int) -> dict[str, int]:
+    """Trials per state, counted by the database (loading every trial would grow with the
+    study and run before each trial of each worker)."""
+    from sqlalchemy import text
+
+    rdb = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a cache layer
+    if not isinstance(rdb, RDBStorage):
+        counted: dict[str, int] = {}
+        for t in storage.get_all_trials(study_id, deepcopy=False):
+            counted[t.state.name] = counted.get(t.state.name, 0) + 1
+        return counted
+    with rdb.engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"),
+            {"id": study_id},
+        ).all()
+    return {str(state).rsplit(".", 1)[-1]: int(n) for state, n in rows}

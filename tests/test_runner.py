@@ -74,8 +74,10 @@ def test_repeats_average_several_seeds(tmp_path, cifar_dir):
     run_study(spec(tmp_path, trials=2, repeats=3), storage_url=url, data_dir=cifar_dir)
     study = optuna.load_study(study_name="s", storage=url)
     for t in study.trials:
-        accs = t.user_attrs["val_accuracies"]
-        assert len(accs) == 3 and t.user_attrs["seeds"] == [7, 8, 9]
+        result = t.user_attrs["result"]
+        accs = result["val_accuracies"]
+        assert len(accs) == 3 and result["seeds"] == [7, 8, 9]
+        assert result["val_sd"] > 0 or len(set(accs)) == 1
         assert t.value == pytest.approx(sum(accs) / 3)
 
 
