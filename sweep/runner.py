@@ -249,6 +249,7 @@ def run_study(
 
     started = time.perf_counter()
     url = resolve_url(storage_url)
+    _start_workers(jobs)  # they start up while the storage and data are prepared
     storage = open_storage(url)
     target = trials or spec.study.trials
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
@@ -377,6 +378,20 @@ def _worker_index() -> int:
     import zlib
 
     return zlib.crc32(f"{socket.gethostname()}:{os.getpid()}".encode()) % 100_000 + 1000
+
+
+def _warm_up() -> int:
+    import sweep.objective  # noqa: F401  (the imports are most of a worker's start-up)
+
+    return os.getpid()
+
+
+def _start_workers(jobs: int) -> None:
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=jobs, timeout=60)
+    for _ in range(jobs):
+        executor.submit(_warm_up)
 
 
 def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, poll) -> None:
