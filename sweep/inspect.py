@@ -13,7 +13,7 @@ from sweep.storage import open_storage
 
 
 def load(name: str, storage_url: str | None = None) -> optuna.Study:
-    storage = open_storage(storage_url, create=False)
+    storage = open_storage(storage_url, read_only=True)
     names = sorted(s.study_name for s in storage.get_all_studies())
     if name not in names:
         listed = ", ".join(names) if names else "none yet"
@@ -23,7 +23,7 @@ def load(name: str, storage_url: str | None = None) -> optuna.Study:
 
 def status(storage_url: str | None = None) -> list[dict[str, Any]]:
     """Every study: stage, parent, target, counts per state, best trial, range."""
-    storage = open_storage(storage_url, create=False)
+    storage = open_storage(storage_url, read_only=True)
     rows = []
     for summary in storage.get_all_studies():
         study = optuna.load_study(study_name=summary.study_name, storage=storage)

@@ -9,6 +9,7 @@ import dataclasses
 import math
 import os
 import socket
+from collections.abc import Callable
 
 import numpy as np
 import optuna
@@ -43,6 +44,7 @@ class Objective:
         self.ranges = ranges
         self.data = data
         self.fingerprint = fingerprint
+        self.on_start: Callable[[], None] | None = None
 
     def suggest(self, trial: optuna.Trial) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -54,6 +56,8 @@ class Objective:
         return values
 
     def __call__(self, trial: optuna.Trial) -> float:
+        if self.on_start:
+            self.on_start()
         # Who runs the trial: `sweep resume` recovers it if this process dies.
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         values = self.suggest(trial)

@@ -20,9 +20,16 @@ import optuna
 from optuna.trial import TrialState
 
 from sweep import plan
-from sweep.errors import Interrupted, RunFailed, StudyFileError, StudyNotFound
+from sweep.errors import (
+    Interrupted,
+    RunFailed,
+    StorageError,
+    StudyFileError,
+    StudyNotFound,
+    SweepError,
+)
 from sweep.narrowing import narrow
-from sweep.storage import count_states, open_storage, resolve_url
+from sweep.storage import StudyLock, count_states, open_storage, resolve_url, validate_url
 from sweep.studyfile import StudyFile
 
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
@@ -138,12 +145,11 @@ def ranges_of(study: optuna.Study) -> dict[str, tuple[float, float, bool]]:
     }
 
 
-def top_up(study: optuna.Study, spec: StudyFile, *, jobs: int) -> int:
+def top_up(study: optuna.Study, spec: StudyFile) -> int:
     """Enqueue the next planned points so that the queue covers the missing trials.
 
-    The queue holds jobs - 1 points more than are missing: workers check the count and
-    then pop, so near the end a few may pop at once (an allowed overshoot of up to
-    jobs - 1) rather than finding the queue empty and sampling an unplanned value.
+    Workers check the counts and pop under a lock (StudyLock), so exactly the missing
+    points are queued and the study never overshoots its target.
     Returns how many points were enqueued.
     """
     if spec.study.sampler not in plan.PLANNED:
@@ -151,7 +157,7 @@ def top_up(study: optuna.Study, spec: StudyFile, *, jobs: int) -> int:
     c = counts(study)
     target = study.user_attrs["target"]
     missing = target - c["COMPLETE"] - c["RUNNING"]
-    want = max(missing, 0) + (jobs - 1) - c["WAITING"]
+    want = max(missing, 0) - c["WAITING"]
     start = study.user_attrs.get("next_point", 0)
     if spec.study.sampler == "grid":
         want = min(want, target - start)
@@ -192,17 +198,23 @@ def work(url: str, study_name: str, index: int, threads: int, data_folder: str) 
     )
     objective = Objective(spec, ranges_of(study), data, fingerprint=Path(data_folder).name)
     planned = spec.study.sampler in plan.PLANNED
+    lock = StudyLock(storage, url, study_name)
+    # The objective's first act is to let the next worker check and pop.
+    objective.on_start = lock.release
     ran = 0
-    with threadpool_limits(limits=threads):
-        while True:
-            c = counts(study)
-            target = study.user_attrs["target"]  # read afresh: a rerun may raise it
-            if c["COMPLETE"] + c["RUNNING"] >= target:
-                break
-            if planned and c["WAITING"] == 0:
-                break
-            study.optimize(objective, n_trials=1, catch=(DivergedError,))
-            ran += 1
+    try:
+        with threadpool_limits(limits=threads):
+            while True:
+                lock.acquire()
+                c = counts(study)
+                target = study.user_attrs["target"]  # read afresh: a rerun may raise it
+                if c["COMPLETE"] + c["RUNNING"] >= target or (planned and c["WAITING"] == 0):
+                    break
+                study.optimize(objective, n_trials=1, catch=(DivergedError,))
+                lock.release()  # in case the trial ended before the objective ran
+                ran += 1
+    finally:
+        lock.close()
     return ran
 
 
@@ -248,11 +260,20 @@ def run_study(
     from sweep.resume import recover
 
     started = time.perf_counter()
-    url = resolve_url(storage_url)
-    _start_workers(jobs)  # they start up while the storage and data are prepared
-    storage = open_storage(url)
-    target = trials or spec.study.trials
+    # Bad input fails before anything is written: the URL, then the data, then the storage.
+    try:
+        url = validate_url(storage_url, create=not spec.parent)
+    except StorageError:
+        if spec.parent:  # a fine stage's parent must already be in the storage
+            raise StudyNotFound(
+                f"the fine stage narrows from study {spec.parent!r}, which is not in the "
+                f"storage {resolve_url(storage_url)}; run it first"
+            ) from None
+        raise
+    _start_workers(jobs)  # they start up while the data and storage are prepared
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
+    storage = open_storage(url, create=not spec.parent)
+    target = trials or spec.study.trials
     study, notes = prepare_study(spec, storage, target=target)
     notes += recover(study)
     threads = threads or max(1, cpu_count() // jobs)
@@ -262,7 +283,7 @@ def run_study(
         before = counts(study)
         if before["COMPLETE"] >= target:
             break
-        top_up(study, spec, jobs=jobs)
+        top_up(study, spec)
         t0 = time.perf_counter()
         _run_workers(
             url,
@@ -394,9 +415,14 @@ def _start_workers(jobs: int) -> None:
         executor.submit(_warm_up)
 
 
-def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, poll) -> None:
-    """Start ``jobs`` loky worker processes and report progress from the storage meanwhile."""
+def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, poll) -> str | None:
+    """Start ``jobs`` loky worker processes and report progress from the storage meanwhile.
+
+    Returns None, or why a worker died (killed, out of memory): the caller recovers its
+    trial and starts new workers, so a crash costs that trial's progress and nothing more.
+    """
     from joblib.externals.loky import get_reusable_executor
+    from joblib.externals.loky.process_executor import BrokenProcessPool
 
     executor = get_reusable_executor(max_workers=jobs, timeout=60)
     futures = [executor.submit(work, url, name, i, threads, folder) for i in range(jobs)]
@@ -412,15 +438,19 @@ def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, p
         for f in futures:
             f.result()
     except KeyboardInterrupt:
-        executor.shutdown(wait=False, kill_workers=True)
         from sweep.resume import fail_running
 
+        executor.shutdown(wait=True, kill_workers=True)
         n = fail_running(study, reason="interrupted")
         raise Interrupted(
-            f"interrupted; {n} running trial(s) marked FAIL. Resume with: "
+            f"interrupted; {n} running trial(s) marked FAIL and queued again. Resume with: "
             f"sweep resume {name} --storage {url}"
         ) from None
+    except BrokenProcessPool as exc:
+        executor.shutdown(wait=True, kill_workers=True)
+        return str(exc).splitlines()[0]
+    except SweepError:
+        raise
     except Exception as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            raise
-        raise RunFailed(f"a worker of study {name!r} crashed: {exc}") from exc
+        raise RunFailed(f"a worker of study {name!r} failed: {type(exc).__name__}: {exc}") from exc
+    return None

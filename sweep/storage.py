@@ -8,9 +8,11 @@ and stale trials retried; its row locks already make popping exact.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import warnings
+import zlib
 from pathlib import Path
 
 import optuna
@@ -38,12 +40,24 @@ def retry_callback() -> RetryHeartbeatStaleTrialCallback:
     return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
 
 
-def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
+def open_storage(
+    url: str | None = None, *, create: bool = True, read_only: bool = False
+) -> RDBStorage:
     """The storage at ``url`` with the project's rules applied.
 
-    ``create=False`` (readers, workers) refuses to create a new SQLite file, so a typo in
-    a path gives an error instead of an empty database.
+    ``create=False`` (workers) and ``read_only`` (inspection commands) refuse to create a
+    new SQLite file, so a typo in a path gives an error instead of an empty database.
+    Readers keep SQLite's deferred transactions: they take no write lock, so they never
+    hold up a live sweep's workers.
     """
+    url = validate_url(url, create=create and not read_only)
+    if url.startswith("sqlite"):
+        return _open_sqlite(url, create and not read_only, read_only)
+    return _open_postgres(url, create and not read_only)
+
+
+def validate_url(url: str | None, *, create: bool = True) -> str:
+    """Check a storage URL without touching the database; returns the URL to open."""
     url = resolve_url(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
@@ -51,11 +65,26 @@ def open_storage(url: str | None = None, *, create: bool = True) -> RDBStorage:
             f"storage URL {url!r} has an unknown scheme; use sqlite:///PATH.db or "
             "postgresql+psycopg://USER:PASSWORD@HOST/DB"
         )
-    if scheme == "sqlite":
-        return _open_sqlite(url, create)
     if scheme == "postgresql":
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return _open_postgres(url, create)
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    if scheme == "sqlite":
+        path = Path(url.split(":///", 1)[1]) if ":///" in url else None
+        if path is None or str(path) in ("", ":memory:"):
+            raise StorageError(f"storage URL {url!r} names no file; use sqlite:///PATH.db")
+        if path.exists():
+            _check_sqlite_file(path)
+            if create and not os.access(path, os.W_OK):
+                raise StorageError(f"{path} is not writable; check its permissions")
+        elif not create:
+            raise StorageError(
+                f"no study database at {path}; run `sweep run STUDY_FILE` first or pass --storage"
+            )
+        elif not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+            raise StorageError(
+                f"cannot create the database {path}: the folder {path.parent} "
+                "does not exist or is not writable; pass another --storage"
+            )
+    return url
 
 
 def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
@@ -71,26 +100,16 @@ def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
     )
 
 
-def _open_sqlite(url: str, create: bool) -> RDBStorage:
-    path = Path(url.split(":///", 1)[1]) if ":///" in url else None
-    if path is None or str(path) in ("", ":memory:"):
-        raise StorageError(f"storage URL {url!r} names no file; use sqlite:///PATH.db")
-    if path.exists():
-        _check_sqlite_file(path)
-    elif not create:
-        raise StorageError(
-            f"no study database at {path}; run `sweep run STUDY_FILE` first or pass --storage"
-        )
-    elif not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
-        raise StorageError(
-            f"cannot create the database {path}: the folder {path.parent} "
-            "does not exist or is not writable; pass another --storage"
-        )
+def _open_sqlite(url: str, create: bool, read_only: bool) -> RDBStorage:
+    path = url.split(":///", 1)[1]
     try:
         storage = _rdb(url, {"connect_args": {"timeout": 60}}, create)
     except Exception as exc:  # SQLAlchemy/sqlite errors: a readable line, not a traceback
-        raise StorageError(f"cannot open {path} as a study database: {_first_line(exc)}") from None
-    _begin_immediate(storage.engine)
+        raise StorageError(
+            f"{path} is not a study database ({_first_line(exc)}); pass another --storage"
+        ) from None
+    if not read_only:
+        _begin_immediate(storage.engine)
     return storage
 
 
@@ -104,8 +123,8 @@ def _check_sqlite_file(path: Path) -> None:
         raise StorageError(f"cannot read {path}: {exc.strerror}") from None
     if header and header != b"SQLite format 3\x00":
         raise StorageError(f"{path} is not a SQLite database; pass another --storage")
-    if not os.access(path, os.W_OK):
-        raise StorageError(f"{path} is not writable; check its permissions or copy it")
+    if not os.access(path, os.R_OK):
+        raise StorageError(f"{path} is not readable; check its permissions")
 
 
 def _begin_immediate(engine) -> None:
@@ -158,3 +177,52 @@ def count_states(storage, study_id: int) -> dict[str, int]:
             {"id": study_id},
         ).all()
     return {str(state).rsplit(".", 1)[-1]: int(n) for state, n in rows}
+
+
+class StudyLock:
+    """Makes a worker's "check the counts, then pop a queued trial" one atomic step.
+
+    Without it two workers can both see one trial missing and both start one (an
+    overshoot), or find the queue empty and sample an unplanned value. SQLite: an flock on
+    a file beside the database (workers of one SQLite file share a machine). PostgreSQL: a
+    session advisory lock, which works across machines.
+    """
+
+    def __init__(self, storage, url: str, study_name: str):
+        self._held = False
+        self._file = None
+        self._conn = None
+        if url.startswith("sqlite"):
+            self._file = open(url.split(":///", 1)[1] + ".lock", "a+b")  # noqa: SIM115
+        else:
+            from sqlalchemy import text
+
+            rdb = getattr(storage, "_backend", storage)
+            self._conn = rdb.engine.connect()
+            self._key = zlib.crc32(f"lambda-sweep:{study_name}".encode())
+            self._text = text
+
+    def acquire(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        else:
+            self._conn.execute(self._text("SELECT pg_advisory_lock(:k)"), {"k": self._key})
+            self._conn.commit()
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+        else:
+            self._conn.execute(self._text("SELECT pg_advisory_unlock(:k)"), {"k": self._key})
+            self._conn.commit()
+
+    def close(self) -> None:
+        self.release()
+        if self._file is not None:
+            self._file.close()
+        if self._conn is not None:
+            self._conn.close()
