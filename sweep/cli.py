@@ -120,6 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
     p.set_defaults(func=cmd_table)
 
+    p = sub.add_parser("dashboard", help="open optuna-dashboard on the study storage")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--port", type=int, default=8080)
+    p.set_defaults(func=cmd_dashboard)
+
     p = sub.add_parser("gradcheck", help="analytic vs numerical gradients (exit 1 above 1e-6)")
     p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
     p.add_argument("--json", action="store_true", help="print a JSON object")
@@ -315,6 +320,19 @@ def cmd_table(args: argparse.Namespace) -> int:
     for path in write_study_tables(args.study, args.storage, args.out):
         print(f"wrote {path}")
     return 0
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import shutil
+    import subprocess
+
+    from sweep.storage import validate_url
+
+    url = validate_url(args.storage, create=False)
+    exe = shutil.which("optuna-dashboard")
+    if exe is None:
+        raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
+    return subprocess.call([exe, url, "--port", str(args.port)])
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

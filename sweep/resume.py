@@ -7,6 +7,7 @@ exists, or when it never sent a heartbeat and is older than the grace period.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import socket
@@ -19,13 +20,18 @@ from sweep.storage import GRACE_SECONDS, retry_callback
 
 
 def pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def _gone(trial: optuna.trial.FrozenTrial, host: str, now: datetime.datetime) -> str | None:
@@ -77,5 +83,8 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> 
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another process finished or recovered it first
     if trial.params:
-        retry_callback()(study, storage.get_trial(trial._trial_id))
+        failed = copy.deepcopy(storage.get_trial(trial._trial_id))
+        # The queued copy starts clean: the reason belongs to the failed attempt only.
+        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "fail_reason"}
+        retry_callback()(study, failed)
     return True

@@ -285,7 +285,7 @@ def run_study(
             break
         top_up(study, spec)
         t0 = time.perf_counter()
-        _run_workers(
+        crashed = _run_workers(
             url,
             spec.study.name,
             jobs,
@@ -297,18 +297,25 @@ def run_study(
             poll,
         )
         worker_seconds += time.perf_counter() - t0
+        if crashed:
+            recovered = recover(study)
+            notes.append(f"a worker died ({crashed}); {len(recovered)} trial(s) queued again")
         after = counts(study)
-        if after["COMPLETE"] == before["COMPLETE"]:
+        if after["COMPLETE"] > before["COMPLETE"]:
+            stalled = 0
+        elif after["COMPLETE"] + after["RUNNING"] >= target:
+            # The missing trials run elsewhere (another machine, or a worker whose heartbeat
+            # has not gone stale yet): wait for them, recovering any that turn stale.
+            time.sleep(poll)
+            notes += recover(study)
+        else:
             stalled += 1
-            if stalled >= 5 or (
-                spec.study.sampler == "grid" and study.user_attrs.get("next_point", 0) >= target
-            ):
+            exhausted = spec.study.sampler == "grid" and study.user_attrs["next_point"] >= target
+            if stalled >= 5 or exhausted:
                 raise RunFailed(
                     f"study {spec.study.name!r} made no progress: {after['FAIL']} trials failed "
                     f"(see `sweep trials {spec.study.name}` for the reasons)"
                 )
-        else:
-            stalled = 0
     p = progress(study, target)
     if on_progress:
         on_progress(p)

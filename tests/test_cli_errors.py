@@ -1,0 +1,165 @@
+"""Every bad input: one line `error: ...`, exit code 2, no traceback, storage unchanged."""
+
+import hashlib
+
+import pytest
+
+from sweep.cli import main
+
+GOOD = """
+[study]
+name = "s"
+trials = 2
+[data]
+split = "exercise"
+[train]
+n_s = 5
+cycles = 1
+[search.lambda]
+low = 1e-4
+high = 1e-1
+"""
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory, cifar_dir):
+    """A storage holding one finished study, which no bad command may change."""
+    folder = tmp_path_factory.mktemp("db")
+    (folder / "s.toml").write_text(GOOD)
+    url = f"sqlite:///{folder}/sweeps.db"
+    assert (
+        main(
+            [
+                "run",
+                str(folder / "s.toml"),
+                "--storage",
+                url,
+                "--data-dir",
+                str(cifar_dir),
+                "--out",
+                str(folder / "reports"),
+            ]
+        )
+        == 0
+    )
+    return folder, url
+
+
+def digest(folder):
+    return hashlib.sha256((folder / "sweeps.db").read_bytes()).hexdigest()
+
+
+def check(capsys, argv, message):
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    # One error line, last; at most a progress line ("downloading ...") before it.
+    assert lines[-1].startswith("error: ") and message in lines[-1], err
+    assert sum(line.startswith("error") for line in lines) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (None, "does not exist"),
+        (("trials = 2", "trials = = 2"), "TOML syntax error"),
+        (("trials = 2", "trials = 2\ncolour = 1"), "study.colour is not a known key"),
+        (("trials = 2", 'trials = "two"'), "study.trials must be a int"),
+        (("low = 1e-4", "low = 1"), "search.lambda.low (1.0) must be below high (0.1)"),
+        (("low = 1e-4", "low = -1"), "must be positive for a log range"),
+        (("trials = 2", 'trials = 2\nsampler = "x"'), "study.sampler is 'x'"),
+        (("trials = 2", 'trials = 2\npruner = "x"'), "study.pruner is 'x'"),
+        (('split = "exercise"', 'split = "x"'), "data.split is 'x'"),
+        (("low = 1e-4\nhigh = 1e-1", 'narrow_from = "nope"'), "narrows from study 'nope'"),
+    ],
+)
+def test_bad_study_files(db, capsys, tmp_path, cifar_dir, change, message):
+    folder, url = db
+    before = digest(folder)
+    path = tmp_path / "bad.toml"
+    if change:
+        path.write_text(GOOD.replace(*change).replace('name = "s"', 'name = "bad"'))
+    check(capsys, ["run", str(path), "--storage", url, "--data-dir", str(cifar_dir)], message)
+    assert digest(folder) == before
+
+
+def test_unknown_study_lists_the_existing_ones(db, capsys):
+    folder, url = db
+    before = digest(folder)
+    for argv in (["trials", "nope"], ["show", "nope", "0"], ["resume", "nope"], ["table", "nope"]):
+        check(
+            capsys, [*argv, "--storage", url], "no study named 'nope'; studies in this storage: s"
+        )
+    check(capsys, ["show", "s", "99", "--storage", url], "has no trial 99")
+    assert digest(folder) == before
+
+
+@pytest.mark.parametrize(
+    ("storage", "message"),
+    [
+        ("mysql://localhost/x", "unknown scheme"),
+        ("sqlite:///{tmp}/no/such/dir/x.db", "does not exist or is not writable"),
+        ("sqlite:///{tmp}/text.db", "is not a SQLite database"),
+        ("sqlite:///{tmp}/missing.db", "no study database at"),
+    ],
+)
+def test_bad_storage(capsys, tmp_path, cifar_dir, storage, message):
+    (tmp_path / "s.toml").write_text(GOOD)
+    (tmp_path / "text.db").write_text("not a database")
+    url = storage.format(tmp=tmp_path)
+    if "missing" in storage:
+        check(capsys, ["status", "--storage", url], message)
+    else:
+        check(
+            capsys,
+            ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)],
+            message,
+        )
+    assert (tmp_path / "text.db").read_text() == "not a database"
+    assert not (tmp_path / "missing.db").exists()
+
+
+def test_missing_and_corrupt_data_leave_the_storage_untouched(capsys, tmp_path, monkeypatch):
+    from tests.conftest import write_cifar
+
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    (tmp_path / "s.toml").write_text(GOOD)
+    url = f"sqlite:///{tmp_path}/new.db"
+    check(
+        capsys,
+        ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(tmp_path / "nodata")],
+        "cannot download CIFAR-10",
+    )
+    root = write_cifar(tmp_path / "data", per_batch=20)
+    (root / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"\x00garbage")
+    check(
+        capsys,
+        ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(root)],
+        "data_batch_1 is not a CIFAR-10 batch",
+    )
+    assert not (tmp_path / "new.db").exists()
+
+
+def test_usage_errors_are_exit_2(capsys):
+    check(capsys, ["run"], "the following arguments are required")
+    check(capsys, ["run", "x.toml", "--jobs", "0"], "0 must be at least 1")
+    check(capsys, ["frobnicate"], "invalid choice")
+
+
+def test_every_command_has_help(capsys):
+    for command in (
+        "run",
+        "resume",
+        "worker",
+        "status",
+        "trials",
+        "show",
+        "table",
+        "train",
+        "gradcheck",
+        "dashboard",
+    ):
+        assert main([command, "--help"]) == 0
+        assert "usage: sweep " + command in capsys.readouterr().out

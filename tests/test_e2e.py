@@ -1,0 +1,195 @@
+"""End-to-end: the real `sweep` command in subprocesses, killed and interrupted for real."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.cli import main
+
+pytestmark = pytest.mark.slow
+
+STUDY = """
+[study]
+name = "e2e"
+trials = {trials}
+seed = 3
+[data]
+split = "exercise"
+[train]
+n_s = {n_s}
+cycles = 1
+[search.lambda]
+low = 1e-4
+high = 1e-1
+"""
+
+
+def sweep(*args: str) -> list[str]:
+    exe = shutil.which("sweep")
+    return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
+
+
+@pytest.fixture
+def setup(tmp_path, cifar_dir):
+    def make(trials: int, n_s: int = 400):
+        path = tmp_path / "e2e.toml"
+        path.write_text(STUDY.format(trials=trials, n_s=n_s))
+        url = f"sqlite:///{tmp_path}/e2e.db"
+        common = ["--storage", url, "--data-dir", str(cifar_dir)]
+        return path, url, common
+
+    return make
+
+
+def trials(url: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name="e2e", storage=url).get_trials()
+    except KeyError:
+        return []
+
+
+def wait_for(predicate, timeout: float = 60.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out waiting")
+
+
+def running_workers(url: str) -> list[int]:
+    """Pids of live workers that are in the middle of a trial."""
+    from sweep.resume import pid_alive
+
+    pids = [
+        t.user_attrs["worker"]["pid"]
+        for t in trials(url)
+        if t.state == TrialState.RUNNING and "worker" in t.user_attrs
+    ]
+    return [pid for pid in pids if pid_alive(pid)]
+
+
+def test_kill_workers_three_times_then_resume(setup):
+    path, url, common = setup(trials=8)
+    killed_lambdas = set()
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            sweep("run", str(path), "--jobs", "2", *common),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        pids = wait_for(lambda: running_workers(url))
+        time.sleep(0.2)  # in the middle of the trial
+        killed_lambdas |= {
+            t.params["lambda"]
+            for t in trials(url)
+            if t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("pid") in pids
+        }
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):  # it may just have finished
+                os.kill(pid, signal.SIGKILL)
+        if round_ == 2:
+            # The last time the orchestrator goes too, as on a crash or a closed lid.
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+        else:
+            # The orchestrator replaces dead workers by itself; stop it for the restart.
+            time.sleep(0.5)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(30)
+    assert any(t.state == TrialState.RUNNING for t in trials(url))  # left behind by the kills
+    done = subprocess.run(
+        sweep("resume", "e2e", "--jobs", "2", *common[:2], "--data-dir", common[3]),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    final = trials(url)
+    states = Counter(t.state.name for t in final)
+    assert states["COMPLETE"] == 8 and states["RUNNING"] == 0
+    complete = [t.params["lambda"] for t in final if t.state == TrialState.COMPLETE]
+    assert len(set(complete)) == len(complete)  # no lambda evaluated twice to COMPLETE
+    assert killed_lambdas <= set(complete)  # every interrupted lambda was run again
+    for t in final:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs["fail_reason"]
+
+
+def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
+    path, url, common = setup(trials=6, n_s=800)
+    proc = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "2", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: running_workers(url))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "sweep resume e2e" in err
+    final = trials(url)
+    assert not [t for t in final if t.state == TrialState.RUNNING]
+    interrupted = [t for t in final if t.user_attrs.get("fail_reason") == "interrupted"]
+    assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    # Their lambdas are queued again, first in line for the resume.
+    waiting = {
+        t.params.get("lambda") or t.system_attrs["fixed_params"]["lambda"]
+        for t in final
+        if t.state == TrialState.WAITING
+    }
+    assert {t.params["lambda"] for t in interrupted} <= waiting
+
+
+def test_resume_of_a_finished_study_runs_nothing(setup, capsys):
+    path, url, common = setup(trials=2, n_s=20)
+    assert main(["run", str(path), *common]) == 0
+    before = len(trials(url))
+    capsys.readouterr()
+    assert main(["resume", "e2e", *common]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert len(trials(url)) == before
+
+
+def test_readers_in_a_loop_never_error_during_a_live_sweep(setup, capsys):
+    path, url, common = setup(trials=6, n_s=200)
+    proc = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "2", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: trials(url))
+    reads = 0
+    while proc.poll() is None:
+        assert main(["status", "--storage", url, "--json"]) == 0
+        assert main(["trials", "e2e", "--storage", url, "--format", "json"]) == 0
+        assert main(["show", "e2e", "0", "--storage", url, "--json"]) == 0
+        out, err = capsys.readouterr()
+        assert "error" not in err
+        reads += 1
+    out, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert reads >= 3
+    rows = json.loads(
+        subprocess.run(
+            sweep("status", "--storage", url, "--json"), capture_output=True, text=True
+        ).stdout
+    )
+    assert rows[0]["states"] == {"COMPLETE": 6}
