@@ -141,7 +141,7 @@ def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     )
     wait_for(lambda: running_workers(url))
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "sweep resume e2e" in err
     final = trials(url)
@@ -181,10 +181,10 @@ def test_readers_in_a_loop_never_error_during_a_live_sweep(setup, capsys):
         assert main(["status", "--storage", url, "--json"]) == 0
         assert main(["trials", "e2e", "--storage", url, "--format", "json"]) == 0
         assert main(["show", "e2e", "0", "--storage", url, "--json"]) == 0
-        out, err = capsys.readouterr()
+        err = capsys.readouterr().err
         assert "error" not in err
         reads += 1
-    out, err = proc.communicate()
+    _, err = proc.communicate()
     assert proc.returncode == 0, err
     assert reads >= 3
     rows = json.loads(
