@@ -120,6 +120,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
     p.set_defaults(func=cmd_table)
 
+    p = sub.add_parser("report", help="tables, figures and report.md for one or more studies")
+    p.add_argument("studies", nargs="+", metavar="STUDY")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--out", default="reports", help="output folder (default reports/)")
+    p.add_argument(
+        "--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default png)"
+    )
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("reproduce", help="the whole seed study end to end, resumable")
+    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
+    p.add_argument("--studies", help="folder with coarse.toml and fine.toml (default studies/)")
+    p.set_defaults(func=cmd_reproduce)
+
     p = sub.add_parser("dashboard", help="open optuna-dashboard on the study storage")
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--port", type=int, default=8080)
@@ -319,6 +336,39 @@ def cmd_table(args: argparse.Namespace) -> int:
 
     for path in write_study_tables(args.study, args.storage, args.out):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from sweep.report import write_report
+
+    report = write_report(args.studies, storage_url=args.storage, out=args.out, fmt=args.format)
+    print(f"wrote {report.path} ({len(report.files)} files)")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from sweep.reproduce import reproduce
+
+    def say(text: str) -> None:
+        if sys.stderr.isatty():
+            print("\r\033[K", end="", file=sys.stderr)
+        print(text, flush=True)
+
+    summary = reproduce(
+        out=args.out,
+        jobs=args.jobs,
+        data_dir=args.data_dir,
+        storage_url=args.storage,
+        studies_dir=args.studies,
+        say=say,
+        on_progress=_print_progress,
+    )
+    print(
+        f"final model: test accuracy {summary['final']['test_accuracy']:.2%} "
+        f"(lambda {summary['final']['lambda']:.4g}); report {summary['report']}; "
+        f"{summary['seconds']:.0f} s"
+    )
     return 0
 
 

@@ -1,0 +1,182 @@
+"""`sweep reproduce`: the whole seed study, resumable, ending in a report and summary.json.
+
+gradient check -> 1 cycle (n_s 500, lambda 0.01, exercise split) -> 3 cycles (n_s 800) ->
+coarse study -> fine study -> final model (best fine lambda, 3 cycles, final split) -> report.
+
+Each finished stage is recorded in OUT/state.json (the studies in the storage), so a rerun
+after a crash or Ctrl-C continues where it stopped and reuses every finished stage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import sweep
+from core.gradcheck import check
+from core.training import TrainConfig
+from sweep import studyfile
+from sweep.errors import RunFailed, StudyFileError
+from sweep.runner import RunResult, run_study
+from sweep.train import run_training
+
+EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
+RUNS = {
+    "cycle1": dataclasses.replace(EXERCISE, n_s=500, cycles=1),
+    "cycle3": dataclasses.replace(EXERCISE, n_s=800, cycles=3),
+}
+
+
+def find_studies(studies_dir: str | Path | None) -> Path:
+    """--studies DIR, else the repository's studies/ beside the package, else ./studies."""
+    candidates = (
+        [Path(studies_dir)]
+        if studies_dir
+        else [Path(sweep.__file__).resolve().parent.parent / "studies", Path("studies")]
+    )
+    for folder in candidates:
+        if (folder / "coarse.toml").is_file() and (folder / "fine.toml").is_file():
+            return folder
+    raise StudyFileError(f"no coarse.toml and fine.toml in {candidates[0]}; pass --studies DIR")
+
+
+class State:
+    """OUT/state.json: the finished stages' results, written atomically after each."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return self.data.get(name)
+
+    def put(self, name: str, value: dict[str, Any]) -> None:
+        self.data[name] = value
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def _study_summary(r: RunResult) -> dict[str, Any]:
+    low, high, _ = r.ranges["lambda"]
+    return {
+        "study": r.study,
+        "best_lambda": r.best_params.get("lambda"),
+        "best_value": r.best_value,
+        "range": {"low": low, "high": high},
+        "trials": {k: v for k, v in r.counts.items() if v},
+        "seconds": round(r.seconds, 2),
+        "notes": r.notes,
+    }
+
+
+def reproduce(
+    *,
+    out: str | Path = "report",
+    jobs: int = 2,
+    data_dir: str | None = None,
+    storage_url: str | None = None,
+    studies_dir: str | None = None,
+    say: Callable[[str], None] = print,
+    on_progress: Callable | None = None,
+    runs: dict[str, TrainConfig] | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) every stage; return what OUT/summary.json holds.
+
+    ``runs`` replaces the two exercise runs' configs (tests use tiny ones).
+    """
+    runs_config = runs or RUNS
+    started = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    folder = find_studies(studies_dir)
+    coarse = studyfile.load(folder / "coarse.toml")
+    fine = studyfile.load(folder / "fine.toml")
+    url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
+    state = State(out / "state.json")
+
+    if not state.get("gradcheck"):
+        t0 = time.perf_counter()
+        errors = {k: dataclasses.asdict(v) for k, v in check().items()}
+        if max(e["max_rel"] for e in errors.values()) > 1e-6:
+            raise RunFailed(f"gradient check failed: {errors}")
+        state.put("gradcheck", {**errors, "seconds": round(time.perf_counter() - t0, 2)})
+    say(
+        "gradient check: max relative error "
+        f"{max(v['max_rel'] for k, v in state.get('gradcheck').items() if k != 'seconds'):.1e}"
+    )
+
+    for name, config in runs_config.items():
+        _train_stage(state, name, config, "exercise", data_dir, out, say)
+
+    for spec in (coarse, fine):
+        done = state.get(spec.study.name)
+        if not done:
+            say(f"{spec.study.name} study: {spec.study.trials} trials, --jobs {jobs}")
+            result = run_study(
+                spec, storage_url=url, jobs=jobs, data_dir=data_dir, on_progress=on_progress
+            )
+            done = _study_summary(result)
+            state.put(spec.study.name, done)
+        say(
+            f"{spec.study.name}: best lambda {done['best_lambda']:.4g} -> "
+            f"{done['best_value']:.2%} validation, range [{done['range']['low']:.3g}, "
+            f"{done['range']['high']:.3g}]"
+        )
+
+    best = state.get(fine.study.name)["best_lambda"]
+    final = dataclasses.replace(fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed)
+    _train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
+
+    runs = {name: state.get(name) for name in (*runs_config, "final")}
+    gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
+    from sweep.report import write_report
+
+    report = write_report(
+        [coarse.study.name, fine.study.name],
+        storage_url=url,
+        out=out,
+        gradcheck=gradcheck,
+        runs=runs,
+    )
+    stage_seconds = {
+        name: (state.get(name) or {}).get("seconds", 0.0)
+        for name in ("gradcheck", *runs_config, "coarse", "fine", "final")
+    }
+    summary = {
+        "gradcheck": gradcheck,
+        **{name: {k: v for k, v in runs[name].items() if k != "curves"} for name in runs},
+        "coarse": state.get(coarse.study.name),
+        "fine": state.get(fine.study.name),
+        "storage": url,
+        "report": str(report.path),
+        "stage_seconds": stage_seconds,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_stage(
+    state: State,
+    name: str,
+    config: TrainConfig,
+    split: str,
+    data_dir,
+    out: Path,
+    say,
+    save: Path | None = None,
+) -> None:
+    if not state.get(name):
+        summary, result = run_training(config, split=split, data_dir=data_dir, save_model=save)
+        state.put(name, {**summary.to_json(), "curves": result.curves})
+    r = state.get(name)
+    say(
+        f"{name}: lambda {r['lambda']:.4g}, {r['split']} split, n_s {r['n_s']}, "
+        f"{r['cycles']} cycle(s): test accuracy {r['test_accuracy']:.2%}"
+    )

@@ -1,0 +1,212 @@
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from matplotlib.image import imread
+
+from core.schedules import Schedule
+from core.training import TrainConfig
+from sweep import figures
+from sweep.cli import main
+from sweep.reproduce import reproduce
+
+STUDY = """
+[study]
+name = "{name}"
+trials = {trials}
+seed = 5
+sampler = "{sampler}"
+[data]
+split = "exercise"
+[train]
+n_s = 5
+cycles = 1
+evals_per_cycle = 2
+[search.lambda]
+{search}
+"""
+
+
+@pytest.fixture(scope="module")
+def studies(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("studies")
+    (folder / "coarse.toml").write_text(
+        STUDY.format(name="coarse", trials=4, sampler="random", search="low = 1e-4\nhigh = 1e-1")
+    )
+    (folder / "fine.toml").write_text(
+        STUDY.format(
+            name="fine", trials=3, sampler="qmc", search='narrow_from = "coarse"\ntop_k = 2'
+        )
+    )
+    return folder
+
+
+TINY = {
+    "cycle1": TrainConfig(lam=0.01, n_s=5, cycles=1),
+    "cycle3": TrainConfig(lam=0.01, n_s=4, cycles=3),
+}
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory, studies, cifar_dir):
+    out = tmp_path_factory.mktemp("out")
+    summary = reproduce(
+        out=out,
+        jobs=2,
+        data_dir=str(cifar_dir),
+        studies_dir=str(studies),
+        runs=TINY,
+        say=lambda text: None,
+    )
+    return out, summary
+
+
+def test_schedule_data_values():
+    df = figures.schedule_data(Schedule(eta_min=0.001, eta_max=0.1, n_s=10), cycles=2)
+    assert len(df) == 41
+    assert df["eta"].iloc[0] == pytest.approx(0.001) and df["eta"].iloc[10] == pytest.approx(0.1)
+    assert df["eta"].iloc[40] == pytest.approx(0.001) and df["eta"].max() == pytest.approx(0.1)
+
+
+def test_history_and_lambda_data(tmp_path):
+    url = f"sqlite:///{tmp_path}/h.db"
+    study = optuna.create_study(study_name="c", storage=url, direction="maximize")
+    for lam, value in ((1e-3, 0.40), (1e-2, 0.45), (1e-4, 0.42)):
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"lambda": lam},
+                value=value,
+                distributions={"lambda": optuna.distributions.FloatDistribution(1e-5, 1, log=True)},
+            )
+        )
+    hist = figures.history_data(study)
+    assert list(hist["value"]) == [0.40, 0.45, 0.42]
+    assert list(hist["best_so_far"]) == [0.40, 0.45, 0.45]
+    lam = figures.lambda_data([study])
+    assert sorted(lam["lambda"]) == [1e-4, 1e-3, 1e-2]
+    assert lam.loc[lam["best"], "lambda"].tolist() == [1e-2]
+    path = figures.plot_lambda(lam, {"c": (1e-5, 1.0)}, tmp_path / "l.png")
+    image = imread(path)
+    assert image.shape[0] > 300 and image.shape[1] > 500 and image.std() > 0
+
+
+def test_curve_figure_is_a_real_image(tmp_path):
+    curves = {
+        "step": [1, 2, 3],
+        "train_cost": [2, 1.5, 1.2],
+        "val_cost": [2.1, 1.7, 1.5],
+        "train_loss": [2, 1.4, 1.1],
+        "val_loss": [2, 1.6, 1.4],
+        "train_accuracy": [0.2, 0.4, 0.5],
+        "val_accuracy": [0.2, 0.35, 0.4],
+    }
+    assert figures.curve_data(curves)["val_accuracy"].tolist() == [0.2, 0.35, 0.4]
+    for suffix in ("png", "pdf", "svg"):
+        path = figures.plot_curves(curves, tmp_path / f"c.{suffix}")
+        assert path.stat().st_size > 1000
+    image = imread(tmp_path / "c.png")
+    assert image.shape[1] > 2 * image.shape[0]  # three panels side by side
+
+
+def test_reproduce_writes_summary_report_and_model(reproduced):
+    out, summary = reproduced
+    on_disk = json.loads((out / "summary.json").read_text())
+    for key in ("gradcheck", "cycle1", "cycle3", "coarse", "fine", "final", "seconds"):
+        assert key in on_disk
+    assert on_disk["final"]["lambda"] == on_disk["fine"]["best_lambda"]
+    assert on_disk["final"]["split"] == "final"
+    for run in ("cycle1", "cycle3", "final"):
+        assert 0 <= on_disk[run]["test_accuracy"] <= 1 and "lambda" in on_disk[run]
+    assert on_disk["coarse"]["trials"]["COMPLETE"] == 4
+    assert on_disk["fine"]["trials"]["COMPLETE"] == 3
+    low, high = on_disk["fine"]["range"]["low"], on_disk["fine"]["range"]["high"]
+    assert low < on_disk["fine"]["best_lambda"] < high
+    model = np.load(out / "final_model.npz")
+    assert model["W1"].shape == (3072, 50)
+
+
+def test_report_links_every_file_it_names(reproduced):
+    out, _ = reproduced
+    text = (out / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    assert len(links) >= 15
+    for link in links:
+        assert (out / link).is_file(), link
+        assert (out / link).stat().st_size > 0
+    for name in ("cycle1_curves.png", "lambda.png", "fine_history.png", "final_eta.png"):
+        assert f"figures/{name}" in links
+    assert "Gradient check" in text and "## Study `fine` (fine stage)" in text
+
+
+def test_rerun_reuses_finished_stages(reproduced, studies, cifar_dir):
+    out, first = reproduced
+    url = first["storage"]
+    before = len(optuna.load_study(study_name="coarse", storage=url).trials)
+    state = json.loads((out / "state.json").read_text())
+    for stage in ("fine", "final"):  # as if killed after the coarse stage
+        state.pop(stage)
+    (out / "state.json").write_text(json.dumps(state))
+    said = []
+    again = reproduce(
+        out=out,
+        jobs=1,
+        data_dir=str(cifar_dir),
+        studies_dir=str(studies),
+        runs=TINY,
+        say=said.append,
+    )
+    assert len(optuna.load_study(study_name="coarse", storage=url).trials) == before
+    assert again["cycle1"] == first["cycle1"] and again["coarse"] == first["coarse"]
+    assert again["fine"]["best_lambda"] == first["fine"]["best_lambda"]  # stored study reused
+    assert any(line.startswith("final:") for line in said)
+
+
+def test_best_study_resolution(reproduced, cifar_dir, capsys):
+    out, summary = reproduced
+    url = summary["storage"]
+    code = main(
+        [
+            "train",
+            "--lambda",
+            "best:fine",
+            "--storage",
+            url,
+            "--split",
+            "exercise",
+            "--n-s",
+            "5",
+            "--data-dir",
+            str(cifar_dir),
+            "--json",
+        ]
+    )
+    assert code == 0
+    assert json.loads(capsys.readouterr().out)["lambda"] == summary["fine"]["best_lambda"]
+    assert main(["train", "--lambda", "best:nope", "--storage", url]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
+
+
+def test_report_command(reproduced, tmp_path, capsys):
+    out, summary = reproduced
+    assert (
+        main(
+            [
+                "report",
+                "coarse",
+                "fine",
+                "--storage",
+                summary["storage"],
+                "--out",
+                str(tmp_path / "r"),
+                "--format",
+                "svg",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "r" / "figures" / "lambda.svg").is_file()
+    assert (tmp_path / "r" / "coarse" / "table.tex").is_file()
+    assert Path(tmp_path / "r" / "report.md").read_text().count("![") >= 5
