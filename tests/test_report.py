@@ -112,7 +112,7 @@ def test_curve_figure_is_a_real_image(tmp_path):
 
 
 def test_reproduce_writes_summary_report_and_model(reproduced):
-    out, summary = reproduced
+    out, _summary = reproduced
     on_disk = json.loads((out / "summary.json").read_text())
     for key in ("gradcheck", "cycle1", "cycle3", "coarse", "fine", "final", "seconds"):
         assert key in on_disk
@@ -165,7 +165,7 @@ def test_rerun_reuses_finished_stages(reproduced, studies, cifar_dir):
 
 
 def test_best_study_resolution(reproduced, cifar_dir, capsys):
-    out, summary = reproduced
+    _out, summary = reproduced
     url = summary["storage"]
     code = main(
         [
@@ -190,7 +190,7 @@ def test_best_study_resolution(reproduced, cifar_dir, capsys):
 
 
 def test_report_command(reproduced, tmp_path, capsys):
-    out, summary = reproduced
+    _out, summary = reproduced
     assert (
         main(
             [
