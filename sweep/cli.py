@@ -21,6 +21,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -71,7 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="create or load a study and run trials until its target")
     p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
-    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=_count,
+        default=1,
+        help="worker processes here (default 1); 0 = only create, queue and watch "
+        "while `sweep worker` processes elsewhere run the trials",
+    )
     p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")

@@ -33,6 +33,7 @@ from sweep.storage import StudyLock, count_states, open_storage, resolve_url, va
 from sweep.studyfile import StudyFile
 
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
+WAIT_SECONDS = 0.5  # how often idle workers and a watching orchestrator look at the storage
 
 
 @dataclass
@@ -173,9 +174,15 @@ def top_up(study: optuna.Study, spec: StudyFile) -> int:
 # --- workers --------------------------------------------------------------------------
 
 
-def work(url: str, study_name: str, index: int, threads: int, data_folder: str) -> int:
+def work(
+    url: str, study_name: str, index: int, threads: int, data_folder: str, idle: float = 0.0
+) -> int:
     """One worker process: run trials of ``study_name`` until its target is reached.
 
+    While the last trials run elsewhere the worker waits, recovering any whose worker dies
+    (their values are queued again and this worker runs them). With nothing queued and
+    nothing running it exits after ``idle`` seconds (remote workers wait for the
+    orchestrator to top up; the orchestrator's own workers exit at once and it tops up).
     Returns the number of trials this worker ran.
     """
     from threadpoolctl import threadpool_limits
@@ -183,6 +190,7 @@ def work(url: str, study_name: str, index: int, threads: int, data_folder: str) 
     from core.errors import DivergedError
     from sweep.datacache import open_split
     from sweep.objective import Objective
+    from sweep.resume import recover
 
     # Ctrl-C is the orchestrator's to handle: it kills the workers and fails their trials.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -202,17 +210,29 @@ def work(url: str, study_name: str, index: int, threads: int, data_folder: str) 
     # The objective's first act is to let the next worker check and pop.
     objective.on_start = lock.release
     ran = 0
+    idle_since = None
     try:
         with threadpool_limits(limits=threads):
             while True:
                 lock.acquire()
                 c = counts(study)
                 target = study.user_attrs["target"]  # read afresh: a rerun may raise it
-                if c["COMPLETE"] + c["RUNNING"] >= target or (planned and c["WAITING"] == 0):
+                if c["COMPLETE"] >= target:
                     break
-                study.optimize(objective, n_trials=1, catch=(DivergedError,))
-                lock.release()  # in case the trial ended before the objective ran
-                ran += 1
+                room = c["COMPLETE"] + c["RUNNING"] < target
+                if room and (c["WAITING"] > 0 or not planned):
+                    idle_since = None
+                    study.optimize(objective, n_trials=1, catch=(DivergedError,))
+                    lock.release()  # in case the trial ended before the objective ran
+                    ran += 1
+                    continue
+                lock.release()
+                if c["RUNNING"] == 0:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= idle:
+                        break
+                time.sleep(WAIT_SECONDS)
+                recover(study)
     finally:
         lock.close()
     return ran
@@ -270,13 +290,14 @@ def run_study(
                 f"storage {resolve_url(storage_url)}; run it first"
             ) from None
         raise
-    _start_workers(jobs)  # they start up while the data and storage are prepared
+    if jobs:
+        _start_workers(jobs)  # they start up while the data and storage are prepared
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
     storage = open_storage(url, create=not spec.parent)
     target = trials or spec.study.trials
     study, notes = prepare_study(spec, storage, target=target)
     notes += recover(study)
-    threads = threads or max(1, cpu_count() // jobs)
+    threads = threads or max(1, cpu_count() // max(jobs, 1))
     worker_seconds = 0.0
     stalled = 0
     while True:
@@ -284,6 +305,12 @@ def run_study(
         if before["COMPLETE"] >= target:
             break
         top_up(study, spec)
+        if jobs == 0:  # workers elsewhere (`sweep worker`) do the work: watch and recover
+            time.sleep(poll)
+            notes += recover(study)
+            if on_progress:
+                on_progress(progress(study, target))
+            continue
         t0 = time.perf_counter()
         crashed = _run_workers(
             url,
@@ -377,7 +404,12 @@ def resume_study(
 
 
 def join_study(
-    name: str, *, storage_url: str | None = None, jobs: int = 1, data_dir: str | None = None
+    name: str,
+    *,
+    storage_url: str | None = None,
+    jobs: int = 1,
+    data_dir: str | None = None,
+    idle: float = 60.0,
 ) -> int:
     """`sweep worker`: run trials of an existing study (from any machine) until its target."""
     from sweep import datacache
@@ -389,13 +421,14 @@ def join_study(
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
     threads = max(1, cpu_count() // jobs)
     if jobs == 1:
-        return work(url, name, _worker_index(), threads, str(cached.folder))
+        return work(url, name, _worker_index(), threads, str(cached.folder), idle=idle)
     from joblib.externals.loky import get_reusable_executor
 
     executor = get_reusable_executor(max_workers=jobs, timeout=60)
     base = _worker_index()
+    folder = str(cached.folder)
     futures = [
-        executor.submit(work, url, name, base + i, threads, str(cached.folder)) for i in range(jobs)
+        executor.submit(work, url, name, base + i, threads, folder, idle) for i in range(jobs)
     ]
     return sum(f.result() for f in futures)
 

@@ -144,7 +144,8 @@ def test_missing_and_corrupt_data_leave_the_storage_untouched(capsys, tmp_path, 
 
 def test_usage_errors_are_exit_2(capsys):
     check(capsys, ["run"], "the following arguments are required")
-    check(capsys, ["run", "x.toml", "--jobs", "0"], "0 must be at least 1")
+    check(capsys, ["run", "x.toml", "--jobs", "-1"], "-1 must be 0 or more")
+    check(capsys, ["resume", "x", "--jobs", "0"], "0 must be at least 1")
     check(capsys, ["frobnicate"], "invalid choice")
 
 
