@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
         "while `sweep worker` processes elsewhere run the trials",
     )
     p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
+    p.add_argument(
+        "--threads", type=_positive_int, help="BLAS threads per worker (default: cores // jobs)"
+    )
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--seed", type=int, help="override the file's study seed")
@@ -106,7 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="join a study from any machine and run its trials")
     p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--jobs", type=_positive_int, default=1)
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="BLAS threads per worker (default: cores // jobs; lower it when other "
+        "workers share this machine)",
+    )
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/")
     p.set_defaults(func=cmd_worker)
 
@@ -230,6 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         jobs=args.jobs,
         data_dir=args.data_dir,
         trials=args.trials,
+        threads=args.threads,
         on_progress=_print_progress,
     )
     _print_run(result, write_study_tables(result.study, args.storage, args.out))
@@ -260,7 +270,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from sweep.runner import join_study
 
-    ran = join_study(args.study, storage_url=args.storage, jobs=args.jobs, data_dir=args.data_dir)
+    ran = join_study(
+        args.study,
+        storage_url=args.storage,
+        jobs=args.jobs,
+        data_dir=args.data_dir,
+        threads=args.threads,
+    )
     print(f"worker done: ran {ran} trial(s) of {args.study!r}")
     return 0
 

@@ -7,7 +7,6 @@ exists, or when it never sent a heartbeat and is older than the grace period.
 
 from __future__ import annotations
 
-import copy
 import datetime
 import os
 import socket
@@ -83,8 +82,5 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> 
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another process finished or recovered it first
     if trial.params:
-        failed = copy.deepcopy(storage.get_trial(trial._trial_id))
-        # The queued copy starts clean: the reason belongs to the failed attempt only.
-        failed.user_attrs = {k: v for k, v in failed.user_attrs.items() if k != "fail_reason"}
-        retry_callback()(study, failed)
+        retry_callback()(study, storage.get_trial(trial._trial_id))
     return True

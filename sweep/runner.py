@@ -409,6 +409,7 @@ def join_study(
     storage_url: str | None = None,
     jobs: int = 1,
     data_dir: str | None = None,
+    threads: int | None = None,
     idle: float = 60.0,
 ) -> int:
     """`sweep worker`: run trials of an existing study (from any machine) until its target."""
@@ -419,7 +420,7 @@ def join_study(
     study = load(name, url)
     spec = StudyFile.from_dict(study.user_attrs["spec"])
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
-    threads = max(1, cpu_count() // jobs)
+    threads = threads or max(1, cpu_count() // jobs)
     if jobs == 1:
         return work(url, name, _worker_index(), threads, str(cached.folder), idle=idle)
     from joblib.externals.loky import get_reusable_executor

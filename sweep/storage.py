@@ -8,15 +8,18 @@ and stale trials retried; its row locks already make popping exact.
 
 from __future__ import annotations
 
+import copy
 import fcntl
 import os
 import sqlite3
 import warnings
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial
 
 from sweep.errors import StorageError
 
@@ -36,8 +39,23 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("SWEEP_STORAGE") or DEFAULT_URL
 
 
-def retry_callback() -> RetryHeartbeatStaleTrialCallback:
-    return RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+ATTEMPT_ATTRS = ("worker", "fail_reason")  # belong to one attempt, never to its retry
+
+
+def retry_callback() -> Callable[[optuna.Study, FrozenTrial], None]:
+    """Queue a failed trial again with the same parameters, as a clean attempt.
+
+    Optuna's callback copies every user attribute; a copy that still named the dead
+    worker would look dead itself to `sweep resume` between being popped and starting.
+    """
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
+
+    def callback(study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.deepcopy(trial)
+        clean.user_attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+        retry(study, clean)
+
+    return callback
 
 
 def open_storage(

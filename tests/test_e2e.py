@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -17,6 +18,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
+from sweep.errors import StorageError
+from sweep.storage import open_storage
 
 pytestmark = pytest.mark.slow
 
@@ -53,10 +56,15 @@ def setup(tmp_path, cifar_dir):
     return make
 
 
+@functools.cache
+def _storage(url: str):
+    return open_storage(url, read_only=True)  # one connection pool for all the polling
+
+
 def trials(url: str) -> list[optuna.trial.FrozenTrial]:
     try:
-        return optuna.load_study(study_name="e2e", storage=url).get_trials()
-    except KeyError:
+        return optuna.load_study(study_name="e2e", storage=_storage(url)).get_trials()
+    except (KeyError, StorageError):  # not created yet
         return []
 
 
