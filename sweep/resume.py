@@ -81,6 +81,8 @@ def _fail(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> 
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False  # another process finished or recovered it first
-    if trial.params:
+    # A trial killed between being popped and asking for its values has no params yet,
+    # but its queued values are in fixed_params: queue those again too.
+    if trial.params or trial.system_attrs.get("fixed_params"):
         retry_callback()(study, storage.get_trial(trial._trial_id))
     return True

@@ -19,6 +19,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import StorageError
+from sweep.inspect import lambda_of
 from sweep.storage import open_storage
 
 pytestmark = pytest.mark.slow
@@ -157,12 +158,8 @@ def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     interrupted = [t for t in final if t.user_attrs.get("fail_reason") == "interrupted"]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
     # Their lambdas are queued again, first in line for the resume.
-    waiting = {
-        t.params.get("lambda") or t.system_attrs["fixed_params"]["lambda"]
-        for t in final
-        if t.state == TrialState.WAITING
-    }
-    assert {t.params["lambda"] for t in interrupted} <= waiting
+    waiting = {lambda_of(t) for t in final if t.state == TrialState.WAITING}
+    assert {lambda_of(t) for t in interrupted} <= waiting
 
 
 def test_resume_of_a_finished_study_runs_nothing(setup, capsys):
