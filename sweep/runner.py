@@ -33,7 +33,7 @@ from sweep.storage import StudyLock, count_states, open_storage, resolve_url, va
 from sweep.studyfile import StudyFile
 
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
-WAIT_SECONDS = 0.5  # how often idle workers and a watching orchestrator look at the storage
+WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
 
 
 @dataclass
@@ -82,68 +82,85 @@ def _comparable(spec: StudyFile) -> dict:
 def prepare_study(spec: StudyFile, storage, *, target: int) -> tuple[optuna.Study, list[str]]:
     """Create the study (or load it), store its settings and ranges once; set the target.
 
-    Returns the study and notes for the user (e.g. how a fine range was derived).
+    Every step checks what the storage already holds, so a run killed half-way through
+    creating a study is completed by the next one. Returns the study and notes for the
+    user (e.g. how a fine range was derived).
     """
     notes: list[str] = []
     name = spec.study.name
     existing = {s.study_name for s in storage.get_all_studies()}
-    if name in existing:
-        study = optuna.load_study(study_name=name, storage=storage)
-        stored = study.user_attrs.get("spec")
-        if stored is not None and _comparable(StudyFile.from_dict(stored)) != _comparable(spec):
-            raise StudyFileError(
-                f"{spec.path}: study {name!r} already exists in the storage with other settings; "
-                "give the study a new name (or use another --storage)"
-            )
-    else:
+    if name not in existing:
+        if spec.parent:
+            _parent_results(spec, storage, existing)  # fail before creating anything
+        optuna.create_study(study_name=name, storage=storage, direction="maximize")
+    study = optuna.load_study(study_name=name, storage=storage)
+    attrs = study.user_attrs
+    if "spec" not in attrs:
+        study.set_user_attr("spec", spec.to_dict())
+        study.set_user_attr("stage", spec.stage)
+        study.set_user_attr("parent", spec.parent)
+    elif _comparable(StudyFile.from_dict(attrs["spec"])) != _comparable(spec):
+        raise StudyFileError(
+            f"{spec.path}: study {name!r} already exists in the storage with other settings; "
+            "give the study a new name (or use another --storage)"
+        )
+    if "ranges" not in attrs:  # derived once; a resumed fine stage never recomputes it
         ranges = {}
         for pname, r in spec.search.items():
             if r.narrow_from:
-                narrowed = _narrow_from_parent(r, storage, existing, pname)
+                narrowed = narrow(
+                    _parent_results(spec, storage, existing, pname), top_k=r.top_k, margin=r.margin
+                )
                 ranges[pname] = (narrowed.low, narrowed.high, True)
                 notes.append(
                     f"{pname} range narrowed from {r.narrow_from}: "
                     f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
                 )
-                range_note = narrowed.note
+                study.set_user_attr("range_note", narrowed.note)
             else:
                 ranges[pname] = (r.low, r.high, r.log)
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize")
-        study.set_user_attr("spec", spec.to_dict())
-        study.set_user_attr("stage", spec.stage)
-        study.set_user_attr("parent", spec.parent)
         study.set_user_attr("ranges", {k: list(v) for k, v in ranges.items()})
-        if spec.parent:
-            study.set_user_attr("range_note", range_note)
-        study.set_user_attr("next_point", 0)
-    if study.user_attrs.get("target") != target:
+    if attrs.get("target") != target:
         study.set_user_attr("target", target)
     return study, notes
 
 
-def _narrow_from_parent(r, storage, existing: set[str], pname: str):
-    if r.narrow_from not in existing:
+def _parent_results(
+    spec: StudyFile, storage, existing: set[str], pname: str = "lambda"
+) -> list[tuple[float, float]]:
+    """(value, validation accuracy) of the parent study's COMPLETE trials."""
+    parent_name = spec.parent
+    if parent_name not in existing:
         raise StudyNotFound(
-            f"the fine stage narrows from study {r.narrow_from!r}, which is not in the storage; "
-            f"run it first (e.g. sweep run studies/{r.narrow_from}.toml)"
+            f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
+            f"run it first (e.g. sweep run studies/{parent_name}.toml)"
         )
-    parent = optuna.load_study(study_name=r.narrow_from, storage=storage)
+    parent = optuna.load_study(study_name=parent_name, storage=storage)
     done = [
-        t
+        (t.params[pname], t.value)
         for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if pname in t.params
     ]
     if not done:
         raise StudyNotFound(
-            f"study {r.narrow_from!r} has no COMPLETE trials to narrow from; run or resume it first"
+            f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
         )
-    return narrow([(t.params[pname], t.value) for t in done], top_k=r.top_k, margin=r.margin)
+    return done
 
 
 def ranges_of(study: optuna.Study) -> dict[str, tuple[float, float, bool]]:
     return {
         k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in study.user_attrs["ranges"].items()
     }
+
+
+def next_point(study: optuna.Study) -> int:
+    """The index of the first planned point not yet queued, derived from the trials
+    themselves (each carries its point; retries keep it), so no counter can drift."""
+    points = [
+        t.user_attrs["point"] for t in study.get_trials(deepcopy=False) if "point" in t.user_attrs
+    ]
+    return max(points, default=-1) + 1
 
 
 def top_up(study: optuna.Study, spec: StudyFile) -> int:
@@ -157,17 +174,14 @@ def top_up(study: optuna.Study, spec: StudyFile) -> int:
         return 0
     c = counts(study)
     target = study.user_attrs["target"]
-    missing = target - c["COMPLETE"] - c["RUNNING"]
-    want = max(missing, 0) - c["WAITING"]
-    start = study.user_attrs.get("next_point", 0)
-    if spec.study.sampler == "grid":
+    want = max(target - c["COMPLETE"] - c["RUNNING"], 0) - c["WAITING"]
+    start = next_point(study)
+    if spec.study.sampler == "grid":  # a grid has exactly `target` points
         want = min(want, target - start)
     ranges = ranges_of(study)
     for i in range(start, start + max(want, 0)):
         values = plan.point(spec.study.sampler, spec.study.seed, i, ranges, target)
-        study.enqueue_trial(values, user_attrs={"point": i}, skip_if_exists=False)
-    if want > 0:
-        study.set_user_attr("next_point", start + want)
+        study.enqueue_trial(values, user_attrs={"point": i})
     return max(want, 0)
 
 
@@ -337,7 +351,7 @@ def run_study(
             notes += recover(study)
         else:
             stalled += 1
-            exhausted = spec.study.sampler == "grid" and study.user_attrs["next_point"] >= target
+            exhausted = spec.study.sampler == "grid" and next_point(study) >= target
             if stalled >= 5 or exhausted:
                 raise RunFailed(
                     f"study {spec.study.name!r} made no progress: {after['FAIL']} trials failed "

@@ -106,6 +106,8 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
 
 
 def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
+    if not create:
+        _check_schema(url, engine_kwargs)
     return RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
@@ -116,6 +118,29 @@ def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
         grace_period=GRACE_SECONDS,
         heartbeat_stale_trial_callback=retry_callback(),
     )
+
+
+def _check_schema(url: str, engine_kwargs: dict) -> None:
+    """Refuse a storage whose schema is missing or still being created.
+
+    Opening one writes Optuna's version stamp, which would race the orchestrator that is
+    creating the tables (a unique-constraint error on its side).
+    """
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("alembic_version"):
+                raise StorageError(
+                    "the storage has no studies yet (or is being created); "
+                    "run `sweep run STUDY_FILE` first"
+                )
+            stamped = conn.exec_driver_sql("SELECT COUNT(*) FROM alembic_version").scalar()
+        if not stamped:
+            raise StorageError("the storage is still being created; try again in a moment")
+    finally:
+        engine.dispose()
 
 
 def _open_sqlite(url: str, create: bool, read_only: bool) -> RDBStorage:
