@@ -337,7 +337,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         from sweep.figures import plot_curves
 
         plot_curves(
-            info["user_attrs"].get("curves") or {},
+            info["user_attrs"].get("result", {}).get("curves") or {},
             args.plot,
             title=f"{args.study} trial {args.trial}",
         )

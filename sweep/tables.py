@@ -18,16 +18,16 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
             continue
-        a = t.user_attrs
+        result = t.user_attrs.get("result", {})  # written by the objective on success
         rows.append(
             {
                 "trial": t.number,
-                "lambda": t.params.get("lambda", (a.get("config") or {}).get("lam")),
+                "lambda": t.params.get("lambda"),
                 "val_accuracy": t.value,
-                "val_sd": a.get("val_sd") if len(a.get("val_accuracies", [])) > 1 else None,
-                "train_accuracy": a.get("train_accuracy"),
+                "val_sd": result.get("val_sd"),
+                "train_accuracy": result.get("train_accuracy"),
                 "state": t.state.name,
-                "reason": a.get("fail_reason", ""),
+                "reason": t.user_attrs.get("fail_reason", ""),
             }
         )
     columns = [

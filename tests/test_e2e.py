@@ -198,3 +198,19 @@ def test_readers_in_a_loop_never_error_during_a_live_sweep(setup, capsys):
         ).stdout
     )
     assert rows[0]["states"] == {"COMPLETE": 6}
+
+
+def test_show_prints_a_trial_and_plots_its_curves(setup, capsys, tmp_path):
+    path, url, common = setup(trials=1, n_s=10)
+    assert main(["run", str(path), *common]) == 0
+    capsys.readouterr()
+    png = tmp_path / "curves.png"
+    assert main(["show", "e2e", "0", "--storage", url, "--json", "--plot", str(png)]) == 0
+    info = json.loads(capsys.readouterr().out)
+    curves = info["user_attrs"]["result"]["curves"]
+    assert info["state"] == "COMPLETE" and curves["step"][-1] == 20
+    assert info["value"] == curves["val_accuracy"][-1]
+    assert png.stat().st_size > 10_000
+    assert main(["show", "e2e", "0", "--storage", url]) == 0
+    text = capsys.readouterr().out
+    assert "trial 0: COMPLETE" in text and "curves: 10 points" in text
