@@ -111,9 +111,11 @@ def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
     return RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
-        # Creating (or checking) the tables costs ~0.3 s; workers and readers open a storage
-        # the orchestrator already created.
+        # Creating the tables and checking their schema version (alembic loads ~50 migration
+        # scripts) costs ~0.3 s: the orchestrator does it once; workers and readers open a
+        # storage it created and checked.
         skip_table_creation=not create,
+        skip_compatibility_check=not create,
         heartbeat_interval=HEARTBEAT_SECONDS,
         grace_period=GRACE_SECONDS,
         heartbeat_stale_trial_callback=retry_callback(),
