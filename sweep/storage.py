@@ -105,7 +105,8 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
     return url
 
 
-def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
+def _rdb(url: str, engine_kwargs: dict, create: bool = True, fresh: bool = False) -> RDBStorage:
+    """``fresh``: the database file is created now, so its schema is this Optuna's own."""
     if not create:
         _check_schema(url, engine_kwargs)
     return RDBStorage(
@@ -115,7 +116,7 @@ def _rdb(url: str, engine_kwargs: dict, create: bool = True) -> RDBStorage:
         # scripts) costs ~0.3 s: the orchestrator does it once; workers and readers open a
         # storage it created and checked.
         skip_table_creation=not create,
-        skip_compatibility_check=not create,
+        skip_compatibility_check=not create or fresh,
         heartbeat_interval=HEARTBEAT_SECONDS,
         grace_period=GRACE_SECONDS,
         heartbeat_stale_trial_callback=retry_callback(),
@@ -147,8 +148,9 @@ def _check_schema(url: str, engine_kwargs: dict) -> None:
 
 def _open_sqlite(url: str, create: bool, read_only: bool) -> RDBStorage:
     path = url.split(":///", 1)[1]
+    fresh = create and not Path(path).exists()
     try:
-        storage = _rdb(url, {"connect_args": {"timeout": 60}}, create)
+        storage = _rdb(url, {"connect_args": {"timeout": 60}}, create, fresh)
     except Exception as exc:  # SQLAlchemy/sqlite errors: a readable line, not a traceback
         raise StorageError(
             f"{path} is not a study database ({_first_line(exc)}); pass another --storage"
