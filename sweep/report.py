@@ -13,7 +13,7 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.inspect import load
 from sweep.runner import counts, ranges_of
-from sweep.tables import display_table, write_tables
+from sweep.tables import display_table, study_table, write_tables
 
 
 @dataclass
@@ -186,7 +186,7 @@ def _study_section(study: optuna.Study, out: Path, fmt: str, files: list[Path]) 
             files.append(path)
             md += [f"![{name} best trial curves]({_rel(path, out)})", ""]
     md += [
-        display_table(_table(study)).to_markdown(index=False),
+        display_table(study_table(study)).to_markdown(index=False),
         "",
         "Files: " + ", ".join(f"[{p.name}]({_rel(p, out)})" for p in tables),
         "",
@@ -194,9 +194,3 @@ def _study_section(study: optuna.Study, out: Path, fmt: str, files: list[Path]) 
         "",
     ]
     return md
-
-
-def _table(study: optuna.Study):
-    from sweep.tables import study_table
-
-    return study_table(study)
