@@ -19,12 +19,13 @@ case "${1:-}" in
     fi
     BIN=$(bin_dir)
     DIR=$(mktemp -d /tmp/sweep-pg.XXXXXX)
-    PORT=${PG_TEST_PORT:-55432}
+    # A free port, so that a server already running here does not get in the way.
+    PORT=${PG_TEST_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
     [ "$(id -u)" = 0 ] && chown postgres "$DIR"
     as_postgres "$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
     as_postgres "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200 -c fsync=off" \
-      start >/dev/null
+      start >/dev/null || { cat "$DIR/log" >&2; exit 1; }
     as_postgres "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres sweep_test
     echo "export SWEEP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$PORT/sweep_test"
     echo "export PG_TEST_DIR=$DIR"
