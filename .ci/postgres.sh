@@ -25,7 +25,7 @@ case "${1:-}" in
     as_postgres "$BIN/initdb" -D "$DIR/data" -A trust -U postgres >/dev/null
     as_postgres "$BIN/pg_ctl" -D "$DIR/data" -l "$DIR/log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $PORT -k $DIR -c max_connections=200 -c fsync=off" \
-      start >/dev/null || { cat "$DIR/log" >&2; exit 1; }
+      start >/dev/null || { cat "$DIR/log" >&2; rm -rf "$DIR"; exit 1; }
     as_postgres "$BIN/createdb" -h 127.0.0.1 -p "$PORT" -U postgres sweep_test
     echo "export SWEEP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$PORT/sweep_test"
     echo "export PG_TEST_DIR=$DIR"
