@@ -214,3 +214,20 @@ def test_show_prints_a_trial_and_plots_its_curves(setup, capsys, tmp_path):
     assert main(["show", "e2e", "0", "--storage", url]) == 0
     text = capsys.readouterr().out
     assert "trial 0: COMPLETE" in text and "curves: 10 points" in text
+
+
+def test_a_running_sweep_replaces_a_killed_worker(setup):
+    path, url, common = setup(trials=6, n_s=400)
+    proc = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "2", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    pid = wait_for(lambda: running_workers(url))[0]
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "a worker died" in out
+    states = Counter(t.state.name for t in trials(url))
+    assert states["COMPLETE"] == 6 and states["RUNNING"] == 0 and states["FAIL"] >= 1
