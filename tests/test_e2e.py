@@ -231,3 +231,18 @@ def test_a_running_sweep_replaces_a_killed_worker(setup):
     assert "a worker died" in out
     states = Counter(t.state.name for t in trials(url))
     assert states["COMPLETE"] == 6 and states["RUNNING"] == 0 and states["FAIL"] >= 1
+
+
+def test_trials_formats_and_sorting(setup, capsys):
+    path, url, common = setup(trials=3, n_s=5)
+    assert main(["run", str(path), *common]) == 0
+    capsys.readouterr()
+    assert main(["trials", "e2e", "--storage", url, "--format", "json", "--sort", "lambda"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [set(r) for r in rows] == [{"number", "state", "lambda", "value", "seconds"}] * 3
+    assert [r["lambda"] for r in rows] == sorted(r["lambda"] for r in rows)
+    assert main(["trials", "e2e", "--storage", url, "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "number,state,lambda,value,seconds,reason" and len(lines) == 4
+    assert main(["trials", "e2e", "--storage", url]) == 0
+    assert capsys.readouterr().out.count("COMPLETE") == 3
