@@ -44,3 +44,31 @@ def write_cifar(
 def cifar_dir(tmp_path_factory) -> Path:
     """A data root with a synthetic cifar-10-batches-py/ (1,100 images per batch)."""
     return write_cifar(tmp_path_factory.mktemp("cifar"))
+
+
+def study_text(
+    name: str = "s",
+    *,
+    trials: int = 4,
+    seed: int = 7,
+    sampler: str = "random",
+    repeats: int = 1,
+    search: str = "low = 1e-4\nhigh = 1e-1",
+) -> str:
+    """A tiny study file for tests: exercise split, 5-step half cycles, 2 evaluations."""
+    return f"""
+[study]
+name = "{name}"
+trials = {trials}
+seed = {seed}
+sampler = "{sampler}"
+repeats = {repeats}
+[data]
+split = "exercise"
+[train]
+n_s = 5
+cycles = 1
+evals_per_cycle = 2
+[search.lambda]
+{search}
+"""

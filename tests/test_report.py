@@ -12,35 +12,17 @@ from core.training import TrainConfig
 from sweep import figures
 from sweep.cli import main
 from sweep.reproduce import reproduce
-
-STUDY = """
-[study]
-name = "{name}"
-trials = {trials}
-seed = 5
-sampler = "{sampler}"
-[data]
-split = "exercise"
-[train]
-n_s = 5
-cycles = 1
-evals_per_cycle = 2
-[search.lambda]
-{search}
-"""
+from tests.conftest import study_text
 
 
 @pytest.fixture(scope="module")
 def studies(tmp_path_factory):
     folder = tmp_path_factory.mktemp("studies")
-    (folder / "coarse.toml").write_text(
-        STUDY.format(name="coarse", trials=4, sampler="random", search="low = 1e-4\nhigh = 1e-1")
+    (folder / "coarse.toml").write_text(study_text("coarse", trials=4, seed=5))
+    fine = study_text(
+        "fine", trials=3, seed=5, sampler="qmc", search='narrow_from = "coarse"\ntop_k = 2'
     )
-    (folder / "fine.toml").write_text(
-        STUDY.format(
-            name="fine", trials=3, sampler="qmc", search='narrow_from = "coarse"\ntop_k = 2'
-        )
-    )
+    (folder / "fine.toml").write_text(fine)
     return folder
 
 

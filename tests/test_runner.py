@@ -7,31 +7,13 @@ from sweep import plan, studyfile
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.runner import counts, run_study
 from sweep.tables import display_table, study_table, write_tables
-
-SMALL = """
-[study]
-name = "{name}"
-trials = {trials}
-seed = 7
-sampler = "{sampler}"
-repeats = {repeats}
-[data]
-split = "exercise"
-[train]
-n_s = 5
-cycles = 1
-evals_per_cycle = 2
-[search.lambda]
-low = {low}
-high = {high}
-"""
+from tests.conftest import study_text
 
 
 def spec(tmp_path, name="s", trials=4, sampler="random", repeats=1, low=1e-4, high=1e-1):
     p = tmp_path / f"{name}.toml"
-    p.write_text(
-        SMALL.format(name=name, trials=trials, sampler=sampler, repeats=repeats, low=low, high=high)
-    )
+    search = f"low = {low}\nhigh = {high}"
+    p.write_text(study_text(name, trials=trials, sampler=sampler, repeats=repeats, search=search))
     return studyfile.load(p)
 
 
@@ -105,9 +87,9 @@ def test_random_top_up_replaces_failed_trials(tmp_path, cifar_dir):
 
 def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_dir):
     url = f"sqlite:///{tmp_path}/f.db"
-    fine_text = SMALL.format(
-        name="fine", trials=3, sampler="qmc", repeats=1, low=1, high=2
-    ).replace("low = 1\nhigh = 2", 'narrow_from = "coarse"\ntop_k = 2\nmargin = 0.1')
+    fine_text = study_text(
+        "fine", trials=3, sampler="qmc", search='narrow_from = "coarse"\ntop_k = 2\nmargin = 0.1'
+    )
     (tmp_path / "fine.toml").write_text(fine_text)
     fine = studyfile.load(tmp_path / "fine.toml")
     with pytest.raises(StudyNotFound, match="'coarse', which is not in the storage"):
@@ -129,9 +111,7 @@ def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_
 def test_fine_stage_whose_parent_has_no_complete_trials(tmp_path, cifar_dir):
     url = f"sqlite:///{tmp_path}/e.db"
     optuna.create_study(study_name="coarse", storage=url)
-    text = SMALL.format(name="fine", trials=2, sampler="qmc", repeats=1, low=1, high=2).replace(
-        "low = 1\nhigh = 2", 'narrow_from = "coarse"'
-    )
+    text = study_text("fine", trials=2, sampler="qmc", search='narrow_from = "coarse"')
     (tmp_path / "fine.toml").write_text(text)
     with pytest.raises(StudyNotFound, match="'coarse' has no COMPLETE trials"):
         run_study(studyfile.load(tmp_path / "fine.toml"), storage_url=url, data_dir=cifar_dir)
