@@ -326,16 +326,8 @@ def run_study(
                 on_progress(progress(study, target))
             continue
         t0 = time.perf_counter()
-        crashed = _run_workers(
-            url,
-            spec.study.name,
-            jobs,
-            threads,
-            str(cached.folder),
-            study,
-            target,
-            on_progress,
-            poll,
+        _, crashed = _run_workers(
+            url, spec.study.name, jobs, threads, str(cached.folder), study, on_progress, poll
         )
         worker_seconds += time.perf_counter() - t0
         if crashed:
@@ -426,26 +418,36 @@ def join_study(
     threads: int | None = None,
     idle: float = 60.0,
 ) -> int:
-    """`sweep worker`: run trials of an existing study (from any machine) until its target."""
+    """`sweep worker`: run trials of an existing study (from any machine) until its target.
+
+    The trials run in loky worker processes here too, so that Ctrl-C and a killed worker
+    are handled as in `sweep run`. Returns the number of trials run.
+    """
     from sweep import datacache
     from sweep.inspect import load
+    from sweep.resume import recover
 
     url = resolve_url(storage_url)
     study = load(name, url)
     spec = StudyFile.from_dict(study.user_attrs["spec"])
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
     threads = threads or max(1, cpu_count() // jobs)
-    if jobs == 1:
-        return work(url, name, _worker_index(), threads, str(cached.folder), idle=idle)
-    from joblib.externals.loky import get_reusable_executor
-
-    executor = get_reusable_executor(max_workers=jobs, timeout=60)
-    base = _worker_index()
-    folder = str(cached.folder)
-    futures = [
-        executor.submit(work, url, name, base + i, threads, folder, idle) for i in range(jobs)
-    ]
-    return sum(f.result() for f in futures)
+    ran = 0
+    while True:
+        n, crashed = _run_workers(
+            url,
+            name,
+            jobs,
+            threads,
+            str(cached.folder),
+            study,
+            first_index=_worker_index(),
+            idle=idle,
+        )
+        ran += n
+        if not crashed:
+            return ran
+        recover(study)
 
 
 def _worker_index() -> int:
@@ -470,28 +472,44 @@ def _start_workers(jobs: int) -> None:
         executor.submit(_warm_up)
 
 
-def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, poll) -> str | None:
-    """Start ``jobs`` loky worker processes and report progress from the storage meanwhile.
+def _run_workers(
+    url: str,
+    name: str,
+    jobs: int,
+    threads: int,
+    folder: str,
+    study: optuna.Study,
+    on_progress: Callable[[Progress], None] | None = None,
+    poll: float = 1.0,
+    *,
+    first_index: int = 0,
+    idle: float = 0.0,
+) -> tuple[int, str | None]:
+    """Run ``jobs`` loky worker processes, reporting progress from the storage meanwhile.
 
-    Returns None, or why a worker died (killed, out of memory): the caller recovers its
-    trial and starts new workers, so a crash costs that trial's progress and nothing more.
+    Returns the number of trials they ran and None, or why a worker died (killed, out of
+    memory): the caller recovers the trials and starts new workers, so a crash costs the
+    running trials' progress and nothing more. Ctrl-C stops the workers, fails their
+    trials (queued again) and raises Interrupted.
     """
     from joblib.externals.loky import get_reusable_executor
     from joblib.externals.loky.process_executor import BrokenProcessPool
 
     executor = get_reusable_executor(max_workers=jobs, timeout=60)
-    futures = [executor.submit(work, url, name, i, threads, folder) for i in range(jobs)]
+    futures = [
+        executor.submit(work, url, name, first_index + i, threads, folder, idle)
+        for i in range(jobs)
+    ]
     last = None
     try:
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)
             if on_progress:
-                p = progress(study, target)
+                p = progress(study, study.user_attrs["target"])
                 if p.line() != last:
                     on_progress(p)
                     last = p.line()
-        for f in futures:
-            f.result()
+        return sum(f.result() for f in futures), None
     except KeyboardInterrupt:
         from sweep.resume import fail_running
 
@@ -503,9 +521,8 @@ def _run_workers(url, name, jobs, threads, folder, study, target, on_progress, p
         ) from None
     except BrokenProcessPool as exc:
         executor.shutdown(wait=True, kill_workers=True)
-        return str(exc).splitlines()[0]
+        return 0, str(exc).splitlines()[0]
     except SweepError:
         raise
     except Exception as exc:
         raise RunFailed(f"a worker of study {name!r} failed: {type(exc).__name__}: {exc}") from exc
-    return None

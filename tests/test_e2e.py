@@ -246,3 +246,36 @@ def test_trials_formats_and_sorting(setup, capsys):
     assert lines[0] == "number,state,lambda,value,seconds,reason" and len(lines) == 4
     assert main(["trials", "e2e", "--storage", url]) == 0
     assert capsys.readouterr().out.count("COMPLETE") == 3
+
+
+def test_sweep_worker_joins_is_interrupted_and_another_finishes(setup):
+    path, url, common = setup(trials=6, n_s=400)
+    watcher = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "0", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: len(trials(url)) == 6)  # created and queued
+    joined = ["worker", "e2e", "--threads", "1", *common]
+    first = subprocess.Popen(
+        sweep(*joined),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: running_workers(url))
+    os.killpg(first.pid, signal.SIGINT)
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130 and "sweep resume e2e" in err
+    assert not [t for t in trials(url) if t.state == TrialState.RUNNING]
+    second = subprocess.run(sweep(*joined), capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0 and "worker done" in second.stdout
+    _, err = watcher.communicate(timeout=60)
+    assert watcher.returncode == 0, err
+    final = trials(url)
+    complete = [t.params["lambda"] for t in final if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6 and len(set(complete)) == 6
+    interrupted = [t for t in final if t.user_attrs.get("fail_reason") == "interrupted"]
+    assert interrupted and {lambda_of(t) for t in interrupted} <= set(complete)
