@@ -66,6 +66,23 @@ def sweep(*args: str) -> list[str]:
     return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
 
 
+def children(pid: int) -> set[int]:
+    """Pids of the descendants of ``pid`` (from /proc)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found
+
+
 def wait_for(predicate, timeout: float = 120.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -109,7 +126,12 @@ def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path
     worker = ["worker", "pg", "--storage", pg_url, "--threads", "1", *data]
     workers = [
         subprocess.Popen(
-            sweep(*worker), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            sweep(*worker),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
         for _ in range(3)
     ]
@@ -117,15 +139,16 @@ def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path
 
     def victim_mid_trial():
         assert victim.poll() is None, victim.communicate()[1]
+        mine = children(victim.pid)  # `sweep worker` runs its trials in a loky process
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return [
             t
             for t in running
-            if "lambda" in t.params and t.user_attrs.get("worker", {}).get("pid") == victim.pid
+            if "lambda" in t.params and t.user_attrs.get("worker", {}).get("pid") in mine
         ]
 
     killed = wait_for(victim_mid_trial)[0].params["lambda"]
-    victim.send_signal(signal.SIGKILL)
+    os.killpg(victim.pid, signal.SIGKILL)  # the whole worker command, mid-trial
     for w in workers[1:]:
         _, err = w.communicate(timeout=300)
         assert w.returncode == 0, err
