@@ -209,8 +209,8 @@ def work(
     # Ctrl-C is the orchestrator's to handle: it kills the workers and fails their trials.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     storage = open_storage(url, create=False)
-    study = optuna.load_study(study_name=study_name, storage=storage)
-    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    study_id = storage.get_study_id_from_name(study_name)
+    spec = StudyFile.from_dict(storage.get_study_user_attrs(study_id)["spec"])
     data = open_split(Path(data_folder))
     study = optuna.load_study(
         study_name=study_name,

@@ -213,11 +213,6 @@ def count_states(storage, study_id: int) -> dict[str, int]:
     from sqlalchemy import text
 
     rdb = getattr(storage, "_backend", storage)  # optuna wraps RDBStorage in a cache layer
-    if not isinstance(rdb, RDBStorage):
-        counted: dict[str, int] = {}
-        for t in storage.get_all_trials(study_id, deepcopy=False):
-            counted[t.state.name] = counted.get(t.state.name, 0) + 1
-        return counted
     with rdb.engine.connect() as conn:
         rows = conn.execute(
             text("SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"),
