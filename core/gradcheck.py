@@ -9,11 +9,17 @@ import numpy as np
 
 from core.network import Params, backward, init_params
 
+TOLERANCE = 1e-6  # the check fails when any max relative error is above this
+
 
 @dataclass(frozen=True)
 class GradError:
     max_abs: float
     max_rel: float
+
+
+def passed(errors: dict[str, GradError]) -> bool:
+    return max(e.max_rel for e in errors.values()) <= TOLERANCE
 
 
 def relative_error(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:

@@ -29,6 +29,8 @@ class Schedule:
             )
         if not self.eta_min > 0:
             raise ConfigError(f"eta_min ({self.eta_min}) must be positive")
+        if not math.isfinite(self.eta_max):
+            raise ConfigError(f"eta_max ({self.eta_max}) must be a finite number")
         if not self.eta_min < self.eta_max:
             raise ConfigError(f"eta_min ({self.eta_min}) must be below eta_max ({self.eta_max})")
         if self.n_s <= 0:

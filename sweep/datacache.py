@@ -3,6 +3,12 @@
 The orchestrator loads and normalises a split once and saves it as .npy files next to the
 data; workers open them with mmap_mode="r", so the operating system's page cache holds the
 data once for all workers instead of once per process.
+
+The copy is keyed by the *content* of the batch files (a BLAKE2 digest), so data changed in
+place is never mistaken for the old data, whatever its size and modification time. Hashing
+the ~180 MB of batches costs ~0.3 s, so each file's digest is remembered against its
+(size, mtime, inode, ctime): ctime changes on every write and cannot be set back by
+`cp -p`, `rsync -t`, `touch` or tar, which makes the fast path safe.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,26 +28,56 @@ from core import data
 from sweep.data import ensure_data
 
 ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std")
+CACHE = ".lambda-sweep-cache"
+DIGESTS = "digests.json"  # file -> its stat signature and content digest
 
 
 @dataclass(frozen=True)
 class Cached:
     folder: Path
-    fingerprint: str
+    fingerprint: str  # split, dtype and the batch files' content: what a trial trained on
+    root: Path  # the data root (holding cifar-10-batches-py/)
+    notes: list[str] = field(default_factory=list)
+
+
+def _signature(st: os.stat_result) -> list[int]:
+    return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+
+def file_digest(path: Path, memo: dict[str, dict]) -> str:
+    """BLAKE2b of the file's bytes; reused from ``memo`` while its stat signature holds."""
+    st = path.stat()
+    known = memo.get(path.name)
+    if known and known["stat"] == _signature(st):
+        return known["digest"]
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    memo[path.name] = {"stat": _signature(st), "digest": h.hexdigest()}
+    return h.hexdigest()
 
 
 def fingerprint(root: Path, split: str, dtype: str) -> str:
-    """Changes when any batch file changes (name, size, modification time)."""
+    """Identifies the normalised split: changes whenever any batch file's content does."""
+    cache = root / CACHE
+    memo_path = cache / DIGESTS
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
     h = hashlib.sha1(f"{split}:{dtype}".encode())
     folder = root / data.FOLDER
     for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
-        st = (folder / name).stat()
-        h.update(f"{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        h.update(f"{name}:{file_digest(folder / name, memo)}".encode())
+    with contextlib.suppress(OSError):  # a read-only data folder just hashes every time
+        cache.mkdir(exist_ok=True)
+        _write_atomic(memo_path, json.dumps(memo))
     return h.hexdigest()[:16]
 
 
 def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> Cached:
-    """Make sure the normalised split is cached; return where it is."""
+    """Make sure the normalised split is cached and intact; return where it is."""
     root = ensure_data(data_dir)
     if split not in data.SPLITS:
         data.load_split(split, root)  # raises the usual "unknown split" error
@@ -49,33 +85,89 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
         key = fingerprint(root, split, dtype)
     except FileNotFoundError as exc:
         raise data.DataError(f"missing data file {exc.filename}") from None
-    cache = root / ".lambda-sweep-cache"
+    cache = root / CACHE
     folder = cache / f"{split}-{dtype}-{key}"
-    if (folder / "meta.json").is_file():
-        return Cached(folder, key)
-    s = data.load_split(split, root, dtype)
-    cache.mkdir(exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache))
+    notes = []
+    if folder.exists():
+        problem = damage(folder)
+        if problem is None:
+            return Cached(folder, folder.name, root.resolve())
+        notes.append(f"the cached copy {folder} was damaged ({problem}); rebuilt it")
+        _discard(folder)
+    _build(data.load_split(split, root, dtype), folder, dtype)
+    return Cached(folder, folder.name, root.resolve(), notes)
+
+
+def _build(s: data.Split, folder: Path, dtype: str) -> None:
+    """Write the split into a staging folder and rename it into place when complete."""
+    folder.parent.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     try:
+        sizes = {}
         for name in ARRAYS:
-            np.save(staging / f"{name}.npy", getattr(s, name))
+            path = staging / f"{name}.npy"
+            np.save(path, getattr(s, name))
+            sizes[name] = path.stat().st_size
         meta = {
-            "split": split,
+            "split": s.name,
             "dtype": dtype,
-            "fingerprint": key,
+            "fingerprint": folder.name,
             "validation": s.validation,
             "sizes": s.sizes,
+            "bytes": sizes,
         }
         (staging / "meta.json").write_text(json.dumps(meta))
         with contextlib.suppress(OSError):  # another process may have cached it first
             os.replace(staging, folder)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return Cached(folder, key)
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a cached copy (missing, truncated or unreadable files), or None."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        expected = meta["bytes"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "meta.json is missing or unreadable"
+    for name in ARRAYS:
+        path = folder / f"{name}.npy"
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return f"{path.name} is missing"
+        if size != expected.get(name):
+            return f"{path.name} has {size} bytes, expected {expected.get(name)}"
+        try:
+            np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as exc:
+            return f"{path.name} is unreadable ({exc})"
+    return None
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged copy aside before deleting it, so no reader sees it half-deleted."""
+    trash = Path(tempfile.mkdtemp(prefix=".old-", dir=folder.parent))
+    with contextlib.suppress(OSError):
+        os.replace(folder, trash / folder.name)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def open_split(folder: Path) -> data.Split:
     """The cached split, memory-mapped read-only."""
+    problem = damage(folder)
+    if problem is not None:
+        raise data.DataError(
+            f"the cached copy {folder} is damaged ({problem}); rerun `sweep run` or "
+            "`sweep resume` on this machine to rebuild it"
+        )
     meta = json.loads((folder / "meta.json").read_text())
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
     return data.Split(name=meta["split"], validation=meta["validation"], **arrays)

@@ -7,9 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import socket
-from collections.abc import Callable
 
 import numpy as np
 import optuna
@@ -44,7 +41,6 @@ class Objective:
         self.ranges = ranges
         self.data = data
         self.fingerprint = fingerprint
-        self.on_start: Callable[[], None] | None = None
 
     def suggest(self, trial: optuna.Trial) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -56,10 +52,6 @@ class Objective:
         return values
 
     def __call__(self, trial: optuna.Trial) -> float:
-        if self.on_start:
-            self.on_start()
-        # Who runs the trial: `sweep resume` recovers it if this process dies.
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         values = self.suggest(trial)
         config = dataclasses.replace(
             self.spec.train, **{FIELDS[name]: v for name, v in values.items()}
@@ -76,18 +68,9 @@ class Objective:
                 if trial.should_prune():
                     raise optuna.TrialPruned(f"pruned at step {p.step}")
 
-            try:
-                result = train(
-                    seeded,
-                    d.X_train,
-                    d.y_train,
-                    d.X_val,
-                    d.y_val,
-                    on_eval=report if prune else None,
-                )
-            except DivergedError as exc:
-                trial.set_user_attr("fail_reason", str(exc))
-                raise
+            result = train(
+                seeded, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report if prune else None
+            )
             accuracies.append(result.final["val_accuracy"])
             seconds.append(result.seconds)
             curves = curves or result.curves
@@ -108,6 +91,5 @@ class Objective:
             },
         )
         if not math.isfinite(value):
-            trial.set_user_attr("fail_reason", f"validation accuracy is {value}")
             raise DivergedError(0, value)
         return value

@@ -9,6 +9,8 @@ sample (each with its own seed) and nothing is planned.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import optuna
@@ -17,18 +19,25 @@ PLANNED = ("random", "qmc", "grid")
 PRIMES = (2, 3, 5, 7, 11, 13)
 
 
-def unit_point(sampler: str, seed: int, index: int, dim: int, total: int) -> list[float]:
-    """Point ``index`` in [0, 1)^dim of the study's sequence."""
+def unit_point(sampler: str, seed: int, point: Any, dim: int) -> list[float]:
+    """A planned point in [0, 1]^dim: ``point`` is an index into the seeded sequence
+    (random, qmc) or, for a grid, [j, intervals] = the fraction j / intervals."""
     if sampler == "random":
-        return list(np.random.default_rng([seed, index]).random(dim))
+        return list(np.random.default_rng([seed, point]).random(dim))
     if sampler == "qmc":
         # Halton sequence with a Cranley-Patterson rotation drawn from the seed.
         shift = np.random.default_rng([seed, 0x9E3779B9]).random(dim)
-        return [(_radical_inverse(index + 1, PRIMES[j]) + shift[j]) % 1.0 for j in range(dim)]
+        return [(_radical_inverse(point + 1, PRIMES[j]) + shift[j]) % 1.0 for j in range(dim)]
     if sampler == "grid":
-        # Evenly spaced, both ends included; a grid has exactly `total` points.
-        return [index / (total - 1) if total > 1 else 0.5] * dim
+        return [float(Fraction(*point))] * dim
     raise ValueError(f"sampler {sampler!r} plans no points")
+
+
+def grid_units(total: int) -> list[Fraction]:
+    """A grid of ``total`` evenly spaced points of [0, 1], both ends included (one: 1/2)."""
+    if total == 1:
+        return [Fraction(1, 2)]
+    return [Fraction(j, total - 1) for j in range(total)]
 
 
 def _radical_inverse(i: int, base: int) -> float:
@@ -40,11 +49,11 @@ def _radical_inverse(i: int, base: int) -> float:
     return out
 
 
-def point(
-    sampler: str, seed: int, index: int, ranges: dict[str, tuple[float, float, bool]], total: int
+def values_at(
+    sampler: str, seed: int, point: Any, ranges: dict[str, tuple[float, float, bool]]
 ) -> dict[str, float]:
-    """Parameter values of point ``index``: ranges = {name: (low, high, log)}."""
-    u = unit_point(sampler, seed, index, len(ranges), total)
+    """Parameter values of a planned point: ranges = {name: (low, high, log)}."""
+    u = unit_point(sampler, seed, point, len(ranges))
     values = {}
     for (name, (low, high, log)), x in zip(sorted(ranges.items()), u, strict=True):
         if log:
@@ -56,6 +65,7 @@ def point(
 
 def sampler_for(name: str, seed: int) -> optuna.samplers.BaseSampler:
     """The sampler a worker uses for trials that were not enqueued."""
+    seed %= 2**32  # numpy's legacy generators, which Optuna seeds, take 32-bit seeds
     table = {
         "random": lambda: optuna.samplers.RandomSampler(seed=seed),
         "qmc": lambda: optuna.samplers.RandomSampler(seed=seed),

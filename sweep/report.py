@@ -7,12 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import optuna
-
 from core.schedules import Schedule
 from sweep import figures
-from sweep.inspect import load
-from sweep.runner import counts, ranges_of
+from sweep.inspection import load
+from sweep.study import Stored
 from sweep.tables import display_table, study_table, write_tables
 
 
@@ -51,7 +49,7 @@ def write_report(
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    studies = [load(name, storage_url) for name in names]
+    studies = [load(name, storage_url) for name in names]  # fail before writing anything
     files: list[Path] = []
     md = [
         "# lambda-sweep report",
@@ -120,11 +118,11 @@ def write_report(
             ]
 
     if studies:
-        ranges = {
-            s.study_name: ranges_of(s)["lambda"][:2] for s in studies if "lambda" in ranges_of(s)
-        }
+        ranges = {s.name: s.ranges["lambda"][:2] for s in studies if "lambda" in s.ranges}
         lam = figures.plot_lambda(
-            figures.lambda_data(studies), ranges, out / "figures" / f"lambda.{fmt}"
+            figures.lambda_data([s.study for s in studies]),
+            ranges,
+            out / "figures" / f"lambda.{fmt}",
         )
         files.append(lam)
         md += ["## λ search", "", f"![lambda against validation accuracy]({_rel(lam, out)})", ""]
@@ -136,12 +134,12 @@ def write_report(
     return Report(path=report, files=[report, *files])
 
 
-def _study_section(study: optuna.Study, out: Path, fmt: str, files: list[Path]) -> list[str]:
-    name = study.study_name
-    attrs = study.user_attrs
+def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> list[str]:
+    study, name = stored.study, stored.name
+    attrs = stored.attrs
     spec = attrs.get("spec", {})
     train = spec.get("train", {})
-    c = counts(study)
+    c = stored.counts()
     tables = write_tables(study, out / name)
     history = figures.plot_history(
         figures.history_data(study),
@@ -149,7 +147,7 @@ def _study_section(study: optuna.Study, out: Path, fmt: str, files: list[Path]) 
         title=f"{name}: optimisation history",
     )
     files += [*tables, history]
-    lam = ranges_of(study).get("lambda")
+    lam = stored.ranges.get("lambda")
     md = [f"## Study `{name}` ({attrs.get('stage', 'coarse')} stage)", ""]
     settings = {
         "split": spec.get("split"),
@@ -169,8 +167,8 @@ def _study_section(study: optuna.Study, out: Path, fmt: str, files: list[Path]) 
         settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
     settings["trials by state"] = ", ".join(f"{k} {v}" for k, v in c.items() if v)
     md += _md_table([{"setting": k, "value": v} for k, v in settings.items()])
-    if c["COMPLETE"]:
-        best = study.best_trial
+    best = stored.best()
+    if best is not None:
         md += [
             f"Best: trial {best.number}, λ = {best.params.get('lambda', float('nan')):.4g}, "
             f"validation accuracy {best.value:.2%}.",

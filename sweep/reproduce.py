@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import sweep
-from core.gradcheck import check
+from core.gradcheck import check, passed
 from core.training import TrainConfig
 from sweep import studyfile
 from sweep.errors import RunFailed, StudyFileError
@@ -102,8 +102,9 @@ def reproduce(
 
     if not state.get("gradcheck"):
         t0 = time.perf_counter()
-        errors = {k: dataclasses.asdict(v) for k, v in check().items()}
-        if max(e["max_rel"] for e in errors.values()) > 1e-6:
+        result = check()
+        errors = {k: dataclasses.asdict(v) for k, v in result.items()}
+        if not passed(result):
             raise RunFailed(f"gradient check failed: {errors}")
         state.put("gradcheck", {**errors, "seconds": round(time.perf_counter() - t0, 2)})
     say(

@@ -7,6 +7,8 @@ all rejected before anything touches the storage.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,15 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "evals_per_cycle": ("evals_per_cycle", (int,)),
 }
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size")
+MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
+MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # safe as a file name in --out
+
+
+def check_trials(n: int, where: str) -> int:
+    if not 1 <= n <= MAX_TRIALS:
+        raise StudyFileError(f"{where} ({n}) must be between 1 and {MAX_TRIALS}")
+    return n
 
 
 @dataclass(frozen=True)
@@ -105,7 +116,11 @@ def load(path: str | Path, **overrides: Any) -> StudyFile:
     """Parse a study file. ``overrides`` replace [study] values (e.g. trials, seed)."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise StudyFileError(
+            f"study file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"
+        ) from None
     except FileNotFoundError:
         raise StudyFileError(
             f"study file {path} does not exist; see studies/ for examples"
@@ -133,12 +148,18 @@ def parse(raw: dict[str, Any], where: str = "<study>", **overrides: Any) -> Stud
         repeats=p.get(s, "study.repeats", (int,), 1),
     )
     study = dataclasses.replace(study, **{k: v for k, v in overrides.items() if v is not None})
-    if not study.name.strip():
-        p.fail("study.name", "must not be empty")
-    if study.trials < 1:
-        p.fail("study.trials", f"({study.trials}) must be at least 1")
-    if study.repeats < 1:
-        p.fail("study.repeats", f"({study.repeats}) must be at least 1")
+    if not NAME.fullmatch(study.name):
+        p.fail(
+            "study.name",
+            f"({study.name!r}) must be 1-64 letters, digits, '.', '_' or '-', starting with "
+            "a letter or digit (it names the study's folder of tables)",
+        )
+    if not 1 <= study.trials <= MAX_TRIALS:
+        p.fail("study.trials", f"({study.trials}) must be between 1 and {MAX_TRIALS}")
+    if not 0 <= study.seed <= MAX_SEED:
+        p.fail("study.seed", f"({study.seed}) must be between 0 and 2**32 - 1")
+    if not 1 <= study.repeats <= 100:
+        p.fail("study.repeats", f"({study.repeats}) must be between 1 and 100")
 
     d = p.table(raw, "data")
     p.only(d, "data.", ("split",))
@@ -239,6 +260,8 @@ class _Parser:
                 self.fail(key, "is required")
             return default
         value = table[short]
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(key, f"must be a finite number, not {value}")
         # bool is a subclass of int in Python; TOML true is not a number.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join(t.__name__ for t in types).replace("str", "string")

@@ -7,6 +7,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from sweep.inspection import load
+
 
 def study_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial with a value or a final state, sorted by lambda.
@@ -122,6 +124,4 @@ def _latex(df: pd.DataFrame, caption: str) -> str:
 
 def write_study_tables(name: str, storage_url: str | None, out: str | Path) -> list[Path]:
     """`sweep table`: the study's tables into OUT/<study>/."""
-    from sweep.inspect import load
-
-    return write_tables(load(name, storage_url), Path(out) / name)
+    return write_tables(load(name, storage_url).study, Path(out) / name)

@@ -19,7 +19,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import StorageError
-from sweep.inspect import lambda_of
+from sweep.inspection import lambda_of
 from sweep.storage import open_storage
 
 pytestmark = pytest.mark.slow
@@ -81,7 +81,7 @@ def wait_for(predicate, timeout: float = 60.0):
 
 def running_workers(url: str) -> list[int]:
     """Pids of live workers that are in the middle of a trial."""
-    from sweep.resume import pid_alive
+    from sweep.recovery import pid_alive
 
     pids = [
         t.user_attrs["worker"]["pid"]

@@ -160,7 +160,7 @@ def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path
     assert states["COMPLETE"] == 30 and states["RUNNING"] == 0
     complete = [t.params["lambda"] for t in trials if t.state == TrialState.COMPLETE]
     space = {"lambda": (1e-4, 1e-1, True)}
-    planned = [plan.point("random", 11, i, space, 30)["lambda"] for i in range(30)]
+    planned = [plan.values_at("random", 11, i, space)["lambda"] for i in range(30)]
     assert sorted(complete) == pytest.approx(sorted(planned))  # each queued lambda once
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.params["lambda"] for t in failed] == [killed]  # the killed trial, retried

@@ -5,7 +5,8 @@ import pytest
 
 from sweep import plan, studyfile
 from sweep.errors import StudyFileError, StudyNotFound
-from sweep.runner import counts, run_study
+from sweep.runner import run_study
+from sweep.study import open_study
 from sweep.tables import display_table, study_table, write_tables
 from tests.conftest import study_text
 
@@ -32,7 +33,7 @@ def test_same_lambdas_whatever_the_number_of_jobs(tmp_path, cifar_dir):
     assert r1.counts["COMPLETE"] == 5
     assert r3.counts["COMPLETE"] == 5  # the study lock prevents any overshoot
     planned = [
-        plan.point("random", 7, i, {"lambda": (1e-4, 1e-1, True)}, 5)["lambda"] for i in range(5)
+        plan.values_at("random", 7, i, {"lambda": (1e-4, 1e-1, True)})["lambda"] for i in range(5)
     ]
     assert lambdas(one, "s") == pytest.approx(sorted(planned))
     assert lambdas(three, "s") == pytest.approx(sorted(planned))
@@ -71,7 +72,7 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path,
     with pytest.raises(Exception, match="made no progress"):
         run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
     study = optuna.load_study(study_name="s", storage=url)
-    c = counts(study)
+    c = open_study("s", url).counts()
     assert c["COMPLETE"] >= 2 and c["FAIL"] >= 1
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert all("diverged" in t.user_attrs["fail_reason"] for t in failed)

@@ -1,0 +1,238 @@
+"""Read-only views of the storage: status of every study, trials of one, one trial.
+
+Each view returns a typed result with one method for its text form and one for its JSON
+form; the CLI only prints them. Readers take no write lock, so they may run against a live
+sweep.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweep.errors import StudyNotFound
+from sweep.storage import open_storage, resolve_url
+from sweep.study import Stored, open_study, values_of
+
+
+def load(name: str, storage_url: str | None = None) -> Stored:
+    return open_study(name, resolve_url(storage_url), read_only=True)
+
+
+def seconds_of(t: FrozenTrial) -> float | None:
+    if t.datetime_complete and t.datetime_start:
+        return (t.datetime_complete - t.datetime_start).total_seconds()
+    return None
+
+
+def lambda_of(t: FrozenTrial) -> float | None:
+    """The trial's lambda; a queued trial holds it among its planned values."""
+    return values_of(t).get("lambda")
+
+
+def reason_of(t: FrozenTrial) -> str:
+    """Why a trial failed (only FAIL and PRUNED trials have a reason)."""
+    if t.state.name not in ("FAIL", "PRUNED"):
+        return ""
+    return str(t.user_attrs.get("fail_reason", t.user_attrs.get("prune_reason", "")))
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyStatus:
+    study: str
+    stage: str | None
+    parent: str | None
+    target: int | None
+    states: dict[str, int]
+    best: dict[str, Any] | None  # {"trial", "lambda", "value"}
+    range: dict[str, float] | None  # {"low", "high"} of lambda
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "stage": self.stage,
+            "parent": self.parent,
+            "target": self.target,
+            "states": self.states,
+            "best": self.best,
+            "range": self.range,
+        }
+
+    def text(self) -> str:
+        states = ", ".join(f"{k} {v}" for k, v in self.states.items()) or "no trials"
+        line = f"{self.study} [{self.stage}"
+        line += f" from {self.parent}]" if self.parent else "]"
+        line += f" target {self.target}: {states}"
+        if self.best:
+            lam = self.best["lambda"]
+            line += f"; best trial {self.best['trial']}"
+            line += f" lambda {lam:.4g}" if lam is not None else ""
+            line += f" -> {self.best['value']:.2%}"
+        if self.range:
+            line += f"; range [{self.range['low']:.3g}, {self.range['high']:.3g}]"
+        return line
+
+
+@dataclass(frozen=True)
+class Status:
+    studies: list[StudyStatus]
+
+    def json(self) -> str:
+        return json.dumps([s.json() for s in self.studies], indent=2)
+
+    def text(self) -> str:
+        if not self.studies:
+            return "no studies in this storage yet; start one with `sweep run STUDY_FILE`"
+        return "\n".join(s.text() for s in self.studies)
+
+
+def status(storage_url: str | None = None) -> Status:
+    """Every study: stage, parent, target, counts per state, best trial, range."""
+    url = resolve_url(storage_url)
+    storage = open_storage(url, read_only=True)
+    rows = []
+    for summary in storage.get_all_studies():
+        stored = Stored(
+            url, storage, optuna.load_study(study_name=summary.study_name, storage=storage)
+        )
+        attrs = stored.attrs
+        b = stored.best()
+        lam = attrs.get("ranges", {}).get("lambda")
+        rows.append(
+            StudyStatus(
+                study=stored.name,
+                stage=attrs.get("stage"),
+                parent=attrs.get("parent"),
+                target=attrs.get("target"),
+                states={k: v for k, v in stored.counts().items() if v},
+                best={"trial": b.number, "lambda": b.params.get("lambda"), "value": b.value}
+                if b
+                else None,
+                range={"low": lam[0], "high": lam[1]} if lam else None,
+            )
+        )
+    return Status(rows)
+
+
+# --- trials ----------------------------------------------------------------------------
+
+TRIAL_COLUMNS = ("number", "state", "lambda", "value", "seconds", "reason")
+JSON_KEYS = ("number", "state", "lambda", "value", "seconds")
+
+
+@dataclass(frozen=True)
+class Trials:
+    rows: list[dict[str, Any]]
+
+    def json(self) -> str:
+        return json.dumps([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
+
+    def frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.rows, columns=list(TRIAL_COLUMNS))
+
+    def csv(self) -> str:
+        return self.frame().to_csv(index=False)
+
+    def text(self) -> str:
+        return (
+            self.frame().to_markdown(index=False, floatfmt=".4g") if self.rows else "no trials yet"
+        )
+
+
+SORTS = {
+    "number": lambda r: r["number"],
+    "value": lambda r: -(r["value"] if r["value"] is not None else float("-inf")),
+    "lambda": lambda r: r["lambda"] if r["lambda"] is not None else float("inf"),
+}
+
+
+def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
+    stored = load(name, storage_url)
+    rows = [
+        {
+            "number": t.number,
+            "state": t.state.name,
+            "lambda": lambda_of(t),
+            "value": t.value,
+            "seconds": seconds_of(t),
+            "reason": reason_of(t),
+        }
+        for t in stored.trials()
+    ]
+    return Trials(sorted(rows, key=SORTS[sort]))
+
+
+# --- one trial -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    study: str
+    number: int
+    state: str
+    params: dict[str, Any]
+    value: float | None
+    started: str | None
+    completed: str | None
+    seconds: float | None
+    user_attrs: dict[str, Any]
+
+    @property
+    def curves(self) -> dict[str, list[float]]:
+        return (self.user_attrs.get("result") or {}).get("curves") or {}
+
+    def json(self) -> str:
+        return json.dumps(self.__dict__, indent=2, default=str)
+
+    def text(self) -> str:
+        attrs = dict(self.user_attrs)
+        result = dict(attrs.pop("result", {}) or {})
+        result.pop("curves", None)
+        attrs.update(result)
+        lines = [f"study {self.study} trial {self.number}: {self.state}"]
+        for k in ("params", "value", "started", "completed", "seconds"):
+            lines.append(f"  {k}: {getattr(self, k)}")
+        lines += [f"  {k}: {v}" for k, v in attrs.items()]
+        if self.curves:
+            lines.append(
+                f"  curves: {len(self.curves['step'])} points, final val accuracy "
+                f"{self.curves['val_accuracy'][-1]:.2%}"
+            )
+        return "\n".join(lines)
+
+
+def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
+    stored = load(name, storage_url)
+    found = [t for t in stored.trials() if t.number == number]
+    if not found:
+        raise StudyNotFound(
+            f"study {name!r} has no trial {number}; it has trials 0..{len(stored.trials()) - 1}"
+        )
+    t = found[0]
+    return TrialInfo(
+        study=name,
+        number=t.number,
+        state=t.state.name,
+        params=t.params,
+        value=t.value,
+        started=t.datetime_start.isoformat() if t.datetime_start else None,
+        completed=t.datetime_complete.isoformat() if t.datetime_complete else None,
+        seconds=seconds_of(t),
+        user_attrs=t.user_attrs,
+    )
+
+
+def best_lambda(name: str, storage: str | None = None) -> float:
+    best = load(name, storage).best()
+    if best is None:
+        raise StudyNotFound(f"study {name!r} has no COMPLETE trials yet; run or resume it first")
+    return float(best.params["lambda"])

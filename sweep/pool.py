@@ -1,0 +1,129 @@
+"""Local worker processes (loky): start them early, run them, survive crashes and Ctrl-C.
+
+A worker killed mid-trial (kill -9, out of memory) breaks the pool: the caller recovers
+the trials and starts new workers, so a crash costs the running trials' progress and
+nothing more. Ctrl-C stops the workers, fails their trials (queued again) and raises
+Interrupted with the exact command that resumes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import loky
+from loky.process_executor import BrokenProcessPool
+
+from sweep.errors import Interrupted, RunFailed, SweepError
+from sweep.recovery import fail_running
+from sweep.study import Stored
+from sweep.worker import init_process, work
+
+IDLE_TIMEOUT = 60  # seconds an idle loky process lives before it exits
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """Processes spawned in here start with SIGINT ignored (an ignored signal stays ignored
+    across exec, and Python then installs no handler), so a Ctrl-C while they import
+    prints no traceback from them. Only the main thread may change signal handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
+
+
+def _executor(jobs: int) -> loky.ProcessPoolExecutor:
+    return loky.get_reusable_executor(
+        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process
+    )
+
+
+def _warm_up() -> int:
+    return os.getpid()  # importing this module's imports is most of a worker's start-up
+
+
+def start(jobs: int) -> None:
+    """Start the processes now, so that they import while the caller prepares data."""
+    with _sigint_ignored():
+        executor = _executor(jobs)
+        for _ in range(jobs):
+            executor.submit(_warm_up)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every worker of one run gets: plain values a process can receive."""
+
+    url: str
+    study: str
+    threads: int
+    data_folder: str
+    resume_command: str  # printed on Ctrl-C
+    first_index: int = 0
+    idle: float = 0.0
+
+
+def run(
+    job: Job,
+    jobs: int,
+    stored: Stored,
+    on_poll: Callable[[], None] | None = None,
+    poll: float = 1.0,
+) -> tuple[int, str | None]:
+    """Run ``jobs`` worker processes until they finish, calling ``on_poll`` meanwhile.
+
+    Returns the number of trials they ran and None, or why a worker died.
+    """
+    with _sigint_ignored():
+        executor = _executor(jobs)
+        futures = [
+            executor.submit(
+                work,
+                job.url,
+                job.study,
+                job.first_index + i,
+                job.threads,
+                job.data_folder,
+                job.idle,
+            )
+            for i in range(jobs)
+        ]
+    try:
+        while not all(f.done() for f in futures):
+            concurrent.futures.wait(futures, timeout=poll)
+            if on_poll:
+                on_poll()
+        return sum(f.result() for f in futures), None
+    except KeyboardInterrupt:
+        executor.shutdown(wait=True, kill_workers=True)
+        n = fail_running(stored, reason="interrupted")
+        raise Interrupted(
+            f"interrupted; {n} running trial(s) marked FAIL and queued again. "
+            f"Resume with: {job.resume_command}"
+        ) from None
+    except BrokenProcessPool as exc:
+        executor.shutdown(wait=True, kill_workers=True)
+        return 0, str(exc).splitlines()[0]
+    except SweepError:
+        raise
+    except Exception as exc:
+        raise RunFailed(
+            f"a worker of study {job.study!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc

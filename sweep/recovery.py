@@ -1,0 +1,72 @@
+"""Recover trials whose worker is gone, so that no trial stays RUNNING forever.
+
+A RUNNING trial is recovered (marked FAIL with a reason, its values queued again once) when
+its heartbeat is stale, or when it was started on this host by a process that no longer
+exists, or when it never sent a heartbeat and is older than the grace period.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import socket
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.storage import GRACE_SECONDS
+from sweep.study import Stored, requeue
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | None:
+    """Why the trial's worker is provably gone, or None if it may still be running."""
+    worker = trial.user_attrs.get("worker")
+    if worker and worker["host"] == host and not pid_alive(int(worker["pid"])):
+        return f"worker process {worker['pid']} on {host} is gone"
+    start = trial.datetime_start
+    if not worker and start is not None:
+        age = (now - start).total_seconds()
+        if age > GRACE_SECONDS:
+            return f"no worker recorded and started {age:.0f} s ago"
+    return None
+
+
+def recover(stored: Stored) -> list[str]:
+    """Fail and re-queue every RUNNING trial whose worker is gone; return notes."""
+    # Stale heartbeats: Optuna fails them and the storage's callback queues their values.
+    optuna.storages.fail_stale_trials(stored.study)
+    host = socket.gethostname()
+    now = datetime.datetime.now()
+    notes = []
+    for trial in stored.trials(TrialState.RUNNING):
+        reason = why_gone(trial, host, now)
+        if reason and requeue(stored, trial, reason):
+            notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
+    return notes
+
+
+def fail_running(stored: Stored, *, reason: str) -> int:
+    """After our workers were stopped: fail and re-queue their trials that are still RUNNING."""
+    host = socket.gethostname()
+    n = 0
+    for trial in stored.trials(TrialState.RUNNING):
+        worker = trial.user_attrs.get("worker")
+        gone = not worker or (worker["host"] == host and not pid_alive(int(worker["pid"])))
+        if gone and requeue(stored, trial, reason):
+            n += 1
+    return n

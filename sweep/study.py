@@ -1,0 +1,341 @@
+"""A study as stored: open it, count its trials, create it, top it up, re-queue a trial.
+
+Everything a rerun needs lives in the storage (settings, derived ranges, target, the
+planned point of every trial), so any command continues correctly after any crash. Only
+public Optuna calls are used; the storage object is kept, never dug out of a study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep import plan
+from sweep.errors import RunFailed, StudyFileError, StudyNotFound
+from sweep.narrowing import narrow
+from sweep.storage import StudyLock, count_states, open_storage
+from sweep.studyfile import StudyFile
+
+MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
+ATTEMPT_ATTRS = ("worker", "fail_reason")  # belong to one attempt, never to its retry
+
+
+@dataclass
+class Stored:
+    """An opened study with the storage it was opened from."""
+
+    url: str
+    storage: RDBStorage
+    study: optuna.Study
+
+    def __post_init__(self) -> None:
+        self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        self._lock: StudyLock | None = None
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.storage.get_study_user_attrs(self.study_id)
+
+    @property
+    def spec(self) -> StudyFile:
+        return StudyFile.from_dict(self.attrs["spec"])
+
+    @property
+    def target(self) -> int:
+        return int(self.attrs["target"])
+
+    @property
+    def ranges(self) -> dict[str, tuple[float, float, bool]]:
+        return {k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in self.attrs["ranges"].items()}
+
+    def counts(self) -> dict[str, int]:
+        return count_states(self.storage, self.study_id)
+
+    def trials(self, *states: TrialState) -> list[FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=states or None)
+
+    def best(self) -> FrozenTrial | None:
+        """The best COMPLETE trial, or None before the first one."""
+        if not self.counts()["COMPLETE"]:
+            return None
+        return self.study.best_trial
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the study lock (see StudyLock) for a check-then-change step."""
+        if self._lock is None:
+            self._lock = StudyLock(self.storage, self.url, self.name)
+        with self._lock:
+            yield
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+
+def open_study(
+    name: str,
+    url: str,
+    *,
+    read_only: bool = False,
+    sampler: optuna.samplers.BaseSampler | None = None,
+    pruner: optuna.pruners.BasePruner | None = None,
+) -> Stored:
+    """Open a study that must already exist (readers, workers, resume)."""
+    storage = open_storage(url, create=False, read_only=read_only, on_stale=_on_stale)
+    names = sorted(s.study_name for s in storage.get_all_studies())
+    if name not in names:
+        listed = ", ".join(names) if names else "none yet"
+        raise StudyNotFound(f"no study named {name!r}; studies in this storage: {listed}")
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    return Stored(url, storage, study)
+
+
+def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str]]:
+    """Create the study (or load it), store its settings and ranges once; set the target.
+
+    Runs under the study lock, so any number of orchestrators may prepare the same study
+    at once; every step checks what the storage already holds, so a run killed half-way
+    through is completed by the next one. Returns the study and notes for the user.
+    """
+    storage = open_storage(url, create=not spec.parent, on_stale=_on_stale)
+    name = spec.study.name
+    lock = StudyLock(storage, url, name)
+    try:
+        with lock:
+            existing = {s.study_name for s in storage.get_all_studies()}
+            if name not in existing:
+                if spec.parent:
+                    _parent_results(spec, storage, existing)  # fail before creating anything
+                optuna.create_study(study_name=name, storage=storage, direction="maximize")
+            stored = Stored(url, storage, optuna.load_study(study_name=name, storage=storage))
+            notes = _store_settings(stored, spec, existing, target)
+    finally:
+        lock.close()
+    return stored, notes
+
+
+def _comparable(spec: StudyFile) -> dict:
+    d = spec.to_dict()
+    d.pop("path")
+    d["study"].pop("trials")
+    return d
+
+
+def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target: int) -> list[str]:
+    notes: list[str] = []
+    study, attrs = stored.study, stored.attrs
+    if "spec" not in attrs:
+        study.set_user_attr("spec", spec.to_dict())
+        study.set_user_attr("stage", spec.stage)
+        study.set_user_attr("parent", spec.parent)
+    elif _comparable(StudyFile.from_dict(attrs["spec"])) != _comparable(spec):
+        raise StudyFileError(
+            f"{spec.path}: study {spec.study.name!r} already exists in the storage with other "
+            "settings; give the study a new name (or use another --storage)"
+        )
+    if "ranges" not in attrs:  # derived once; a resumed fine stage never recomputes it
+        ranges = {}
+        for pname, r in spec.search.items():
+            if r.narrow_from:
+                results = _parent_results(spec, stored.storage, existing, pname)
+                narrowed = narrow(results, top_k=r.top_k, margin=r.margin)
+                ranges[pname] = [narrowed.low, narrowed.high, True]
+                notes.append(
+                    f"{pname} range narrowed from {r.narrow_from}: "
+                    f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
+                )
+                study.set_user_attr("range_note", narrowed.note)
+            else:
+                ranges[pname] = [r.low, r.high, r.log]
+        study.set_user_attr("ranges", ranges)
+    old = attrs.get("target")
+    if old != target:
+        if spec.study.sampler == "grid" and old is not None:
+            _check_grid_change(spec, old, target)
+        study.set_user_attr("target", target)
+    return notes
+
+
+def _check_grid_change(spec: StudyFile, old: int, new: int) -> None:
+    """A grid's points are evenly spaced: a new target must keep every old point."""
+    if not set(plan.grid_units(old)) <= set(plan.grid_units(new)):
+        finer = ", ".join(str(k * (old - 1) + 1) for k in (2, 3)) if old > 1 else "3, 5"
+        raise StudyFileError(
+            f"{spec.path}: study {spec.study.name!r} is a grid of {old} points; {new} points "
+            f"would not contain them, so values would run twice. Use a refinement ({finer}) "
+            "or give the study a new name"
+        )
+
+
+def _parent_results(
+    spec: StudyFile, storage: RDBStorage, existing: set[str], pname: str = "lambda"
+) -> list[tuple[float, float]]:
+    """(value, validation accuracy) of the parent study's COMPLETE trials."""
+    parent_name = spec.parent
+    if parent_name not in existing:
+        raise StudyNotFound(
+            f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
+            f"run it first (e.g. sweep run studies/{parent_name}.toml)"
+        )
+    parent = optuna.load_study(study_name=parent_name, storage=storage)
+    done = [
+        (t.params[pname], t.value)
+        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if pname in t.params
+    ]
+    if not done:
+        raise StudyNotFound(
+            f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
+        )
+    return done
+
+
+# --- the queue -------------------------------------------------------------------------
+
+
+def missing(stored: Stored, counts: dict[str, int] | None = None) -> int:
+    """How many more trials must be queued or started to reach the target."""
+    c = counts or stored.counts()
+    return max(stored.target - c["COMPLETE"] - c["RUNNING"] - c["WAITING"], 0)
+
+
+def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
+    """The next ``n`` planned points not yet given to any trial (fewer if a grid runs out).
+
+    A point is an int (index into a seeded sequence) or, for a grid, [j, intervals]
+    (the fraction j / intervals of the range): a grid refined to more points keeps its
+    old points and adds only the new ones.
+    """
+    taken = [t.user_attrs["point"] for t in stored.trials() if "point" in t.user_attrs]
+    if spec.study.sampler == "grid":
+        have = {Fraction(*p) for p in taken if isinstance(p, list)}
+        return [
+            [u.numerator, u.denominator] for u in plan.grid_units(stored.target) if u not in have
+        ][:n]
+    start = max((p for p in taken if isinstance(p, int)), default=-1) + 1
+    return list(range(start, start + n))
+
+
+def top_up(stored: Stored, spec: StudyFile) -> int:
+    """Enqueue the next planned points so that the queue covers the missing trials.
+
+    Runs under the study lock, as workers' check-and-pop does, so exactly the missing
+    points are queued whatever other orchestrators and workers do meanwhile.
+    Returns how many points were enqueued.
+    """
+    if spec.study.sampler not in plan.PLANNED:
+        return 0
+    with stored.locked():
+        points = pending_points(stored, spec, missing(stored))
+        ranges = stored.ranges
+        for p in points:
+            values = plan.values_at(spec.study.sampler, spec.study.seed, p, ranges)
+            stored.study.enqueue_trial(values, user_attrs={"point": p, "values": values})
+    return len(points)
+
+
+def exhausted(stored: Stored, spec: StudyFile) -> bool:
+    """A grid whose every point has been given to a trial: nothing more can be queued."""
+    return spec.study.sampler == "grid" and not pending_points(stored, spec, 1)
+
+
+# --- failing and re-queueing -----------------------------------------------------------
+
+
+def values_of(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's searched values: its params, or for a queued trial the planned values
+    the sweep stored with it."""
+    return trial.params or dict(trial.user_attrs.get("values", {}))
+
+
+def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
+    """Fail a RUNNING trial whose worker is gone and queue its values again (once).
+
+    Returns False when another process finished or recovered it first.
+    """
+    trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
+    try:
+        stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    _enqueue_again(stored.study, trial)
+    return True
+
+
+def _enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a failed trial's values again as a clean attempt (no worker, no reason)."""
+    values = values_of(trial)
+    retries = int(trial.user_attrs.get("retry", 0)) + 1
+    if not values or retries > MAX_RETRY:
+        return
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+    study.enqueue_trial(values, user_attrs={**attrs, "values": values, "retry": retries})
+
+
+def _on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Optuna marked a trial with a stale heartbeat FAIL: run its values again."""
+    _enqueue_again(study, trial)
+
+
+# --- progress --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Progress:
+    study: str
+    target: int
+    counts: dict[str, int]
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+
+    def text(self) -> str:
+        c = self.counts
+        line = (
+            f"{self.study}: {c['COMPLETE']}/{self.target} complete, "
+            f"{c['RUNNING']} running, {c['FAIL']} failed"
+        )
+        if c["PRUNED"]:
+            line += f", {c['PRUNED']} pruned"
+        if self.best_value is not None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in (self.best_params or {}).items())
+            line += f"; best {self.best_value:.2%} ({shown})"
+        return line
+
+
+def progress(stored: Stored) -> Progress:
+    best = stored.best()
+    return Progress(
+        stored.name,
+        stored.target,
+        stored.counts(),
+        best.value if best else None,
+        best.params if best else None,
+    )
+
+
+def check_progress(stored: Stored, spec: StudyFile) -> None:
+    """Raise RunFailed with the first reasons when no trial can complete any more."""
+    failed = stored.trials(TrialState.FAIL)
+    reasons = "; ".join(
+        f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
+        for t in failed[:3]
+    )
+    raise RunFailed(
+        f"study {spec.study.name!r} made no progress: {len(failed)} trial(s) failed ({reasons}); "
+        f"see `sweep trials {spec.study.name}`"
+    )

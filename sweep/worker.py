@@ -1,0 +1,176 @@
+"""One worker: pop a queued trial under the study lock, train it with a heartbeat, tell.
+
+A worker receives plain arguments (storage URL, study name, worker index, data folder),
+opens the storage itself and runs trials until the study has its target. The protocol
+that keeps counts exact is all in `next_trial`: under the study lock, look at the counts
+and pop (`study.ask()`) only when the study still needs a trial.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from sweep import plan
+from sweep.datacache import open_split
+from sweep.objective import Objective
+from sweep.recovery import recover
+from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
+from sweep.study import Stored, open_study
+
+WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
+
+
+def next_trial(stored: Stored, planned: bool) -> tuple[optuna.Trial | None, bool]:
+    """Under the study lock: pop the next trial if the study still needs one.
+
+    Returns (trial or None, whether the study has reached its target).
+    """
+    with stored.locked():
+        c = stored.counts()
+        target = stored.target  # read afresh: a rerun may raise it
+        if c["COMPLETE"] >= target:
+            return None, True
+        room = c["COMPLETE"] + c["RUNNING"] < target
+        if room and (c["WAITING"] > 0 or not planned):
+            with warnings.catch_warnings():
+                # Optuna warns that heartbeats belong to optimize(); this worker records
+                # them itself (Heartbeat below) around ask/tell.
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = stored.study.ask()  # pops the oldest WAITING trial, else samples
+            # Who runs the trial: `sweep resume` recovers it if this process dies.
+            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+            return trial, False
+    return None, False
+
+
+class Heartbeat:
+    """Records the trial's heartbeat every HEARTBEAT_SECONDS while it runs, so that other
+    processes can tell a dead worker's trial (Optuna does this only inside optimize())."""
+
+    def __init__(self, stored: Stored, number: int):
+        self._storage = stored.storage
+        self._id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            # A database hiccup is not fatal: the next beat tries again.
+            with contextlib.suppress(Exception):
+                self._storage.record_heartbeat(self._id)
+
+    def __enter__(self) -> Heartbeat:
+        self._storage.record_heartbeat(self._id)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> TrialState:
+    """Run the objective on a popped trial and tell the storage how it ended."""
+    with Heartbeat(stored, trial.number):
+        try:
+            value = objective(trial)
+        except optuna.TrialPruned:
+            stored.study.tell(trial, state=TrialState.PRUNED)
+            return TrialState.PRUNED
+        except Exception as exc:  # the trial fails with its reason; the study goes on
+            trial.set_user_attr("fail_reason", reason_of(exc))
+            stored.study.tell(trial, state=TrialState.FAIL)
+            return TrialState.FAIL
+    if not math.isfinite(value):
+        trial.set_user_attr("fail_reason", f"the objective returned {value}")
+        stored.study.tell(trial, state=TrialState.FAIL)
+        return TrialState.FAIL
+    stored.study.tell(trial, value)
+    return TrialState.COMPLETE
+
+
+def reason_of(exc: BaseException) -> str:
+    from core.errors import DivergedError
+
+    if isinstance(exc, DivergedError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def work(
+    url: str, study_name: str, index: int, threads: int, data_folder: str, idle: float = 0.0
+) -> int:
+    """One worker process: run trials of ``study_name`` until its target is reached.
+
+    While the last trials run elsewhere the worker waits, recovering any whose worker dies
+    (their values are queued again and this worker runs them). With nothing queued and
+    nothing running it exits after ``idle`` seconds (remote workers wait for the
+    orchestrator to top up; the orchestrator's own workers exit at once and it tops up).
+    Returns the number of trials this worker ran.
+    """
+    quiet_optuna()
+    stored = open_study(study_name, url)
+    spec = stored.spec
+    stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
+    stored.study.pruner = plan.pruner_for(spec.study.pruner)
+    objective = Objective(
+        spec, stored.ranges, open_split(Path(data_folder)), Path(data_folder).name
+    )
+    planned = spec.study.sampler in plan.PLANNED
+    ran = failed_in_a_row = 0
+    idle_since = None
+    try:
+        with threadpool_limits(limits=threads):
+            while True:
+                trial, done = next_trial(stored, planned)
+                if done:
+                    break
+                if trial is not None:
+                    idle_since = None
+                    state = run_trial(stored, trial, objective)
+                    ran += 1
+                    failed_in_a_row = failed_in_a_row + 1 if state == TrialState.FAIL else 0
+                    if not planned and failed_in_a_row >= stored.target:
+                        break  # sampled values keep failing: the orchestrator says why
+                    continue
+                if stored.counts()["RUNNING"] == 0:
+                    idle_since = idle_since or time.monotonic()
+                    if time.monotonic() - idle_since >= idle:
+                        break
+                time.sleep(WAIT_SECONDS)
+                recover(stored)
+    finally:
+        stored.close()
+    return ran
+
+
+def init_process() -> None:
+    """Runs first in every worker process.
+
+    Ctrl-C is the orchestrator's to handle (it stops the workers and fails their trials);
+    a worker whose orchestrator was killed (kill -9) exits at once instead of training on
+    for minutes while holding the orchestrator's output pipes open.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        sys.stderr.flush()
+        os._exit(1)  # its trial stays RUNNING with a dead pid: `sweep resume` recovers it
+
+    threading.Thread(target=watch, daemon=True).start()
