@@ -383,15 +383,15 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from sweep.storage import quiet_optuna
-
-    quiet_optuna()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return int(exc.code or 0)
     try:
+        from sweep.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
+
+        quiet_optuna()
         return args.func(args)
     except (SweepError, ConfigError, DataError, DivergedError) as exc:
         if args.debug:

@@ -67,6 +67,12 @@ def start(jobs: int) -> None:
             executor.submit(_warm_up)
 
 
+def stop() -> None:
+    """Stop the idle worker processes now instead of after IDLE_TIMEOUT (for callers that
+    run several sweeps in one process and then exit)."""
+    loky.get_reusable_executor(max_workers=1).shutdown(wait=True, kill_workers=True)
+
+
 @dataclass(frozen=True)
 class Job:
     """What every worker of one run gets: plain values a process can receive."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sweep.recovery import recover
-from sweep.runner import RunResult, run_study
+from sweep.runner import RunResult, check_jobs, run_study
 from sweep.storage import resolve_url
 from sweep.study import Progress, open_study, progress
 
@@ -25,6 +25,7 @@ def resume_study(
     oversubscribe: bool = False,
 ) -> RunResult:
     """Recover dead trials of a stored study and top it up to its stored target."""
+    check_jobs(jobs, oversubscribe)
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     try:

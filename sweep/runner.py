@@ -112,7 +112,7 @@ def _prepare_data(
 def _resume_command(name: str, url: str, data_dir: str | None) -> str:
     args = ["sweep", "resume", name, "--storage", url]
     if data_dir:
-        args += ["--data-dir", str(Path(data_dir).resolve())]
+        args += ["--data-dir", str(Path(data_dir).absolute())]
     return shlex.join(args)
 
 

@@ -61,7 +61,7 @@ class Heartbeat:
     processes can tell a dead worker's trial (Optuna does this only inside optimize())."""
 
     def __init__(self, stored: Stored, number: int):
-        self._storage = stored.storage
+        self._db = stored.storage
         self._id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
@@ -70,10 +70,10 @@ class Heartbeat:
         while not self._stop.wait(HEARTBEAT_SECONDS):
             # A database hiccup is not fatal: the next beat tries again.
             with contextlib.suppress(Exception):
-                self._storage.record_heartbeat(self._id)
+                self._db.record_heartbeat(self._id)
 
     def __enter__(self) -> Heartbeat:
-        self._storage.record_heartbeat(self._id)
+        self._db.record_heartbeat(self._id)
         self._thread.start()
         return self
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import shutil
+import sys
+import time
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +77,58 @@ evals_per_cycle = 2
 [search.lambda]
 {search}
 """
+
+
+@pytest.fixture
+def pg_url():
+    """A fresh database on the PostgreSQL server that .ci/run starts (.ci/postgres.sh).
+
+    In CI these tests must run: without a server they fail there instead of skipping.
+    """
+    base = os.environ.get("SWEEP_TEST_POSTGRES_URL")
+    if not base:
+        if os.environ.get("CI") == "true":
+            pytest.fail("SWEEP_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
+        pytest.skip('no PostgreSQL server: eval "$(.ci/postgres.sh start)" to run these')
+    import psycopg
+
+    plain = base.replace("postgresql+psycopg://", "postgresql://")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    yield base.rsplit("/", 1)[0] + "/" + name
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def sweep(*args: str) -> list[str]:
+    """The real `sweep` command, for tests that run it in a subprocess."""
+    exe = shutil.which("sweep")
+    return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
+
+
+def wait_for(predicate, timeout: float = 120.0, every: float = 0.1):
+    """Poll until ``predicate()`` is truthy and return it; fail after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if value := predicate():
+            return value
+        time.sleep(every)  # the workers need the cores more than this loop does
+    raise AssertionError("timed out waiting")
+
+
+def children(pid: int) -> set[int]:
+    """Pids of the descendants of ``pid`` (from /proc)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier} - found
+        found |= frontier
+    return found

@@ -1,6 +1,7 @@
 """Every bad input: one line `error: ...`, exit code 2, no traceback, storage unchanged."""
 
 import hashlib
+import subprocess
 
 import pytest
 
@@ -73,6 +74,16 @@ def check(capsys, argv, message):
         (("trials = 2", 'trials = 2\npruner = "x"'), "study.pruner is 'x'"),
         (('split = "exercise"', 'split = "x"'), "data.split is 'x'"),
         (("low = 1e-4\nhigh = 1e-1", 'narrow_from = "nope"'), "narrows from study 'nope'"),
+        # Values that used to pass validation and then break the storage or the run:
+        (("high = 1e-1", "high = inf"), "search.lambda.high must be a finite number, not inf"),
+        (("low = 1e-4", "low = nan"), "search.lambda.low must be a finite number, not nan"),
+        (("cycles = 1", "cycles = 1\neta_max = inf"), "train.eta_max must be a finite number"),
+        (("trials = 2", "trials = 2\nseed = -5"), "study.seed (-5) must be between 0 and 2**32"),
+        (("trials = 2", "trials = 2\nseed = 9223372036854775807"), "must be between 0 and 2**32"),
+        (("trials = 2", "trials = 1000000000"), "must be between 1 and 10000"),
+        (('name = "s"', 'name = "/tmp/x"'), "study.name ('/tmp/x') must be 1-64 letters"),
+        (('name = "s"', 'name = "../../x"'), "study.name ('../../x') must be"),
+        (('name = "s"', f'name = "{"n" * 300}"'), "must be 1-64 letters"),
     ],
 )
 def test_bad_study_files(db, capsys, tmp_path, cifar_dir, change, message):
@@ -82,6 +93,49 @@ def test_bad_study_files(db, capsys, tmp_path, cifar_dir, change, message):
     if change:
         path.write_text(GOOD.replace(*change).replace('name = "s"', 'name = "bad"'))
     check(capsys, ["run", str(path), "--storage", url, "--data-dir", str(cifar_dir)], message)
+    assert digest(folder) == before
+
+
+def test_a_study_file_that_is_not_utf8(db, capsys, tmp_path, cifar_dir):
+    folder, url = db
+    before = digest(folder)
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(GOOD.replace('"s"', '"bad"').encode() + "# caf\xe9\n".encode("latin-1"))
+    check(
+        capsys,
+        ["run", str(path), "--storage", url, "--data-dir", str(cifar_dir)],
+        "is not UTF-8 text",
+    )
+    assert digest(folder) == before
+
+
+def test_too_many_trials_or_jobs_on_the_command_line(db, capsys, tmp_path, cifar_dir):
+    folder, url = db
+    before = digest(folder)
+    (tmp_path / "s.toml").write_text(GOOD)
+    run = ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)]
+    check(capsys, [*run, "--trials", "1000000000"], "--trials (1000000000) must be between 1")
+    check(capsys, [*run, "--jobs", "1000"], "--jobs 1000 is more than 4 worker processes per core")
+    check(capsys, [*run, "--seed", "-5"], "study.seed (-5) must be between 0")
+    check(capsys, ["resume", "s", "--storage", url, "--jobs", "1000"], "pass --oversubscribe")
+    assert digest(folder) == before
+
+
+def test_a_read_only_database_folder(db, capsys, tmp_path, cifar_dir):
+    # chattr +i: even root cannot create the journal file SQLite needs beside the database.
+    folder, url = db
+    before = digest(folder)
+    (tmp_path / "s.toml").write_text(GOOD.replace("trials = 2", "trials = 3"))
+    subprocess.run(["chattr", "+i", str(folder)], check=True)
+    try:
+        check(
+            capsys,
+            ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)],
+            "is not writable; pass another --storage",
+        )
+        assert main(["status", "--storage", url]) == 0  # reading still works
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
     assert digest(folder) == before
 
 
@@ -103,6 +157,8 @@ def test_unknown_study_lists_the_existing_ones(db, capsys):
         ("sqlite:///{tmp}/no/such/dir/x.db", "does not exist or is not writable"),
         ("sqlite:///{tmp}/text.db", "is not a SQLite database"),
         ("sqlite:///{tmp}/missing.db", "no study database at"),
+        ("sqlite:///", "names no file"),
+        ("sqlite:///{tmp}/", "names no file"),
     ],
 )
 def test_bad_storage(capsys, tmp_path, cifar_dir, storage, message):

@@ -6,10 +6,8 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 
@@ -20,7 +18,9 @@ from optuna.trial import TrialState
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.inspection import lambda_of
+from sweep.recovery import pid_alive
 from sweep.storage import open_storage
+from tests.conftest import sweep, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -38,11 +38,6 @@ cycles = 1
 low = 1e-4
 high = 1e-1
 """
-
-
-def sweep(*args: str) -> list[str]:
-    exe = shutil.which("sweep")
-    return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
 
 
 @pytest.fixture
@@ -67,16 +62,6 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         return optuna.load_study(study_name="e2e", storage=_storage(url)).get_trials()
     except (KeyError, StorageError):  # not created yet
         return []
-
-
-def wait_for(predicate, timeout: float = 60.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out waiting")
 
 
 def running_workers(url: str) -> list[int]:
@@ -152,7 +137,7 @@ def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "sweep resume e2e" in err
+    assert "sweep resume e2e" in err and "Traceback" not in err
     final = trials(url)
     assert not [t for t in final if t.state == TrialState.RUNNING]
     interrupted = [t for t in final if t.user_attrs.get("fail_reason") == "interrupted"]
@@ -160,6 +145,102 @@ def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     # Their lambdas are queued again, first in line for the resume.
     waiting = {lambda_of(t) for t in final if t.state == TrialState.WAITING}
     assert {lambda_of(t) for t in interrupted} <= waiting
+
+
+def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
+    # A data folder whose path needs quoting: the hint must survive a shell as it is.
+    spaced = tmp_path / "my data"
+    spaced.symlink_to(cifar_dir)
+    (tmp_path / "e2e.toml").write_text(STUDY.format(trials=4, n_s=600))
+    url = f"sqlite:///{tmp_path}/e2e.db"
+    proc = subprocess.Popen(
+        sweep(
+            "run",
+            str(tmp_path / "e2e.toml"),
+            "--jobs",
+            "2",
+            "--storage",
+            url,
+            "--data-dir",
+            str(spaced),
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: running_workers(url))
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    hint = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
+    assert "'" in hint and "--data-dir" in hint
+    done = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 4
+
+
+def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
+    path, _, common = setup(trials=2, n_s=400)
+    for delay in (0.2, 0.5, 0.9):  # while the worker processes import numpy and optuna
+        proc = subprocess.Popen(
+            sweep("run", str(path), "--jobs", "2", *common),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        time.sleep(delay)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode in (130, 0), err
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+
+
+def test_diverging_trials_print_one_line_each_not_tracebacks(tmp_path, cifar_dir):
+    (tmp_path / "bad.toml").write_text(
+        STUDY.format(trials=6, n_s=20).replace("low = 1e-4\nhigh = 1e-1", "low = 1e3\nhigh = 1e4")
+    )
+    url = f"sqlite:///{tmp_path}/bad.db"
+    done = subprocess.run(
+        sweep(
+            "run",
+            str(tmp_path / "bad.toml"),
+            "--jobs",
+            "2",
+            "--storage",
+            url,
+            "--data-dir",
+            str(cifar_dir),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    error = done.stderr.strip().splitlines()[-1]
+    assert error.startswith("error: study 'e2e' made no progress: 6 trial(s) failed")
+    assert "diverged" in error
+
+
+def test_killing_the_orchestrator_ends_its_workers(setup):
+    # kill -9 of `sweep run` alone: its workers notice and exit, so whoever reads the
+    # run's output sees it end (the workers used to train on for ~90 s holding the pipe).
+    path, url, common = setup(trials=6, n_s=2000)
+    proc = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "2", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    workers = wait_for(lambda: running_workers(url))
+    proc.kill()
+    started = time.monotonic()
+    proc.stdout.read()  # returns at EOF: when every process holding the pipe is gone
+    assert time.monotonic() - started < 10
+    proc.wait()
+    wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=10)
+    assert main(["resume", "e2e", *common]) == 0  # recovers the killed trials
+    assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 6
 
 
 def test_resume_of_a_finished_study_runs_nothing(setup, capsys):

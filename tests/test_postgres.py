@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
-import uuid
 from collections import Counter
 
 import optuna
@@ -24,6 +21,7 @@ from sweep import plan
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.storage import open_storage
+from tests.conftest import children, sweep, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -41,55 +39,6 @@ cycles = 1
 low = 1e-4
 high = 1e-1
 """
-
-
-@pytest.fixture
-def pg_url():
-    base = os.environ.get("SWEEP_TEST_POSTGRES_URL")
-    if not base:
-        if os.environ.get("CI") == "true":
-            pytest.fail("SWEEP_TEST_POSTGRES_URL is not set: .ci/run must start PostgreSQL")
-        pytest.skip('no PostgreSQL server: eval "$(.ci/postgres.sh start)" to run these')
-    import psycopg
-
-    plain = base.replace("postgresql+psycopg://", "postgresql://")
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    yield base.rsplit("/", 1)[0] + "/" + name
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
-
-
-def sweep(*args: str) -> list[str]:
-    exe = shutil.which("sweep")
-    return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
-
-
-def children(pid: int) -> set[int]:
-    """Pids of the descendants of ``pid`` (from /proc)."""
-    parent = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    parent[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                pass
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parent.items() if pp in frontier} - found
-        found |= frontier
-    return found
-
-
-def wait_for(predicate, timeout: float = 120.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := predicate():
-            return value
-        time.sleep(0.1)  # the workers need the cores more than this loop does
-    raise AssertionError("timed out waiting")
 
 
 def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path, cifar_dir):

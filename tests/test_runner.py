@@ -3,12 +3,14 @@ import math
 import optuna
 import pytest
 
+from core.data import DataError
 from sweep import plan, studyfile
-from sweep.errors import StudyFileError, StudyNotFound
+from sweep.errors import RunFailed, StudyFileError, StudyNotFound
+from sweep.resume import resume_study
 from sweep.runner import run_study
 from sweep.study import open_study
 from sweep.tables import display_table, study_table, write_tables
-from tests.conftest import study_text
+from tests.conftest import study_text, write_cifar
 
 
 def spec(tmp_path, name="s", trials=4, sampler="random", repeats=1, low=1e-4, high=1e-1):
@@ -139,3 +141,52 @@ def test_table_data_and_files(tmp_path, cifar_dir):
     paths = write_tables(study, tmp_path / "out")
     assert [p.name for p in paths] == ["table.csv", "table.md", "table.tex"]
     assert "★" in paths[1].read_text() and r"\begin{tabular}" in paths[2].read_text()
+
+
+def test_raising_a_grid_target_refines_the_grid_without_repeating_a_value(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/g.db"
+    s = spec(tmp_path, trials=4, sampler="grid", low=1e-4, high=1e-1)
+    run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
+    r = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, trials=7)
+    assert r.counts["COMPLETE"] == 7 and r.counts["WAITING"] == 0
+    # 7 evenly spaced points in log space: the 4 old ones and the 3 between them.
+    assert lambdas(url, "s") == pytest.approx([10 ** (-4 + j / 2) for j in range(7)])
+
+
+def test_a_grid_target_that_would_repeat_values_is_refused(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/g.db"
+    s = spec(tmp_path, trials=4, sampler="grid")
+    run_study(s, storage_url=url, jobs=1, data_dir=cifar_dir)
+    with pytest.raises(StudyFileError, match=r"grid of 4 points; 6 points would not contain"):
+        run_study(s, storage_url=url, jobs=1, data_dir=cifar_dir, trials=6)
+    study = optuna.load_study(study_name="s", storage=url)
+    assert study.user_attrs["target"] == 4 and len(study.trials) == 4
+
+
+def test_a_study_whose_every_trial_fails_stops_after_one_round_with_the_reasons(
+    tmp_path, cifar_dir
+):
+    url = f"sqlite:///{tmp_path}/all.db"
+    s = spec(tmp_path, trials=4, low=1e3, high=1e4)  # every lambda diverges
+    with pytest.raises(RunFailed, match=r"made no progress: 4 trial\(s\) failed \(trial 0: "):
+        run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 4  # not 5 x 4
+
+
+def test_resume_finds_the_data_the_study_ran_on(tmp_path, cifar_dir, monkeypatch):
+    url = f"sqlite:///{tmp_path}/d.db"
+    run_study(spec(tmp_path, trials=2), storage_url=url, data_dir=cifar_dir)
+    optuna.load_study(study_name="s", storage=url).set_user_attr("target", 3)  # unfinished
+    # Without the recorded folder the default lookup would try to download.
+    monkeypatch.setenv("SWEEP_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    assert resume_study("s", storage_url=url).counts["COMPLETE"] == 3
+
+
+def test_a_study_refuses_data_other_than_what_it_ran_on(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/d.db"
+    run_study(spec(tmp_path, trials=2), storage_url=url, data_dir=cifar_dir)
+    other = write_cifar(tmp_path / "other", per_batch=200, seed=1)
+    with pytest.raises(DataError, match="is not the data study 's' ran on"):
+        run_study(spec(tmp_path, trials=2), storage_url=url, data_dir=other, trials=3)
+    assert len(optuna.load_study(study_name="s", storage=url).trials) == 2

@@ -1,0 +1,71 @@
+"""The normalised-data cache: keyed by content, and rebuilt when damaged."""
+
+import json
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from core.data import FOLDER, DataError
+from sweep import datacache
+from tests.conftest import write_cifar
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_cifar(tmp_path / "data", per_batch=200)
+
+
+def test_data_changed_in_place_with_size_and_mtime_restored_gets_a_new_cache(root):
+    # As `cp -p`, `rsync -t` or a backup restore leave it: same size, same mtime.
+    first = datacache.prepare("exercise", root)
+    batch = root / FOLDER / "data_batch_1"
+    st = batch.stat()
+    with open(batch, "rb") as f:
+        content = pickle.load(f, encoding="bytes")
+    # The same images in another order: other data, and (the same bytes) the same size.
+    content[b"data"] = np.ascontiguousarray(content[b"data"][::-1])
+    content[b"labels"] = content[b"labels"][::-1]
+    with open(batch, "wb") as f:
+        pickle.dump(content, f, protocol=2)
+    os.utime(batch, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert batch.stat().st_size == st.st_size and batch.stat().st_mtime_ns == st.st_mtime_ns
+
+    second = datacache.prepare("exercise", root)
+    assert second.fingerprint != first.fingerprint  # the old key reused the stale copy
+    old = np.load(first.folder / "X_train.npy")
+    new = np.load(second.folder / "X_train.npy")
+    assert not np.array_equal(old, new)
+
+
+def test_unchanged_data_reuses_the_cache_and_remembers_digests(root):
+    first = datacache.prepare("exercise", root)
+    memo = json.loads((root / datacache.CACHE / datacache.DIGESTS).read_text())
+    assert len(memo) == 6  # five training batches and the test batch
+    again = datacache.prepare("exercise", root)
+    assert again.folder == first.folder and again.notes == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda f: (f / "X_train.npy").write_bytes((f / "X_train.npy").read_bytes()[:1000]),
+            "X_train.npy has",
+        ),
+        (lambda f: (f / "meta.json").unlink(), "meta.json"),
+        (lambda f: (f / "y_val.npy").unlink(), "y_val.npy is missing"),
+    ],
+    ids=["truncated", "no-meta", "missing-array"],
+)
+def test_a_damaged_cache_is_detected_and_rebuilt(root, damage, message):
+    good = datacache.prepare("exercise", root)
+    expected = np.load(good.folder / "X_train.npy")
+    damage(good.folder)
+    with pytest.raises(DataError, match="is damaged"):
+        datacache.open_split(good.folder)  # a worker says what to do, no mmap traceback
+    rebuilt = datacache.prepare("exercise", root)
+    assert rebuilt.folder == good.folder
+    assert len(rebuilt.notes) == 1 and message in rebuilt.notes[0] and "rebuilt" in rebuilt.notes[0]
+    np.testing.assert_array_equal(datacache.open_split(rebuilt.folder).X_train, expected)
