@@ -14,7 +14,7 @@ import optuna
 from core.data import Split
 from core.errors import DivergedError
 from core.training import EvalPoint, train
-from sweep import __version__
+from sweep import __version__, pruning
 from sweep.studyfile import StudyFile
 
 # searched name -> TrainConfig field
@@ -63,10 +63,14 @@ class Objective:
         for r in range(self.spec.study.repeats):
             seeded = dataclasses.replace(config, seed=self.spec.study.seed + r)
 
-            def report(p: EvalPoint, offset: int = r * points) -> None:
-                trial.report(p.val_accuracy, offset + p.index)
+            def report(p: EvalPoint, offset: int = r * points, seed: int = seeded.seed) -> None:
+                # Steps are per seed, so a pruner compares like with like (seed and step).
+                step = offset + p.index
+                trial.report(p.val_accuracy, step)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned at step {p.step}")
+                    where = f"at update step {p.step} of seed {seed}"
+                    why = pruning.reason(trial.study, trial.number, step, p.val_accuracy, where)
+                    raise optuna.TrialPruned(why)
 
             result = train(
                 seeded, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report if prune else None

@@ -73,12 +73,3 @@ def sampler_for(name: str, seed: int) -> optuna.samplers.BaseSampler:
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
     }
     return table[name]()
-
-
-def pruner_for(name: str) -> optuna.pruners.BasePruner:
-    table = {
-        "none": optuna.pruners.NopPruner,
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
-        "hyperband": optuna.pruners.HyperbandPruner,
-    }
-    return table[name]()

@@ -11,7 +11,7 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.inspection import load
 from sweep.study import Stored
-from sweep.tables import display_table, study_table, write_tables
+from sweep.tables import display_table, study_folder, study_table, write_tables
 
 
 @dataclass
@@ -140,7 +140,7 @@ def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> li
     spec = attrs.get("spec", {})
     train = spec.get("train", {})
     c = stored.counts()
-    tables = write_tables(study, out / name)
+    tables = write_tables(study, study_folder(out, name))
     history = figures.plot_history(
         figures.history_data(study),
         out / "figures" / f"{name}_history.{fmt}",

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from sweep.recovery import recover
 from sweep.runner import RunResult, check_jobs, run_study
 from sweep.storage import resolve_url
-from sweep.study import Progress, open_study, progress
+from sweep.study import Progress, finished, open_study, progress
 
 
 def resume_study(
@@ -32,7 +32,7 @@ def resume_study(
         spec, target = stored.spec, stored.target
         notes = recover(stored)
         p = progress(stored)
-        if p.counts["COMPLETE"] >= target and p.counts["RUNNING"] == 0:
+        if finished(p.counts) >= target and p.counts["RUNNING"] == 0:
             return RunResult(
                 study=name,
                 stage=spec.stage,

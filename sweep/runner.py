@@ -29,6 +29,7 @@ from sweep.study import (
     Stored,
     check_progress,
     exhausted,
+    finished,
     open_study,
     prepare,
     progress,
@@ -55,16 +56,18 @@ class RunResult:
 
     def text(self) -> str:
         if self.already_done:
+            done = self.counts["COMPLETE"] + self.counts["PRUNED"]
             return (
-                f"study {self.study!r} is already finished: {self.counts['COMPLETE']}/"
-                f"{self.target} COMPLETE; nothing to run"
+                f"study {self.study!r} is already finished: {done}/{self.target} trials "
+                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
             )
         c = self.counts
         lam = self.ranges.get("lambda")
         lines = [*self.notes]
         lines.append(
-            f"{self.study} ({self.stage}): {c['COMPLETE']}/{self.target} COMPLETE, "
-            f"{c['FAIL']} failed, {c['PRUNED']} pruned in {self.seconds:.1f} s"
+            f"{self.study} ({self.stage}): {c['COMPLETE'] + c['PRUNED']}/{self.target} "
+            f"finished ({c['COMPLETE']} COMPLETE, {c['PRUNED']} pruned), {c['FAIL']} failed "
+            f"in {self.seconds:.1f} s"
             + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
         )
         if self.best_value is not None:
@@ -128,7 +131,8 @@ def run_study(
     poll: float = 1.0,
     oversubscribe: bool = False,
 ) -> RunResult:
-    """Run ``spec`` until its study has ``trials`` (default: the file's) COMPLETE trials.
+    """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
+    (COMPLETE or PRUNED; failed ones are replaced).
 
     Each worker gets ``threads`` BLAS threads (default: cores // jobs, so that parallel
     workers never oversubscribe the machine). Bad input fails before anything is written.
@@ -166,7 +170,7 @@ def run_study(
     )
     report = _reporter(stored, on_progress)
     try:
-        while stored.counts()["COMPLETE"] < target:
+        while finished(stored.counts()) < target:
             notes += _round(stored, spec, job, jobs, report, poll)
     finally:
         stored.close()
@@ -208,9 +212,9 @@ def _round(
         notes.append(f"a worker died ({crashed}); {len(recovered)} trial(s) queued again")
         return notes
     after = stored.counts()
-    if after["COMPLETE"] > before["COMPLETE"]:
+    if finished(after) > finished(before):
         return notes
-    if after["COMPLETE"] + after["RUNNING"] >= stored.target:
+    if finished(after) + after["RUNNING"] >= stored.target:
         # The missing trials run elsewhere (another machine, or a worker whose heartbeat
         # has not gone stale yet): wait for them, recovering any that turn stale.
         time.sleep(poll)

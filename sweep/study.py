@@ -206,10 +206,16 @@ def _parent_results(
 # --- the queue -------------------------------------------------------------------------
 
 
+def finished(counts: dict[str, int]) -> int:
+    """Trials that count towards the target: COMPLETE and PRUNED, as Optuna's n_trials
+    counts them (a pruned trial was judged, so it is not replaced); FAILed trials are."""
+    return counts["COMPLETE"] + counts["PRUNED"]
+
+
 def missing(stored: Stored, counts: dict[str, int] | None = None) -> int:
     """How many more trials must be queued or started to reach the target."""
     c = counts or stored.counts()
-    return max(stored.target - c["COMPLETE"] - c["RUNNING"] - c["WAITING"], 0)
+    return max(stored.target - finished(c) - c["RUNNING"] - c["WAITING"], 0)
 
 
 def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
@@ -305,12 +311,9 @@ class Progress:
 
     def text(self) -> str:
         c = self.counts
-        line = (
-            f"{self.study}: {c['COMPLETE']}/{self.target} complete, "
-            f"{c['RUNNING']} running, {c['FAIL']} failed"
-        )
-        if c["PRUNED"]:
-            line += f", {c['PRUNED']} pruned"
+        line = f"{self.study}: {finished(c)}/{self.target} finished ({c['COMPLETE']} complete"
+        line += f", {c['PRUNED']} pruned)" if c["PRUNED"] else ")"
+        line += f", {c['RUNNING']} running, {c['FAIL']} failed"
         if self.best_value is not None:
             shown = ", ".join(f"{k} {v:.4g}" for k, v in (self.best_params or {}).items())
             line += f"; best {self.best_value:.2%} ({shown})"

@@ -7,14 +7,16 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
-from sweep.inspection import load
+from sweep.errors import SweepError
+from sweep.inspection import load, reason_of
 
 
 def study_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial with a value or a final state, sorted by lambda.
 
-    Columns: trial, lambda, val_accuracy (mean over repeats), val_sd, train_accuracy,
-    state, rank (1 = best COMPLETE), best (True on the best row), reason.
+    Columns: trial, lambda, val_accuracy (mean over repeats; for a PRUNED trial the last
+    intermediate value), val_sd, train_accuracy, state, rank (1 = best COMPLETE), best
+    (True on the best row), reason (why a trial failed or was pruned).
     """
     rows = []
     for t in study.get_trials(deepcopy=False):
@@ -29,7 +31,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
                 "val_sd": result.get("val_sd"),
                 "train_accuracy": result.get("train_accuracy"),
                 "state": t.state.name,
-                "reason": t.user_attrs.get("fail_reason", ""),
+                "reason": reason_of(t),
             }
         )
     columns = [
@@ -60,6 +62,8 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
     def acc(row) -> str:
         if pd.isna(row["val_accuracy"]):
             return "–"
+        if row["state"] == "PRUNED":  # its last intermediate value, not a final accuracy
+            return f"({row['val_accuracy']:.2%} when pruned)"
         text = f"{row['val_accuracy']:.2%}"
         if pd.notna(row["val_sd"]):
             text += f" ± {row['val_sd']:.2%}"
@@ -77,6 +81,8 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
             "best": df["best"].map(lambda b: "★" if b else ""),
         }
     )
+    if len(df) and df["reason"].astype(bool).any():
+        out["reason"] = df["reason"]
     return out
 
 
@@ -122,6 +128,15 @@ def _latex(df: pd.DataFrame, caption: str) -> str:
     return "\n".join(lines)
 
 
+def study_folder(out: str | Path, name: str) -> Path:
+    """OUT/<study>/, refusing a name that would leave OUT (study files forbid such names;
+    a database from elsewhere may still hold one)."""
+    folder = Path(out) / name
+    if name in ("", ".", "..") or folder.resolve().parent != Path(out).resolve():
+        raise SweepError(f"study name {name!r} is not usable as a folder name; rename the study")
+    return folder
+
+
 def write_study_tables(name: str, storage_url: str | None, out: str | Path) -> list[Path]:
     """`sweep table`: the study's tables into OUT/<study>/."""
-    return write_tables(load(name, storage_url).study, Path(out) / name)
+    return write_tables(load(name, storage_url).study, study_folder(out, name))

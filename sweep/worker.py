@@ -23,12 +23,12 @@ import optuna
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
-from sweep import plan
+from sweep import plan, pruning
 from sweep.datacache import open_split
 from sweep.objective import Objective
 from sweep.recovery import recover
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
-from sweep.study import Stored, open_study
+from sweep.study import Stored, finished, open_study
 
 WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
 
@@ -41,9 +41,9 @@ def next_trial(stored: Stored, planned: bool) -> tuple[optuna.Trial | None, bool
     with stored.locked():
         c = stored.counts()
         target = stored.target  # read afresh: a rerun may raise it
-        if c["COMPLETE"] >= target:
+        if finished(c) >= target:
             return None, True
-        room = c["COMPLETE"] + c["RUNNING"] < target
+        room = finished(c) + c["RUNNING"] < target
         if room and (c["WAITING"] > 0 or not planned):
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats belong to optimize(); this worker records
@@ -87,7 +87,8 @@ def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> Tria
     with Heartbeat(stored, trial.number):
         try:
             value = objective(trial)
-        except optuna.TrialPruned:
+        except optuna.TrialPruned as exc:
+            trial.set_user_attr("prune_reason", str(exc))
             stored.study.tell(trial, state=TrialState.PRUNED)
             return TrialState.PRUNED
         except Exception as exc:  # the trial fails with its reason; the study goes on
@@ -125,7 +126,8 @@ def work(
     stored = open_study(study_name, url)
     spec = stored.spec
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
-    stored.study.pruner = plan.pruner_for(spec.study.pruner)
+    per_seed = spec.train.cycles * spec.train.evals_per_cycle
+    stored.study.pruner = pruning.pruner_for(spec.study.pruner, per_seed)
     objective = Objective(
         spec, stored.ranges, open_split(Path(data_folder)), Path(data_folder).name
     )

@@ -220,3 +220,17 @@ def test_every_command_has_help(capsys):
     ):
         assert main([command, "--help"]) == 0
         assert "usage: sweep " + command in capsys.readouterr().out
+
+
+def test_a_stored_study_name_never_leaves_out(capsys, tmp_path):
+    # A database made elsewhere (or by an older version) may hold any study name.
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/old.db"
+    optuna.create_study(study_name="../escape", storage=url)
+    check(
+        capsys,
+        ["table", "../escape", "--storage", url, "--out", str(tmp_path / "out")],
+        "is not usable as a folder name",
+    )
+    assert not (tmp_path / "escape").exists()

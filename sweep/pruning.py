@@ -1,0 +1,106 @@
+"""Pruners: stop trials that cannot end near the best, and say why.
+
+Optuna's MedianPruner compares a trial with the *completed* trials only. Once pruning
+starts only the above-median trials complete, which raises the median, which prunes more:
+measured on the exercise split (issue 15), 453 of 463 trials were pruned, including trials
+within 0.7 points of the best. `median` here compares with every trial that reached the
+same step (COMPLETE, PRUNED or still RUNNING), so the pruned ones keep counting and the
+median cannot ratchet; and it prunes only a trial more than MARGIN below that median, late
+enough in training for the curves to mean something (measured: the first 40% of a
+trial's recordings do not rank the lambdas at all).
+
+Steps are per seed (seed r's recording i is step r * per_seed + i), so with repeats a
+trial is compared with other trials' same seed at the same step.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+
+import optuna
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images
+WARMUP = 0.5  # the first half of each seed's recordings never prunes
+MIN_TRIALS = 4  # other trials that must have reached a step before it can prune
+COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+
+
+@dataclass(frozen=True)
+class Threshold:
+    median: float
+    threshold: float
+    trials: int  # how many other trials reached the step
+
+
+class MedianMarginPruner(optuna.pruners.BasePruner):
+    """Prune when the value is more than ``margin`` worse than the median, at the same
+    step, of every other trial that reached it."""
+
+    def __init__(
+        self,
+        per_seed: int,
+        *,
+        margin: float = MARGIN,
+        warmup: float = WARMUP,
+        min_trials: int = MIN_TRIALS,
+    ):
+        self.per_seed = max(per_seed, 1)
+        self.margin = margin
+        self.warmup = warmup
+        self.min_trials = min_trials
+
+    def threshold(self, study: optuna.Study, number: int, step: int) -> Threshold | None:
+        """The bar at ``step`` for trial ``number``, or None while it may not prune."""
+        if step % self.per_seed < self.warmup * self.per_seed:
+            return None
+        others = [
+            t.intermediate_values[step]
+            for t in study.get_trials(deepcopy=False, states=COUNTED)
+            if t.number != number and step in t.intermediate_values
+        ]
+        if len(others) < self.min_trials:
+            return None
+        median = statistics.median(others)
+        sign = 1 if study.direction == StudyDirection.MAXIMIZE else -1
+        return Threshold(median, median - sign * self.margin, len(others))
+
+    def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
+        step = trial.last_step
+        if step is None:
+            return False
+        bar = self.threshold(study, trial.number, step)
+        if bar is None:
+            return False
+        value = trial.intermediate_values[step]
+        if study.direction == StudyDirection.MAXIMIZE:
+            return value < bar.threshold
+        return value > bar.threshold
+
+
+def pruner_for(name: str, per_seed: int) -> optuna.pruners.BasePruner:
+    """The pruner named in a study file; ``per_seed`` recordings per seed of a trial."""
+    table = {
+        "none": optuna.pruners.NopPruner,
+        "median": lambda: MedianMarginPruner(per_seed),
+        # Successive halving by design prunes a fixed share at each rung, good trials too.
+        "hyperband": optuna.pruners.HyperbandPruner,
+    }
+    return table[name]()
+
+
+def reason(study: optuna.Study, number: int, step: int, value: float, where: str) -> str:
+    """Why a trial was pruned at ``step`` (``where`` says it for the user, e.g. the seed
+    and update step)."""
+    pruner = study.pruner
+    if isinstance(pruner, MedianMarginPruner):
+        bar = pruner.threshold(study, number, step)
+        if bar is not None:
+            return (
+                f"pruned {where}: {value:.4g} below the threshold {bar.threshold:.4g} "
+                f"(median {bar.median:.4g} of {bar.trials} trials at this step, "
+                f"margin {pruner.margin:g})"
+            )
+    return f"pruned {where} by the {type(pruner).__name__} with {value:.4g}"
