@@ -5,181 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from core.errors import ConfigError, DataError, DivergedError
+from sweep.arguments import build_parser
 from sweep.errors import SweepError
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
-    return value
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2, like every other bad input."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="sweep",
-        description="Coarse-to-fine lambda sweeps for a two-layer numpy network on CIFAR-10.",
-    )
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-
-    p = sub.add_parser("train", help="one training run; prints train/val/test accuracy")
-    p.add_argument("study_file", nargs="?", help="take [data] and [train] defaults from this file")
-    p.add_argument(
-        "--lambda",
-        dest="lam",
-        metavar="X|best:STUDY",
-        help="L2 penalty, or best:STUDY for the best lambda of a stored study",
-    )
-    p.add_argument("--split", help="exercise | search | final (default: exercise)")
-    p.add_argument("--n-s", type=_positive_int, help="half-cycle length in update steps")
-    p.add_argument("--cycles", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--eta-min", type=_float)
-    p.add_argument("--eta-max", type=_float)
-    p.add_argument("--hidden", type=_positive_int)
-    p.add_argument("--schedule", help="triangular | triangular2 | exp_range")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
-    p.add_argument("--storage", help="study storage URL, for --lambda best:STUDY")
-    p.add_argument("--save-model", metavar="NPZ", help="write weights, normalisation and curves")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.set_defaults(func=cmd_train)
-
-    storage_help = "study storage URL (default $SWEEP_STORAGE or sqlite:///sweeps.db)"
-    OVERSUBSCRIBE = "allow more than 4 worker processes per core"
-
-    p = sub.add_parser("run", help="create or load a study and run trials until its target")
-    p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
-    p.add_argument(
-        "--jobs",
-        type=_count,
-        default=1,
-        help="worker processes here (default 1); 0 = only create, queue and watch "
-        "while `sweep worker` processes elsewhere run the trials",
-    )
-    p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
-    p.add_argument(
-        "--threads", type=_positive_int, help="BLAS threads per worker (default: cores // jobs)"
-    )
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
-    p.add_argument("--seed", type=int, help="override the file's study seed")
-    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
-    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("resume", help="recover dead trials and top a study up to its target")
-    p.add_argument("study", help="study name")
-    p.add_argument("--jobs", type=_positive_int, default=1)
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument(
-        "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
-    )
-    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
-    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
-    p.set_defaults(func=cmd_resume)
-
-    p = sub.add_parser("worker", help="join a study from any machine and run its trials")
-    p.add_argument("study", help="study name")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
-    p.add_argument(
-        "--threads",
-        type=_positive_int,
-        help="BLAS threads per worker (default: cores // jobs; lower it when other "
-        "workers share this machine)",
-    )
-    p.add_argument(
-        "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
-    )
-    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
-    p.set_defaults(func=cmd_worker)
-
-    p = sub.add_parser("status", help="every study: stage, target, counts, best, range")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_status)
-
-    p = sub.add_parser("trials", help="one row per trial of a study")
-    p.add_argument("study")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--sort", choices=("number", "value", "lambda"), default="number")
-    p.set_defaults(func=cmd_trials)
-
-    p = sub.add_parser("show", help="one trial: config, timings, curves")
-    p.add_argument("study")
-    p.add_argument("trial", type=int)
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="PNG", help="draw the trial's training curves")
-    p.set_defaults(func=cmd_show)
-
-    p = sub.add_parser("table", help="write a study's table as CSV, Markdown and LaTeX")
-    p.add_argument("study")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
-    p.set_defaults(func=cmd_table)
-
-    p = sub.add_parser("report", help="tables, figures and report.md for one or more studies")
-    p.add_argument("studies", nargs="+", metavar="STUDY")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--out", default="reports", help="output folder (default reports/)")
-    p.add_argument(
-        "--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default png)"
-    )
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("reproduce", help="the whole seed study end to end, resumable")
-    p.add_argument("--out", default="report", help="output folder (default report/)")
-    p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
-    p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
-    p.add_argument("--studies", help="folder with coarse.toml and fine.toml (default studies/)")
-    p.set_defaults(func=cmd_reproduce)
-
-    p = sub.add_parser("dashboard", help="open optuna-dashboard on the study storage")
-    p.add_argument("--storage", help=storage_help)
-    p.add_argument("--port", type=int, default=8080)
-    p.set_defaults(func=cmd_dashboard)
-
-    p = sub.add_parser("gradcheck", help="analytic vs numerical gradients (exit 1 above 1e-6)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
-    p.set_defaults(func=cmd_gradcheck)
-    return parser
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -382,6 +212,22 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
     return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train,
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "worker": cmd_worker,
+    "status": cmd_status,
+    "trials": cmd_trials,
+    "show": cmd_show,
+    "table": cmd_table,
+    "report": cmd_report,
+    "reproduce": cmd_reproduce,
+    "dashboard": cmd_dashboard,
+    "gradcheck": cmd_gradcheck,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -392,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sweep.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
 
         quiet_optuna()
-        return args.func(args)
+        return COMMANDS[args.command](args)
     except (SweepError, ConfigError, DataError, DivergedError) as exc:
         if args.debug:
             raise

@@ -57,9 +57,9 @@ def values_at(
     values = {}
     for (name, (low, high, log)), x in zip(sorted(ranges.items()), u, strict=True):
         if log:
-            values[name] = 10 ** (math.log10(low) + x * (math.log10(high) - math.log10(low)))
+            values[name] = float(10 ** (math.log10(low) + x * (math.log10(high) - math.log10(low))))
         else:
-            values[name] = low + x * (high - low)
+            values[name] = float(low + x * (high - low))
     return values
 
 

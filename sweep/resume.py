@@ -12,7 +12,7 @@ from collections.abc import Callable
 from sweep.recovery import recover
 from sweep.runner import RunResult, check_jobs, run_study
 from sweep.storage import resolve_url
-from sweep.study import Progress, finished, open_study, progress
+from sweep.study import Progress, finished, open_study
 
 
 def resume_study(
@@ -31,20 +31,8 @@ def resume_study(
     try:
         spec, target = stored.spec, stored.target
         notes = recover(stored)
-        p = progress(stored)
-        if finished(p.counts) >= target and p.counts["RUNNING"] == 0:
-            return RunResult(
-                study=name,
-                stage=spec.stage,
-                target=target,
-                counts=p.counts,
-                best_value=p.best_value,
-                best_params=p.best_params or {},
-                ranges=stored.ranges,
-                notes=notes,
-                seconds=0.0,
-                already_done=True,
-            )
+        if finished(stored.counts()) >= target and stored.counts()["RUNNING"] == 0:
+            return RunResult.of(stored, notes=notes, seconds=0.0, already_done=True)
     finally:
         stored.close()
     result = run_study(

@@ -54,6 +54,25 @@ class RunResult:
     already_done: bool = False
     tables: list[Path] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls, stored: Stored, *, notes: list[str], seconds: float, already_done: bool = False
+    ) -> RunResult:
+        """The result as the storage now holds it."""
+        p = progress(stored)
+        return cls(
+            study=stored.name,
+            stage=stored.attrs.get("stage", "coarse"),
+            target=p.target,
+            counts=p.counts,
+            best_value=p.best_value,
+            best_params=p.best_params or {},
+            ranges=stored.ranges,
+            notes=notes,
+            seconds=seconds,
+            already_done=already_done,
+        )
+
     def text(self) -> str:
         if self.already_done:
             done = self.counts["COMPLETE"] + self.counts["PRUNED"]
@@ -174,20 +193,10 @@ def run_study(
             notes += _round(stored, spec, job, jobs, report, poll)
     finally:
         stored.close()
-    p = progress(stored)
+    result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)
     if on_progress:
-        on_progress(p)
-    return RunResult(
-        study=name,
-        stage=spec.stage,
-        target=target,
-        counts=p.counts,
-        best_value=p.best_value,
-        best_params=p.best_params or {},
-        ranges=stored.ranges,
-        notes=notes,
-        seconds=time.perf_counter() - started,
-    )
+        on_progress(progress(stored))
+    return result
 
 
 def _round(

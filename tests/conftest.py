@@ -57,23 +57,27 @@ def study_text(
     trials: int = 4,
     seed: int = 7,
     sampler: str = "random",
+    pruner: str = "none",
     repeats: int = 1,
+    n_s: int = 5,
+    evals_per_cycle: int = 2,
     search: str = "low = 1e-4\nhigh = 1e-1",
 ) -> str:
-    """A tiny study file for tests: exercise split, 5-step half cycles, 2 evaluations."""
+    """A small study file for tests: exercise split, one cycle of 2 * n_s steps."""
     return f"""
 [study]
 name = "{name}"
 trials = {trials}
 seed = {seed}
 sampler = "{sampler}"
+pruner = "{pruner}"
 repeats = {repeats}
 [data]
 split = "exercise"
 [train]
-n_s = 5
+n_s = {n_s}
 cycles = 1
-evals_per_cycle = 2
+evals_per_cycle = {evals_per_cycle}
 [search.lambda]
 {search}
 """

@@ -20,31 +20,16 @@ from sweep.errors import StorageError
 from sweep.inspection import lambda_of
 from sweep.recovery import pid_alive
 from sweep.storage import open_storage
-from tests.conftest import sweep, wait_for
+from tests.conftest import study_text, sweep, wait_for
 
 pytestmark = pytest.mark.slow
-
-STUDY = """
-[study]
-name = "e2e"
-trials = {trials}
-seed = 3
-[data]
-split = "exercise"
-[train]
-n_s = {n_s}
-cycles = 1
-[search.lambda]
-low = 1e-4
-high = 1e-1
-"""
 
 
 @pytest.fixture
 def setup(tmp_path, cifar_dir):
     def make(trials: int, n_s: int = 400):
         path = tmp_path / "e2e.toml"
-        path.write_text(STUDY.format(trials=trials, n_s=n_s))
+        path.write_text(study_text("e2e", trials=trials, seed=3, n_s=n_s, evals_per_cycle=10))
         url = f"sqlite:///{tmp_path}/e2e.db"
         common = ["--storage", url, "--data-dir", str(cifar_dir)]
         return path, url, common
@@ -151,7 +136,9 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
     # A data folder whose path needs quoting: the hint must survive a shell as it is.
     spaced = tmp_path / "my data"
     spaced.symlink_to(cifar_dir)
-    (tmp_path / "e2e.toml").write_text(STUDY.format(trials=4, n_s=600))
+    (tmp_path / "e2e.toml").write_text(
+        study_text("e2e", trials=4, seed=3, n_s=600, evals_per_cycle=10)
+    )
     url = f"sqlite:///{tmp_path}/e2e.db"
     proc = subprocess.Popen(
         sweep(
@@ -198,7 +185,7 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
 
 def test_diverging_trials_print_one_line_each_not_tracebacks(tmp_path, cifar_dir):
     (tmp_path / "bad.toml").write_text(
-        STUDY.format(trials=6, n_s=20).replace("low = 1e-4\nhigh = 1e-1", "low = 1e3\nhigh = 1e4")
+        study_text("e2e", trials=6, seed=3, n_s=20, search="low = 1e3\nhigh = 1e4")
     )
     url = f"sqlite:///{tmp_path}/bad.db"
     done = subprocess.run(

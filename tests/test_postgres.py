@@ -21,28 +21,15 @@ from sweep import plan
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.storage import open_storage
-from tests.conftest import children, sweep, wait_for
+from tests.conftest import children, study_text, sweep, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-STUDY = """
-[study]
-name = "pg"
-trials = 30
-seed = 11
-[data]
-split = "exercise"
-[train]
-n_s = 300
-cycles = 1
-[search.lambda]
-low = 1e-4
-high = 1e-1
-"""
-
 
 def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path, cifar_dir):
-    (tmp_path / "pg.toml").write_text(STUDY)
+    (tmp_path / "pg.toml").write_text(
+        study_text("pg", trials=30, seed=11, n_s=300, evals_per_cycle=10)
+    )
     env = {**os.environ, "SWEEP_HEARTBEAT_SECONDS": "1"}
     data = ["--data-dir", str(cifar_dir)]
     run = [
@@ -117,7 +104,7 @@ def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path
 
 def test_status_and_report_work_as_on_sqlite(pg_url, tmp_path, cifar_dir, capsys):
     (tmp_path / "pg.toml").write_text(
-        STUDY.replace("trials = 30", "trials = 3").replace("n_s = 300", "n_s = 5")
+        study_text("pg", trials=3, seed=11, n_s=5, evals_per_cycle=10)
     )
     assert (
         main(

@@ -79,9 +79,15 @@ def test_a_minimising_study_prunes_values_above_the_median():
 
 def pruned_spec(tmp_path, trials=8):
     # lambda up to 8: the large ones learn little (the decay factor nears 0) but stay finite.
-    text = study_text("p", trials=trials, seed=3, search="low = 1e-4\nhigh = 8.0")
-    text = text.replace("evals_per_cycle = 2", f"evals_per_cycle = {PER_SEED}")
-    text = text.replace("n_s = 5", "n_s = 20").replace('sampler = "random"', 'pruner = "median"')
+    text = study_text(
+        "p",
+        trials=trials,
+        seed=3,
+        pruner="median",
+        n_s=20,
+        evals_per_cycle=PER_SEED,
+        search="low = 1e-4\nhigh = 8.0",
+    )
     path = tmp_path / "p.toml"
     path.write_text(text)
     return studyfile.load(path)

@@ -82,10 +82,21 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path,
 
 
 def test_random_top_up_replaces_failed_trials(tmp_path, cifar_dir):
+    # In these 10-step runs lambda >= 1e4 diverges (test_objective) and lambda <= 1e3 does
+    # not. The plan is seeded, so which points diverge is known before the run.
     url = f"sqlite:///{tmp_path}/nan2.db"
-    s = spec(tmp_path, trials=4, low=1e-3, high=1e2)
+    s = spec(tmp_path, trials=4, low=1e-3, high=1e9)
+    ranges = {"lambda": (1e-3, 1e9, True)}
+    planned = [plan.values_at("random", 7, i, ranges)["lambda"] for i in range(7)]
+    assert not any(1e3 < v < 1e4 for v in planned)
+    diverging = sum(v >= 1e4 for v in planned)
+    assert sum(v < 1e3 for v in planned[:4]) < 4 <= sum(v < 1e3 for v in planned)
     r = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
-    assert r.counts["COMPLETE"] == 4
+    assert r.counts["COMPLETE"] == 4 and r.counts["FAIL"] == diverging
+    study = optuna.load_study(study_name="s", storage=url)
+    failed = [t for t in study.trials if t.state.name == "FAIL"]
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.params["lambda"] >= 1e4 for t in failed)
 
 
 def test_fine_stage_narrows_from_the_parent_and_keeps_its_range(tmp_path, cifar_dir):

@@ -1,0 +1,177 @@
+"""The command-line grammar of `sweep`: every command, its arguments and their help.
+
+Only argparse here; what each command does is in sweep/cli.py (and the library behind it).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} must be 0 or more")
+    return value
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors and exit code 2, like every other bad input.
+
+    ``commands`` maps each command name to its parser (filled by build_parser).
+    """
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def error(self, message: str):
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(
+        prog="sweep",
+        description="Coarse-to-fine lambda sweeps for a two-layer numpy network on CIFAR-10.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    parser.commands = {}
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        parser.commands[name] = sub.add_parser(name, help=help)
+        return parser.commands[name]
+
+    p = command("train", "one training run; prints train/val/test accuracy")
+    p.add_argument("study_file", nargs="?", help="take [data] and [train] defaults from this file")
+    p.add_argument(
+        "--lambda",
+        dest="lam",
+        metavar="X|best:STUDY",
+        help="L2 penalty, or best:STUDY for the best lambda of a stored study",
+    )
+    p.add_argument("--split", help="exercise | search | final (default: exercise)")
+    p.add_argument("--n-s", type=_positive_int, help="half-cycle length in update steps")
+    p.add_argument("--cycles", type=_positive_int)
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--eta-min", type=_float)
+    p.add_argument("--eta-max", type=_float)
+    p.add_argument("--hidden", type=_positive_int)
+    p.add_argument("--schedule", help="triangular | triangular2 | exp_range")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--storage", help="study storage URL, for --lambda best:STUDY")
+    p.add_argument("--save-model", metavar="NPZ", help="write weights, normalisation and curves")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+    storage_help = "study storage URL (default $SWEEP_STORAGE or sqlite:///sweeps.db)"
+    OVERSUBSCRIBE = "allow more than 4 worker processes per core"
+
+    p = command("run", "create or load a study and run trials until its target")
+    p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
+    p.add_argument(
+        "--jobs",
+        type=_count,
+        default=1,
+        help="worker processes here (default 1); 0 = only create, queue and watch "
+        "while `sweep worker` processes elsewhere run the trials",
+    )
+    p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
+    p.add_argument(
+        "--threads", type=_positive_int, help="BLAS threads per worker (default: cores // jobs)"
+    )
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--seed", type=int, help="override the file's study seed")
+    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+
+    p = command("resume", "recover dead trials and top a study up to its target")
+    p.add_argument("study", help="study name")
+    p.add_argument("--jobs", type=_positive_int, default=1)
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument(
+        "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
+    )
+    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+
+    p = command("worker", "join a study from any machine and run its trials")
+    p.add_argument("study", help="study name")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        help="BLAS threads per worker (default: cores // jobs; lower it when other "
+        "workers share this machine)",
+    )
+    p.add_argument(
+        "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
+    )
+    p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+
+    p = command("status", "every study: stage, target, counts, best, range")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--json", action="store_true")
+
+    p = command("trials", "one row per trial of a study")
+    p.add_argument("study")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--sort", choices=("number", "value", "lambda"), default="number")
+
+    p = command("show", "one trial: config, timings, curves")
+    p.add_argument("study")
+    p.add_argument("trial", type=int)
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="PNG", help="draw the trial's training curves")
+
+    p = command("table", "write a study's table as CSV, Markdown and LaTeX")
+    p.add_argument("study")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
+
+    p = command("report", "tables, figures and report.md for one or more studies")
+    p.add_argument("studies", nargs="+", metavar="STUDY")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--out", default="reports", help="output folder (default reports/)")
+    p.add_argument(
+        "--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default png)"
+    )
+
+    p = command("reproduce", "the whole seed study end to end, resumable")
+    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
+    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
+    p.add_argument("--studies", help="folder with coarse.toml and fine.toml (default studies/)")
+
+    p = command("dashboard", "open optuna-dashboard on the study storage")
+    p.add_argument("--storage", help=storage_help)
+    p.add_argument("--port", type=int, default=8080)
+
+    p = command("gradcheck", "analytic vs numerical gradients (exit 1 above 1e-6)")
+    p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+    return parser

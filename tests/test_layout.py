@@ -1,0 +1,86 @@
+"""The code's shape: one job per module, no import cycles, public dependency APIs only."""
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+from sweep.arguments import build_parser
+from sweep.cli import COMMANDS, main
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULES = sorted((ROOT / "sweep").glob("*.py"))
+
+
+def imported_sweep_modules(path: Path) -> set[str]:
+    """sweep.* modules a file imports anywhere, inside functions too."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("sweep.")}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module == "sweep":  # from sweep import plan, pool
+                found |= {f"sweep.{a.name}" for a in node.names}
+            elif node.module.startswith("sweep."):
+                found.add(node.module)
+    return {m for m in found if (ROOT / (m.replace(".", "/") + ".py")).exists()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(node: str, path: list[str]) -> list[str] | None:
+        state[node] = 1
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (cycle := visit(nxt, [*path, nxt])):
+                return cycle
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (cycle := visit(start, [start])):
+            return cycle
+    return None
+
+
+def test_no_import_cycle_among_sweep_modules():
+    graph = {f"sweep.{p.stem}": imported_sweep_modules(p) for p in MODULES}
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+@pytest.mark.parametrize(
+    "path", [*MODULES, *sorted((ROOT / "core").glob("*.py"))], ids=lambda p: p.name
+)
+def test_modules_stay_small(path):
+    lines = len(path.read_text().splitlines())
+    limit = 300 if path.name == "cli.py" else 350
+    assert lines <= limit, f"{path.name} has {lines} lines (limit {limit}): split its jobs"
+
+
+def test_no_private_attributes_of_dependencies():
+    pattern = re.compile(r"\._(storage|study_id|trial_id|backend)\b|joblib\.externals")
+    hits = [
+        f"{p.name}:{n}: {line.strip()}"
+        for p in MODULES
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not hits, hits
+
+
+def test_every_command_has_help_a_handler_and_a_readme_mention(capsys):
+    commands = build_parser().commands
+    assert set(commands) == set(COMMANDS)
+    readme = (ROOT / "README.md").read_text()
+    for name in commands:
+        assert main([name, "--help"]) == 0
+        assert f"usage: sweep {name}" in capsys.readouterr().out
+        assert f"`sweep {name}" in readme, f"README does not mention sweep {name}"

@@ -1,0 +1,121 @@
+"""A stored study: planned points, top-up, re-queueing and recovery, on a real SQLite file."""
+
+import multiprocessing as mp
+import os
+from fractions import Fraction
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import plan, studyfile
+from sweep.recovery import fail_running, recover
+from sweep.storage import count_states, open_storage
+from sweep.study import open_study, pending_points, prepare, top_up
+from tests.conftest import study_text
+
+
+def prepared(tmp_path, sampler="random", trials=4):
+    (tmp_path / "s.toml").write_text(study_text("s", trials=trials, sampler=sampler))
+    spec = studyfile.load(tmp_path / "s.toml")
+    stored, _ = prepare(spec, f"sqlite:///{tmp_path}/s.db", target=trials)
+    return spec, stored
+
+
+@pytest.mark.parametrize("sampler", ["random", "qmc"])
+def test_planned_points_are_prefix_stable(tmp_path, sampler):
+    # Topping up 2 then 5 queues the same values as 5 at once: a rerun continues the plan.
+    spec, stored = prepared(tmp_path, sampler, trials=2)
+    top_up(stored, spec)
+    stored.study.set_user_attr("target", 5)
+    top_up(stored, spec)
+    queued = [t.user_attrs["values"]["lambda"] for t in stored.trials(TrialState.WAITING)]
+    ranges = {"lambda": (1e-4, 1e-1, True)}
+    assert queued == [plan.values_at(sampler, 7, i, ranges)["lambda"] for i in range(5)]
+    assert [t.user_attrs["point"] for t in stored.trials()] == list(range(5))
+    assert len(set(queued)) == 5 and all(1e-4 <= v <= 1e-1 for v in queued)
+
+
+def test_a_refined_grid_queues_only_its_new_points(tmp_path):
+    spec, stored = prepared(tmp_path, "grid", trials=3)
+    top_up(stored, spec)
+    assert [Fraction(*t.user_attrs["point"]) for t in stored.trials()] == [0, Fraction(1, 2), 1]
+    stored.study.set_user_attr("target", 5)
+    assert pending_points(stored, spec, 5) == [[1, 4], [3, 4]]
+    assert plan.grid_units(1) == [Fraction(1, 2)]
+
+
+def test_top_up_never_queues_past_the_target(tmp_path):
+    spec, stored = prepared(tmp_path, trials=3)
+    assert top_up(stored, spec) == 3
+    assert top_up(stored, spec) == 0  # a second orchestrator finds nothing missing
+    assert count_states(stored.storage, stored.study_id)["WAITING"] == 3
+
+
+def test_count_states_agrees_with_optuna(tmp_path):
+    spec, stored = prepared(tmp_path, trials=3)
+    top_up(stored, spec)
+    trial = stored.study.ask()
+    stored.study.tell(trial, 0.5)
+    stored.study.tell(stored.study.ask(), state=TrialState.FAIL)
+    counted = count_states(stored.storage, stored.study_id)
+    for state in TrialState:
+        if state.name in counted:
+            assert counted[state.name] == len(stored.trials(state)), state
+
+
+def _exit_at_once() -> None:
+    pass
+
+
+def dead_pid() -> int:
+    proc = mp.get_context("fork").Process(target=_exit_at_once)
+    proc.start()
+    proc.join()
+    return proc.pid
+
+
+def test_recover_requeues_the_values_of_a_trial_whose_worker_is_gone(tmp_path):
+    spec, stored = prepared(tmp_path, trials=2)
+    top_up(stored, spec)
+    dead = stored.study.ask()
+    dead.set_user_attr("worker", {"host": os.uname().nodename, "pid": dead_pid()})
+    alive = stored.study.ask()
+    alive.set_user_attr("worker", {"host": os.uname().nodename, "pid": os.getpid()})
+    lam = dead.params.get("lambda") or dead.suggest_float("lambda", 1e-4, 1e-1, log=True)
+
+    notes = recover(stored)
+    assert len(notes) == 1 and f"trial {dead.number} recovered" in notes[0]
+    trials = {t.number: t for t in stored.trials()}
+    assert trials[dead.number].state == TrialState.FAIL
+    assert "is gone" in trials[dead.number].user_attrs["fail_reason"]
+    assert trials[alive.number].state == TrialState.RUNNING  # its worker still runs
+    retry = stored.trials(TrialState.WAITING)
+    assert len(retry) == 1 and retry[0].user_attrs["values"]["lambda"] == pytest.approx(lam)
+    assert retry[0].user_attrs["retry"] == 1 and "worker" not in retry[0].user_attrs
+    assert recover(stored) == []  # exactly once
+
+
+def test_fail_running_after_ctrl_c_requeues_trials_killed_before_they_started(tmp_path):
+    # A worker popped the trial and died before recording itself or asking for values.
+    spec, stored = prepared(tmp_path, trials=1)
+    top_up(stored, spec)
+    stored.study.ask()
+    assert fail_running(stored, reason="interrupted") == 1
+    (failed,) = stored.trials(TrialState.FAIL)
+    (again,) = stored.trials(TrialState.WAITING)
+    assert failed.user_attrs["fail_reason"] == "interrupted"
+    assert again.user_attrs["values"] == failed.user_attrs["values"]
+
+
+@pytest.mark.postgres
+def test_count_states_on_postgresql(pg_url):
+    storage = open_storage(pg_url)
+    study = optuna.create_study(study_name="c", storage=storage)
+    study.enqueue_trial({"x": 1.0})
+    study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=TrialState.PRUNED)
+    study_id = storage.get_study_id_from_name("c")
+    counted = count_states(storage, study_id)
+    assert counted["COMPLETE"] == 1 and counted["PRUNED"] == 1 and counted["WAITING"] == 0
+    assert open_study("c", pg_url, read_only=True).counts() == counted
