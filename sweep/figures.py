@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; no display needed
-
-import matplotlib.pyplot as plt
 import numpy as np
 import optuna
 import pandas as pd
+from matplotlib.figure import Figure
+from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
+from sweep.studyfile import StudyFile
 from sweep.tables import study_table
 
 DPI = 120
@@ -25,8 +23,7 @@ DPI = 120
 def _save(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # a bare Figure: no pyplot state, no GUI
     return path
 
 
@@ -40,7 +37,8 @@ def schedule_data(schedule: Schedule, cycles: int) -> pd.DataFrame:
 
 
 def plot_schedule(df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3))
+    fig = Figure(figsize=(6, 3))
+    ax = fig.subplots()
     ax.plot(df["step"], df["eta"], color="tab:blue")
     ax.set_xlabel("update step")
     ax.set_ylabel("learning rate η")
@@ -57,17 +55,32 @@ def curve_data(curves: dict[str, list[float]]) -> pd.DataFrame:
     return pd.DataFrame(curves)
 
 
+def curve_panels(columns: list[str]) -> list[tuple[str, list[str]]]:
+    """Which curves share a panel: train_X with val_X, every other curve alone."""
+    panels, used = [], {"step", "eta"}
+    for key in ("cost", "loss", "accuracy"):
+        pair = [f"train_{key}", f"val_{key}"]
+        if all(c in columns for c in pair):
+            panels.append((key, pair))
+            used |= set(pair)
+    panels += [(c.replace("_", " "), [c]) for c in columns if c not in used]
+    return panels
+
+
 def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
+    """The curves a trial reported (ctx.report), one panel per quantity."""
     df = curve_data(curves)
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    for ax, (key, label) in zip(
-        axes, (("cost", "cost"), ("loss", "loss"), ("accuracy", "accuracy")), strict=True
-    ):
-        if len(df):
-            ax.plot(df["step"], df[f"train_{key}"], label="training", color="tab:green")
-            ax.plot(df["step"], df[f"val_{key}"], label="validation", color="tab:red")
-        ax.set_xlabel("update step")
-        ax.set_ylabel(label)
+    panels = curve_panels(list(df.columns)) or [("value", [])]
+    fig = Figure(figsize=(4.4 * len(panels), 3.6))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    colours = {"train": "tab:green", "val": "tab:red"}
+    for ax, (name, columns) in zip(axes, panels, strict=True):
+        for column in columns:
+            prefix = column.split("_", 1)[0]
+            label = {"train": "training", "val": "validation"}.get(prefix, column)
+            ax.plot(df["step"], df[column], label=label, color=colours.get(prefix, "tab:blue"))
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title or "Training curves")
@@ -77,11 +90,16 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
 # --- lambda against validation accuracy ------------------------------------------------
 
 
-def lambda_data(studies: list[optuna.Study]) -> pd.DataFrame:
-    """COMPLETE trials of the studies: study, stage, lambda, value, sd, best (one per study
-    and one overall)."""
+def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
+    """COMPLETE trials of the studies: study, stage, the parameter's value, the objective
+    metric, its sd over seeds, best (one per study and one overall)."""
     frames = []
+    minimize = False
     for study in studies:
+        spec = StudyFile.from_dict(study.user_attrs["spec"])
+        if param not in spec.search:
+            continue
+        minimize = spec.objective.direction == "minimize"
         df = study_table(study)
         df = df[df["state"] == "COMPLETE"]
         frames.append(
@@ -89,27 +107,46 @@ def lambda_data(studies: list[optuna.Study]) -> pd.DataFrame:
                 {
                     "study": study.study_name,
                     "stage": study.user_attrs.get("stage", "coarse"),
-                    "lambda": df["lambda"].astype(float),
-                    "value": df["val_accuracy"].astype(float),
-                    "sd": df["val_sd"].astype(float),
+                    param: df[param].astype(float),
+                    "value": df[spec.metric].astype(float),
+                    "sd": df[f"{spec.metric}_sd"].astype(float),
                     "best_in_study": df["best"].astype(bool),
                 }
             )
         )
     if not frames:
         return pd.DataFrame(
-            columns=["study", "stage", "lambda", "value", "sd", "best_in_study", "best"]
+            columns=["study", "stage", param, "value", "sd", "best_in_study", "best"]
         )
     out = pd.concat(frames, ignore_index=True)
     out["best"] = False
     if len(out):
-        out.loc[out["value"].idxmax(), "best"] = True
+        out.loc[out["value"].idxmin() if minimize else out["value"].idxmax(), "best"] = True
     return out
 
 
-def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:
-    """``ranges``: study name -> searched lambda range; fine stages' ranges are shaded."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+def lambda_data(studies: list[optuna.Study]) -> pd.DataFrame:
+    return param_data(studies, "lambda")
+
+
+def _scale(metric: str) -> tuple[float, str]:
+    """Accuracies are drawn in percent."""
+    return (100.0, f"{metric.replace('_', ' ')} (%)") if "accuracy" in metric else (1.0, metric)
+
+
+def plot_param(
+    df: pd.DataFrame,
+    ranges: dict[str, tuple[float, float]],
+    path: str | Path,
+    *,
+    param: str = "lambda",
+    metric: str = "val_accuracy",
+    log: bool = True,
+) -> Path:
+    """``ranges``: study name -> the parameter's searched range; fine stages' are shaded."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    scale, ylabel = _scale(metric)
     colours = {"coarse": "tab:blue", "fine": "tab:orange"}
     stage_of = dict(zip(df["study"], df["stage"], strict=False))
     for name, (low, high) in ranges.items():
@@ -118,34 +155,40 @@ def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: 
     for name, part in df.groupby("study", sort=False):
         stage = part["stage"].iloc[0]
         ax.errorbar(
-            part["lambda"],
-            part["value"] * 100,
-            yerr=None if part["sd"].isna().all() else part["sd"].fillna(0) * 100,
+            part[param],
+            part["value"] * scale,
+            yerr=None if part["sd"].isna().all() else part["sd"].fillna(0) * scale,
             fmt="o",
             capsize=3,
             color=colours.get(stage, "tab:gray"),
             label=f"{name} ({stage})",
         )
     best = df[df["best"]]
+    symbol = "λ" if param == "lambda" else param
     if len(best):
         b = best.iloc[0]
         ax.scatter(
-            [b["lambda"]],
-            [b["value"] * 100],
+            [b[param]],
+            [b["value"] * scale],
             marker="*",
             s=250,
             color="gold",
             edgecolor="black",
             zorder=5,
-            label=f"best λ = {b['lambda']:.3g}",
+            label=f"best {symbol} = {b[param]:.3g}",
         )
-    ax.set_xscale("log")
-    ax.set_xlabel("λ (L2 penalty)")
-    ax.set_ylabel("validation accuracy (%)")
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("λ (L2 penalty)" if param == "lambda" else param)
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    ax.set_title("λ against validation accuracy")
+    ax.set_title(f"{symbol} against {metric.replace('_', ' ')}")
     return _save(fig, path)
+
+
+def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:
+    return plot_param(df, ranges, path)
 
 
 # --- optimisation history --------------------------------------------------------------
@@ -153,6 +196,11 @@ def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: 
 
 def history_data(study: optuna.Study) -> pd.DataFrame:
     """COMPLETE trials in the order they finished, with the best value so far."""
+    best_so_far = (
+        np.minimum.accumulate
+        if study.direction == StudyDirection.MINIMIZE
+        else np.maximum.accumulate
+    )
     done = [
         t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE
     ]
@@ -163,19 +211,23 @@ def history_data(study: optuna.Study) -> pd.DataFrame:
             "order": range(1, len(done) + 1),
             "trial": [t.number for t in done],
             "value": values,
-            "best_so_far": np.maximum.accumulate(values) if values else [],
+            "best_so_far": best_so_far(values) if values else [],
         }
     )
 
 
-def plot_history(df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(df["order"], df["value"] * 100, "o", label="trial", color="tab:blue")
+def plot_history(
+    df: pd.DataFrame, path: str | Path, title: str = "", metric: str = "val_accuracy"
+) -> Path:
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    scale, ylabel = _scale(metric)
+    ax.plot(df["order"], df["value"] * scale, "o", label="trial", color="tab:blue")
     ax.step(
-        df["order"], df["best_so_far"] * 100, where="post", label="best so far", color="tab:red"
+        df["order"], df["best_so_far"] * scale, where="post", label="best so far", color="tab:red"
     )
     ax.set_xlabel("completed trials")
-    ax.set_ylabel("validation accuracy (%)")
+    ax.set_ylabel(ylabel)
     ax.set_title(title or "Optimisation history")
     ax.grid(alpha=0.3)
     ax.legend()

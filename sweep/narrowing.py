@@ -1,4 +1,9 @@
-"""The fine stage's range: the log-space hull of the best coarse values, widened by a margin."""
+"""The fine stage's range: the hull of the best coarse values, widened by a margin.
+
+In log space the margin is in decades; in linear space it is a fraction of the span of the
+values tried. "Best" follows the study's direction (the highest accuracy, or the lowest
+loss).
+"""
 
 from __future__ import annotations
 
@@ -18,27 +23,38 @@ def narrow(
     *,
     top_k: int,
     margin: float,
+    log: bool = True,
+    minimize: bool = False,
+    is_int: bool = False,
 ) -> Narrowed:
     """Narrow around the ``top_k`` best of ``results`` = [(value searched, score)].
 
-    The range is [min, max] of the top_k values in log10 space, widened by ``margin``
-    decades each side. If the best value is the smallest (largest) value that was tried,
-    the optimum may lie beyond it: the range then extends past it by at least the hull's
-    width plus the margin (and half a decade), instead of shrinking onto the edge.
+    The range is [min, max] of the top_k values, widened by ``margin`` each side. If the
+    best value is the smallest (largest) value that was tried, the optimum may lie beyond
+    it: the range then extends past it by at least the hull's width plus the margin (and
+    half a decade, or half the span tried), instead of shrinking onto the edge.
     """
     if not results:
         raise ValueError("nothing to narrow from")
-    ranked = sorted(results, key=lambda r: r[1], reverse=True)
-    top = [math.log10(v) for v, _ in ranked[: max(top_k, 1)]]
-    lo, hi = min(top) - margin, max(top) + margin
-    best = math.log10(ranked[0][0])
-    tried = [math.log10(v) for v, _ in results]
-    reach = max(hi - lo, 0.5)
-    note = f"hull of the top {len(top)} widened by {margin:g} decades"
+    to = (lambda v: math.log10(v)) if log else float
+    back = (lambda x: 10**x) if log else float
+    ranked = sorted(results, key=lambda r: r[1], reverse=not minimize)
+    top = [to(v) for v, _ in ranked[: max(top_k, 1)]]
+    tried = [to(v) for v, _ in results]
+    span = 1.0 if log else (max(tried) - min(tried)) or 1.0
+    lo, hi = min(top) - margin * span, max(top) + margin * span
+    best = to(ranked[0][0])
+    reach = max(hi - lo, 0.5 * span)
+    unit = "decades" if log else "of the span tried"
+    note = f"hull of the top {len(top)} widened by {margin:g} {unit}"
     if len(results) > 1 and best <= min(tried):
         lo = min(lo, best - reach)
-        note = f"best value {10**best:.3g} is the smallest tried: range extended below it"
+        note = f"best value {back(best):.3g} is the smallest tried: range extended below it"
     elif len(results) > 1 and best >= max(tried):
         hi = max(hi, best + reach)
-        note = f"best value {10**best:.3g} is the largest tried: range extended above it"
-    return Narrowed(low=10**lo, high=10**hi, note=note)
+        note = f"best value {back(best):.3g} is the largest tried: range extended above it"
+    low, high = back(lo), back(hi)
+    if is_int:
+        low, high = math.floor(low), math.ceil(high)
+        high = max(high, low + 1)
+    return Narrowed(low=low, high=high, note=note)

@@ -1,99 +1,133 @@
-"""The Optuna objective: suggest, build the core config, train, report, return a float.
+"""The Optuna objective: suggest, call the study's function once per seed, record, return.
 
-The only module that imports both optuna and core.
+The only module that turns a trial into a function call. Any function, the built-in
+network included, is called as ``function(params, ctx) -> float | dict[str, float]``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
+import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import optuna
 
-from core.data import Split
-from core.errors import DivergedError
-from core.training import EvalPoint, train
 from sweep import __version__, pruning
+from sweep.space import Dimension
 from sweep.studyfile import StudyFile
 
-# searched name -> TrainConfig field
-FIELDS = {
-    "lambda": "lam",
-    "eta_min": "eta_min",
-    "eta_max": "eta_max",
-    "hidden": "hidden",
-    "batch_size": "batch_size",
-}
+# Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
+STEP_STRIDE = pruning.STEP_STRIDE
+
+
+class ObjectiveError(Exception):
+    """The function's result cannot be used (missing metric, not a number)."""
+
+
+class Context:
+    """What a function gets besides its params: ``report``, ``data_dir`` and ``trial``."""
+
+    def __init__(self, trial: optuna.Trial, repeat: int, seed: int, data_dir: str | None):
+        self._trial = trial
+        self._offset = repeat * STEP_STRIDE
+        self._seed = seed
+        self.trial = trial.number
+        self.data_dir = data_dir
+        self.curves: dict[str, list[float]] = {}
+
+    def report(self, step: int, value: float, **more: float) -> None:
+        """An intermediate value at ``step`` (for pruners and the learning curves); ``more``
+        adds other curves. Raises optuna.TrialPruned when the trial should stop."""
+        if not 0 <= int(step) < STEP_STRIDE:
+            raise ValueError(f"report step {step} must lie in 0..{STEP_STRIDE - 1}")
+        for key, v in {"step": step, "value": value, **more}.items():
+            self.curves.setdefault(key, []).append(float(v))
+        trial_step = self._offset + int(step)
+        self._trial.report(float(value), trial_step)
+        if self._trial.should_prune():
+            where = f"at step {step} of seed {self._seed}"
+            raise optuna.TrialPruned(
+                pruning.reason(self._trial.study, self.trial, trial_step, float(value), where)
+            )
+
+
+def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
+    """A function's return value as {name: number}; raises ObjectiveError if unusable."""
+    if isinstance(result, dict):
+        if metric is None:
+            raise ObjectiveError(
+                "the function returned a dict; name the key to optimise in [objective] metric"
+            )
+        try:
+            metrics = {str(k): float(v) for k, v in result.items()}
+        except (TypeError, ValueError):
+            raise ObjectiveError(
+                "the function returned a dict with a value that is not a number"
+            ) from None
+        if metric not in metrics:
+            returned = ", ".join(metrics) or "nothing"
+            raise ObjectiveError(f"the function returned no {metric!r} (it returned {returned})")
+        return metrics
+    if isinstance(result, bool) or not isinstance(result, (int, float, np.floating, np.integer)):
+        raise ObjectiveError(
+            f"the function returned {type(result).__name__}, not a number or a dict"
+        )
+    return {metric or "value": float(result)}
 
 
 class Objective:
-    """Mean final validation accuracy over ``repeats`` seeds for the suggested values."""
+    """The mean of the study's metric over ``repeats`` seeds for the suggested values."""
 
     def __init__(
         self,
         spec: StudyFile,
-        ranges: dict[str, tuple[float, float, bool]],
-        data: Split,
-        fingerprint: str,
+        space: dict[str, Dimension],
+        function: Callable[..., Any],
+        data_dir: str | None,
+        fingerprint: str | None = None,
     ):
         self.spec = spec
-        self.ranges = ranges
-        self.data = data
+        self.space = space
+        self.function = function
+        self.data_dir = data_dir
         self.fingerprint = fingerprint
 
-    def suggest(self, trial: optuna.Trial) -> dict[str, float]:
-        values: dict[str, float] = {}
-        for name, (low, high, log) in sorted(self.ranges.items()):
-            if name in ("hidden", "batch_size"):
-                values[name] = trial.suggest_int(name, int(low), int(high), log=log)
-            else:
-                values[name] = trial.suggest_float(name, low, high, log=log)
-        return values
-
     def __call__(self, trial: optuna.Trial) -> float:
-        values = self.suggest(trial)
-        config = dataclasses.replace(
-            self.spec.train, **{FIELDS[name]: v for name, v in values.items()}
-        )
-        d = self.data
-        prune = self.spec.study.pruner != "none"
-        points = config.cycles * config.evals_per_cycle
-        accuracies, seconds, curves = [], [], None
+        values = {name: dim.suggest(trial, name) for name, dim in sorted(self.space.items())}
+        metric = self.spec.metric
+        runs, seconds, curves = [], [], None
         for r in range(self.spec.study.repeats):
-            seeded = dataclasses.replace(config, seed=self.spec.study.seed + r)
-
-            def report(p: EvalPoint, offset: int = r * points, seed: int = seeded.seed) -> None:
-                # Steps are per seed, so a pruner compares like with like (seed and step).
-                step = offset + p.index
-                trial.report(p.val_accuracy, step)
-                if trial.should_prune():
-                    where = f"at update step {p.step} of seed {seed}"
-                    why = pruning.reason(trial.study, trial.number, step, p.val_accuracy, where)
-                    raise optuna.TrialPruned(why)
-
-            result = train(
-                seeded, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report if prune else None
-            )
-            accuracies.append(result.final["val_accuracy"])
-            seconds.append(result.seconds)
-            curves = curves or result.curves
-        value = float(np.mean(accuracies))
+            seed = self.spec.study.seed + r
+            ctx = Context(trial, r, seed, self.data_dir)
+            started = time.perf_counter()
+            out = self.function({**self.spec.fixed, **values, "seed": seed}, ctx)
+            seconds.append(time.perf_counter() - started)
+            runs.append(metrics_of(out, self.spec.objective.metric))
+            if curves is None and ctx.curves:  # the first seed's, with the value named
+                curves = {metric if k == "value" else k: v for k, v in ctx.curves.items()}
+        means = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
+        sds = (
+            {k: float(np.std([run[k] for run in runs], ddof=1)) for k in runs[0]}
+            if len(runs) > 1
+            else {}
+        )
         # One write for everything a report needs (each attribute is a transaction).
         trial.set_user_attr(
             "result",
             {
-                "config": dataclasses.asdict(config),
-                "seeds": [self.spec.study.seed + r for r in range(len(accuracies))],
-                "val_accuracies": accuracies,
-                "val_sd": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else None,
-                "train_accuracy": curves["train_accuracy"][-1] if curves else None,
-                "train_seconds": seconds,
+                "metrics": means,
+                "sd": sds,
+                "per_seed": runs,
+                "seeds": [self.spec.study.seed + r for r in range(len(runs))],
+                "seconds": seconds,
                 "curves": curves,
                 "data_fingerprint": self.fingerprint,
                 "version": __version__,
             },
         )
+        value = means[metric]
         if not math.isfinite(value):
-            raise DivergedError(0, value)
+            raise ObjectiveError(f"{metric} is {value}")
         return value

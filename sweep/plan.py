@@ -8,12 +8,13 @@ sample (each with its own seed) and nothing is planned.
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import optuna
+
+from sweep.space import Dimension, dimension
 
 PLANNED = ("random", "qmc", "grid")
 PRIMES = (2, 3, 5, 7, 11, 13)
@@ -50,17 +51,13 @@ def _radical_inverse(i: int, base: int) -> float:
 
 
 def values_at(
-    sampler: str, seed: int, point: Any, ranges: dict[str, tuple[float, float, bool]]
-) -> dict[str, float]:
-    """Parameter values of a planned point: ranges = {name: (low, high, log)}."""
-    u = unit_point(sampler, seed, point, len(ranges))
-    values = {}
-    for (name, (low, high, log)), x in zip(sorted(ranges.items()), u, strict=True):
-        if log:
-            values[name] = float(10 ** (math.log10(low) + x * (math.log10(high) - math.log10(low))))
-        else:
-            values[name] = float(low + x * (high - low))
-    return values
+    sampler: str, seed: int, point: Any, space: dict[str, Dimension | tuple]
+) -> dict[str, Any]:
+    """Parameter values of a planned point: space = {name: Dimension or (low, high, log)}."""
+    u = unit_point(sampler, seed, point, len(space))
+    return {
+        name: dimension(d).value(x) for (name, d), x in zip(sorted(space.items()), u, strict=True)
+    }
 
 
 def sampler_for(name: str, seed: int) -> optuna.samplers.BaseSampler:

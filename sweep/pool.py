@@ -14,7 +14,6 @@ import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import loky
 from loky.process_executor import BrokenProcessPool
@@ -22,7 +21,7 @@ from loky.process_executor import BrokenProcessPool
 from sweep.errors import Interrupted, RunFailed, SweepError
 from sweep.recovery import fail_running
 from sweep.study import Stored
-from sweep.worker import init_process, work
+from sweep.worker import Job, init_process, work
 
 IDLE_TIMEOUT = 60  # seconds an idle loky process lives before it exits
 
@@ -73,19 +72,6 @@ def stop() -> None:
     loky.get_reusable_executor(max_workers=1).shutdown(wait=True, kill_workers=True)
 
 
-@dataclass(frozen=True)
-class Job:
-    """What every worker of one run gets: plain values a process can receive."""
-
-    url: str
-    study: str
-    threads: int
-    data_folder: str
-    resume_command: str  # printed on Ctrl-C
-    first_index: int = 0
-    idle: float = 0.0
-
-
 def run(
     job: Job,
     jobs: int,
@@ -99,18 +85,7 @@ def run(
     """
     with _sigint_ignored():
         executor = _executor(jobs)
-        futures = [
-            executor.submit(
-                work,
-                job.url,
-                job.study,
-                job.first_index + i,
-                job.threads,
-                job.data_folder,
-                job.idle,
-            )
-            for i in range(jobs)
-        ]
+        futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)

@@ -9,8 +9,9 @@ median cannot ratchet; and it prunes only a trial more than MARGIN below that me
 enough in training for the curves to mean something (measured: the first 40% of a
 trial's recordings do not rank the lambdas at all).
 
-Steps are per seed (seed r's recording i is step r * per_seed + i), so with repeats a
-trial is compared with other trials' same seed at the same step.
+Steps are per seed (seed r's step s is Optuna step r * STEP_STRIDE + s, see objective.py),
+so with repeats a trial is compared with other trials' same seed at the same step. How long
+a seed's training is (for the warm-up) is read off the completed trials.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from optuna.trial import FrozenTrial, TrialState
 MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images
 WARMUP = 0.5  # the first half of each seed's recordings never prunes
 MIN_TRIALS = 4  # other trials that must have reached a step before it can prune
+STEP_STRIDE = 1_000_000  # objective.STEP_STRIDE (imported there from here)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
@@ -40,25 +42,32 @@ class MedianMarginPruner(optuna.pruners.BasePruner):
     step, of every other trial that reached it."""
 
     def __init__(
-        self,
-        per_seed: int,
-        *,
-        margin: float = MARGIN,
-        warmup: float = WARMUP,
-        min_trials: int = MIN_TRIALS,
+        self, *, margin: float = MARGIN, warmup: float = WARMUP, min_trials: int = MIN_TRIALS
     ):
-        self.per_seed = max(per_seed, 1)
         self.margin = margin
         self.warmup = warmup
         self.min_trials = min_trials
 
     def threshold(self, study: optuna.Study, number: int, step: int) -> Threshold | None:
         """The bar at ``step`` for trial ``number``, or None while it may not prune."""
-        if step % self.per_seed < self.warmup * self.per_seed:
+        trials = study.get_trials(deepcopy=False, states=COUNTED)
+        block = step // STEP_STRIDE
+        # The last step a completed trial reported for this seed: the seed's length.
+        length = max(
+            (
+                s % STEP_STRIDE
+                for t in trials
+                if t.state == TrialState.COMPLETE
+                for s in t.intermediate_values
+                if s // STEP_STRIDE == block
+            ),
+            default=None,
+        )
+        if length is None or step % STEP_STRIDE < self.warmup * length:
             return None
         others = [
             t.intermediate_values[step]
-            for t in study.get_trials(deepcopy=False, states=COUNTED)
+            for t in trials
             if t.number != number and step in t.intermediate_values
         ]
         if len(others) < self.min_trials:
@@ -80,11 +89,11 @@ class MedianMarginPruner(optuna.pruners.BasePruner):
         return value > bar.threshold
 
 
-def pruner_for(name: str, per_seed: int) -> optuna.pruners.BasePruner:
-    """The pruner named in a study file; ``per_seed`` recordings per seed of a trial."""
+def pruner_for(name: str) -> optuna.pruners.BasePruner:
+    """The pruner named in a study file."""
     table = {
         "none": optuna.pruners.NopPruner,
-        "median": lambda: MedianMarginPruner(per_seed),
+        "median": MedianMarginPruner,
         # Successive halving by design prunes a fixed share at each rung, good trials too.
         "hyperband": optuna.pruners.HyperbandPruner,
     }

@@ -11,7 +11,8 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.inspection import load
 from sweep.study import Stored
-from sweep.tables import display_table, study_folder, study_table, write_tables
+from sweep.studyfile import StudyFile
+from sweep.tables import display_table, label, number, study_folder, study_table, write_tables
 
 
 @dataclass
@@ -117,15 +118,7 @@ def write_report(
                 "",
             ]
 
-    if studies:
-        ranges = {s.name: s.ranges["lambda"][:2] for s in studies if "lambda" in s.ranges}
-        lam = figures.plot_lambda(
-            figures.lambda_data([s.study for s in studies]),
-            ranges,
-            out / "figures" / f"lambda.{fmt}",
-        )
-        files.append(lam)
-        md += ["## λ search", "", f"![lambda against validation accuracy]({_rel(lam, out)})", ""]
+    md += _parameter_figures(studies, out, fmt, files)
     for study in studies:
         md += _study_section(study, out, fmt, files)
 
@@ -134,46 +127,71 @@ def write_report(
     return Report(path=report, files=[report, *files])
 
 
-def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> list[str]:
-    study, name = stored.study, stored.name
+def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:
+    """One figure per searched numeric parameter: the metric against it, stages overlaid."""
+    md: list[str] = []
+    specs = [s.spec for s in studies]
+    params = sorted({p for spec in specs for p, r in spec.search.items() if r.choices is None})
+    for param in params:
+        ranges = {s.name: s.ranges[param][:2] for s in studies if param in s.ranges}
+        log = all(r[2] for s in studies for name, r in s.ranges.items() if name == param)
+        metric = specs[0].metric
+        path = figures.plot_param(
+            figures.param_data([s.study for s in studies], param),
+            ranges,
+            out / "figures" / f"{param}.{fmt}",
+            param=param,
+            metric=metric,
+            log=log,
+        )
+        files.append(path)
+        title = "λ search" if param == "lambda" else f"{param} search"
+        md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})", ""]
+    return md
+
+
+def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
     attrs = stored.attrs
-    spec = attrs.get("spec", {})
-    train = spec.get("train", {})
-    c = stored.counts()
+    settings: dict[str, object] = {
+        "objective": "two-layer network (built-in)"
+        if spec.objective.builtin
+        else spec.objective.source,
+        "metric": f"{spec.metric} ({spec.objective.direction})",
+        "trials (target)": attrs.get("target"),
+        "sampler": spec.study.sampler,
+        "pruner": spec.study.pruner,
+        "repeats": spec.study.repeats,
+        "seed": spec.study.seed,
+        **{k: v for k, v in spec.fixed.items() if k not in ("lam", "seed")},
+    }
+    for name, (low, high, _) in stored.ranges.items():
+        settings[f"{name} range"] = f"[{low:.3g}, {high:.3g}]"
+    if attrs.get("parent"):
+        settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
+    settings["trials by state"] = ", ".join(f"{k} {v}" for k, v in stored.counts().items() if v)
+    return settings
+
+
+def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> list[str]:
+    study, name, spec = stored.study, stored.name, stored.spec
     tables = write_tables(study, study_folder(out, name))
     history = figures.plot_history(
         figures.history_data(study),
         out / "figures" / f"{name}_history.{fmt}",
         title=f"{name}: optimisation history",
+        metric=spec.metric,
     )
     files += [*tables, history]
-    lam = stored.ranges.get("lambda")
-    md = [f"## Study `{name}` ({attrs.get('stage', 'coarse')} stage)", ""]
-    settings = {
-        "split": spec.get("split"),
-        "trials (target)": attrs.get("target"),
-        "sampler": spec.get("study", {}).get("sampler"),
-        "repeats": spec.get("study", {}).get("repeats"),
-        "seed": spec.get("study", {}).get("seed"),
-        "batch size": train.get("batch_size"),
-        "η range": f"{train.get('eta_min')}..{train.get('eta_max')}",
-        "n_s": train.get("n_s"),
-        "cycles": train.get("cycles"),
-        "hidden": train.get("hidden"),
-    }
-    if lam:
-        settings["λ range"] = f"[{lam[0]:.3g}, {lam[1]:.3g}]"
-    if attrs.get("parent"):
-        settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
-    settings["trials by state"] = ", ".join(f"{k} {v}" for k, v in c.items() if v)
-    md += _md_table([{"setting": k, "value": v} for k, v in settings.items()])
+    md = [f"## Study `{name}` ({spec.stage} stage)", ""]
+    md += _md_table([{"setting": k, "value": v} for k, v in _settings(stored, spec).items()])
     best = stored.best()
     if best is not None:
-        md += [
-            f"Best: trial {best.number}, λ = {best.params.get('lambda', float('nan')):.4g}, "
-            f"validation accuracy {best.value:.2%}.",
-            "",
-        ]
+        shown = ", ".join(
+            f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+            for k, v in best.params.items()
+        )
+        value = number(spec.metric, best.value)
+        md += [f"Best: trial {best.number}, {shown}, {label(spec.metric)} {value}.", ""]
         curves = best.user_attrs.get("result", {}).get("curves")
         if curves:
             path = figures.plot_curves(
@@ -184,7 +202,9 @@ def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> li
             files.append(path)
             md += [f"![{name} best trial curves]({_rel(path, out)})", ""]
     md += [
-        display_table(study_table(study)).to_markdown(index=False),
+        display_table(study_table(study), spec.metric, sorted(spec.search)).to_markdown(
+            index=False
+        ),
         "",
         "Files: " + ", ".join(f"[{p.name}]({_rel(p, out)})" for p in tables),
         "",

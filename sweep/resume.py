@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sweep.progress import Progress
 from sweep.recovery import recover
 from sweep.runner import RunResult, check_jobs, run_study
 from sweep.storage import resolve_url
-from sweep.study import Progress, finished, open_study
+from sweep.study import finished, open_study
 
 
 def resume_study(

@@ -22,20 +22,13 @@ from typing import Any
 from core.data import FOLDER, DataError
 from sweep import datacache, pool
 from sweep.errors import StorageError, StudyNotFound, SweepError
+from sweep.functions import load_function
+from sweep.progress import Progress, no_progress, progress
 from sweep.recovery import recover
 from sweep.storage import resolve_url, validate_url
-from sweep.study import (
-    Progress,
-    Stored,
-    check_progress,
-    exhausted,
-    finished,
-    open_study,
-    prepare,
-    progress,
-    top_up,
-)
+from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
 from sweep.studyfile import StudyFile, check_trials
+from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
 
@@ -116,9 +109,12 @@ def _recorded_data(url: str, name: str) -> dict[str, str] | None:
 
 def _prepare_data(
     spec: StudyFile, data_dir: str | None, recorded: dict[str, str] | None
-) -> datacache.Cached:
-    """The study's cached split: from --data-dir, else the folder the study ran on, else
-    the default lookup; refused when it is not the data the study's trials trained on."""
+) -> datacache.Cached | None:
+    """The built-in objective's cached split: from --data-dir, else the folder the study ran
+    on, else the default lookup; refused when it is not the data the study's trials trained
+    on. A user function's data is its own business: None (nothing loaded or downloaded)."""
+    if not spec.objective.builtin:
+        return None
     if data_dir is None and recorded and (Path(recorded["dir"]) / FOLDER).is_dir():
         data_dir = recorded["dir"]
     cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
@@ -149,6 +145,7 @@ def run_study(
     on_progress: Callable[[Progress], None] | None = None,
     poll: float = 1.0,
     oversubscribe: bool = False,
+    objective_dir: str | None = None,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
@@ -169,22 +166,26 @@ def run_study(
         raise
     check_jobs(jobs, oversubscribe)
     target = check_trials(trials or spec.study.trials, "--trials")
+    load_function(spec.objective, objective_dir)  # a missing function fails before writing
     recorded = _recorded_data(url, name)
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
-    cached = _prepare_data(spec, data_dir, recorded)
+    data = _prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target)
-    notes += cached.notes
-    if recorded is None:
-        stored.study.set_user_attr(
-            "data", {"dir": str(cached.root), "fingerprint": cached.fingerprint}
-        )
+    if data is not None:
+        notes += data.notes
+        if recorded is None:
+            stored.study.set_user_attr(
+                "data", {"dir": str(data.root), "fingerprint": data.fingerprint}
+            )
     notes += recover(stored)
-    job = pool.Job(
+    job = Job(
         url=url,
         study=name,
         threads=threads or max(1, pool.cpu_count() // max(jobs, 1)),
-        data_folder=str(cached.folder),
+        data_dir=str(data.root) if data else data_dir,
+        fingerprint=data.fingerprint if data else None,
+        objective_dir=objective_dir,
         resume_command=_resume_command(name, url, data_dir),
     )
     report = _reporter(stored, on_progress)
@@ -202,7 +203,7 @@ def run_study(
 def _round(
     stored: Stored,
     spec: StudyFile,
-    job: pool.Job,
+    job: Job,
     jobs: int,
     report: Callable[[], None],
     poll: float,
@@ -229,7 +230,7 @@ def _round(
         time.sleep(poll)
         return notes + recover(stored)
     if after["WAITING"] == 0 or exhausted(stored, spec):
-        check_progress(stored, spec)  # a whole round of trials and none completed
+        raise no_progress(stored, spec)  # a whole round of trials and none finished
     return notes
 
 
@@ -256,6 +257,7 @@ def join_study(
     threads: int | None = None,
     idle: float = 60.0,
     oversubscribe: bool = False,
+    objective_dir: str | None = None,
 ) -> int:
     """`sweep worker`: run trials of an existing study (from any machine) until its target.
 
@@ -265,12 +267,16 @@ def join_study(
     check_jobs(jobs, oversubscribe)
     url = resolve_url(storage_url)
     stored = open_study(name, url)
-    cached = _prepare_data(stored.spec, data_dir, stored.attrs.get("data"))
-    job = pool.Job(
+    spec = stored.spec
+    load_function(spec.objective, objective_dir)  # says what to copy or install, if missing
+    data = _prepare_data(spec, data_dir, stored.attrs.get("data"))
+    job = Job(
         url=url,
         study=name,
         threads=threads or max(1, pool.cpu_count() // jobs),
-        data_folder=str(cached.folder),
+        data_dir=str(data.root) if data else data_dir,
+        fingerprint=data.fingerprint if data else None,
+        objective_dir=objective_dir,
         resume_command=_resume_command(name, url, data_dir),
         first_index=_worker_index(),
         idle=idle,

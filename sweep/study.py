@@ -18,8 +18,9 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import plan
-from sweep.errors import RunFailed, StudyFileError, StudyNotFound
+from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
+from sweep.space import Dimension
 from sweep.storage import StudyLock, count_states, open_storage
 from sweep.studyfile import StudyFile
 
@@ -57,7 +58,20 @@ class Stored:
 
     @property
     def ranges(self) -> dict[str, tuple[float, float, bool]]:
+        """The numeric ranges searched (fine stages: as narrowed): name -> (low, high, log)."""
         return {k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in self.attrs["ranges"].items()}
+
+    def space(self, spec: StudyFile) -> dict[str, Dimension]:
+        """Every searched parameter's Dimension: stored ranges, kinds from the study file."""
+        ranges = self.ranges
+        space = {}
+        for name, r in spec.search.items():
+            if name in ranges:
+                low, high, log = ranges[name]
+                space[name] = Dimension(low, high, log, r.is_int)
+            else:
+                space[name] = r.fixed()
+        return space
 
     def counts(self) -> dict[str, int]:
         return count_states(self.storage, self.study_id)
@@ -119,7 +133,9 @@ def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str
             if name not in existing:
                 if spec.parent:
                     _parent_results(spec, storage, existing)  # fail before creating anything
-                optuna.create_study(study_name=name, storage=storage, direction="maximize")
+                optuna.create_study(
+                    study_name=name, storage=storage, direction=spec.objective.direction
+                )
             stored = Stored(url, storage, optuna.load_study(study_name=name, storage=storage))
             notes = _store_settings(stored, spec, existing, target)
     finally:
@@ -151,14 +167,21 @@ def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target:
         for pname, r in spec.search.items():
             if r.narrow_from:
                 results = _parent_results(spec, stored.storage, existing, pname)
-                narrowed = narrow(results, top_k=r.top_k, margin=r.margin)
-                ranges[pname] = [narrowed.low, narrowed.high, True]
+                narrowed = narrow(
+                    results,
+                    top_k=r.top_k,
+                    margin=r.margin,
+                    log=r.log,
+                    minimize=spec.objective.direction == "minimize",
+                    is_int=r.is_int,
+                )
+                ranges[pname] = [narrowed.low, narrowed.high, r.log]
                 notes.append(
                     f"{pname} range narrowed from {r.narrow_from}: "
                     f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
                 )
                 study.set_user_attr("range_note", narrowed.note)
-            else:
+            elif r.choices is None:
                 ranges[pname] = [r.low, r.high, r.log]
         study.set_user_attr("ranges", ranges)
     old = attrs.get("target")
@@ -212,6 +235,9 @@ def finished(counts: dict[str, int]) -> int:
     return counts["COMPLETE"] + counts["PRUNED"]
 
 
+# --- progress --------------------------------------------------------------------------
+
+
 def missing(stored: Stored, counts: dict[str, int] | None = None) -> int:
     """How many more trials must be queued or started to reach the target."""
     c = counts or stored.counts()
@@ -246,9 +272,9 @@ def top_up(stored: Stored, spec: StudyFile) -> int:
         return 0
     with stored.locked():
         points = pending_points(stored, spec, missing(stored))
-        ranges = stored.ranges
+        space = stored.space(spec)
         for p in points:
-            values = plan.values_at(spec.study.sampler, spec.study.seed, p, ranges)
+            values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
             stored.study.enqueue_trial(values, user_attrs={"point": p, "values": values})
     return len(points)
 
@@ -296,49 +322,3 @@ def _enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
 def _on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
     """Optuna marked a trial with a stale heartbeat FAIL: run its values again."""
     _enqueue_again(study, trial)
-
-
-# --- progress --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Progress:
-    study: str
-    target: int
-    counts: dict[str, int]
-    best_value: float | None = None
-    best_params: dict[str, Any] | None = None
-
-    def text(self) -> str:
-        c = self.counts
-        line = f"{self.study}: {finished(c)}/{self.target} finished ({c['COMPLETE']} complete"
-        line += f", {c['PRUNED']} pruned)" if c["PRUNED"] else ")"
-        line += f", {c['RUNNING']} running, {c['FAIL']} failed"
-        if self.best_value is not None:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in (self.best_params or {}).items())
-            line += f"; best {self.best_value:.2%} ({shown})"
-        return line
-
-
-def progress(stored: Stored) -> Progress:
-    best = stored.best()
-    return Progress(
-        stored.name,
-        stored.target,
-        stored.counts(),
-        best.value if best else None,
-        best.params if best else None,
-    )
-
-
-def check_progress(stored: Stored, spec: StudyFile) -> None:
-    """Raise RunFailed with the first reasons when no trial can complete any more."""
-    failed = stored.trials(TrialState.FAIL)
-    reasons = "; ".join(
-        f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
-        for t in failed[:3]
-    )
-    raise RunFailed(
-        f"study {spec.study.name!r} made no progress: {len(failed)} trial(s) failed ({reasons}); "
-        f"see `sweep trials {spec.study.name}`"
-    )

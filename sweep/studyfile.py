@@ -18,8 +18,10 @@ from core.data import SPLITS
 from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
+from sweep.space import SearchRange, parse_range
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
+DIRECTIONS = ("maximize", "minimize")
 PRUNERS = ("none", "median", "hyperband")
 
 # [train] key -> (TrainConfig field, accepted types). "lambda" is a Python keyword.
@@ -58,28 +60,37 @@ class StudySection:
 
 
 @dataclass(frozen=True)
-class SearchRange:
-    """One searched parameter: a fixed range, or one narrowed from an earlier study."""
+class ObjectiveSection:
+    """The function a study optimises: ``objective(params, ctx)`` from a file or module."""
 
-    name: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = True
-    narrow_from: str | None = None
-    top_k: int = 3
-    margin: float = 0.25
+    function: str = "objective"
+    file: str | None = None  # as written, relative to the study file's folder
+    module: str | None = None
+    folder: str = "."  # the study file's folder (absolute), where `file` is looked up
+    metric: str | None = None  # the returned dict's key to optimise
+    direction: str = "maximize"
 
     @property
-    def is_int(self) -> bool:
-        return self.name in ("hidden", "batch_size")
+    def builtin(self) -> bool:
+        return self.module == BUILTIN.module and self.function == BUILTIN.function
+
+    @property
+    def source(self) -> str:
+        return f"{self.file or self.module}:{self.function}"
+
+
+# The two-layer network, called through the same interface as any user function.
+BUILTIN = ObjectiveSection(module="sweep.builtin", metric="val_accuracy")
 
 
 @dataclass(frozen=True)
 class StudyFile:
     path: str
     study: StudySection
-    split: str
-    train: TrainConfig
+    objective: ObjectiveSection = BUILTIN
+    split: str | None = None  # the built-in objective's [data] split
+    train: TrainConfig | None = None  # the built-in objective's checked [train] settings
+    fixed: dict[str, Any] = field(default_factory=dict)  # passed with every call
     search: dict[str, SearchRange] = field(default_factory=dict)
 
     @property
@@ -91,25 +102,49 @@ class StudyFile:
     def stage(self) -> str:
         return "fine" if self.parent else "coarse"
 
+    @property
+    def metric(self) -> str:
+        return self.objective.metric or "value"
+
+    @property
+    def per_seed_reports(self) -> int | None:
+        """How many times the built-in objective reports per seed (None: unknown)."""
+        return self.train.cycles * self.train.evals_per_cycle if self.train else None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy, stored with the study so that resume needs no file."""
         return {
             "path": self.path,
             "study": dataclasses.asdict(self.study),
+            "objective": dataclasses.asdict(self.objective),
             "split": self.split,
-            "train": dataclasses.asdict(self.train),
+            "train": dataclasses.asdict(self.train) if self.train else None,
+            "fixed": self.fixed,
             "search": {k: dataclasses.asdict(v) for k, v in self.search.items()},
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StudyFile:
+        train = TrainConfig(**d["train"]) if d.get("train") else None
         return cls(
             path=d["path"],
             study=StudySection(**d["study"]),
-            split=d["split"],
-            train=TrainConfig(**d["train"]),
+            objective=ObjectiveSection(**d.get("objective", dataclasses.asdict(BUILTIN))),
+            split=d.get("split"),
+            train=train,
+            # Studies stored before user objectives existed: derive what the call gets.
+            fixed=d.get("fixed") or builtin_fixed(d.get("split"), train),
             search={k: SearchRange(**v) for k, v in d["search"].items()},
         )
+
+
+def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any]:
+    """The built-in objective's fixed params: [train] under its study-file names, the split."""
+    if train is None:
+        return {}
+    names = {field: key for key, (field, _) in TRAIN_KEYS.items()}
+    values = {names[k]: v for k, v in dataclasses.asdict(train).items() if k in names}
+    return {**values, "split": split}
 
 
 def load(path: str | Path, **overrides: Any) -> StudyFile:
@@ -131,13 +166,43 @@ def load(path: str | Path, **overrides: Any) -> StudyFile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{path}: TOML syntax error: {exc}") from None
-    return parse(raw, str(path), **overrides)
+    return parse(raw, str(path), str(path.parent), **overrides)
 
 
-def parse(raw: dict[str, Any], where: str = "<study>", **overrides: Any) -> StudyFile:
+def parse(
+    raw: dict[str, Any], where: str = "<study>", folder: str = ".", **overrides: Any
+) -> StudyFile:
+    """A parsed study file; ``folder`` is where its objective file is looked up."""
     p = _Parser(where)
-    p.only(raw, "", ("study", "data", "train", "search"))
-    s = p.table(raw, "study")
+    p.only(raw, "", ("study", "objective", "data", "train", "search"))
+    study = _study(p, p.table(raw, "study"), overrides)
+    objective = _objective(p, p.table(raw, "objective"), folder) if "objective" in raw else BUILTIN
+    if objective.builtin:
+        split, train = _builtin_settings(p, raw, study.seed)
+        fixed = builtin_fixed(split, train)
+    else:  # a user function gets [data] and [train] as they are
+        split, train = None, None
+        fixed = {**p.table(raw, "data"), **p.table(raw, "train")}
+        for key, value in fixed.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                p.fail(f"train.{key}", f"must be a finite number, not {value}")
+    search = {}
+    for name, spec in p.table(raw, "search").items():
+        if objective.builtin and name not in SEARCHABLE:
+            p.fail(
+                f"search.{name}",
+                f"cannot be searched; searchable parameters: {', '.join(SEARCHABLE)}",
+            )
+        is_int = objective.builtin and name in ("hidden", "batch_size")
+        search[name] = parse_range(p, name, spec, study.name, is_int=is_int)
+    if not search:
+        p.fail("search", "names no parameter; add a table like [search.lambda]")
+    if "lambda" in search and objective.builtin and (search["lambda"].low or 0) < 0:
+        p.fail("search.lambda.low", f"({search['lambda'].low}) must be >= 0")
+    return StudyFile(where, study, objective, split, train, fixed, search)
+
+
+def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
     p.only(s, "study.", ("name", "trials", "seed", "sampler", "pruner", "repeats"))
     study = StudySection(
         name=p.get(s, "study.name", (str,), required=True),
@@ -160,11 +225,33 @@ def parse(raw: dict[str, Any], where: str = "<study>", **overrides: Any) -> Stud
         p.fail("study.seed", f"({study.seed}) must be between 0 and 2**32 - 1")
     if not 1 <= study.repeats <= 100:
         p.fail("study.repeats", f"({study.repeats}) must be between 1 and 100")
+    return study
 
+
+def _objective(p: _Parser, o: dict, folder: str) -> ObjectiveSection:
+    p.only(o, "objective.", ("file", "module", "function", "metric", "direction"))
+    file = p.get(o, "objective.file", (str,))
+    module = p.get(o, "objective.module", (str,))
+    if (file is None) == (module is None):
+        p.fail("objective", "needs exactly one of file (a .py path) or module (an importable name)")
+    objective = ObjectiveSection(
+        function=p.get(o, "objective.function", (str,), "objective"),
+        file=file,
+        module=module,
+        folder=str(Path(folder).resolve()),
+        metric=p.get(o, "objective.metric", (str,)),
+        direction=p.choice(o, "objective.direction", DIRECTIONS, "maximize"),
+    )
+    if not objective.function.isidentifier():
+        p.fail("objective.function", f"({objective.function!r}) is not a Python name")
+    return objective
+
+
+def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfig]:
+    """[data] and [train] of the built-in objective, checked strictly."""
     d = p.table(raw, "data")
     p.only(d, "data.", ("split",))
     split = p.choice(d, "data.split", tuple(SPLITS), "search")
-
     t = p.table(raw, "train")
     p.only(t, "train.", tuple(TRAIN_KEYS))
     values = {}
@@ -177,55 +264,9 @@ def parse(raw: dict[str, Any], where: str = "<study>", **overrides: Any) -> Stud
         if name in values:
             values[name] = float(values[name])
     try:
-        train = TrainConfig(seed=study.seed, **values)
+        return split, TrainConfig(seed=seed, **values)
     except ConfigError as exc:
-        raise StudyFileError(f"{where}: [train]: {exc}") from None
-
-    search = {}
-    for name, spec in p.table(raw, "search").items():
-        search[name] = _search_range(p, name, spec, study.name)
-    return StudyFile(path=where, study=study, split=split, train=train, search=search)
-
-
-def _search_range(p: _Parser, name: str, spec: Any, study_name: str) -> SearchRange:
-    key = f"search.{name}"
-    if name not in SEARCHABLE:
-        p.fail(key, f"cannot be searched; searchable parameters: {', '.join(SEARCHABLE)}")
-    if not isinstance(spec, dict):
-        p.fail(key, "must be a table like [search.lambda]")
-    p.only(spec, f"{key}.", ("low", "high", "log", "narrow_from", "top_k", "margin"))
-    if "narrow_from" in spec:
-        if "low" in spec or "high" in spec:
-            p.fail(key, "takes either low/high or narrow_from, not both")
-        r = SearchRange(
-            name=name,
-            log=p.get(spec, f"{key}.log", (bool,), True),
-            narrow_from=p.get(spec, f"{key}.narrow_from", (str,)),
-            top_k=p.get(spec, f"{key}.top_k", (int,), 3),
-            margin=float(p.get(spec, f"{key}.margin", (float, int), 0.25)),
-        )
-        if r.narrow_from == study_name:
-            p.fail(f"{key}.narrow_from", "cannot name the study itself")
-        if r.top_k < 1:
-            p.fail(f"{key}.top_k", f"({r.top_k}) must be at least 1")
-        if r.margin < 0:
-            p.fail(f"{key}.margin", f"({r.margin}) must be >= 0")
-        if not r.log:
-            p.fail(f"{key}.log", "narrowing works in log space; set log = true")
-        return r
-    r = SearchRange(
-        name=name,
-        low=float(p.get(spec, f"{key}.low", (float, int), required=True)),
-        high=float(p.get(spec, f"{key}.high", (float, int), required=True)),
-        log=p.get(spec, f"{key}.log", (bool,), True),
-    )
-    if not r.low < r.high:
-        p.fail(f"{key}.low", f"({r.low}) must be below high ({r.high})")
-    if r.log and r.low <= 0:
-        p.fail(f"{key}.low", f"({r.low}) must be positive for a log range")
-    if name == "lambda" and r.low < 0:
-        p.fail(f"{key}.low", f"({r.low}) must be >= 0")
-    return r
+        raise StudyFileError(f"{p.where}: [train]: {exc}") from None
 
 
 class _Parser:

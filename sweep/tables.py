@@ -9,78 +9,97 @@ import pandas as pd
 
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
+from sweep.study import values_of
+from sweep.studyfile import StudyFile
+
+
+def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:
+    """A trial's metrics (mean over seeds) and their sd over seeds, as the objective
+    recorded them (studies stored by version 0.1 kept a narrower result)."""
+    result = t.user_attrs.get("result") or {}
+    if "metrics" in result:
+        return result["metrics"], result.get("sd") or {}
+    metrics = {"train_accuracy": result["train_accuracy"]} if "train_accuracy" in result else {}
+    sd = {"val_accuracy": result["val_sd"]} if result.get("val_sd") is not None else {}
+    return metrics, sd
 
 
 def study_table(study: optuna.Study) -> pd.DataFrame:
-    """One row per trial with a value or a final state, sorted by lambda.
+    """One row per trial with a value or a final state, sorted by the first parameter.
 
-    Columns: trial, lambda, val_accuracy (mean over repeats; for a PRUNED trial the last
-    intermediate value), val_sd, train_accuracy, state, rank (1 = best COMPLETE), best
-    (True on the best row), reason (why a trial failed or was pruned).
+    Columns: trial, each searched parameter, the objective metric (mean over repeats; for
+    a PRUNED trial its last intermediate value), METRIC_sd (over seeds), every other metric
+    the function returned, state, rank (1 = best COMPLETE), best (True on the best row),
+    reason (why a trial failed or was pruned).
     """
-    rows = []
+    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    metric, params = spec.metric, sorted(spec.search)
+    rows, others = [], {}
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
             continue
-        result = t.user_attrs.get("result", {})  # written by the objective on success
+        metrics, sd = trial_metrics(t)
+        extra = {k: v for k, v in metrics.items() if k != metric}
+        others.update(dict.fromkeys(extra))
+        values = values_of(t)
         rows.append(
             {
                 "trial": t.number,
-                "lambda": t.params.get("lambda"),
-                "val_accuracy": t.value,
-                "val_sd": result.get("val_sd"),
-                "train_accuracy": result.get("train_accuracy"),
+                **{p: values.get(p) for p in params},
+                metric: t.value,
+                f"{metric}_sd": sd.get(metric),
+                **extra,
                 "state": t.state.name,
                 "reason": reason_of(t),
             }
         )
-    columns = [
-        "trial",
-        "lambda",
-        "val_accuracy",
-        "val_sd",
-        "train_accuracy",
-        "state",
-        "rank",
-        "best",
-        "reason",
-    ]
+    columns = ["trial", *params, metric, f"{metric}_sd", *others, "state", "rank", "best", "reason"]
     if not rows:
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
-    done = df["state"] == "COMPLETE"
-    df["rank"] = df["val_accuracy"].where(done).rank(ascending=False, method="min").astype("Int64")
+    done = df[metric].where(df["state"] == "COMPLETE").astype(float)
+    minimize = spec.objective.direction == "minimize"
+    df["rank"] = done.rank(ascending=minimize, method="min").astype("Int64")
     df["best"] = False
-    if done.any():
-        df.loc[df["val_accuracy"].where(done).idxmax(), "best"] = True
-    return df.sort_values(["lambda", "trial"]).reset_index(drop=True)[columns]
+    if done.notna().any():
+        df.loc[done.idxmin() if minimize else done.idxmax(), "best"] = True
+    return df.sort_values([*params[:1], "trial"]).reset_index(drop=True)[columns]
 
 
-def display_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The table as shown in reports: percentages, mean ± sd, the best row marked."""
+def label(name: str) -> str:
+    """A column heading: val_accuracy -> "val accuracy"."""
+    return name.replace("_", " ")
 
-    def acc(row) -> str:
-        if pd.isna(row["val_accuracy"]):
-            return "–"
-        if row["state"] == "PRUNED":  # its last intermediate value, not a final accuracy
-            return f"({row['val_accuracy']:.2%} when pruned)"
-        text = f"{row['val_accuracy']:.2%}"
-        if pd.notna(row["val_sd"]):
-            text += f" ± {row['val_sd']:.2%}"
+
+def number(name: str, value: object) -> str:
+    """A value as shown: accuracies as percentages, other numbers to 4 digits."""
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.2%}" if "accuracy" in name else f"{value:.4g}"
+    return str(value)
+
+
+def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
+    """The table as shown in reports: formatted numbers, mean ± sd, the best row marked."""
+
+    def objective(row) -> str:
+        text = number(metric, row[metric])
+        if row["state"] == "PRUNED" and text != "–":  # its last intermediate value
+            return f"({text} when pruned)"
+        if pd.notna(row[f"{metric}_sd"]):
+            text += f" ± {number(metric, row[f'{metric}_sd'])}"
         return text
 
-    out = pd.DataFrame(
-        {
-            "rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r))),
-            "lambda": df["lambda"].map(lambda v: f"{v:.3e}" if pd.notna(v) else "–"),
-            "val. accuracy": df.apply(acc, axis=1) if len(df) else [],
-            "train accuracy": df["train_accuracy"].map(
-                lambda v: f"{v:.2%}" if pd.notna(v) else "–"
-            ),
-            "state": df["state"],
-            "best": df["best"].map(lambda b: "★" if b else ""),
-        }
-    )
+    fixed = {"trial", *params, metric, f"{metric}_sd", "state", "rank", "best", "reason"}
+    out = pd.DataFrame({"rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))})
+    for p in params:
+        out[p] = df[p].map(lambda v, p=p: f"{v:.3e}" if isinstance(v, float) else number(p, v))
+    out[label(metric)] = df.apply(objective, axis=1) if len(df) else []
+    for name in [c for c in df.columns if c not in fixed]:
+        out[label(name)] = df[name].map(lambda v, n=name: number(n, v))
+    out["state"] = df["state"]
+    out["best"] = df["best"].map(lambda b: "★" if b else "")
     if len(df) and df["reason"].astype(bool).any():
         out["reason"] = df["reason"]
     return out
@@ -89,13 +108,14 @@ def display_table(df: pd.DataFrame) -> pd.DataFrame:
 def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     """Write table.csv (raw values), table.md and table.tex (formatted) into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    spec = StudyFile.from_dict(study.user_attrs["spec"])
     df = study_table(study)
-    shown = display_table(df)
+    shown = display_table(df, spec.metric, sorted(spec.search))
     paths = [out / "table.csv", out / "table.md", out / "table.tex"]
     df.to_csv(paths[0], index=False)
     paths[1].write_text(shown.to_markdown(index=False) + "\n")
     paths[2].write_text(
-        _latex(shown, caption=f"Study {study.study_name}: lambda against validation accuracy")
+        _latex(shown, caption=f"Study {study.study_name}: {label(spec.metric)} by trial")
     )
     return paths
 

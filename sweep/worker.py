@@ -17,15 +17,16 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
+from core.errors import DivergedError
 from sweep import plan, pruning
-from sweep.datacache import open_split
-from sweep.objective import Objective
+from sweep.functions import load_function
+from sweep.objective import Objective, ObjectiveError
 from sweep.recovery import recover
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
 from sweep.study import Stored, finished, open_study
@@ -104,38 +105,48 @@ def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> Tria
 
 
 def reason_of(exc: BaseException) -> str:
-    from core.errors import DivergedError
-
-    if isinstance(exc, DivergedError):
+    """A failed trial's one-line reason: the exception's type and message."""
+    if isinstance(exc, (DivergedError, ObjectiveError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
-def work(
-    url: str, study_name: str, index: int, threads: int, data_folder: str, idle: float = 0.0
-) -> int:
-    """One worker process: run trials of ``study_name`` until its target is reached.
+@dataclass(frozen=True)
+class Job:
+    """What every worker of one run gets: plain values a process can receive."""
+
+    url: str
+    study: str
+    threads: int
+    data_dir: str | None  # ctx.data_dir (the built-in: the checked data root)
+    fingerprint: str | None  # of the built-in's data, recorded with each trial
+    objective_dir: str | None  # where a file objective is, if not beside the study file
+    resume_command: str  # printed on Ctrl-C
+    first_index: int = 0
+    idle: float = 0.0
+
+
+def work(job: Job, index: int) -> int:
+    """One worker process: run trials of the job's study until its target is reached.
 
     While the last trials run elsewhere the worker waits, recovering any whose worker dies
     (their values are queued again and this worker runs them). With nothing queued and
-    nothing running it exits after ``idle`` seconds (remote workers wait for the
+    nothing running it exits after ``job.idle`` seconds (remote workers wait for the
     orchestrator to top up; the orchestrator's own workers exit at once and it tops up).
     Returns the number of trials this worker ran.
     """
     quiet_optuna()
-    stored = open_study(study_name, url)
+    stored = open_study(job.study, job.url)
     spec = stored.spec
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
-    per_seed = spec.train.cycles * spec.train.evals_per_cycle
-    stored.study.pruner = pruning.pruner_for(spec.study.pruner, per_seed)
-    objective = Objective(
-        spec, stored.ranges, open_split(Path(data_folder)), Path(data_folder).name
-    )
+    stored.study.pruner = pruning.pruner_for(spec.study.pruner)
+    function = load_function(spec.objective, job.objective_dir)
+    objective = Objective(spec, stored.space(spec), function, job.data_dir, job.fingerprint)
     planned = spec.study.sampler in plan.PLANNED
     ran = failed_in_a_row = 0
     idle_since = None
     try:
-        with threadpool_limits(limits=threads):
+        with threadpool_limits(limits=job.threads):
             while True:
                 trial, done = next_trial(stored, planned)
                 if done:
@@ -150,7 +161,7 @@ def work(
                     continue
                 if stored.counts()["RUNNING"] == 0:
                     idle_since = idle_since or time.monotonic()
-                    if time.monotonic() - idle_since >= idle:
+                    if time.monotonic() - idle_since >= job.idle:
                         break
                 time.sleep(WAIT_SECONDS)
                 recover(stored)

@@ -20,7 +20,7 @@ from sweep.errors import StorageError
 from sweep.inspection import lambda_of
 from sweep.recovery import pid_alive
 from sweep.storage import open_storage
-from tests.conftest import study_text, sweep, wait_for
+from tests.conftest import children, study_text, sweep, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -167,8 +167,10 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
 
 
 def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
+    # Once the worker processes exist they spend ~1 s importing numpy, optuna and sweep:
+    # a Ctrl-C then used to print a KeyboardInterrupt traceback from each of them.
     path, _, common = setup(trials=2, n_s=400)
-    for delay in (0.2, 0.5, 0.9):  # while the worker processes import numpy and optuna
+    for delay in (0.0, 0.3, 0.6):
         proc = subprocess.Popen(
             sweep("run", str(path), "--jobs", "2", *common),
             stdout=subprocess.PIPE,
@@ -176,6 +178,7 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
             text=True,
             start_new_session=True,
         )
+        wait_for(lambda: len(children(proc.pid)) >= 2, every=0.01)
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -1,4 +1,4 @@
-"""The built-in objective: suggest, train each seed, record the result, return the mean."""
+"""The Optuna objective: suggest, call the function once per seed, record, return the mean."""
 
 import dataclasses
 
@@ -6,52 +6,97 @@ import numpy as np
 import optuna
 import pytest
 
-from core.data import load_split
 from core.errors import DivergedError
-from sweep import studyfile
-from sweep.objective import Objective
+from sweep import builtin, studyfile
+from sweep.objective import STEP_STRIDE, Objective, ObjectiveError, metrics_of
 from tests.conftest import study_text
 
 
-@pytest.fixture(scope="module")
-def split(cifar_dir):
-    return load_split("exercise", cifar_dir)
-
-
-def objective_for(tmp_path, split, repeats=1, search="low = 1e-4\nhigh = 1e-1"):
-    (tmp_path / "o.toml").write_text(study_text("o", repeats=repeats, search=search))
+def objective_for(tmp_path, cifar_dir, function=builtin.objective, **kwargs):
+    (tmp_path / "o.toml").write_text(study_text("o", **kwargs))
     spec = studyfile.load(tmp_path / "o.toml")
-    ranges = {k: (r.low, r.high, r.log) for k, r in spec.search.items()}
-    return spec, Objective(spec, ranges, split, fingerprint="fp")
+    space = {k: r.fixed() for k, r in spec.search.items()}
+    return spec, Objective(spec, space, function, str(cifar_dir), fingerprint="fp")
 
 
-def test_the_value_is_the_mean_over_seeds_and_the_result_is_recorded(tmp_path, split):
-    spec, objective = objective_for(tmp_path, split, repeats=2)
+def run(objective, **values):
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"lambda": 0.01})
+    study.enqueue_trial(values)
     trial = study.ask()
     value = objective(trial)
-    result = trial.study.get_trials()[-1].user_attrs["result"]
+    return value, study.get_trials()[-1].user_attrs["result"]
+
+
+def test_the_value_is_the_mean_over_seeds_and_every_metric_is_recorded(tmp_path, cifar_dir):
+    spec, objective = objective_for(tmp_path, cifar_dir, repeats=2)
+    value, result = run(objective, **{"lambda": 0.01})
     assert result["seeds"] == [spec.study.seed, spec.study.seed + 1]
-    assert value == pytest.approx(np.mean(result["val_accuracies"]))
-    assert result["config"]["lam"] == 0.01 and result["data_fingerprint"] == "fp"
-    assert 0.0 < value <= 1.0 and len(result["curves"]["val_accuracy"]) == 2
+    per_seed = [run["val_accuracy"] for run in result["per_seed"]]
+    assert value == pytest.approx(np.mean(per_seed)) == result["metrics"]["val_accuracy"]
+    assert result["sd"]["val_accuracy"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert set(result["metrics"]) >= {"val_accuracy", "train_accuracy", "val_loss", "train_cost"}
+    assert result["data_fingerprint"] == "fp" and 0.0 < value <= 1.0
+    # The first seed's curves, the reported value named by the metric.
+    assert len(result["curves"]["val_accuracy"]) == 2 and "train_loss" in result["curves"]
 
 
-def test_a_diverging_lambda_raises_instead_of_returning_a_number(tmp_path, split):
+def test_the_built_in_gets_the_study_file_settings_and_searched_values(tmp_path, cifar_dir):
+    spec, _ = objective_for(tmp_path, cifar_dir)
+    seen = []
+
+    def spy(params, ctx):
+        seen.append((params, ctx.data_dir, ctx.trial))
+        return builtin.objective(params, ctx)
+
+    spec, objective = objective_for(tmp_path, cifar_dir, function=spy)
+    run(objective, **{"lambda": 0.002})
+    params, data_dir, number = seen[0]
+    assert params["lambda"] == 0.002 and params["seed"] == spec.study.seed
+    assert params["split"] == "exercise" and params["n_s"] == 5 and number == 0
+    assert data_dir == str(cifar_dir)
+    config = builtin.config(params)
+    assert config == dataclasses.replace(spec.train, lam=0.002)
+
+
+def test_a_diverging_lambda_raises_instead_of_returning_a_number(tmp_path, cifar_dir):
     # 1 - 2 eta lambda < -1 at eta_max 0.1: the weights flip sign and grow every step.
-    _, objective = objective_for(tmp_path, split, search="low = 1e3\nhigh = 1e4")
-    study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"lambda": 5e3})
+    _, objective = objective_for(tmp_path, cifar_dir, search="low = 1e3\nhigh = 1e4")
     with pytest.raises(DivergedError, match="diverged"):
-        objective(study.ask())
+        run(objective, **{"lambda": 5e3})
 
 
-def test_searched_values_reach_the_training_config(tmp_path, split):
-    spec, objective = objective_for(tmp_path, split)
+def test_reports_of_later_seeds_are_offset(tmp_path, cifar_dir):
+    def reporting(params, ctx):
+        for step in (10, 20):
+            ctx.report(step, 0.5)
+        return 0.5
+
+    _, objective = objective_for(tmp_path, cifar_dir, function=reporting, repeats=2)
     study = optuna.create_study(direction="maximize")
-    study.enqueue_trial({"lambda": 0.002})
+    study.enqueue_trial({"lambda": 0.01})
     objective(study.ask())
-    config = study.get_trials()[-1].user_attrs["result"]["config"]
-    expected = dataclasses.replace(spec.train, lam=0.002)
-    assert config == dataclasses.asdict(expected)
+    steps = sorted(study.get_trials()[-1].intermediate_values)
+    assert steps == [10, 20, STEP_STRIDE + 10, STEP_STRIDE + 20]
+
+
+@pytest.mark.parametrize(
+    ("returned", "metric", "message"),
+    [
+        ({"loss": 1.0}, "acc", "returned no 'acc' (it returned loss)"),
+        ({"acc": 1.0}, None, "name the key to optimise in [objective] metric"),
+        ({"acc": "high"}, "acc", "not a number"),
+        ("0.5", None, "returned str, not a number or a dict"),
+        (True, None, "returned bool"),
+    ],
+)
+def test_unusable_results_are_clear_errors(returned, metric, message):
+    with pytest.raises(
+        ObjectiveError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")
+    ):
+        metrics_of(returned, metric)
+
+
+def test_a_bare_number_or_a_dict_become_metrics():
+    assert metrics_of(0.25, None) == {"value": 0.25}
+    assert metrics_of(np.float32(0.5), "acc") == {"acc": 0.5}
+    assert metrics_of({"acc": 1, "loss": 2.5}, "acc") == {"acc": 1.0, "loss": 2.5}

@@ -7,7 +7,7 @@ from optuna.trial import TrialState, create_trial
 
 from sweep import studyfile
 from sweep.cli import main
-from sweep.pruning import MedianMarginPruner
+from sweep.pruning import STEP_STRIDE, MedianMarginPruner
 from sweep.runner import run_study
 from sweep.study import open_study
 from tests.conftest import study_text
@@ -48,7 +48,7 @@ def test_pruned_trials_keep_counting_so_the_median_cannot_ratchet():
     study = study_with(trials)
     optunas = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     assert judged(study, optunas, 3, 0.44)
-    ours = MedianMarginPruner(PER_SEED)
+    ours = MedianMarginPruner()
     assert not judged(study, ours, 3, 0.44)
     assert ours.threshold(study, -1, 3).median == pytest.approx(0.45)
     assert judged(study, ours, 3, 0.42)  # more than the 2-point margin below the median
@@ -56,23 +56,23 @@ def test_pruned_trials_keep_counting_so_the_median_cannot_ratchet():
 
 def test_no_pruning_during_warmup_or_with_too_few_trials():
     study = study_with([(TrialState.COMPLETE, {1: 0.5, 3: 0.5})] * 5)
-    pruner = MedianMarginPruner(PER_SEED)
-    assert not judged(study, pruner, 1, 0.1)  # step 1 of 4: the first half never prunes
+    pruner = MedianMarginPruner()
+    assert not judged(study, pruner, 1, 0.1)  # step 1 of 3: the first half never prunes
     few = study_with([(TrialState.COMPLETE, {3: 0.5})] * 3)
     assert not judged(few, pruner, 3, 0.1)  # 3 trials at the step: fewer than 4
 
 
 def test_with_repeats_a_seed_is_compared_with_the_same_seed_and_step():
-    # Seed 0's recording 3 is step 3, seed 1's is step PER_SEED + 3: other values.
-    study = study_with([(TrialState.COMPLETE, {3: 0.60, PER_SEED + 3: 0.40})] * 5)
-    pruner = MedianMarginPruner(PER_SEED)
+    # Seed 0's step 3 is Optuna step 3, seed 1's is STEP_STRIDE + 3: other values.
+    study = study_with([(TrialState.COMPLETE, {3: 0.60, STEP_STRIDE + 3: 0.40})] * 5)
+    pruner = MedianMarginPruner()
     assert judged(study, pruner, 3, 0.45)  # far below seed 0's 0.60
-    assert not judged(study, pruner, PER_SEED + 3, 0.45)  # above seed 1's 0.40
+    assert not judged(study, pruner, STEP_STRIDE + 3, 0.45)  # above seed 1's 0.40
 
 
 def test_a_minimising_study_prunes_values_above_the_median():
     study = study_with([(TrialState.COMPLETE, {3: 1.0})] * 5, direction="minimize")
-    pruner = MedianMarginPruner(PER_SEED)
+    pruner = MedianMarginPruner()
     assert judged(study, pruner, 3, 1.05)
     assert not judged(study, pruner, 3, 0.95)
 
@@ -115,7 +115,7 @@ def test_a_pruned_study_runs_exactly_its_target_and_says_why(tmp_path, cifar_dir
     )
     assert "PRUNED" in row and "below the threshold" in row
     assert main(["show", "p", str(number), "--storage", url]) == 0
-    assert "prune_reason: pruned at update step" in capsys.readouterr().out
+    assert "prune_reason: pruned at step" in capsys.readouterr().out
     assert main(["table", "p", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "p" / "table.md").read_text()
     assert "when pruned)" in table and "below the threshold" in table

@@ -1,5 +1,6 @@
 import json
 import re
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ from matplotlib.image import imread
 
 from core.schedules import Schedule
 from core.training import TrainConfig
-from sweep import figures
+from sweep import figures, studyfile
 from sweep.cli import main
 from sweep.reproduce import reproduce
 from tests.conftest import study_text
@@ -56,6 +57,7 @@ def test_schedule_data_values():
 def test_history_and_lambda_data(tmp_path):
     url = f"sqlite:///{tmp_path}/h.db"
     study = optuna.create_study(study_name="c", storage=url, direction="maximize")
+    study.set_user_attr("spec", studyfile.parse(tomllib.loads(study_text("c"))).to_dict())
     for lam, value in ((1e-3, 0.40), (1e-2, 0.45), (1e-4, 0.42)):
         study.add_trial(
             optuna.trial.create_trial(

@@ -59,12 +59,13 @@ def test_repeats_average_several_seeds(tmp_path, cifar_dir):
     study = optuna.load_study(study_name="s", storage=url)
     for t in study.trials:
         result = t.user_attrs["result"]
-        accs = result["val_accuracies"]
+        accs = [run["val_accuracy"] for run in result["per_seed"]]
         assert len(accs) == 3 and result["seeds"] == [7, 8, 9]
-        assert result["val_sd"] > 0 or len(set(accs)) == 1
+        assert result["sd"]["val_accuracy"] > 0 or len(set(accs)) == 1
         assert t.value == pytest.approx(sum(accs) / 3)
     df = study_table(study)
-    assert df["val_sd"].notna().all() and "±" in display_table(df)["val. accuracy"].iloc[0]
+    shown = display_table(df, "val_accuracy", ["lambda"])
+    assert df["val_accuracy_sd"].notna().all() and "±" in shown["val accuracy"].iloc[0]
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, cifar_dir):
@@ -145,7 +146,7 @@ def test_table_data_and_files(tmp_path, cifar_dir):
     df = study_table(study)
     assert list(df["lambda"]) == sorted(t.params["lambda"] for t in study.trials)
     assert df["best"].sum() == 1
-    assert df["train_accuracy"].between(0, 1).all() and df["val_sd"].isna().all()
+    assert df["train_accuracy"].between(0, 1).all() and df["val_accuracy_sd"].isna().all()
     best = df[df["best"]].iloc[0]
     assert best["val_accuracy"] == max(t.value for t in study.trials)
     assert best["rank"] == 1 and math.isclose(best["lambda"], study.best_params["lambda"])

@@ -1,0 +1,96 @@
+"""Find the function a study optimises: a file next to the study file, or a module.
+
+Loaded once per process (workers reuse it for every trial). Every failure is a one-line
+StudyFileError naming what is missing and what to do, so `sweep run` and `sweep worker`
+refuse before anything is written.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sweep.errors import StudyFileError
+from sweep.studyfile import ObjectiveSection
+
+Function = Callable[..., Any]
+
+
+def objective_path(section: ObjectiveSection, objective_dir: str | None = None) -> Path:
+    """Where a file objective is: relative to --objective-dir, else the study file's folder."""
+    assert section.file is not None
+    return Path(objective_dir or section.folder) / section.file
+
+
+def load_function(section: ObjectiveSection, objective_dir: str | None = None) -> Function:
+    if section.file is not None:
+        return _from_file(str(objective_path(section, objective_dir).resolve()), section.function)
+    assert section.module is not None
+    return _from_module(section.module, section.function)
+
+
+@functools.cache
+def _from_file(path: str, function: str) -> Function:
+    if not Path(path).is_file():
+        raise StudyFileError(
+            f"objective file {path} does not exist; copy it there, or pass --objective-dir "
+            "DIR naming the folder that holds it"
+        )
+    # A unique module name per path: two studies' objective.py files never collide.
+    name = "sweep_objective_" + hashlib.sha1(path.encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # so that pickling and dataclasses inside it work
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        line = _line_in(exc, path)
+        raise StudyFileError(
+            f"objective file {path} raised {type(exc).__name__} at import"
+            + (f" (line {line})" if line else "")
+            + f": {exc}".splitlines()[0]
+        ) from None
+    return _attribute(module, function, path)
+
+
+@functools.cache
+def _from_module(module_name: str, function: str) -> Function:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        raise StudyFileError(
+            f"objective module {module_name!r} cannot be imported ({exc}); install it on this "
+            "machine (pip install ...) or put it on PYTHONPATH"
+        ) from None
+    except Exception as exc:
+        message = f"objective module {module_name} raised {type(exc).__name__} at import: {exc}"
+        raise StudyFileError(message.splitlines()[0]) from None
+    return _attribute(module, function, module_name)
+
+
+def _attribute(module: Any, function: str, where: str) -> Function:
+    found = getattr(module, function, None)
+    if not callable(found):
+        names = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise StudyFileError(
+            f"{where} has no function {function!r}; set [objective] function to one of: "
+            f"{', '.join(names) or 'none defined'}"
+        )
+    return found
+
+
+def _line_in(exc: BaseException, path: str) -> int | None:
+    """The line of ``path`` where an import-time exception was raised (or a syntax error)."""
+    if isinstance(exc, SyntaxError) and exc.filename == path:
+        return exc.lineno
+    lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
+    return lines[-1] if lines else None

@@ -1,0 +1,56 @@
+"""How far a study is: finished trials against the target, the best so far, the line
+shown while it runs, and the error when it stops making progress."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from optuna.trial import TrialState
+
+from sweep.errors import RunFailed
+from sweep.study import Stored, finished
+from sweep.studyfile import StudyFile
+
+
+@dataclass(frozen=True)
+class Progress:
+    study: str
+    target: int
+    counts: dict[str, int]
+    best_value: float | None = None
+    best_params: dict[str, Any] | None = None
+
+    def text(self) -> str:
+        c = self.counts
+        line = f"{self.study}: {finished(c)}/{self.target} finished ({c['COMPLETE']} complete"
+        line += f", {c['PRUNED']} pruned)" if c["PRUNED"] else ")"
+        line += f", {c['RUNNING']} running, {c['FAIL']} failed"
+        if self.best_value is not None:
+            shown = ", ".join(f"{k} {v:.4g}" for k, v in (self.best_params or {}).items())
+            line += f"; best {self.best_value:.2%} ({shown})"
+        return line
+
+
+def progress(stored: Stored) -> Progress:
+    best = stored.best()
+    return Progress(
+        stored.name,
+        stored.target,
+        stored.counts(),
+        best.value if best else None,
+        best.params if best else None,
+    )
+
+
+def no_progress(stored: Stored, spec: StudyFile) -> RunFailed:
+    """The error for a study in which no trial finishes any more, with the first reasons."""
+    failed = stored.trials(TrialState.FAIL)
+    reasons = "; ".join(
+        f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
+        for t in failed[:3]
+    )
+    return RunFailed(
+        f"study {spec.study.name!r} made no progress: {len(failed)} trial(s) failed ({reasons}); "
+        f"see `sweep trials {spec.study.name}`"
+    )
