@@ -85,6 +85,7 @@ def build_parser() -> _Parser:
 
     storage_help = "study storage URL (default $SWEEP_STORAGE or sqlite:///sweeps.db)"
     OVERSUBSCRIBE = "allow more than 4 worker processes per core"
+    OBJECTIVE_DIR = "folder holding the study's objective file (default: beside the study file)"
 
     p = command("run", "create or load a study and run trials until its target")
     p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
@@ -104,6 +105,7 @@ def build_parser() -> _Parser:
     p.add_argument("--seed", type=int, help="override the file's study seed")
     p.add_argument("--out", default="reports", help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+    p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
 
     p = command("resume", "recover dead trials and top a study up to its target")
     p.add_argument("study", help="study name")
@@ -114,6 +116,7 @@ def build_parser() -> _Parser:
     )
     p.add_argument("--out", default="reports", help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+    p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
 
     p = command("worker", "join a study from any machine and run its trials")
     p.add_argument("study", help="study name")
@@ -129,6 +132,7 @@ def build_parser() -> _Parser:
         "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
     )
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
+    p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
 
     p = command("status", "every study: stage, target, counts, best, range")
     p.add_argument("--storage", help=storage_help)

@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         on_progress=_print_progress,
         oversubscribe=args.oversubscribe,
+        objective_dir=args.objective_dir,
     )
     _print_run(result, args.out, args.storage)
     return 0
@@ -85,6 +86,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         on_progress=_print_progress,
         oversubscribe=args.oversubscribe,
+        objective_dir=args.objective_dir,
     )
     _print_run(result, args.out, args.storage)
     return 0
@@ -100,6 +102,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         threads=args.threads,
         oversubscribe=args.oversubscribe,
+        objective_dir=args.objective_dir,
     )
     print(f"worker done: ran {ran} trial(s) of {args.study!r}")
     return 0

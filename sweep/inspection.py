@@ -12,11 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
+from sweep.display import label, number, params
 from sweep.errors import StudyNotFound
 from sweep.storage import open_storage, resolve_url
 from sweep.study import Stored, open_study, values_of
+from sweep.studyfile import StudyFile
 
 
 def load(name: str, storage_url: str | None = None) -> Stored:
@@ -51,8 +54,9 @@ class StudyStatus:
     parent: str | None
     target: int | None
     states: dict[str, int]
-    best: dict[str, Any] | None  # {"trial", "lambda", "value"}
+    best: dict[str, Any] | None  # {"trial", "lambda", "value", "params"}
     range: dict[str, float] | None  # {"low", "high"} of lambda
+    metric: str = "val_accuracy"
 
     def json(self) -> dict[str, Any]:
         return {
@@ -63,6 +67,7 @@ class StudyStatus:
             "states": self.states,
             "best": self.best,
             "range": self.range,
+            "metric": self.metric,
         }
 
     def text(self) -> str:
@@ -71,10 +76,9 @@ class StudyStatus:
         line += f" from {self.parent}]" if self.parent else "]"
         line += f" target {self.target}: {states}"
         if self.best:
-            lam = self.best["lambda"]
-            line += f"; best trial {self.best['trial']}"
-            line += f" lambda {lam:.4g}" if lam is not None else ""
-            line += f" -> {self.best['value']:.2%}"
+            shown = params(self.best["params"])
+            value = number(self.metric, self.best["value"])
+            line += f"; best trial {self.best['trial']} {shown} -> {label(self.metric)} {value}"
         if self.range:
             line += f"; range [{self.range['low']:.3g}, {self.range['high']:.3g}]"
         return line
@@ -112,10 +116,16 @@ def status(storage_url: str | None = None) -> Status:
                 parent=attrs.get("parent"),
                 target=attrs.get("target"),
                 states={k: v for k, v in stored.counts().items() if v},
-                best={"trial": b.number, "lambda": b.params.get("lambda"), "value": b.value}
+                best={
+                    "trial": b.number,
+                    "lambda": b.params.get("lambda"),
+                    "value": b.value,
+                    "params": b.params,
+                }
                 if b
                 else None,
                 range={"low": lam[0], "high": lam[1]} if lam else None,
+                metric=StudyFile.from_dict(attrs["spec"]).metric if "spec" in attrs else "value",
             )
         )
     return Status(rows)
@@ -123,29 +133,44 @@ def status(storage_url: str | None = None) -> Status:
 
 # --- trials ----------------------------------------------------------------------------
 
-TRIAL_COLUMNS = ("number", "state", "lambda", "value", "seconds", "reason")
-JSON_KEYS = ("number", "state", "lambda", "value", "seconds")
+JSON_KEYS = ("number", "state", "lambda", "value", "seconds", "params", "metrics")
 
 
 @dataclass(frozen=True)
 class Trials:
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # JSON_KEYS plus "reason"
 
     def json(self) -> str:
         return json.dumps([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
 
     def frame(self):
+        """One column per searched parameter and per metric."""
         import pandas as pd
 
-        return pd.DataFrame(self.rows, columns=list(TRIAL_COLUMNS))
+        params = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
+        metrics = list(dict.fromkeys(k for r in self.rows for k in r["metrics"]))
+        flat = [
+            {
+                "number": r["number"],
+                "state": r["state"],
+                **{p: r["params"].get(p) for p in params},
+                "value": r["value"],
+                **{m: r["metrics"].get(m) for m in metrics},
+                "seconds": r["seconds"],
+                "reason": r["reason"],
+            }
+            for r in self.rows
+        ]
+        columns = ["number", "state", *params, "value", *metrics, "seconds", "reason"]
+        return pd.DataFrame(flat, columns=columns)
 
     def csv(self) -> str:
         return self.frame().to_csv(index=False)
 
     def text(self) -> str:
-        return (
-            self.frame().to_markdown(index=False, floatfmt=".4g") if self.rows else "no trials yet"
-        )
+        if not self.rows:
+            return "no trials yet"
+        return self.frame().to_markdown(index=False, floatfmt=".4g")
 
 
 SORTS = {
@@ -157,18 +182,26 @@ SORTS = {
 
 def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
     stored = load(name, storage_url)
-    rows = [
-        {
-            "number": t.number,
-            "state": t.state.name,
-            "lambda": lambda_of(t),
-            "value": t.value,
-            "seconds": seconds_of(t),
-            "reason": reason_of(t),
-        }
-        for t in stored.trials()
-    ]
-    return Trials(sorted(rows, key=SORTS[sort]))
+    minimize = stored.study.direction == StudyDirection.MINIMIZE
+    rows = []
+    for t in stored.trials():
+        result = t.user_attrs.get("result") or {}
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "lambda": lambda_of(t),
+                "value": t.value,
+                "seconds": seconds_of(t),
+                "params": values_of(t),
+                "metrics": result.get("metrics") or {},
+                "reason": reason_of(t),
+            }
+        )
+    key = SORTS[sort]
+    if sort == "value" and minimize:  # best first
+        key = lambda r: r["value"] if r["value"] is not None else float("inf")  # noqa: E731
+    return Trials(sorted(rows, key=key))
 
 
 # --- one trial -------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from sweep.display import number, params
 from sweep.errors import RunFailed
 from sweep.study import Stored, finished
 from sweep.studyfile import StudyFile
@@ -20,6 +21,7 @@ class Progress:
     counts: dict[str, int]
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
+    metric: str = "val_accuracy"
 
     def text(self) -> str:
         c = self.counts
@@ -27,8 +29,8 @@ class Progress:
         line += f", {c['PRUNED']} pruned)" if c["PRUNED"] else ")"
         line += f", {c['RUNNING']} running, {c['FAIL']} failed"
         if self.best_value is not None:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in (self.best_params or {}).items())
-            line += f"; best {self.best_value:.2%} ({shown})"
+            shown = params(self.best_params or {})
+            line += f"; best {number(self.metric, self.best_value)} ({shown})"
         return line
 
 
@@ -40,6 +42,7 @@ def progress(stored: Stored) -> Progress:
         stored.counts(),
         best.value if best else None,
         best.params if best else None,
+        stored.spec.metric,
     )
 
 

@@ -9,10 +9,11 @@ from typing import Any
 
 from core.schedules import Schedule
 from sweep import figures
+from sweep.display import label, number
 from sweep.inspection import load
 from sweep.study import Stored
 from sweep.studyfile import StudyFile
-from sweep.tables import display_table, label, number, study_folder, study_table, write_tables
+from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
 
 
 @dataclass
@@ -202,9 +203,7 @@ def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> li
             files.append(path)
             md += [f"![{name} best trial curves]({_rel(path, out)})", ""]
     md += [
-        display_table(study_table(study), spec.metric, sorted(spec.search)).to_markdown(
-            index=False
-        ),
+        markdown(display_table(study_table(study), spec.metric, sorted(spec.search))),
         "",
         "Files: " + ", ".join(f"[{p.name}]({_rel(p, out)})" for p in tables),
         "",

@@ -24,6 +24,7 @@ def resume_study(
     data_dir: str | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     oversubscribe: bool = False,
+    objective_dir: str | None = None,
 ) -> RunResult:
     """Recover dead trials of a stored study and top it up to its stored target."""
     check_jobs(jobs, oversubscribe)
@@ -44,6 +45,7 @@ def resume_study(
         trials=target,
         on_progress=on_progress,
         oversubscribe=oversubscribe,
+        objective_dir=objective_dir,
     )
     result.notes[:0] = notes
     return result

@@ -21,6 +21,7 @@ from typing import Any
 
 from core.data import FOLDER, DataError
 from sweep import datacache, pool
+from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function
 from sweep.progress import Progress, no_progress, progress
@@ -44,6 +45,7 @@ class RunResult:
     ranges: dict[str, tuple[float, float, bool]]
     notes: list[str]
     seconds: float
+    metric: str = "val_accuracy"
     already_done: bool = False
     tables: list[Path] = field(default_factory=list)
 
@@ -63,6 +65,7 @@ class RunResult:
             ranges=stored.ranges,
             notes=notes,
             seconds=seconds,
+            metric=stored.spec.metric,
             already_done=already_done,
         )
 
@@ -83,8 +86,8 @@ class RunResult:
             + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
         )
         if self.best_value is not None:
-            shown = ", ".join(f"{k} {v:.4g}" for k, v in self.best_params.items())
-            lines.append(f"best: {shown} -> validation accuracy {self.best_value:.2%}")
+            value = number(self.metric, self.best_value)
+            lines.append(f"best: {params(self.best_params)} -> {label(self.metric)} {value}")
         lines += [f"wrote {path}" for path in self.tables]
         return "\n".join(lines)
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from sweep.display import label, number
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
 from sweep.study import values_of
@@ -66,18 +67,10 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     return df.sort_values([*params[:1], "trial"]).reset_index(drop=True)[columns]
 
 
-def label(name: str) -> str:
-    """A column heading: val_accuracy -> "val accuracy"."""
-    return name.replace("_", " ")
-
-
-def number(name: str, value: object) -> str:
-    """A value as shown: accuracies as percentages, other numbers to 4 digits."""
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.2%}" if "accuracy" in name else f"{value:.4g}"
-    return str(value)
+def markdown(shown: pd.DataFrame) -> str:
+    """A display table as Markdown, its strings exactly as formatted (tabulate would
+    re-parse "9.724e-04" as a number and print it as 0.0009724)."""
+    return shown.to_markdown(index=False, disable_numparse=True)
 
 
 def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
@@ -113,7 +106,7 @@ def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     shown = display_table(df, spec.metric, sorted(spec.search))
     paths = [out / "table.csv", out / "table.md", out / "table.tex"]
     df.to_csv(paths[0], index=False)
-    paths[1].write_text(shown.to_markdown(index=False) + "\n")
+    paths[1].write_text(markdown(shown) + "\n")
     paths[2].write_text(
         _latex(shown, caption=f"Study {study.study_name}: {label(spec.metric)} by trial")
     )

@@ -140,6 +140,11 @@ def resolve_config(
     from sweep import studyfile
 
     base = studyfile.load(study_file) if study_file else None
+    if base is not None and base.train is None:
+        raise ConfigError(
+            f"{study_file} names its own objective ({base.objective.source}); `sweep train` "
+            "runs the built-in network: run the study with `sweep run` instead"
+        )
     config = base.train if base else TrainConfig(lam=0.01, cycles=1, n_s=500)
     chosen_split = split or (base.split if base else "exercise")
     changes = {k: v for k, v in train_overrides.items() if v is not None}
