@@ -31,18 +31,19 @@ def objective_path(section: ObjectiveSection, objective_dir: str | None = None) 
 
 def load_function(section: ObjectiveSection, objective_dir: str | None = None) -> Function:
     if section.file is not None:
-        return _from_file(str(objective_path(section, objective_dir).resolve()), section.function)
+        path = objective_path(section, objective_dir).resolve()
+        if not path.is_file():  # checked on every call: only the import is cached
+            raise StudyFileError(
+                f"objective file {path} does not exist; copy it there, or pass "
+                "--objective-dir DIR naming the folder that holds it"
+            )
+        return _from_file(str(path), section.function)
     assert section.module is not None
     return _from_module(section.module, section.function)
 
 
 @functools.cache
 def _from_file(path: str, function: str) -> Function:
-    if not Path(path).is_file():
-        raise StudyFileError(
-            f"objective file {path} does not exist; copy it there, or pass --objective-dir "
-            "DIR naming the folder that holds it"
-        )
     # A unique module name per path: two studies' objective.py files never collide.
     name = "sweep_objective_" + hashlib.sha1(path.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)

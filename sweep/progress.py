@@ -47,7 +47,7 @@ def progress(stored: Stored) -> Progress:
 
 
 def no_progress(stored: Stored, spec: StudyFile) -> RunFailed:
-    """The error for a study in which no trial finishes any more, with the first reasons."""
+    """The error for a study whose trials keep failing, with the first reasons."""
     failed = stored.trials(TrialState.FAIL)
     reasons = "; ".join(
         f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"

@@ -193,8 +193,17 @@ def run_study(
     )
     report = _reporter(stored, on_progress)
     try:
-        while finished(stored.counts()) < target:
+        c = stored.counts()
+        done, failed = finished(c), c["FAIL"]  # at the last progress
+        while done < target:
             notes += _round(stored, spec, job, jobs, report, poll)
+            c = stored.counts()
+            if finished(c) > done:
+                done, failed = finished(c), c["FAIL"]
+            elif c["FAIL"] - failed >= target or (
+                exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0
+            ):  # as many failures in a row as the study has trials, or a spent grid
+                raise no_progress(stored, spec)
     finally:
         stored.close()
     result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)
@@ -232,8 +241,6 @@ def _round(
         # has not gone stale yet): wait for them, recovering any that turn stale.
         time.sleep(poll)
         return notes + recover(stored)
-    if after["WAITING"] == 0 or exhausted(stored, spec):
-        raise no_progress(stored, spec)  # a whole round of trials and none finished
     return notes
 
 

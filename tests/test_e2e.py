@@ -178,7 +178,7 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
             text=True,
             start_new_session=True,
         )
-        wait_for(lambda: len(children(proc.pid)) >= 2, every=0.01)
+        wait_for(lambda p=proc: len(children(p.pid)) >= 2, every=0.01)
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -310,11 +310,14 @@ def test_trials_formats_and_sorting(setup, capsys):
     capsys.readouterr()
     assert main(["trials", "e2e", "--storage", url, "--format", "json", "--sort", "lambda"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [set(r) for r in rows] == [{"number", "state", "lambda", "value", "seconds"}] * 3
+    keys = {"number", "state", "lambda", "value", "seconds", "params", "metrics"}
+    assert [set(r) for r in rows] == [keys] * 3
+    assert all(r["metrics"]["val_accuracy"] == r["value"] for r in rows)
     assert [r["lambda"] for r in rows] == sorted(r["lambda"] for r in rows)
     assert main(["trials", "e2e", "--storage", url, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == "number,state,lambda,value,seconds,reason" and len(lines) == 4
+    assert lines[0].startswith("number,state,lambda,value,val_accuracy,train_accuracy,")
+    assert lines[0].endswith(",seconds,reason") and len(lines) == 4
     assert main(["trials", "e2e", "--storage", url]) == 0
     assert capsys.readouterr().out.count("COMPLETE") == 3
 

@@ -139,3 +139,56 @@ def test_unreachable_server_and_missing_driver_are_clear_errors(capsys, monkeypa
     monkeypatch.setitem(sys.modules, "psycopg", None)
     assert main(["status", "--storage", "postgresql://u:p@127.0.0.1:9/db"]) == 2
     assert "pip install 'lambda-sweep[postgres]'" in capsys.readouterr().err
+
+
+def test_a_user_function_with_remote_workers(pg_url, tmp_path):
+    # The orchestrator only creates, queues and watches; two workers run every trial.
+    (tmp_path / "slow.py").write_text(
+        "import os, time\n\n"
+        "def objective(params, ctx):\n"
+        "    time.sleep(0.2)\n"
+        "    return {'score': -abs(params['x'] - 3), 'pid': os.getpid()}\n"
+    )
+    (tmp_path / "u.toml").write_text(
+        '[study]\nname = "u"\ntrials = 12\nseed = 4\n'
+        '[objective]\nfile = "slow.py"\nmetric = "score"\n'
+        "[search.x]\nlow = 0.0\nhigh = 6.0\nlog = false\n"
+    )
+    watcher = subprocess.Popen(
+        sweep("run", str(tmp_path / "u.toml"), "--storage", pg_url, "--jobs", "0"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def created() -> bool:
+        try:
+            return "u" in {
+                s.study_name for s in open_storage(pg_url, read_only=True).get_all_studies()
+            }
+        except StorageError:  # the orchestrator is still creating the schema
+            return False
+
+    wait_for(created)
+    workers = [
+        subprocess.Popen(
+            sweep("worker", "u", "--storage", pg_url, "--threads", "1"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for w in workers:
+        _, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+    _, err = watcher.communicate(timeout=120)
+    assert watcher.returncode == 0, err
+    trials = optuna.load_study(study_name="u", storage=pg_url).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    planned = sorted(
+        plan.values_at("random", 4, i, {"x": (0.0, 6.0, False)})["x"] for i in range(12)
+    )
+    assert sorted(t.params["x"] for t in done) == pytest.approx(planned)
+    pids = {t.user_attrs["result"]["metrics"]["pid"] for t in done}
+    assert len(pids) >= 2  # both machines' workers took trials

@@ -1,0 +1,288 @@
+"""Studies of the user's own functions: the [objective] section, any parameters, failures."""
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.cli import main
+from sweep.runner import run_study
+from sweep.studyfile import load
+from tests.test_cli_errors import check
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def study(folder: Path, name: str, objective: str, search: str, extra: str = "") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\ntrials = 6\nseed = 5\n{extra}\n'
+        f"[objective]\n{objective}\n{search}\n"
+    )
+    return path
+
+
+FUNCTIONS = '''
+import math, os
+
+def quadratic(params, ctx):
+    ctx.report(0, params["x"])
+    return {"loss": (params["x"] - 2) ** 2, "twice": 2 * params["x"], "n": params["n"]}
+
+def picky(params, ctx):
+    if params["x"] > 5:
+        raise ValueError(f"x is too large: {params['x']:.3f}")
+    if params["x"] < 1:
+        return float("nan")
+    return params["x"]
+
+def kinds(params, ctx):
+    assert isinstance(params["layers"], int) and params["act"] in ("relu", "tanh")
+    return {"score": params["layers"] + (params["act"] == "relu"), "epochs": params["epochs"]}
+
+def no_metric(params, ctx):
+    return {"something_else": 1.0}
+
+def loads(params, ctx):
+    return load_data(ctx.data_dir).sum() * 0 + params["x"]
+
+_DATA = None
+
+def load_data(folder):
+    """The per-process cache a function should use for its data (README)."""
+    global _DATA
+    if _DATA is None:
+        import numpy as np
+        with open(os.path.join(folder, "loads.log"), "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        _DATA = np.load(os.path.join(folder, "big.npy"), mmap_mode=None)
+    return _DATA
+'''
+
+
+@pytest.fixture
+def folder(tmp_path):
+    (tmp_path / "funcs.py").write_text(FUNCTIONS)
+    return tmp_path
+
+
+def test_a_minimised_dict_metric_with_every_key_recorded(folder, capsys):
+    path = study(
+        folder,
+        "q",
+        'file = "funcs.py"\nfunction = "quadratic"\nmetric = "loss"\ndirection = "minimize"',
+        "[train]\nn = 3\n[search.x]\nlow = -5.0\nhigh = 5.0\nlog = false",
+    )
+    url = f"sqlite:///{folder}/q.db"
+    assert (
+        main(["run", str(path), "--storage", url, "--jobs", "2", "--out", str(folder / "o")]) == 0
+    )
+    capsys.readouterr()
+    assert main(["trials", "q", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 6 and all(r["lambda"] is None for r in rows)
+    for r in rows:
+        x = r["params"]["x"]
+        assert r["metrics"] == pytest.approx({"loss": (x - 2) ** 2, "twice": 2 * x, "n": 3})
+        assert r["value"] == pytest.approx((x - 2) ** 2)
+    best = min(rows, key=lambda r: r["value"])
+    table = (folder / "o" / "q" / "table.csv").read_text().splitlines()
+    assert table[0].startswith("trial,x,loss,loss_sd,twice,n,state,rank,best")
+    assert main(["status", "--storage", url, "--json"]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert status["best"]["trial"] == best["number"] and status["metric"] == "loss"
+
+
+def test_failures_are_reasons_and_the_study_goes_on(folder, capsys):
+    path = study(
+        folder,
+        "p",
+        'file = "funcs.py"\nfunction = "picky"',
+        "[search.x]\nlow = 0.0\nhigh = 10.0\nlog = false",
+    )
+    url = f"sqlite:///{folder}/p.db"
+    result = run_study(load(path), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 6
+    trials = optuna.load_study(study_name="p", storage=url).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    reasons = {t.user_attrs["fail_reason"] for t in failed}
+    assert any(r.startswith("ValueError: x is too large: ") for r in reasons)
+    assert any(r == "value is nan" for r in reasons)
+    assert all(1 <= t.params["x"] <= 5 for t in trials if t.state == TrialState.COMPLETE)
+    capsys.readouterr()
+    number = next(t.number for t in failed if "too large" in t.user_attrs["fail_reason"])
+    main(["show", "p", str(number), "--storage", url])
+    assert "fail_reason: ValueError: x is too large" in capsys.readouterr().out
+
+
+def test_a_metric_the_function_does_not_return_fails_every_trial_with_that_reason(folder, capsys):
+    path = study(
+        folder,
+        "m",
+        'file = "funcs.py"\nfunction = "no_metric"\nmetric = "accuracy"',
+        "[search.x]\nlow = 1.0\nhigh = 2.0",
+    )
+    url = f"sqlite:///{folder}/m.db"
+    capsys.readouterr()
+    assert main(["run", str(path), "--storage", url, "--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "made no progress: 6 trial(s) failed" in err
+    assert "the function returned no 'accuracy' (it returned something_else)" in err
+
+
+def test_int_and_categorical_parameters(folder):
+    path = study(
+        folder,
+        "k",
+        'file = "funcs.py"\nfunction = "kinds"\nmetric = "score"',
+        "[train]\nepochs = 4\n[search.layers]\nlow = 1\nhigh = 4\nint = true\n"
+        '[search.act]\nchoices = ["relu", "tanh"]',
+    )
+    url = f"sqlite:///{folder}/k.db"
+    run_study(load(path), storage_url=url, jobs=1)
+    trials = optuna.load_study(study_name="k", storage=url).trials
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert {t.params["act"] for t in trials} <= {"relu", "tanh"}
+    assert all(isinstance(t.params["layers"], int) for t in trials)
+    assert {t.user_attrs["result"]["metrics"]["epochs"] for t in trials} == {4.0}
+
+
+def test_data_is_loaded_once_per_worker_process_not_per_trial(folder):
+    import numpy as np
+
+    np.save(folder / "big.npy", np.zeros(100 * 2**20 // 8))  # 100 MB
+    path = study(
+        folder,
+        "d",
+        'file = "funcs.py"\nfunction = "loads"',
+        "[search.x]\nlow = 1.0\nhigh = 2.0",
+    )
+    path.write_text(path.read_text().replace("trials = 6", "trials = 10"))
+    run_study(load(path), storage_url=f"sqlite:///{folder}/d.db", jobs=2, data_dir=str(folder))
+    loads = (folder / "loads.log").read_text().split()
+    assert len(loads) == len(set(loads)) <= 2  # one load per worker process, 10 trials
+
+
+@pytest.mark.parametrize(
+    ("objective", "search", "message"),
+    [
+        ('file = "funcs.py"\nmodule = "x"', "", "needs exactly one of file"),
+        ('function = "quadratic"', "", "needs exactly one of file"),
+        ('file = "missing.py"', "", "objective file "),
+        ('module = "no_such_module_here"', "", "objective module 'no_such_module_here' cannot"),
+        ('file = "funcs.py"\nfunction = "nope"', "", "has no function 'nope'"),
+        ('file = "raises.py"', "", "raises.py raised ZeroDivisionError at import (line 3)"),
+        (
+            'file = "funcs.py"',
+            '[search.y]\nchoices = [1, 2]\nnarrow_from = "c"',
+            "cannot be narrowed",
+        ),
+        ('file = "funcs.py"\ndirection = "up"', "", "objective.direction is 'up'"),
+    ],
+)
+def test_bad_objectives_are_one_line_errors_before_anything_is_written(
+    folder, capsys, objective, search, message
+):
+    (folder / "raises.py").write_text("import math\n\nx = 1 / 0\n")
+    path = study(folder, "bad", objective, search or "[search.x]\nlow = 1.0\nhigh = 2.0")
+    url = f"sqlite:///{folder}/bad.db"
+    check(capsys, ["run", str(path), "--storage", url], message)
+    assert not (folder / "bad.db").exists()
+
+
+def test_a_worker_elsewhere_says_what_to_copy(folder, capsys, tmp_path_factory):
+    path = study(
+        folder,
+        "w",
+        'file = "funcs.py"\nfunction = "picky"',
+        "[search.x]\nlow = 1.0\nhigh = 2.0",
+        extra='sampler = "tpe"',  # workers sample: nothing needs queueing by an orchestrator
+    )
+    url = f"sqlite:///{folder}/w.db"
+    assert main(["run", str(path), "--storage", url, "--trials", "1"]) == 0
+    optuna.load_study(study_name="w", storage=url).set_user_attr("target", 3)
+    before = digest_of(folder / "w.db")
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    (folder / "funcs.py").rename(elsewhere / "funcs.py")  # as on another machine
+    check(capsys, ["worker", "w", "--storage", url], "pass --objective-dir DIR")
+    assert digest_of(folder / "w.db") == before
+    assert main(["worker", "w", "--storage", url, "--objective-dir", str(elsewhere)]) == 0
+    trials = optuna.load_study(study_name="w", storage=url).trials
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+def digest_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def synthetic_optimum() -> float:
+    namespace: dict = {}
+    exec((EXAMPLES / "synthetic" / "objective.py").read_text(), namespace)
+    return namespace["OPTIMUM"]
+
+
+@pytest.mark.parametrize("suffix", ["", "_min"], ids=["maximise", "minimise"])
+def test_coarse_then_fine_lands_within_a_tenth_of_a_decade_of_the_optimum(tmp_path, suffix):
+    url = f"sqlite:///{tmp_path}/s.db"
+    for stage in ("coarse", "fine"):
+        path = EXAMPLES / "synthetic" / f"{stage}{suffix}.toml"
+        result = run_study(load(path), storage_url=url, jobs=2)
+    best = result.best_params["lambda"]
+    assert abs(math.log10(best) - math.log10(synthetic_optimum())) < 0.1
+    low, high, _ = result.ranges["lambda"]
+    assert low < synthetic_optimum() < high and math.log10(high / low) < 2
+
+
+def test_the_softmax_example_runs_as_shipped(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/sm.db"
+    for stage, trials in (("coarse", 3), ("fine", 2)):
+        path = EXAMPLES / "softmax" / f"{stage}.toml"
+        text = path.read_text().replace('split = "search"', 'split = "exercise"')
+        text = text.replace("epochs = 10", "epochs = 1")
+        (tmp_path / "objective.py").write_text((EXAMPLES / "softmax" / "objective.py").read_text())
+        (tmp_path / f"{stage}.toml").write_text(text)
+        spec = load(tmp_path / f"{stage}.toml")
+        result = run_study(spec, storage_url=url, jobs=2, data_dir=str(cifar_dir), trials=trials)
+        assert result.counts["COMPLETE"] == trials and result.best_value > 0.3
+    assert load(EXAMPLES / "softmax" / "fine.toml").parent == "softmax-coarse"
+
+
+def test_the_softmax_gradients_match_numerical_ones():
+    import numpy as np
+
+    namespace: dict = {"__name__": "softmax"}
+    source = (EXAMPLES / "softmax" / "objective.py").read_text()
+    exec(compile(source.replace("from sweep.builtin import cifar10\n", ""), "o", "exec"), namespace)
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((20, 30)), rng.integers(0, 10, 20)
+    W, b = rng.standard_normal((10, 30)) * 0.1, rng.standard_normal(10) * 0.1
+    gW, gb = namespace["gradients"](W, b, X, y, 0.1)
+    h = 1e-5  # centred differences in float64: truncation ~h^2, rounding ~1e-16 / h
+    for grad, param in ((gW, W), (gb, b)):
+        numeric = np.zeros_like(param)
+        for i in np.ndindex(param.shape):
+            old = param[i]
+            param[i] = old + h
+            plus = namespace["cost"](W, b, X, y, 0.1)[0]
+            param[i] = old - h
+            minus = namespace["cost"](W, b, X, y, 0.1)[0]
+            param[i] = old
+            numeric[i] = (plus - minus) / (2 * h)
+        rel = np.abs(grad - numeric) / np.maximum(1e-12, np.abs(grad) + np.abs(numeric))
+        assert rel.max() < 1e-6
+
+
+def test_sweep_train_refuses_a_study_of_another_function(folder, capsys):
+    path = study(folder, "t", 'file = "funcs.py"', "[search.x]\nlow = 1.0\nhigh = 2.0")
+    check(capsys, ["train", str(path)], "`sweep train` runs the built-in network")
+
+
+def test_the_example_functions_are_documented():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for name in ("examples/softmax", "examples/synthetic", "once per worker process"):
+        assert name in readme
