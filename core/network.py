@@ -117,6 +117,17 @@ def backward(params: Params, X: np.ndarray, y: np.ndarray, lam: float) -> tuple[
     )
 
 
+def predict(params: Params, X: np.ndarray, block: int = 2048) -> np.ndarray:
+    """The predicted class (n,) of each image in X (n, d), computed in blocks of rows."""
+    return np.concatenate(
+        [
+            forward(params, X[start : start + block])[1].argmax(axis=1)
+            for start in range(0, len(X), block)
+        ]
+        or [np.empty(0, dtype=np.int64)]
+    )
+
+
 def evaluate(
     params: Params, X: np.ndarray, y: np.ndarray, lam: float, block: int = 2048
 ) -> Evaluation:

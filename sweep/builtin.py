@@ -11,9 +11,11 @@ import functools
 from typing import Any
 
 from core.data import Split
+from core.network import predict
 from core.training import EvalPoint, TrainConfig, train
 from sweep import datacache
 from sweep.studyfile import TRAIN_KEYS
+from sweep.uncertainty import standard_error
 
 
 @functools.cache
@@ -47,9 +49,12 @@ def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
 
     result = train(cfg, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
     final = result.final
+    # Which validation images it gets right: ties with the best are tested on these.
+    ctx.keep_outcomes(predict(result.params, d.X_val) == d.y_val)
     return {
         "val_accuracy": final["val_accuracy"],
         "train_accuracy": final["train_accuracy"],
+        "train_accuracy_se": standard_error(final["train_accuracy"], len(d.y_train)),
         "val_loss": final["val_loss"],
         "val_cost": final["val_cost"],
         "train_loss": final["train_loss"],

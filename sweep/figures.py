@@ -92,7 +92,8 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
 
 def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
     """COMPLETE trials of the studies: study, stage, the parameter's value, the objective
-    metric, its sd over seeds, best (one per study and one overall)."""
+    metric, its standard error, its sd over seeds, whether it is tied with its study's
+    best, best (one per study and one overall)."""
     frames = []
     minimize = False
     for study in studies:
@@ -109,14 +110,16 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
                     "stage": study.user_attrs.get("stage", "coarse"),
                     param: df[param].astype(float),
                     "value": df[spec.metric].astype(float),
+                    "se": df["se"].astype(float),
                     "sd": df[f"{spec.metric}_sd"].astype(float),
+                    "tied": df["tied"].astype(object),
                     "best_in_study": df["best"].astype(bool),
                 }
             )
         )
     if not frames:
         return pd.DataFrame(
-            columns=["study", "stage", param, "value", "sd", "best_in_study", "best"]
+            columns=["study", "stage", param, "value", "se", "sd", "tied", "best_in_study", "best"]
         )
     out = pd.concat(frames, ignore_index=True)
     out["best"] = False
@@ -157,11 +160,23 @@ def plot_param(
         ax.errorbar(
             part[param],
             part["value"] * scale,
-            yerr=None if part["sd"].isna().all() else part["sd"].fillna(0) * scale,
+            yerr=None if part["se"].isna().all() else part["se"].fillna(0) * scale,
             fmt="o",
             capsize=3,
             color=colours.get(stage, "tab:gray"),
             label=f"{name} ({stage})",
+        )
+    tied = df[df["tied"].eq(True) & ~df["best_in_study"].astype(bool)]
+    if len(tied):
+        ax.scatter(
+            tied[param],
+            tied["value"] * scale,
+            s=160,
+            facecolors="none",
+            edgecolors="tab:green",
+            linewidths=1.5,
+            zorder=4,
+            label="tied with its study's best (McNemar, 5%)",
         )
     best = df[df["best"]]
     symbol = "λ" if param == "lambda" else param
@@ -183,7 +198,7 @@ def plot_param(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
-    ax.set_title(f"{symbol} against {metric.replace('_', ' ')}")
+    ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
     return _save(fig, path)
 
 

@@ -20,6 +20,7 @@ from sweep.errors import StudyNotFound
 from sweep.storage import open_storage, resolve_url
 from sweep.study import Stored, open_study, values_of
 from sweep.studyfile import StudyFile
+from sweep.uncertainty import Tied, study_ties, tied_span
 
 
 def load(name: str, storage_url: str | None = None) -> Stored:
@@ -57,6 +58,8 @@ class StudyStatus:
     best: dict[str, Any] | None  # {"trial", "lambda", "value", "params"}
     range: dict[str, float] | None  # {"low", "high"} of lambda
     metric: str = "val_accuracy"
+    tied: Tied | None = None  # trials tied with the best, and the range of param they span
+    param: str = "lambda"
 
     def json(self) -> dict[str, Any]:
         return {
@@ -68,6 +71,7 @@ class StudyStatus:
             "best": self.best,
             "range": self.range,
             "metric": self.metric,
+            "tied": self.tied.json() if self.tied else None,
         }
 
     def text(self) -> str:
@@ -81,6 +85,10 @@ class StudyStatus:
             line += f"; best trial {self.best['trial']} {shown} -> {label(self.metric)} {value}"
         if self.range:
             line += f"; range [{self.range['low']:.3g}, {self.range['high']:.3g}]"
+        if self.tied and self.tied.count is not None:
+            line += f"; {self.tied.count} tied with the best"
+            if self.tied.low is not None:
+                line += f" ({self.param} {self.tied.low:.3g}..{self.tied.high:.3g})"
         return line
 
 
@@ -109,6 +117,10 @@ def status(storage_url: str | None = None) -> Status:
         attrs = stored.attrs
         b = stored.best()
         lam = attrs.get("ranges", {}).get("lambda")
+        spec = StudyFile.from_dict(attrs["spec"]) if "spec" in attrs else None
+        metric = spec.metric if spec else "value"
+        # The span of the searched value tied trials cover: lambda, or the first parameter.
+        param = "lambda" if spec and "lambda" in spec.search else min(spec.search) if spec else ""
         rows.append(
             StudyStatus(
                 study=stored.name,
@@ -125,7 +137,9 @@ def status(storage_url: str | None = None) -> Status:
                 if b
                 else None,
                 range={"low": lam[0], "high": lam[1]} if lam else None,
-                metric=StudyFile.from_dict(attrs["spec"]).metric if "spec" in attrs else "value",
+                metric=metric,
+                tied=tied_span(stored.study, metric, param) if spec else None,
+                param=param,
             )
         )
     return Status(rows)
@@ -133,7 +147,7 @@ def status(storage_url: str | None = None) -> Status:
 
 # --- trials ----------------------------------------------------------------------------
 
-JSON_KEYS = ("number", "state", "lambda", "value", "seconds", "params", "metrics")
+JSON_KEYS = ("number", "state", "lambda", "value", "seconds", "se", "tied", "params", "metrics")
 
 
 @dataclass(frozen=True)
@@ -155,13 +169,15 @@ class Trials:
                 "state": r["state"],
                 **{p: r["params"].get(p) for p in params},
                 "value": r["value"],
+                "se": r["se"],
+                "tied": r["tied"],
                 **{m: r["metrics"].get(m) for m in metrics},
                 "seconds": r["seconds"],
                 "reason": r["reason"],
             }
             for r in self.rows
         ]
-        columns = ["number", "state", *params, "value", *metrics, "seconds", "reason"]
+        columns = ["number", "state", *params, "value", "se", "tied", *metrics, "seconds", "reason"]
         return pd.DataFrame(flat, columns=columns)
 
     def csv(self) -> str:
@@ -183,6 +199,7 @@ SORTS = {
 def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
     stored = load(name, storage_url)
     minimize = stored.study.direction == StudyDirection.MINIMIZE
+    ties = study_ties(stored.study, stored.spec.metric)
     rows = []
     for t in stored.trials():
         result = t.user_attrs.get("result") or {}
@@ -193,6 +210,8 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
                 "lambda": lambda_of(t),
                 "value": t.value,
                 "seconds": seconds_of(t),
+                "se": ties[t.number].se,
+                "tied": ties[t.number].tied,
                 "params": values_of(t),
                 "metrics": result.get("metrics") or {},
                 "reason": reason_of(t),

@@ -26,6 +26,7 @@ def narrow(
     log: bool = True,
     minimize: bool = False,
     is_int: bool = False,
+    keep: list[float] | None = None,
 ) -> Narrowed:
     """Narrow around the ``top_k`` best of ``results`` = [(value searched, score)].
 
@@ -39,14 +40,16 @@ def narrow(
     to = (lambda v: math.log10(v)) if log else float
     back = (lambda x: 10**x) if log else float
     ranked = sorted(results, key=lambda r: r[1], reverse=not minimize)
-    top = [to(v) for v, _ in ranked[: max(top_k, 1)]]
+    # The hull of the best top_k, or of the values given (e.g. the trials tied with the best).
+    top = [to(v) for v in keep] if keep else [to(v) for v, _ in ranked[: max(top_k, 1)]]
     tried = [to(v) for v, _ in results]
     span = 1.0 if log else (max(tried) - min(tried)) or 1.0
     lo, hi = min(top) - margin * span, max(top) + margin * span
     best = to(ranked[0][0])
     reach = max(hi - lo, 0.5 * span)
     unit = "decades" if log else "of the span tried"
-    note = f"hull of the top {len(top)} widened by {margin:g} {unit}"
+    what = f"the {len(top)} tied with the best" if keep else f"the top {len(top)}"
+    note = f"hull of {what} widened by {margin:g} {unit}"
     if len(results) > 1 and best <= min(tried):
         lo = min(lo, best - reach)
         note = f"best value {back(best):.3g} is the smallest tried: range extended below it"

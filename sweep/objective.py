@@ -17,6 +17,7 @@ import optuna
 from sweep import __version__, pruning
 from sweep.space import Dimension
 from sweep.studyfile import StudyFile
+from sweep.uncertainty import pack
 
 # Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
 STEP_STRIDE = pruning.STEP_STRIDE
@@ -36,6 +37,12 @@ class Context:
         self.trial = trial.number
         self.data_dir = data_dir
         self.curves: dict[str, list[float]] = {}
+        self.outcomes: np.ndarray | None = None
+
+    def keep_outcomes(self, correct: np.ndarray) -> None:
+        """Which validation images the final model classifies correctly (bool, one per
+        image): kept with the trial, one bit each, to test ties with the best."""
+        self.outcomes = np.asarray(correct, dtype=bool)
 
     def report(self, step: int, value: float, **more: float) -> None:
         """An intermediate value at ``step`` (for pruners and the learning curves); ``more``
@@ -97,7 +104,7 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> float:
         values = {name: dim.suggest(trial, name) for name, dim in sorted(self.space.items())}
         metric = self.spec.metric
-        runs, seconds, curves = [], [], None
+        runs, seconds, curves, kept = [], [], None, []
         for r in range(self.spec.study.repeats):
             seed = self.spec.study.seed + r
             ctx = Context(trial, r, seed, self.data_dir)
@@ -105,6 +112,8 @@ class Objective:
             out = self.function({**self.spec.fixed, **values, "seed": seed}, ctx)
             seconds.append(time.perf_counter() - started)
             runs.append(metrics_of(out, self.spec.objective.metric))
+            if ctx.outcomes is not None:
+                kept.append(ctx.outcomes)
             if curves is None and ctx.curves:  # the first seed's, with the value named
                 curves = {metric if k == "value" else k: v for k, v in ctx.curves.items()}
         means = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
@@ -123,6 +132,9 @@ class Objective:
                 "seeds": [self.spec.study.seed + r for r in range(len(runs))],
                 "seconds": seconds,
                 "curves": curves,
+                "outcomes": {"n": len(kept[0]), "bits": [pack(k) for k in kept]}
+                if len(kept) == len(runs)
+                else None,
                 "data_fingerprint": self.fingerprint,
                 "version": __version__,
             },

@@ -14,6 +14,7 @@ from sweep.inspection import load
 from sweep.study import Stored
 from sweep.studyfile import StudyFile
 from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
+from sweep.uncertainty import LEVEL, compare, tied_span
 
 
 @dataclass
@@ -120,8 +121,10 @@ def write_report(
             ]
 
     md += _parameter_figures(studies, out, fmt, files)
+    by_name = {s.name: s for s in studies}
     for study in studies:
         md += _study_section(study, out, fmt, files)
+        md += _uncertainty(study, by_name.get(study.spec.parent or ""))
 
     report = out / "report.md"
     report.write_text("\n".join(md) + "\n")
@@ -171,6 +174,42 @@ def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
         settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
     settings["trials by state"] = ", ".join(f"{k} {v}" for k, v in stored.counts().items() if v)
     return settings
+
+
+def _uncertainty(stored: Stored, parent: Stored | None) -> list[str]:
+    """One sentence on the trials tied with the best; for a fine stage, one on whether its
+    best can be told apart from its coarse stage's best (the same validation images)."""
+    spec = stored.spec
+    param = "lambda" if "lambda" in spec.search else min(spec.search)
+    symbol = "λ" if param == "lambda" else param
+    tied = tied_span(stored.study, spec.metric, param)
+    done = stored.counts()["COMPLETE"]
+    if not done:
+        return []
+    if tied.count is None:
+        md = [
+            "Ties with the best are unknown: the function kept no per-image outcomes and "
+            f"returned no `{spec.metric}_se`."
+        ]
+    elif tied.low is None:
+        md = [f"{tied.count} of {done} trials cannot be told apart from the best."]
+    else:
+        md = [
+            f"{tied.count} of {done} trials cannot be told apart from the best: {symbol} in "
+            f"[{tied.low:.3g}, {tied.high:.3g}] cannot be told apart on this validation set "
+            "(McNemar's exact test on the per-image outcomes, 5% level)."
+        ]
+    best, parent_best = stored.best(), parent.best() if parent else None
+    if best is not None and parent_best is not None:
+        verdict = compare(parent_best, best, spec.metric)
+        if verdict.p_value is not None:
+            md.append(
+                f"The fine stage's best ({number(spec.metric, best.value)}) "
+                + ("can" if verdict.p_value < LEVEL else "cannot")
+                + f" be told apart from the coarse stage's best "
+                f"({number(spec.metric, parent_best.value)}): McNemar p = {verdict.p_value:.2g}."
+            )
+    return [" ".join(md), ""]
 
 
 def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> list[str]:

@@ -63,6 +63,7 @@ class SearchRange:
     narrow_from: str | None = None
     top_k: int = 3
     margin: float = 0.25
+    narrow: str = "top_k"  # or "tied": the hull of the trials tied with the best
 
     def fixed(self) -> Dimension:
         """The range when it is not narrowed from another study."""
@@ -70,7 +71,8 @@ class SearchRange:
         return Dimension(self.low, self.high, self.log, self.is_int, choices)
 
 
-KEYS = ("low", "high", "log", "int", "choices", "narrow_from", "top_k", "margin")
+KEYS = ("low", "high", "log", "int", "choices", "narrow_from", "top_k", "margin", "narrow")
+NARROW_RULES = ("top_k", "tied")
 
 
 def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) -> SearchRange:
@@ -100,6 +102,7 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
             narrow_from=p.get(spec, f"{key}.narrow_from", (str,)),
             top_k=p.get(spec, f"{key}.top_k", (int,), 3),
             margin=float(p.get(spec, f"{key}.margin", (float, int), 0.25)),
+            narrow=p.choice(spec, f"{key}.narrow", NARROW_RULES, "top_k"),
         )
         if r.narrow_from == study_name:
             p.fail(f"{key}.narrow_from", "cannot name the study itself")

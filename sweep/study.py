@@ -23,6 +23,7 @@ from sweep.narrowing import narrow
 from sweep.space import Dimension
 from sweep.storage import StudyLock, count_states, open_storage
 from sweep.studyfile import StudyFile
+from sweep.uncertainty import study_ties
 
 MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
 ATTEMPT_ATTRS = ("worker", "fail_reason")  # belong to one attempt, never to its retry
@@ -154,6 +155,7 @@ def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target:
     notes: list[str] = []
     study, attrs = stored.study, stored.attrs
     if "spec" not in attrs:
+        study.set_metric_names([spec.metric])  # optuna-dashboard names the axis after it
         study.set_user_attr("spec", spec.to_dict())
         study.set_user_attr("stage", spec.stage)
         study.set_user_attr("parent", spec.parent)
@@ -169,6 +171,7 @@ def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target:
                 results = _parent_results(spec, stored.storage, existing, pname)
                 narrowed = narrow(
                     results,
+                    keep=_tied_values(spec, stored.storage, pname) if r.narrow == "tied" else None,
                     top_k=r.top_k,
                     margin=r.margin,
                     log=r.log,
@@ -224,6 +227,25 @@ def _parent_results(
             f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
         )
     return done
+
+
+def _tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:
+    """The parent's values of ``pname`` in trials tied with its best."""
+    parent = optuna.load_study(study_name=spec.parent, storage=storage)
+    metric = StudyFile.from_dict(parent.user_attrs["spec"]).metric
+    ties = study_ties(parent, metric)
+    tied = [
+        t.params[pname]
+        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if ties[t.number].tied and pname in t.params
+    ]
+    if not tied:
+        raise StudyFileError(
+            f'{spec.path}: search.{pname}.narrow = "tied" needs to know which trials of '
+            f"{spec.parent!r} are tied with its best, and it cannot tell (its function kept no "
+            f"per-image outcomes and returned no {metric}_se); use top_k instead"
+        )
+    return tied
 
 
 # --- the queue -------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
 from sweep.study import values_of
 from sweep.studyfile import StudyFile
+from sweep.uncertainty import study_ties
 
 
 def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:
@@ -29,12 +30,14 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     """One row per trial with a value or a final state, sorted by the first parameter.
 
     Columns: trial, each searched parameter, the objective metric (mean over repeats; for
-    a PRUNED trial its last intermediate value), METRIC_sd (over seeds), every other metric
-    the function returned, state, rank (1 = best COMPLETE), best (True on the best row),
-    reason (why a trial failed or was pruned).
+    a PRUNED trial its last intermediate value), se (its standard error), METRIC_sd (over
+    seeds), tied (cannot be told apart from the best: True/False, None if unknown), every
+    other metric the function returned, state, rank (1 = best COMPLETE), best (True on the
+    best row), reason (why a trial failed or was pruned).
     """
     spec = StudyFile.from_dict(study.user_attrs["spec"])
     metric, params = spec.metric, sorted(spec.search)
+    ties = study_ties(study, metric)
     rows, others = [], {}
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
@@ -48,13 +51,27 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
                 "trial": t.number,
                 **{p: values.get(p) for p in params},
                 metric: t.value,
+                "se": ties[t.number].se,
                 f"{metric}_sd": sd.get(metric),
+                "tied": ties[t.number].tied,
                 **extra,
                 "state": t.state.name,
                 "reason": reason_of(t),
             }
         )
-    columns = ["trial", *params, metric, f"{metric}_sd", *others, "state", "rank", "best", "reason"]
+    columns = [
+        "trial",
+        *params,
+        metric,
+        "se",
+        f"{metric}_sd",
+        "tied",
+        *(k for k in others if k != f"{metric}_se"),
+        "state",
+        "rank",
+        "best",
+        "reason",
+    ]
     if not rows:
         return pd.DataFrame(columns=columns)
     df = pd.DataFrame(rows)
@@ -73,24 +90,37 @@ def markdown(shown: pd.DataFrame) -> str:
     return shown.to_markdown(index=False, disable_numparse=True)
 
 
+def with_se(name: str, value: object, se: object) -> str:
+    """ "42.00% ± 0.23%", or the value alone when it has no standard error."""
+    text = number(name, value)
+    return text if se is None or pd.isna(se) else f"{text} ± {number(name, se)}"
+
+
 def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
-    """The table as shown in reports: formatted numbers, mean ± sd, the best row marked."""
+    """The table as shown in reports: formatted numbers with their standard error, the sd
+    over seeds, whether a trial is tied with the best, the best row marked."""
 
     def objective(row) -> str:
         text = number(metric, row[metric])
         if row["state"] == "PRUNED" and text != "–":  # its last intermediate value
             return f"({text} when pruned)"
-        if pd.notna(row[f"{metric}_sd"]):
-            text += f" ± {number(metric, row[f'{metric}_sd'])}"
+        if pd.notna(row["se"]):
+            text += f" ± {number(metric, row['se'])}"
         return text
 
-    fixed = {"trial", *params, metric, f"{metric}_sd", "state", "rank", "best", "reason"}
+    fixed = {"trial", *params, metric, "se", f"{metric}_sd", "tied", "state", "rank", "best"}
     out = pd.DataFrame({"rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))})
     for p in params:
         out[p] = df[p].map(lambda v, p=p: f"{v:.3e}" if isinstance(v, float) else number(p, v))
-    out[label(metric)] = df.apply(objective, axis=1) if len(df) else []
-    for name in [c for c in df.columns if c not in fixed]:
-        out[label(name)] = df[name].map(lambda v, n=name: number(n, v))
+    out[f"{label(metric)} ± se"] = df.apply(objective, axis=1) if len(df) else []
+    if len(df) and df[f"{metric}_sd"].notna().any():
+        out["sd over seeds"] = df[f"{metric}_sd"].map(lambda v: number(metric, v))
+    out["tied"] = df["tied"].map({True: "yes", False: "no"}).fillna("–")
+    for name in [c for c in df.columns if c not in fixed | {"reason"} and not c.endswith("_se")]:
+        se = df.get(f"{name}_se")
+        out[label(name)] = [
+            with_se(name, v, None if se is None else se.iloc[i]) for i, v in enumerate(df[name])
+        ]
     out["state"] = df["state"]
     out["best"] = df["best"].map(lambda b: "★" if b else "")
     if len(df) and df["reason"].astype(bool).any():

@@ -65,7 +65,8 @@ def test_repeats_average_several_seeds(tmp_path, cifar_dir):
         assert t.value == pytest.approx(sum(accs) / 3)
     df = study_table(study)
     shown = display_table(df, "val_accuracy", ["lambda"])
-    assert df["val_accuracy_sd"].notna().all() and "±" in shown["val accuracy"].iloc[0]
+    assert df["val_accuracy_sd"].notna().all() and "±" in shown["val accuracy ± se"].iloc[0]
+    assert shown["sd over seeds"].str.endswith("%").all()
 
 
 def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path, cifar_dir):

@@ -90,7 +90,7 @@ def test_a_minimised_dict_metric_with_every_key_recorded(folder, capsys):
         assert r["value"] == pytest.approx((x - 2) ** 2)
     best = min(rows, key=lambda r: r["value"])
     table = (folder / "o" / "q" / "table.csv").read_text().splitlines()
-    assert table[0].startswith("trial,x,loss,loss_sd,twice,n,state,rank,best")
+    assert table[0].startswith("trial,x,loss,se,loss_sd,tied,twice,n,state,rank,best")
     assert main(["status", "--storage", url, "--json"]) == 0
     (status,) = json.loads(capsys.readouterr().out)
     assert status["best"]["trial"] == best["number"] and status["metric"] == "loss"
