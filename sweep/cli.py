@@ -190,7 +190,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     exe = shutil.which("optuna-dashboard")
     if exe is None:
         raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
-    return subprocess.call([exe, url, "--port", str(args.port)])
+    return subprocess.call([exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

@@ -1,0 +1,211 @@
+"""Standard errors, McNemar's exact test, and which trials are tied with the best."""
+
+import json
+import math
+import shutil
+import socket
+import subprocess
+import urllib.request
+from fractions import Fraction
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import studyfile, uncertainty
+from sweep.cli import main
+from sweep.narrowing import narrow
+from sweep.runner import run_study
+from sweep.study import prepare
+from tests.conftest import study_text, sweep, wait_for
+
+
+def exact_p(b: int, c: int) -> float:
+    """An independent oracle in exact rational arithmetic: 2 P(X <= min(b, c)), capped."""
+    n = b + c
+    tail = sum(Fraction(math.comb(n, k), 2**n) for k in range(min(b, c) + 1))
+    return float(min(Fraction(1), 2 * tail))
+
+
+@pytest.mark.parametrize(
+    ("b", "c", "expected"),
+    [
+        (0, 0, 1.0),  # no discordant image: nothing tells them apart
+        (1, 0, 1.0),  # 2 * P(X <= 0 | n = 1) = 2 * 1/2
+        (5, 0, 0.0625),  # 2 / 32: not significant at 5%
+        (6, 0, 0.03125),  # 2 / 64: significant
+        (0, 6, 0.03125),  # symmetric
+        (3, 3, 1.0),
+    ],
+)
+def test_mcnemar_exact_against_hand_computed_values(b, c, expected):
+    assert uncertainty.mcnemar_exact(b, c) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("b", "c"), [(10, 20), (40, 60), (150, 120), (7, 31)])
+def test_mcnemar_exact_against_exact_fractions(b, c):
+    assert uncertainty.mcnemar_exact(b, c) == pytest.approx(exact_p(b, c), rel=1e-9)
+
+
+def test_mcnemar_exact_with_large_counts_matches_the_normal_approximation():
+    # b + c = 4150: the continuity-corrected normal approximation is accurate here.
+    b, c = 2000, 2150
+    z = (abs(b - c) - 1) / math.sqrt(b + c)
+    normal = math.erfc(z / math.sqrt(2))
+    assert uncertainty.mcnemar_exact(b, c) == pytest.approx(normal, rel=0.02)
+    assert uncertainty.mcnemar_exact(20000, 20000) == 1.0
+
+
+def test_outcomes_pack_to_one_bit_per_image():
+    correct = np.random.default_rng(0).random(5000) < 0.5
+    text = uncertainty.pack(correct)
+    assert len(text) <= 5000 / 8 * 4 / 3 + 4  # base64 of 625 bytes
+    assert (uncertainty.unpack(text, 5000) == correct).all()
+
+
+def test_standard_error():
+    assert uncertainty.standard_error(0.5, 10000) == pytest.approx(0.005)
+    assert uncertainty.standard_error(0.51, 5000) == pytest.approx(math.sqrt(0.51 * 0.49 / 5000))
+
+
+@pytest.fixture(scope="module")
+def tied_study(tmp_path_factory, cifar_dir):
+    folder = tmp_path_factory.mktemp("ties")
+    (folder / "t.toml").write_text(
+        study_text("t", trials=6, repeats=2, n_s=10, search="low = 1e-4\nhigh = 3.0")
+    )
+    url = f"sqlite:///{folder}/t.db"
+    run_study(studyfile.load(folder / "t.toml"), storage_url=url, jobs=2, data_dir=cifar_dir)
+    return url
+
+
+def test_each_trial_keeps_its_outcomes_and_ties_follow_the_paired_test(tied_study):
+    study = optuna.load_study(study_name="t", storage=tied_study)
+    done = study.get_trials(states=(TrialState.COMPLETE,))
+    best = max(done, key=lambda t: t.value)
+    ties = uncertainty.study_ties(study, "val_accuracy")
+    for t in done:
+        kept = uncertainty.outcomes(t)
+        assert len(kept) == 2  # one per seed
+        per_seed = [run["val_accuracy"] for run in t.user_attrs["result"]["per_seed"]]
+        assert [k.mean() for k in kept] == pytest.approx(per_seed)  # the same images
+        n = len(kept[0])
+        assert ties[t.number].se == pytest.approx(math.sqrt(t.value * (1 - t.value) / n))
+        # Seeds paired by seed, counts pooled: recomputed here from the bits.
+        b = sum(int((x & ~y).sum()) for x, y in zip(uncertainty.outcomes(best), kept, strict=True))
+        c = sum(int((~x & y).sum()) for x, y in zip(uncertainty.outcomes(best), kept, strict=True))
+        assert ties[t.number].p_value == pytest.approx(exact_p(b, c), rel=1e-9)
+        assert ties[t.number].tied == (exact_p(b, c) >= 0.05)
+    assert ties[best.number].tied is True
+    assert not all(ties[t.number].tied for t in done)  # lambda up to 3 is clearly worse
+
+
+def test_trials_status_and_tables_show_se_and_ties(tied_study, capsys, tmp_path):
+    capsys.readouterr()
+    assert main(["trials", "t", "--storage", tied_study, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    done = [r for r in rows if r["state"] == "COMPLETE"]
+    n = 1100  # the exercise split validates on data_batch_2 (1,100 synthetic images)
+    assert all(r["se"] == pytest.approx(math.sqrt(r["value"] * (1 - r["value"]) / n)) for r in done)
+    assert all(isinstance(r["tied"], bool) for r in done)
+    assert main(["status", "--storage", tied_study, "--json"]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    tied = [r for r in done if r["tied"]]
+    assert status["tied"] == {
+        "count": len(tied),
+        "low": min(r["lambda"] for r in tied),
+        "high": max(r["lambda"] for r in tied),
+    }
+    assert main(["table", "t", "--storage", tied_study, "--out", str(tmp_path)]) == 0
+    header = (tmp_path / "t" / "table.csv").read_text().splitlines()[0].split(",")
+    assert header[:6] == ["trial", "lambda", "val_accuracy", "se", "val_accuracy_sd", "tied"]
+    shown = (tmp_path / "t" / "table.md").read_text()
+    assert "val accuracy ± se" in shown and "| yes" in shown
+
+
+def test_report_says_which_lambdas_cannot_be_told_apart(tied_study, tmp_path):
+    assert main(["report", "t", "--storage", tied_study, "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "report.md").read_text()
+    assert "trials cannot be told apart from the best: λ in [" in text
+    assert "McNemar's exact test" in text
+
+
+def test_a_user_function_with_se_or_without(tmp_path):
+    (tmp_path / "f.py").write_text(
+        "def with_se(params, ctx):\n"
+        "    return {'score': params['x'], 'score_se': 0.05}\n"
+        "def bare(params, ctx):\n"
+        "    return params['x']\n"
+    )
+    for function, metric in (("with_se", 'metric = "score"'), ("bare", "")):
+        (tmp_path / f"{function}.toml").write_text(
+            f'[study]\nname = "{function}"\ntrials = 6\nseed = 1\n'
+            f'[objective]\nfile = "f.py"\nfunction = "{function}"\n{metric}\n'
+            "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+        )
+        url = f"sqlite:///{tmp_path}/{function}.db"
+        run_study(studyfile.load(tmp_path / f"{function}.toml"), storage_url=url)
+        study = optuna.load_study(study_name=function, storage=url)
+        ties = uncertainty.study_ties(study, "score" if metric else "value")
+        best = max(study.trials, key=lambda t: t.value)
+        for t in study.trials:
+            if function == "bare":
+                assert ties[t.number].tied is (True if t.number == best.number else None)
+            else:  # |best - x| < 1.96 * sqrt(2) * 0.05
+                close = abs(best.value - t.value) < 1.96 * math.hypot(0.05, 0.05)
+                assert ties[t.number].tied == close and ties[t.number].se == 0.05
+
+
+def test_a_fine_stage_can_narrow_to_the_trials_tied_with_the_best(tied_study, tmp_path):
+    shutil.copy(tied_study.removeprefix("sqlite:///"), tmp_path / "copy.db")
+    tied_study = f"sqlite:///{tmp_path}/copy.db"  # the fine stage goes into a copy
+    (tmp_path / "f.toml").write_text(
+        study_text("f", trials=2, n_s=10, search='narrow_from = "t"\nnarrow = "tied"\nmargin = 0.1')
+    )
+    stored = optuna.load_study(study_name="t", storage=tied_study)
+    ties = uncertainty.study_ties(stored, "val_accuracy")
+    tied = [t.params["lambda"] for t in stored.trials if ties[t.number].tied]
+    results = [(t.params["lambda"], t.value) for t in stored.trials if t.value is not None]
+    expected = narrow(results, keep=tied, top_k=3, margin=0.1)  # the hull of the tied ones
+    fine, notes = prepare(studyfile.load(tmp_path / "f.toml"), tied_study, target=2)
+    assert fine.ranges["lambda"][:2] == pytest.approx((expected.low, expected.high))
+    assert notes == [
+        f"lambda range narrowed from t: [{expected.low:.3g}, {expected.high:.3g}] ({expected.note})"
+    ]
+    assert "tied with the best" in expected.note or "extended" in expected.note
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_the_dashboard_lists_the_studies_with_their_metric(tied_study):
+    port = free_port()
+    proc = subprocess.Popen(
+        sweep("dashboard", "--storage", tied_study, "--port", str(port)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def get(path: str):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    return json.loads(r.read())
+            except OSError:
+                return None
+
+        studies = wait_for(lambda: get("/api/studies"), timeout=60)
+        (summary,) = studies["study_summaries"]
+        assert summary["study_name"] == "t"
+        detail = get(f"/api/studies/{summary['study_id']}")
+        assert detail["objective_names"] == ["val_accuracy"]
+        assert detail["has_intermediate_values"]  # learning curves from each recording
+    finally:
+        proc.terminate()
+        proc.wait(10)
