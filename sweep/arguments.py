@@ -77,6 +77,12 @@ def build_parser() -> _Parser:
     p.add_argument("--eta-max", type=_float)
     p.add_argument("--hidden", type=_positive_int)
     p.add_argument("--schedule", help="triangular | triangular2 | exp_range")
+    p.add_argument(
+        "--curves",
+        choices=("full", "cheap"),
+        help="full: both sets evaluated at every recording (default); cheap: the training "
+        "curve is the running mean of the batches, the final values stay exact",
+    )
     p.add_argument("--seed", type=int)
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--storage", help="study storage URL, for --lambda best:STUDY")

@@ -27,6 +27,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eta_max=args.eta_max,
         hidden=args.hidden,
         schedule=args.schedule,
+        curves=args.curves,
         seed=args.seed,
     )
     summary, _ = run_training(

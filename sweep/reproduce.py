@@ -131,7 +131,9 @@ def reproduce(
         )
 
     best = state.get(fine.study.name)["best_lambda"]
-    final = dataclasses.replace(fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed)
+    final = dataclasses.replace(
+        fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed, curves="full"
+    )
     _train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}

@@ -148,6 +148,9 @@ def _comparable(spec: StudyFile) -> dict:
     d = spec.to_dict()
     d.pop("path")
     d["study"].pop("trials")
+    d["objective"].pop("folder")  # the study file may move; the function is the same
+    for part in (d["train"] or {}, d["fixed"]):
+        part.pop("curves", None)  # how curves are recorded, not what the study is
     return d
 
 

@@ -36,6 +36,7 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "schedule": ("schedule", (str,)),
     "dtype": ("dtype", (str,)),
     "evals_per_cycle": ("evals_per_cycle", (int,)),
+    "curves": ("curves", (str,)),
 }
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size")
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
@@ -263,6 +264,7 @@ def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfi
     for name in ("lam", "eta_min", "eta_max"):
         if name in values:
             values[name] = float(values[name])
+    values.setdefault("curves", "cheap")  # studies need the final values, not full curves
     try:
         return split, TrainConfig(seed=seed, **values)
     except ConfigError as exc:

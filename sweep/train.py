@@ -145,7 +145,12 @@ def resolve_config(
             f"{study_file} names its own objective ({base.objective.source}); `sweep train` "
             "runs the built-in network: run the study with `sweep run` instead"
         )
-    config = base.train if base else TrainConfig(lam=0.01, cycles=1, n_s=500)
+    # A single run records full-set curves (the assignment's method) unless --curves says.
+    config = (
+        dataclasses.replace(base.train, curves="full")
+        if base
+        else TrainConfig(lam=0.01, cycles=1, n_s=500)
+    )
     chosen_split = split or (base.split if base else "exercise")
     changes = {k: v for k, v in train_overrides.items() if v is not None}
     if seed is not None:

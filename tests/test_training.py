@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -113,3 +115,19 @@ def test_batch_larger_than_training_set_is_rejected(exercise):
             exercise.X_val,
             exercise.y_val,
         )
+
+
+def test_cheap_curves_train_identically_and_end_exact(cifar_dir):
+    from core.data import load_split
+
+    d = load_split("exercise", cifar_dir)
+    base = TrainConfig(lam=0.01, n_s=20, cycles=1, evals_per_cycle=4, seed=3)
+    full = train(base, d.X_train, d.y_train, d.X_val, d.y_val)
+    cheap = train(dataclasses.replace(base, curves="cheap"), d.X_train, d.y_train, d.X_val, d.y_val)
+    for name in full.params.NAMES:  # recording never touches the training itself
+        np.testing.assert_array_equal(getattr(full.params, name), getattr(cheap.params, name))
+    assert cheap.final == full.final  # the last recording is exact on both full sets
+    assert cheap.curves["val_accuracy"] == full.curves["val_accuracy"]  # full val set always
+    # Earlier training points: the running mean of the batches, not the full set.
+    assert cheap.curves["train_loss"][:-1] != full.curves["train_loss"][:-1]
+    assert all(0 <= a <= 1 for a in cheap.curves["train_accuracy"])
