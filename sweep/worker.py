@@ -39,9 +39,10 @@ def next_trial(stored: Stored, planned: bool) -> tuple[optuna.Trial | None, bool
 
     Returns (trial or None, whether the study has reached its target).
     """
-    with stored.locked():
+    target = stored.target  # read afresh each time (a rerun may raise it), outside the lock
+    trial = None
+    with stored.locked():  # as short as possible: every worker of the study waits on it
         c = stored.counts()
-        target = stored.target  # read afresh: a rerun may raise it
         if finished(c) >= target:
             return None, True
         room = finished(c) + c["RUNNING"] < target
@@ -51,10 +52,11 @@ def next_trial(stored: Stored, planned: bool) -> tuple[optuna.Trial | None, bool
                 # them itself (Heartbeat below) around ask/tell.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = stored.study.ask()  # pops the oldest WAITING trial, else samples
-            # Who runs the trial: `sweep resume` recovers it if this process dies.
-            trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-            return trial, False
-    return None, False
+    if trial is not None:
+        # Who runs the trial: `sweep resume` recovers it if this process dies (one killed
+        # before this line has no worker recorded and is recovered by age, as before).
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
+    return trial, False
 
 
 class Heartbeat:

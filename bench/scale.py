@@ -1,0 +1,166 @@
+"""How many workers one study can feed: N `sweep worker` processes on a PostgreSQL study
+whose objective sleeps T seconds.
+
+    python bench/scale.py --storage postgresql+psycopg://... --workers 16 --trial-seconds 0.5 \
+        --trials 400 [--json]
+
+Reports complete trials, duplicates (planned values COMPLETE more than once), trials per
+second, efficiency = trials_per_s / (N / T) (the share of worker time spent inside trials),
+the wait from a worker finishing a trial to starting its next one (p50, p99), and the
+database's transactions per second (pg_stat_database). Never part of the test run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import optuna
+import sqlalchemy
+
+OBJECTIVE = """
+import time
+
+def objective(params, ctx):
+    time.sleep(params["seconds"])
+    return params["x"]
+"""
+
+
+def sweep(*args: str) -> list[str]:
+    exe = shutil.which("sweep")
+    return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
+
+
+def transactions(url: str) -> int:
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                    "WHERE datname = current_database()"
+                ).scalar()
+            )
+    finally:
+        engine.dispose()
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def run(url: str, workers: int, seconds: float, trials: int) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix="scale-"))
+    name = f"scale-{workers}-{seconds:g}-{int(time.time() * 1000) % 10**8}".replace(".", "_")
+    (folder / "sleep.py").write_text(OBJECTIVE)
+    (folder / "s.toml").write_text(
+        f'[study]\nname = "{name}"\ntrials = {trials}\nseed = 1\n'
+        f'[objective]\nfile = "sleep.py"\n[train]\nseconds = {seconds}\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    # The orchestrator creates the study, queues every value and watches (--jobs 0).
+    watcher = subprocess.Popen(
+        sweep("run", str(folder / "s.toml"), "--storage", url, "--jobs", "0", "--out", str(folder)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            study = optuna.load_study(study_name=name, storage=url)
+            if len(study.get_trials(deepcopy=False)) >= trials:
+                break
+        except KeyError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the orchestrator did not queue the study in 120 s")
+        time.sleep(0.2)
+    before = transactions(url)
+    started = time.monotonic()
+    procs = [
+        subprocess.Popen(
+            sweep("worker", name, "--storage", url, "--threads", "1"),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(workers)
+    ]
+    for p in procs:
+        p.wait()
+    watcher.wait(timeout=120)
+    wall = time.monotonic() - started
+    after = transactions(url)
+
+    done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    counts = Counter(round(t.params["x"], 12) for t in done)
+    first = min(t.datetime_start for t in done)
+    last = max(t.datetime_complete for t in done)
+    busy_wall = (last - first).total_seconds()
+    by_worker = defaultdict(list)
+    for t in done:
+        by_worker[t.user_attrs["worker"]["pid"]].append(t)
+    waits, inside, spans = [], 0.0, 0.0
+    for ts in by_worker.values():
+        ts.sort(key=lambda t: t.datetime_start)
+        for a, b in itertools.pairwise(ts):
+            waits.append((b.datetime_start - a.datetime_complete).total_seconds())
+        inside += sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ts)
+        spans += (ts[-1].datetime_complete - ts[0].datetime_start).total_seconds()
+    rate = len(done) / busy_wall
+    shutil.rmtree(folder, ignore_errors=True)
+    return {
+        "workers": workers,
+        "trial_seconds": seconds,
+        "trials": trials,
+        "complete": len(done),
+        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+        "trials_per_s": round(rate, 2),
+        # The issue's definition over the whole run, start-up of every process included:
+        "efficiency": round(rate / (workers / seconds), 3),
+        # The share of each worker's time inside trials from its first trial to its last
+        # (on one small machine, N interpreters starting at once skew the figure above).
+        "efficiency_working": round(inside / spans, 3) if spans else None,
+        "p50_wait_s": percentile(waits, 0.5),
+        "p99_wait_s": percentile(waits, 0.99),
+        "db_transactions_per_s": round((after - before) / wall, 1),
+        "wall_s": round(wall, 2),
+        "worker_exit_codes": sorted(Counter(p.returncode for p in procs).items()),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--storage", required=True, help="postgresql+psycopg://...")
+    parser.add_argument("--workers", type=int, nargs="+", default=[16])
+    parser.add_argument("--trial-seconds", type=float, nargs="+", default=[0.5])
+    parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = [run(args.storage, n, t, args.trials) for t in args.trial_seconds for n in args.workers]
+    if args.json:
+        print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
+        return
+    for r in rows:
+        print(
+            f"N={r['workers']:3} T={r['trial_seconds']:4}s: {r['complete']}/{r['trials']} complete,"
+            f" {r['duplicates']} duplicates, {r['trials_per_s']} trials/s, efficiency "
+            f"{r['efficiency']:.2f} ({r['efficiency_working']:.2f} once working), "
+            f"wait p50 {r['p50_wait_s']:.3f}s p99 {r['p99_wait_s']:.3f}s, "
+            f"{r['db_transactions_per_s']} db transactions/s"
+        )
+
+
+if __name__ == "__main__":
+    main()
