@@ -49,6 +49,24 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def start(*args: str) -> subprocess.Popen:
+    """The real `sweep` command in its own process group, as a terminal runs it."""
+    return subprocess.Popen(
+        sweep(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def ctrl_c_mid_trial(proc: subprocess.Popen, url: str) -> str:
+    """Wait until a trial runs, send Ctrl-C to the command's process group; its stderr."""
+    wait_for(lambda: running_workers(url))
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    return proc.communicate(timeout=60)[1]
+
+
 def running_workers(url: str) -> list[int]:
     """Pids of live workers that are in the middle of a trial."""
     from sweep.recovery import pid_alive
@@ -111,16 +129,8 @@ def test_kill_workers_three_times_then_resume(setup):
 
 def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     path, url, common = setup(trials=6, n_s=800)
-    proc = subprocess.Popen(
-        sweep("run", str(path), "--jobs", "2", *common),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    wait_for(lambda: running_workers(url))
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
-    _, err = proc.communicate(timeout=60)
+    proc = start("run", str(path), "--jobs", "2", *common)
+    err = ctrl_c_mid_trial(proc, url)
     assert proc.returncode == 130, err
     assert "sweep resume e2e" in err and "Traceback" not in err
     final = trials(url)
@@ -140,25 +150,9 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
         study_text("e2e", trials=4, seed=3, n_s=600, evals_per_cycle=10)
     )
     url = f"sqlite:///{tmp_path}/e2e.db"
-    proc = subprocess.Popen(
-        sweep(
-            "run",
-            str(tmp_path / "e2e.toml"),
-            "--jobs",
-            "2",
-            "--storage",
-            url,
-            "--data-dir",
-            str(spaced),
-        ),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    wait_for(lambda: running_workers(url))
-    os.killpg(proc.pid, signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    toml = str(tmp_path / "e2e.toml")
+    proc = start("run", toml, "--jobs", "2", "--storage", url, "--data-dir", str(spaced))
+    err = ctrl_c_mid_trial(proc, url)
     hint = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
     assert "'" in hint and "--data-dir" in hint
     done = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, timeout=300)
@@ -171,13 +165,7 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
     # a Ctrl-C then used to print a KeyboardInterrupt traceback from each of them.
     path, _, common = setup(trials=2, n_s=400)
     for delay in (0.0, 0.3, 0.6):
-        proc = subprocess.Popen(
-            sweep("run", str(path), "--jobs", "2", *common),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        proc = start("run", str(path), "--jobs", "2", *common)
         wait_for(lambda p=proc: len(children(p.pid)) >= 2, every=0.01)
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGINT)
@@ -332,16 +320,8 @@ def test_sweep_worker_joins_is_interrupted_and_another_finishes(setup):
     )
     wait_for(lambda: len(trials(url)) == 6)  # created and queued
     joined = ["worker", "e2e", "--threads", "1", *common]
-    first = subprocess.Popen(
-        sweep(*joined),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    wait_for(lambda: running_workers(url))
-    os.killpg(first.pid, signal.SIGINT)
-    _, err = first.communicate(timeout=60)
+    first = start(*joined)
+    err = ctrl_c_mid_trial(first, url)
     assert first.returncode == 130 and "sweep resume e2e" in err
     assert not [t for t in trials(url) if t.state == TrialState.RUNNING]
     second = subprocess.run(sweep(*joined), capture_output=True, text=True, timeout=300)
