@@ -105,12 +105,13 @@ def sweep_once(spec, folder: Path, data_dir: str, jobs: int, threads: int, label
         wall = time.perf_counter() - t0
     study = optuna.load_study(study_name="bench", storage=url)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    training = sum(sum(t.user_attrs["result"]["train_seconds"]) for t in done)
+    # Seconds inside the objective, per trial (each seed's call).
+    training = sum(sum(t.user_attrs["result"]["seconds"]) for t in done)
     return {
         "label": label,
         "trials": len(done),
         "wall_s": wall,
-        "worker_wall_s": result.worker_seconds,
+        "run_s": result.seconds,
         "trials_per_hour": len(done) / wall * 3600,
         "overhead_fraction": 1 - training / (jobs * wall),
         "peak_pss_mb": mem.peak,
