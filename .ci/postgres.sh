@@ -2,6 +2,7 @@
 # Start a throwaway PostgreSQL server on 127.0.0.1 and print its URL (for the tests).
 #   eval "$(.ci/postgres.sh start)"   -> exports SWEEP_TEST_POSTGRES_URL and PG_TEST_DIR
 #   .ci/postgres.sh stop "$PG_TEST_DIR"
+#   .ci/postgres.sh restart "$PG_TEST_DIR"   (the fault tests restart the server mid-study)
 # Installs Debian's postgresql package when the server binaries are missing.
 set -euo pipefail
 
@@ -30,13 +31,17 @@ case "${1:-}" in
     echo "export SWEEP_TEST_POSTGRES_URL=postgresql+psycopg://postgres@127.0.0.1:$PORT/sweep_test"
     echo "export PG_TEST_DIR=$DIR"
     ;;
+  restart)
+    DIR=${2:?usage: postgres.sh restart DIR}
+    as_postgres "$(bin_dir)/pg_ctl" -D "$DIR/data" -m fast -w restart >/dev/null
+    ;;
   stop)
     DIR=${2:?usage: postgres.sh stop DIR}
     as_postgres "$(bin_dir)/pg_ctl" -D "$DIR/data" -m fast -w stop >/dev/null || true
     rm -rf "$DIR"
     ;;
   *)
-    echo "usage: $0 start | stop DIR" >&2
+    echo "usage: $0 start | stop DIR | restart DIR" >&2
     exit 2
     ;;
 esac

@@ -38,11 +38,20 @@ def lambda_of(t: FrozenTrial) -> float | None:
     return values_of(t).get("lambda")
 
 
+STALE = "no heartbeat for the grace period (worker gone or cut off); its values ran again"
+
+
 def reason_of(t: FrozenTrial) -> str:
-    """Why a trial failed (only FAIL and PRUNED trials have a reason)."""
-    if t.state.name not in ("FAIL", "PRUNED"):
-        return ""
-    return str(t.user_attrs.get("fail_reason", t.user_attrs.get("prune_reason", "")))
+    """Why a trial failed (only FAIL and PRUNED trials have a reason).
+
+    Every FAIL the sweep decides records its reason first; the one it cannot is Optuna's
+    own stale-heartbeat failure, which finishes the trial before the sweep is called.
+    """
+    if t.state.name == "PRUNED":
+        return str(t.user_attrs.get("prune_reason", ""))
+    if t.state.name == "FAIL":
+        return str(t.user_attrs.get("fail_reason", STALE))
+    return ""
 
 
 # --- status ----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function
 from sweep.progress import Progress, no_progress, progress
 from sweep.recovery import recover
-from sweep.storage import resolve_url, validate_url
+from sweep.storage import resolve_url, retrying, unreachable, validate_url
 from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
 from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
@@ -197,7 +197,7 @@ def run_study(
         done, failed = finished(c), c["FAIL"]  # at the last progress
         while done < target:
             notes += _round(stored, spec, job, jobs, report, poll)
-            c = stored.counts()
+            c = retrying(stored.counts)
             if finished(c) > done:
                 done, failed = finished(c), c["FAIL"]
             elif c["FAIL"] - failed >= target or (
@@ -221,12 +221,12 @@ def _round(
     poll: float,
 ) -> list[str]:
     """Top the queue up and let the workers run it; returns notes."""
-    before = stored.counts()
-    top_up(stored, spec)
+    before = retrying(stored.counts)
+    retrying(lambda: top_up(stored, spec))
     if jobs == 0:  # workers elsewhere (`sweep worker`) do the work: watch and recover
         time.sleep(poll)
         report()
-        return recover(stored)
+        return retrying(lambda: recover(stored))
     notes = []
     _, crashed = pool.run(job, jobs, stored, on_poll=report, poll=poll)
     if crashed:
@@ -250,7 +250,12 @@ def _reporter(stored: Stored, on_progress: Callable[[Progress], None] | None) ->
     def report() -> None:
         if on_progress is None:
             return
-        p = progress(stored)
+        try:
+            p = progress(stored)
+        except Exception as exc:
+            if unreachable(exc):
+                return  # no progress line while the database is away
+            raise
         if [p.text()] != last:
             on_progress(p)
             last[:] = [p.text()]

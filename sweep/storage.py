@@ -13,9 +13,11 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import optuna
 import sqlalchemy
@@ -31,6 +33,7 @@ GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
+T = TypeVar("T")
 
 
 def quiet_optuna() -> None:
@@ -226,6 +229,42 @@ def _need_psycopg() -> None:
         ) from None
 
 
+OUTAGE_SECONDS = float(os.environ.get("SWEEP_OUTAGE_SECONDS", "120"))  # then give up
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """Whether an exception means the database cannot be reached right now (a server
+    restart, a dropped connection), as opposed to a bug or bad data."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
+            return True
+        if getattr(exc, "connection_invalidated", False):
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+def retrying(call: Callable[[], T], *, patience: float = OUTAGE_SECONDS) -> T:
+    """``call()``, retried with back-off (0.2 s doubling to 5 s) while the database is
+    unreachable; after ``patience`` seconds a one-line StorageError."""
+    delay, deadline = 0.2, None
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not unreachable(exc):
+                raise
+            deadline = deadline or time.monotonic() + patience
+            if time.monotonic() > deadline:
+                raise StorageError(
+                    f"lost the storage for {patience:.0f} s ({first_line(exc)}); "
+                    "rerun the command when the database is back"
+                ) from None
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
 def first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -267,26 +306,40 @@ class StudyLock:
     def __init__(self, storage: RDBStorage, url: str, study_name: str):
         self._file = None
         self._conn = None
+        self._engine = storage.engine
         if url.startswith("sqlite"):
             self._file = open(str(sqlite_path(url)) + ".lock", "a+b")  # noqa: SIM115
         else:
-            self._conn = storage.engine.connect()
             self._key = _lock_key(f"study:{study_name}")
+
+    def _advisory(self, call: str) -> None:
+        """Run pg_advisory_(un)lock on the lock's own connection, opened anew after a
+        lost one (a server restart also releases every advisory lock)."""
+        try:
+            if self._conn is None:
+                self._conn = self._engine.connect()
+            self._conn.exec_driver_sql(f"SELECT {call}({self._key})")
+            self._conn.commit()
+        except Exception:
+            if self._conn is not None:
+                with contextlib.suppress(Exception):
+                    self._conn.close()
+                self._conn = None
+            raise
 
     def __enter__(self) -> StudyLock:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_EX)
         else:
-            self._conn.exec_driver_sql(f"SELECT pg_advisory_lock({self._key})")
-            self._conn.commit()
+            self._advisory("pg_advisory_lock")
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
-        else:
-            self._conn.exec_driver_sql(f"SELECT pg_advisory_unlock({self._key})")
-            self._conn.commit()
+        elif self._conn is not None:  # gone with the server: nothing left to release
+            with contextlib.suppress(Exception):
+                self._advisory("pg_advisory_unlock")
 
     def close(self) -> None:
         if self._file is not None:

@@ -28,7 +28,7 @@ from sweep import plan, pruning
 from sweep.functions import load_function
 from sweep.objective import Objective, ObjectiveError
 from sweep.recovery import recover
-from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
+from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
 from sweep.study import Stored, finished, open_study
 
 WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
@@ -86,24 +86,49 @@ class Heartbeat:
 
 
 def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> TrialState:
-    """Run the objective on a popped trial and tell the storage how it ended."""
+    """Run the objective on a popped trial and tell the storage how it ended.
+
+    A lost database connection is not the trial's failure: it propagates (the worker waits
+    for the database) and the trial, left RUNNING without heartbeats, is recovered and run
+    again; telling the result is retried through an outage.
+    """
     with Heartbeat(stored, trial.number):
         try:
             value = objective(trial)
         except optuna.TrialPruned as exc:
-            trial.set_user_attr("prune_reason", str(exc))
-            stored.study.tell(trial, state=TrialState.PRUNED)
-            return TrialState.PRUNED
+            return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(exc))
         except Exception as exc:  # the trial fails with its reason; the study goes on
-            trial.set_user_attr("fail_reason", reason_of(exc))
-            stored.study.tell(trial, state=TrialState.FAIL)
-            return TrialState.FAIL
+            if unreachable(exc):
+                raise
+            return _tell(stored, trial, TrialState.FAIL, "fail_reason", reason_of(exc))
     if not math.isfinite(value):
-        trial.set_user_attr("fail_reason", f"the objective returned {value}")
-        stored.study.tell(trial, state=TrialState.FAIL)
-        return TrialState.FAIL
-    stored.study.tell(trial, value)
-    return TrialState.COMPLETE
+        return _tell(
+            stored, trial, TrialState.FAIL, "fail_reason", f"the objective returned {value}"
+        )
+    return _tell(stored, trial, TrialState.COMPLETE, value=value)
+
+
+def _tell(
+    stored: Stored,
+    trial: optuna.Trial,
+    state: TrialState,
+    key: str | None = None,
+    reason: str = "",
+    value: float | None = None,
+) -> TrialState:
+    def tell() -> None:
+        try:
+            if key:
+                trial.set_user_attr(key, reason)
+            if state == TrialState.COMPLETE:
+                stored.study.tell(trial, value)
+            else:
+                stored.study.tell(trial, state=state)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # told already (a retry after the reply was lost), or recovered meanwhile
+
+    retrying(tell)
+    return state
 
 
 def reason_of(exc: BaseException) -> str:
@@ -150,23 +175,28 @@ def work(job: Job, index: int) -> int:
     try:
         with threadpool_limits(limits=job.threads):
             while True:
-                trial, done = next_trial(stored, planned)
+                trial, done = retrying(lambda: next_trial(stored, planned))
                 if done:
                     break
                 if trial is not None:
                     idle_since = None
-                    state = run_trial(stored, trial, objective)
+                    try:
+                        state = run_trial(stored, trial, objective)
+                    except Exception as exc:
+                        if not unreachable(exc):
+                            raise
+                        continue  # the trial's heartbeat stops; it is recovered and rerun
                     ran += 1
                     failed_in_a_row = failed_in_a_row + 1 if state == TrialState.FAIL else 0
                     if not planned and failed_in_a_row >= stored.target:
                         break  # sampled values keep failing: the orchestrator says why
                     continue
-                if stored.counts()["RUNNING"] == 0:
+                if retrying(stored.counts)["RUNNING"] == 0:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= job.idle:
                         break
                 time.sleep(WAIT_SECONDS)
-                recover(stored)
+                retrying(lambda: recover(stored))
     finally:
         stored.close()
     return ran

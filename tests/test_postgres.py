@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from sweep import plan
 from sweep.cli import main
 from sweep.errors import StorageError
+from sweep.inspection import reason_of
 from sweep.storage import open_storage
 from tests.conftest import children, study_text, sweep, wait_for
 
@@ -192,3 +193,70 @@ def test_a_user_function_with_remote_workers(pg_url, tmp_path):
     assert sorted(t.params["x"] for t in done) == pytest.approx(planned)
     pids = {t.user_attrs["result"]["metrics"]["pid"] for t in done}
     assert len(pids) >= 2  # both machines' workers took trials
+
+
+def test_faults_at_scale_killed_workers_and_a_server_restart(pg_url, tmp_path):
+    # 12 workers x 200 trials of a 0.05-s function; three workers killed (kill -9, each with
+    # its trial process) at different moments and the PostgreSQL server restarted once in
+    # the middle: exactly 200 COMPLETE, each planned value once, nothing left RUNNING.
+    pg_dir = os.environ.get("PG_TEST_DIR")
+    if not pg_dir:
+        pytest.fail("PG_TEST_DIR is not set: start the server with .ci/postgres.sh")
+    (tmp_path / "quick.py").write_text(
+        "import time\n\ndef objective(params, ctx):\n    time.sleep(0.05)\n    return params['x']\n"
+    )
+    (tmp_path / "f.toml").write_text(
+        '[study]\nname = "faults"\ntrials = 200\nseed = 9\n'
+        '[objective]\nfile = "quick.py"\n[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n'
+    )
+    env = {**os.environ, "SWEEP_HEARTBEAT_SECONDS": "1"}  # stale after 3 s, not 30
+
+    def launch(*args):
+        return subprocess.Popen(
+            sweep(*args),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
+
+    watcher = launch("run", str(tmp_path / "f.toml"), "--storage", pg_url, "--jobs", "0")
+
+    def complete() -> int:
+        try:
+            study = optuna.load_study(study_name="faults", storage=pg_url)
+            return sum(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False))
+        except Exception:  # not created yet, or the server is restarting
+            return -1
+
+    wait_for(lambda: complete() >= 0, timeout=120)
+    workers = [launch("worker", "faults", "--storage", pg_url, "--threads", "1") for _ in range(12)]
+    for at, victim in ((15, 0), (60, 1), (140, 2)):
+        wait_for(lambda at=at: complete() >= at, timeout=300)
+        os.killpg(workers[victim].pid, signal.SIGKILL)
+        if at == 60:
+            restart = subprocess.run(
+                [".ci/postgres.sh", "restart", pg_dir], capture_output=True, text=True
+            )
+            assert restart.returncode == 0, restart.stderr
+    for w in workers[3:]:
+        _, err = w.communicate(timeout=300)
+        assert "Traceback" not in err, err
+        # Workers ride out the restart; one that gave up says so in one line.
+        assert w.returncode == 0 or err.strip().splitlines()[-1].startswith("error: "), err
+    if complete() < 200:  # a worker that gave up says so in one line; a new one finishes
+        finisher = launch("worker", "faults", "--storage", pg_url, "--threads", "1")
+        _, err = finisher.communicate(timeout=300)
+        assert finisher.returncode == 0, err
+    _, err = watcher.communicate(timeout=300)
+    assert watcher.returncode == 0 and "Traceback" not in err, err
+    trials = optuna.load_study(study_name="faults", storage=pg_url).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    planned = sorted(
+        plan.values_at("random", 9, i, {"x": (0.0, 1.0, False)})["x"] for i in range(200)
+    )
+    assert sorted(t.params["x"] for t in done) == pytest.approx(planned)  # each once
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # A killed worker's trial (if it was in one) failed with its reason and ran again.
+    assert all(reason_of(t) for t in trials if t.state == TrialState.FAIL)
