@@ -12,7 +12,6 @@ import concurrent.futures
 import contextlib
 import os
 import signal
-import threading
 from collections.abc import Callable, Iterator
 
 import loky
@@ -34,18 +33,16 @@ def cpu_count() -> int:
 
 
 @contextlib.contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    """Processes spawned in here start with SIGINT ignored (an ignored signal stays ignored
-    across exec, and Python then installs no handler), so a Ctrl-C while they import
-    prints no traceback from them. Only the main thread may change signal handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _sigint_held() -> Iterator[None]:
+    """Processes (and loky's manager thread) started in here have SIGINT blocked: the
+    signal mask survives exec, so a Ctrl-C while a worker imports prints no traceback from
+    it, while this process gets a Ctrl-C that came meanwhile as soon as the block ends
+    (ignoring the signal instead would lose it here)."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, old)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _executor(jobs: int) -> loky.ProcessPoolExecutor:
@@ -60,7 +57,7 @@ def _warm_up() -> int:
 
 def start(jobs: int) -> None:
     """Start the processes now, so that they import while the caller prepares data."""
-    with _sigint_ignored():
+    with _sigint_held():
         executor = _executor(jobs)
         for _ in range(jobs):
             executor.submit(_warm_up)
@@ -83,7 +80,7 @@ def run(
 
     Returns the number of trials they ran and None, or why a worker died.
     """
-    with _sigint_ignored():
+    with _sigint_held():
         executor = _executor(jobs)
         futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:

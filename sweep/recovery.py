@@ -60,6 +60,14 @@ def recover(stored: Stored) -> list[str]:
     return notes
 
 
+def requeue_abandoned(stored: Stored, number: int) -> bool:
+    """Fail and re-queue a trial this worker had to give up when it lost the database
+    (it may have no heartbeat yet, so nothing else would ever call it stale)."""
+    trial = next((t for t in stored.trials(TrialState.RUNNING) if t.number == number), None)
+    reason = "its worker lost the database while running it"
+    return trial is not None and requeue(stored, trial, reason)
+
+
 def fail_running(stored: Stored, *, reason: str) -> int:
     """After our workers were stopped: fail and re-queue their trials that are still RUNNING."""
     host = socket.gethostname()

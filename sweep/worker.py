@@ -27,7 +27,7 @@ from core.errors import DivergedError
 from sweep import plan, pruning
 from sweep.functions import load_function
 from sweep.objective import Objective, ObjectiveError
-from sweep.recovery import recover
+from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
 from sweep.study import Stored, finished, open_study
 
@@ -88,9 +88,9 @@ class Heartbeat:
 def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> TrialState:
     """Run the objective on a popped trial and tell the storage how it ended.
 
-    A lost database connection is not the trial's failure: it propagates (the worker waits
-    for the database) and the trial, left RUNNING without heartbeats, is recovered and run
-    again; telling the result is retried through an outage.
+    A lost database connection is not the trial's failure: it propagates, the worker waits
+    for the database and then re-queues the trial it gave up (requeue_abandoned); telling
+    the result is retried through an outage.
     """
     with Heartbeat(stored, trial.number):
         try:
@@ -172,9 +172,13 @@ def work(job: Job, index: int) -> int:
     planned = spec.study.sampler in plan.PLANNED
     ran = failed_in_a_row = 0
     idle_since = None
+    abandoned: list[int] = []  # trials given up in an outage: re-queued once it is over
     try:
         with threadpool_limits(limits=job.threads):
             while True:
+                while abandoned:
+                    retrying(lambda n=abandoned[0]: requeue_abandoned(stored, n))
+                    abandoned.pop(0)
                 trial, done = retrying(lambda: next_trial(stored, planned))
                 if done:
                     break
@@ -185,7 +189,8 @@ def work(job: Job, index: int) -> int:
                     except Exception as exc:
                         if not unreachable(exc):
                             raise
-                        continue  # the trial's heartbeat stops; it is recovered and rerun
+                        abandoned.append(trial.number)
+                        continue
                     ran += 1
                     failed_in_a_row = failed_in_a_row + 1 if state == TrialState.FAIL else 0
                     if not planned and failed_in_a_row >= stored.target:

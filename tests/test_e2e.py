@@ -163,7 +163,7 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
 def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
     # Once the worker processes exist they spend ~1 s importing numpy, optuna and sweep:
     # a Ctrl-C then used to print a KeyboardInterrupt traceback from each of them.
-    path, _, common = setup(trials=2, n_s=400)
+    path, _, common = setup(trials=4, n_s=800)  # still running when the Ctrl-C comes
     for delay in (0.0, 0.3, 0.6):
         proc = start("run", str(path), "--jobs", "2", *common)
         wait_for(lambda p=proc: len(children(p.pid)) >= 2, every=0.01)
@@ -298,7 +298,7 @@ def test_trials_formats_and_sorting(setup, capsys):
     capsys.readouterr()
     assert main(["trials", "e2e", "--storage", url, "--format", "json", "--sort", "lambda"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    keys = {"number", "state", "lambda", "value", "seconds", "params", "metrics"}
+    keys = {"number", "state", "lambda", "value", "seconds", "se", "tied", "params", "metrics"}
     assert [set(r) for r in rows] == [keys] * 3
     assert all(r["metrics"]["val_accuracy"] == r["value"] for r in rows)
     assert [r["lambda"] for r in rows] == sorted(r["lambda"] for r in rows)
