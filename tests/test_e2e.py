@@ -304,7 +304,7 @@ def test_trials_formats_and_sorting(setup, capsys):
     assert [r["lambda"] for r in rows] == sorted(r["lambda"] for r in rows)
     assert main(["trials", "e2e", "--storage", url, "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("number,state,lambda,value,val_accuracy,train_accuracy,")
+    assert lines[0].startswith("number,state,lambda,value,se,tied,val_accuracy,train_accuracy,")
     assert lines[0].endswith(",seconds,reason") and len(lines) == 4
     assert main(["trials", "e2e", "--storage", url]) == 0
     assert capsys.readouterr().out.count("COMPLETE") == 3
