@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
+import subprocess
 import sys
 import time
 import uuid
@@ -109,6 +110,18 @@ def sweep(*args: str) -> list[str]:
     """The real `sweep` command, for tests that run it in a subprocess."""
     exe = shutil.which("sweep")
     return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The real `sweep` command in its own process group, as a terminal runs it."""
+    return subprocess.Popen(
+        sweep(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
 
 
 def wait_for(predicate, timeout: float = 120.0, every: float = 0.1):

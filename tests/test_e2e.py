@@ -20,7 +20,7 @@ from sweep.errors import StorageError
 from sweep.inspection import lambda_of
 from sweep.recovery import pid_alive
 from sweep.storage import open_storage
-from tests.conftest import children, study_text, sweep, wait_for
+from tests.conftest import children, start, study_text, sweep, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -47,17 +47,6 @@ def trials(url: str) -> list[optuna.trial.FrozenTrial]:
         return optuna.load_study(study_name="e2e", storage=_storage(url)).get_trials()
     except (KeyError, StorageError):  # not created yet
         return []
-
-
-def start(*args: str) -> subprocess.Popen:
-    """The real `sweep` command in its own process group, as a terminal runs it."""
-    return subprocess.Popen(
-        sweep(*args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
 
 
 def ctrl_c_mid_trial(proc: subprocess.Popen, url: str) -> str:

@@ -22,7 +22,7 @@ from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.inspection import reason_of
 from sweep.storage import open_storage
-from tests.conftest import children, study_text, sweep, wait_for
+from tests.conftest import children, start, study_text, sweep, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -212,14 +212,7 @@ def test_faults_at_scale_killed_workers_and_a_server_restart(pg_url, tmp_path):
     env = {**os.environ, "SWEEP_HEARTBEAT_SECONDS": "1"}  # stale after 3 s, not 30
 
     def launch(*args):
-        return subprocess.Popen(
-            sweep(*args),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            start_new_session=True,
-        )
+        return start(*args, env=env)
 
     watcher = launch("run", str(tmp_path / "f.toml"), "--storage", pg_url, "--jobs", "0")
 
