@@ -1,9 +1,10 @@
 """One worker: pop a queued trial under the study lock, train it with a heartbeat, tell.
 
-A worker receives plain arguments (storage URL, study name, worker index, data folder),
-opens the storage itself and runs trials until the study has its target. The protocol
-that keeps counts exact is all in `next_trial`: under the study lock, look at the counts
-and pop (`study.ask()`) only when the study still needs a trial.
+A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
+and its index, opens the storage itself and runs trials until the study has its target.
+The protocol that keeps counts exact is all in `next_trial`: under the study lock, look at
+the counts and pop (`study.ask()`) only when the study still needs a trial. Storage calls
+are retried through a database outage (storage.retrying).
 """
 
 from __future__ import annotations
