@@ -39,6 +39,7 @@ class Evaluation:
     cost: float
     loss: float
     accuracy: float
+    correct: np.ndarray | None = None  # (n,) bool: which images were classified correctly
 
 
 def init_params(
@@ -117,17 +118,6 @@ def backward(params: Params, X: np.ndarray, y: np.ndarray, lam: float) -> tuple[
     )
 
 
-def predict(params: Params, X: np.ndarray, block: int = 2048) -> np.ndarray:
-    """The predicted class (n,) of each image in X (n, d), computed in blocks of rows."""
-    return np.concatenate(
-        [
-            forward(params, X[start : start + block])[1].argmax(axis=1)
-            for start in range(0, len(X), block)
-        ]
-        or [np.empty(0, dtype=np.int64)]
-    )
-
-
 def evaluate(
     params: Params, X: np.ndarray, y: np.ndarray, lam: float, block: int = 2048
 ) -> Evaluation:
@@ -137,13 +127,17 @@ def evaluate(
     faster than one large product) and memory stays flat for any set size.
     """
     n = len(y)
-    loss_sum, correct = 0.0, 0
+    loss_sum = 0.0
+    correct = np.empty(n, dtype=bool)
     for start in range(0, n, block):
         _, P = forward(params, X[start : start + block])
         yb = y[start : start + block]
         loss_sum += cross_entropy(P, yb) * len(yb)
-        correct += int(np.count_nonzero(P.argmax(axis=1) == yb))
+        np.equal(P.argmax(axis=1), yb, out=correct[start : start + block])
     loss = loss_sum / n
     return Evaluation(
-        cost=loss + lam * params.sum_squared_weights(), loss=loss, accuracy=correct / n
+        cost=loss + lam * params.sum_squared_weights(),
+        loss=loss,
+        accuracy=int(np.count_nonzero(correct)) / n,
+        correct=correct,
     )

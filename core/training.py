@@ -113,6 +113,7 @@ class TrainResult:
     curves: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     eval_seconds: float = 0.0
+    val_correct: np.ndarray | None = None  # (n_val,) bool, from the last recording
 
     @property
     def final(self) -> dict[str, float]:
@@ -192,6 +193,7 @@ def train(
     order = rng.permutation(n)
     next_eval = 0
     since = _Running()  # the batches since the previous recording (cheap curves)
+    val_correct = None
     # Divergence is detected from the loss below; overflow warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(total):
@@ -209,7 +211,7 @@ def train(
                 t0 = time.perf_counter()
                 last = next_eval == len(when) - 1
                 train_part = None if config.curves == "full" or last else since
-                point = _record(
+                point, val_correct = _record(
                     curves,
                     next_eval,
                     step + 1,
@@ -234,6 +236,7 @@ def train(
         curves=curves,
         seconds=time.perf_counter() - started,
         eval_seconds=eval_seconds,
+        val_correct=val_correct,
     )
 
 
@@ -261,9 +264,10 @@ def _record(
     train_part: tuple[np.ndarray, np.ndarray] | _Running,
     X_val: np.ndarray,
     y_val: np.ndarray,
-) -> EvalPoint:
-    """One row of the curves. ``train_part`` is the training set (evaluated in full) or
-    the running sums of the batches since the previous recording."""
+) -> tuple[EvalPoint, np.ndarray | None]:
+    """One row of the curves, and which validation images were classified correctly.
+    ``train_part`` is the training set (evaluated in full) or the running sums of the
+    batches since the previous recording."""
     if isinstance(train_part, _Running):
         loss = train_part.loss / max(train_part.images, 1)
         tr = Evaluation(
@@ -287,4 +291,4 @@ def _record(
     )
     for key in CURVE_KEYS:
         curves[key].append(getattr(point, key))
-    return point
+    return point, va.correct

@@ -66,13 +66,15 @@ def fingerprint(root: Path, split: str, dtype: str) -> str:
         memo = json.loads(memo_path.read_text())
     except (OSError, ValueError):
         memo = {}
+    before = json.dumps(memo, sort_keys=True)
     h = hashlib.sha1(f"{split}:{dtype}".encode())
     folder = root / data.FOLDER
     for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
         h.update(f"{name}:{file_digest(folder / name, memo)}".encode())
-    with contextlib.suppress(OSError):  # a read-only data folder just hashes every time
-        cache.mkdir(exist_ok=True)
-        _write_atomic(memo_path, json.dumps(memo))
+    if json.dumps(memo, sort_keys=True) != before:  # a file was hashed: remember it
+        with contextlib.suppress(OSError):  # a read-only data folder just hashes every time
+            cache.mkdir(exist_ok=True)
+            _write_atomic(memo_path, json.dumps(memo))
     return h.hexdigest()[:16]
 
 

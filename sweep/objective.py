@@ -38,6 +38,8 @@ class Context:
         self.data_dir = data_dir
         self.curves: dict[str, list[float]] = {}
         self.outcomes: np.ndarray | None = None
+        # should_prune() reads the trial back from the storage: skip it when nothing prunes.
+        self._prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
 
     def keep_outcomes(self, correct: np.ndarray) -> None:
         """Which validation images the final model classifies correctly (bool, one per
@@ -53,7 +55,7 @@ class Context:
             self.curves.setdefault(key, []).append(float(v))
         trial_step = self._offset + int(step)
         self._trial.report(float(value), trial_step)
-        if self._trial.should_prune():
+        if self._prunes and self._trial.should_prune():
             where = f"at step {step} of seed {self._seed}"
             raise optuna.TrialPruned(
                 pruning.reason(self._trial.study, self.trial, trial_step, float(value), where)
