@@ -8,16 +8,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core import pack
 from core.errors import ConfigError, DivergedError
 from core.network import (
     Evaluation,
     Params,
-    cross_entropy,
-    data_gradients,
-    evaluate,
-    forward,
     init_params,
 )
+from core.pack import Pack
 from core.schedules import SCHEDULES, Schedule, eta
 
 CLASSES = 10
@@ -128,29 +126,6 @@ def eval_steps(n_s: int, cycles: int, evals_per_cycle: int) -> list[int]:
     )
 
 
-def sgd_step(
-    params: Params, X: np.ndarray, y: np.ndarray, lam: float, eta_t: float
-) -> tuple[float, int]:
-    """One update W <- W - eta * (dCE/dW + 2 lam W) on a batch; returns the batch's loss
-    and how many of its images were classified correctly (before the update).
-
-    The L2 term is applied as a decay factor (1 - 2 eta lam) so W1 is passed over twice,
-    not five times.
-    """
-    H, P = forward(params, X)
-    loss = cross_entropy(P, y)
-    correct = int(np.count_nonzero(P.argmax(axis=1) == y))
-    g = data_gradients(params, X, y, H, P, scale=eta_t)
-    decay = 1.0 - 2.0 * eta_t * lam
-    for w, gw in ((params.W1, g.W1), (params.W2, g.W2)):
-        if decay != 1.0:
-            w *= decay
-        w -= gw
-    for b, gb in ((params.b1, g.b1), (params.b2, g.b2)):
-        b -= gb
-    return loss, correct
-
-
 def train(
     config: TrainConfig,
     X: np.ndarray,
@@ -166,78 +141,149 @@ def train(
     X (n, d) and X_val are normalised images of ``config.dtype``; y, y_val integer labels.
     The curves are recorded ``evals_per_cycle`` times per cycle (never if not ``record``:
     benchmarks time the updates alone that way). ``on_eval`` is called after each
-    recording and may raise to stop training (the sweep prunes this way).
-    Raises DivergedError when a batch's loss becomes non-finite.
+    recording and may raise to stop training (the sweep prunes this way); the exception
+    propagates. Raises DivergedError when a batch's loss becomes non-finite.
     """
+    callback = None if on_eval is None else (lambda _k, point: on_eval(point))
+    (outcome,) = train_pack([config], X, y, X_val, y_val, on_eval=callback, record=record)
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+# Everything but lambda and the learning-rate schedule: members of a pack share it.
+SHARED = ("hidden", "batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "curves")
+
+
+def packable(a: TrainConfig, b: TrainConfig) -> bool:
+    """Whether two runs can be trained in one pack (same shapes, data order and recordings)."""
+    return all(getattr(a, key) == getattr(b, key) for key in SHARED)
+
+
+def train_pack(
+    configs: list[TrainConfig],
+    X: np.ndarray,
+    y: np.ndarray,
+    X_val: np.ndarray,
+    y_val: np.ndarray,
+    *,
+    on_eval: Callable[[int, EvalPoint], None] | None = None,
+    record: bool = True,
+) -> list[TrainResult | Exception]:
+    """Train K runs that differ only in lambda and learning-rate schedule side by side
+    (`core.pack`): the same seed gives them the same initial weights and batches.
+
+    Returns one outcome per config: its TrainResult, or the exception that made it leave
+    the pack early: DivergedError when its loss became non-finite, or whatever
+    ``on_eval(k, point)`` raised for it (a pruned run). The others go on; ``seconds`` of
+    every result is the pack's wall time.
+    """
+    first = configs[0]
+    for other in configs[1:]:
+        if not packable(first, other):
+            raise ConfigError(f"runs of one pack must share {', '.join(SHARED)}")
     n, d = X.shape
-    if config.batch_size > n:
+    if first.batch_size > n:
         raise ConfigError(
-            f"batch_size ({config.batch_size}) is larger than the training set ({n} images)"
+            f"batch_size ({first.batch_size}) is larger than the training set ({n} images)"
         )
-    dtype = np.dtype(config.dtype)
+    dtype = np.dtype(first.dtype)
     X = np.asarray(X, dtype=dtype)
     X_val = np.asarray(X_val, dtype=dtype)
-    schedule = config.schedule_for(n)
-    n_s = schedule.n_s
-    total = 2 * n_s * config.cycles
-    when = eval_steps(n_s, config.cycles, config.evals_per_cycle) if record else []
+    schedules = [c.schedule_for(n) for c in configs]
+    n_s = schedules[0].n_s
+    total = 2 * n_s * first.cycles
+    when = eval_steps(n_s, first.cycles, first.evals_per_cycle) if record else []
 
-    rng = np.random.default_rng(config.seed)
-    params = init_params(d, config.hidden, CLASSES, rng, dtype)
-    batches = n // config.batch_size
-    B = config.batch_size
+    rng = np.random.default_rng(first.seed)
+    net = Pack.of(init_params(d, first.hidden, CLASSES, rng, dtype), len(configs))
+    live = list(range(len(configs)))  # the original index of each member still in the pack
+    outcomes: list[TrainResult | Exception | None] = [None] * len(configs)
+    curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
+    lams = np.array([c.lam for c in configs])
+    batches = n // first.batch_size
+    B = first.batch_size
     xb = np.empty((B, d), dtype=dtype)
-    curves: dict[str, list[float]] = {key: [] for key in CURVE_KEYS}
     started = time.perf_counter()
     eval_seconds = 0.0
     order = rng.permutation(n)
     next_eval = 0
-    since = _Running()  # the batches since the previous recording (cheap curves)
-    val_correct = None
+    since = [_Running() for _ in configs]  # the batches since the previous recording
+    val_correct: list[np.ndarray | None] = [None] * len(configs)  # from the last recording
+
+    def leave(gone: dict[int, Exception]) -> None:
+        nonlocal net, live
+        for k, exc in gone.items():
+            outcomes[k] = exc
+        stay = [j for j, k in enumerate(live) if k not in gone]
+        net = net.keep(stay)
+        live = [live[j] for j in stay]
+
     # Divergence is detected from the loss below; overflow warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore"):
         for step in range(total):
-            j = step % batches
-            if j == 0 and step > 0:
+            if not live:
+                break
+            batch = step % batches
+            if batch == 0 and step > 0:
                 order = rng.permutation(n)
-            idx = order[j * B : (j + 1) * B]
+            idx = order[batch * B : (batch + 1) * B]
             np.take(X, idx, axis=0, out=xb)
-            eta_t = eta(step, schedule)
-            loss, correct = sgd_step(params, xb, y[idx], config.lam, eta_t)
-            if not np.isfinite(loss):
-                raise DivergedError(step + 1, loss)
-            since.add(loss, correct, B)
-            if next_eval < len(when) and step + 1 == when[next_eval]:
+            etas = np.array([eta(step, schedules[k]) for k in live])
+            loss, correct = pack.step(net, xb, y[idx], lams[live], etas)
+            bad = {
+                k: DivergedError(step + 1, float(loss[j]))
+                for j, k in enumerate(live)
+                if not np.isfinite(loss[j])
+            }
+            if bad:
+                leave(bad)
+            for j, k in enumerate(live):
+                since[k].add(float(loss[j]), int(correct[j]), B)
+            if next_eval < len(when) and step + 1 == when[next_eval] and live:
                 t0 = time.perf_counter()
                 last = next_eval == len(when) - 1
-                train_part = None if config.curves == "full" or last else since
-                point, val_correct = _record(
-                    curves,
+                cheap = first.curves == "cheap" and not last
+                rows = _record(
+                    net,
                     next_eval,
                     step + 1,
-                    eta(step + 1, schedule),
-                    params,
-                    config.lam,
-                    (X, y) if train_part is None else train_part,
+                    [eta(step + 1, schedules[k]) for k in live],
+                    lams[live],
+                    [since[k] for k in live] if cheap else None,
+                    (X, y),
                     X_val,
                     y_val,
                 )
-                since = _Running()
+                since = [_Running() for _ in configs]
                 eval_seconds += time.perf_counter() - t0
                 next_eval += 1
-                if not np.isfinite(point.train_cost):
-                    raise DivergedError(step + 1, point.train_cost)
-                if on_eval is not None:
-                    on_eval(point)
-    return TrainResult(
-        params=params,
-        n_s=n_s,
-        steps=total,
-        curves=curves,
-        seconds=time.perf_counter() - started,
-        eval_seconds=eval_seconds,
-        val_correct=val_correct,
-    )
+                gone: dict[int, Exception] = {}
+                for k, (point, correct) in zip(live, rows, strict=True):
+                    for key in CURVE_KEYS:
+                        curves[k][key].append(getattr(point, key))
+                    val_correct[k] = correct
+                    if not np.isfinite(point.train_cost):
+                        gone[k] = DivergedError(step + 1, point.train_cost)
+                    elif on_eval is not None:
+                        try:
+                            on_eval(k, point)
+                        except Exception as exc:  # this member stops; the others go on
+                            gone[k] = exc
+                if gone:
+                    leave(gone)
+    seconds = time.perf_counter() - started
+    for j, k in enumerate(live):
+        outcomes[k] = TrainResult(
+            params=net.member(j),
+            n_s=n_s,
+            steps=total,
+            curves=curves[k],
+            seconds=seconds,
+            eval_seconds=eval_seconds,
+            val_correct=val_correct[k],
+        )
+    return outcomes  # type: ignore[return-value]
 
 
 @dataclass
@@ -255,40 +301,41 @@ class _Running:
 
 
 def _record(
-    curves: dict[str, list[float]],
+    net: Pack,
     index: int,
     step: int,
-    eta_t: float,
-    params: Params,
-    lam: float,
-    train_part: tuple[np.ndarray, np.ndarray] | _Running,
+    etas: list[float],
+    lams: np.ndarray,
+    running: list[_Running] | None,
+    train_set: tuple[np.ndarray, np.ndarray],
     X_val: np.ndarray,
     y_val: np.ndarray,
-) -> tuple[EvalPoint, np.ndarray | None]:
-    """One row of the curves, and which validation images were classified correctly.
-    ``train_part`` is the training set (evaluated in full) or the running sums of the
-    batches since the previous recording."""
-    if isinstance(train_part, _Running):
-        loss = train_part.loss / max(train_part.images, 1)
-        tr = Evaluation(
-            cost=loss + lam * params.sum_squared_weights(),
-            loss=loss,
-            accuracy=train_part.correct / max(train_part.images, 1),
-        )
+) -> list[tuple[EvalPoint, np.ndarray | None]]:
+    """One row of the curves of each member, and which validation images it classifies
+    correctly. The training columns come from ``running`` (the batches since the previous
+    recording) when given, else from the training set in full."""
+    if running is None:
+        tr = pack.evaluate(net, *train_set, lams)
     else:
-        tr = evaluate(params, *train_part, lam)
-    va = evaluate(params, X_val, y_val, lam) if len(y_val) else tr
-    point = EvalPoint(
-        index=index,
-        step=step,
-        eta=eta_t,
-        train_cost=tr.cost,
-        train_loss=tr.loss,
-        train_accuracy=tr.accuracy,
-        val_cost=va.cost,
-        val_loss=va.loss,
-        val_accuracy=va.accuracy,
-    )
-    for key in CURVE_KEYS:
-        curves[key].append(getattr(point, key))
-    return point, va.correct
+        squares = net.sum_squared_weights()
+        tr = []
+        for j, r in enumerate(running):
+            loss = r.loss / max(r.images, 1)
+            accuracy = r.correct / max(r.images, 1)
+            tr.append(Evaluation(cost=loss + lams[j] * squares[j], loss=loss, accuracy=accuracy))
+    va = pack.evaluate(net, X_val, y_val, lams) if len(y_val) else tr
+    rows = []
+    for j in range(net.size):
+        point = EvalPoint(
+            index=index,
+            step=step,
+            eta=etas[j],
+            train_cost=tr[j].cost,
+            train_loss=tr[j].loss,
+            train_accuracy=tr[j].accuracy,
+            val_cost=va[j].cost,
+            val_loss=va[j].loss,
+            val_accuracy=va[j].accuracy,
+        )
+        rows.append((point, va[j].correct))
+    return rows

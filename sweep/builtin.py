@@ -11,7 +11,7 @@ import functools
 from typing import Any
 
 from core.data import Split
-from core.training import EvalPoint, TrainConfig, train
+from core.training import EvalPoint, TrainConfig, packable, train_pack
 from sweep import datacache
 from sweep.studyfile import TRAIN_KEYS
 from sweep.uncertainty import standard_error
@@ -31,11 +31,44 @@ def config(params: dict[str, Any]) -> TrainConfig:
 
 
 def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
-    cfg = config(params)
-    d = cifar10(params["split"], ctx.data_dir, cfg.dtype)
+    """One training run: reports validation accuracy at each recording, returns the final
+    metrics (over the full sets)."""
+    (out,) = _train([params], _Single(ctx))
+    if isinstance(out, Exception):
+        raise out
+    return out
 
-    def report(p: EvalPoint) -> None:
+
+Outcome = dict[str, float] | Exception
+
+
+def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
+    """The list form: runs that differ only in lambda and learning-rate schedule are
+    trained as one pack (core.training.train_pack); each gets its own result, or the
+    exception that ended it (pruned, diverged)."""
+    out: list[Outcome | None] = [None] * len(params_list)
+    configs = [config(p) for p in params_list]
+    groups: list[list[int]] = []  # runs that can share a pack (any can, in a lambda sweep)
+    for i, c in enumerate(configs):
+        group = next((g for g in groups if packable(configs[g[0]], c)), None)
+        if group is None:
+            groups.append([i])
+        else:
+            group.append(i)
+    for group in groups:
+        results = _train([params_list[i] for i in group], _Subset(ctx, group))
+        for i, result in zip(group, results, strict=True):
+            out[i] = result
+    return out  # type: ignore[return-value]
+
+
+def _train(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
+    configs = [config(p) for p in params_list]
+    d = cifar10(params_list[0]["split"], ctx.data_dir, configs[0].dtype)
+
+    def report(k: int, p: EvalPoint) -> None:
         ctx.report(
+            k,
             p.step,
             p.val_accuracy,
             eta=p.eta,
@@ -46,17 +79,57 @@ def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
             val_loss=p.val_loss,
         )
 
-    result = train(cfg, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
-    final = result.final
-    # Which validation images it gets right (from the last recording): ties with the best
-    # are tested on these.
-    ctx.keep_outcomes(result.val_correct)
-    return {
-        "val_accuracy": final["val_accuracy"],
-        "train_accuracy": final["train_accuracy"],
-        "train_accuracy_se": standard_error(final["train_accuracy"], len(d.y_train)),
-        "val_loss": final["val_loss"],
-        "val_cost": final["val_cost"],
-        "train_loss": final["train_loss"],
-        "train_cost": final["train_cost"],
-    }
+    results = train_pack(configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
+    out: list[Outcome] = []
+    for k, result in enumerate(results):
+        if isinstance(result, Exception):
+            out.append(result)
+            continue
+        ctx.timings["recording"] = result.eval_seconds
+        # Which validation images it gets right (from the last recording): ties with the
+        # best are tested on these.
+        ctx.keep_outcomes(k, result.val_correct)
+        final = result.final
+        out.append(
+            {
+                "val_accuracy": final["val_accuracy"],
+                "train_accuracy": final["train_accuracy"],
+                "train_accuracy_se": standard_error(final["train_accuracy"], len(d.y_train)),
+                "val_loss": final["val_loss"],
+                "val_cost": final["val_cost"],
+                "train_loss": final["train_loss"],
+                "train_cost": final["train_cost"],
+            }
+        )
+    return out
+
+
+class _Single:
+    """A single run's ctx seen as a pack of one."""
+
+    def __init__(self, ctx: Any):
+        self._ctx = ctx
+        self.data_dir = ctx.data_dir
+        self.timings = getattr(ctx, "timings", {})
+
+    def report(self, _k: int, step: int, value: float, **more: float) -> None:
+        self._ctx.report(step, value, **more)
+
+    def keep_outcomes(self, _k: int, correct: Any) -> None:
+        self._ctx.keep_outcomes(correct)
+
+
+class _Subset:
+    """A pack ctx seen through the members of one group."""
+
+    def __init__(self, ctx: Any, members: list[int]):
+        self._ctx = ctx
+        self._members = members
+        self.data_dir = ctx.data_dir
+        self.timings = ctx.timings
+
+    def report(self, k: int, step: int, value: float, **more: float) -> None:
+        self._ctx.report(self._members[k], step, value, **more)
+
+    def keep_outcomes(self, k: int, correct: Any) -> None:
+        self._ctx.keep_outcomes(self._members[k], correct)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import StudyFileError
-from sweep.studyfile import ObjectiveSection
+from sweep.studyfile import DEFAULT_PACK, ObjectiveSection
 
 Function = Callable[..., Any]
 
@@ -30,6 +30,33 @@ def objective_path(section: ObjectiveSection, objective_dir: str | None = None) 
 
 
 def load_function(section: ObjectiveSection, objective_dir: str | None = None) -> Function:
+    """The study's function, ``function(params, ctx)``."""
+    module = _module(section, objective_dir)
+    return _attribute(module, section.function, section.module or module.__file__)
+
+
+def load_many(section: ObjectiveSection, objective_dir: str | None = None) -> Function | None:
+    """The function's list form, ``<function>_many(params_list, ctx) -> list``, if its file
+    or module defines one: packed trials (DESIGN.md "Packed trials") need it."""
+    found = getattr(_module(section, objective_dir), section.function + "_many", None)
+    return found if callable(found) else None
+
+
+def pack_size(section: ObjectiveSection, pack: int | None, objective_dir: str | None = None) -> int:
+    """How many trials a worker trains together: [study] pack, or DEFAULT_PACK when the
+    function has a list form. A pack asked for without a list form is an error."""
+    if load_many(section, objective_dir) is not None:
+        return DEFAULT_PACK if pack is None else pack
+    if pack is not None and pack > 1:
+        raise StudyFileError(
+            f"[study] pack = {pack} needs a list form of the function: define "
+            f"{section.function}_many(params_list, ctx) -> list beside {section.function} "
+            "in " + (section.file or section.module or "its file") + ", or set pack = 1"
+        )
+    return 1
+
+
+def _module(section: ObjectiveSection, objective_dir: str | None) -> Any:
     if section.file is not None:
         path = objective_path(section, objective_dir).resolve()
         if not path.is_file():  # checked on every call: only the import is cached
@@ -37,13 +64,13 @@ def load_function(section: ObjectiveSection, objective_dir: str | None = None) -
                 f"objective file {path} does not exist; copy it there, or pass "
                 "--objective-dir DIR naming the folder that holds it"
             )
-        return _from_file(str(path), section.function)
+        return _from_file(str(path))
     assert section.module is not None
-    return _from_module(section.module, section.function)
+    return _from_module(section.module)
 
 
 @functools.cache
-def _from_file(path: str, function: str) -> Function:
+def _from_file(path: str) -> Any:
     # A unique module name per path: two studies' objective.py files never collide.
     name = "sweep_objective_" + hashlib.sha1(path.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
@@ -60,11 +87,11 @@ def _from_file(path: str, function: str) -> Function:
             + (f" (line {line})" if line else "")
             + f": {exc}".splitlines()[0]
         ) from None
-    return _attribute(module, function, path)
+    return module
 
 
 @functools.cache
-def _from_module(module_name: str, function: str) -> Function:
+def _from_module(module_name: str) -> Any:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -75,7 +102,7 @@ def _from_module(module_name: str, function: str) -> Function:
     except Exception as exc:
         message = f"objective module {module_name} raised {type(exc).__name__} at import: {exc}"
         raise StudyFileError(message.splitlines()[0]) from None
-    return _attribute(module, function, module_name)
+    return module
 
 
 def _attribute(module: Any, function: str, where: str) -> Function:

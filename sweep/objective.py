@@ -17,7 +17,7 @@ import optuna
 from sweep import __version__, pruning
 from sweep.space import Dimension
 from sweep.studyfile import StudyFile
-from sweep.uncertainty import pack
+from sweep.uncertainty import pack as pack_bits
 
 # Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
 STEP_STRIDE = pruning.STEP_STRIDE
@@ -38,6 +38,7 @@ class Context:
         self.data_dir = data_dir
         self.curves: dict[str, list[float]] = {}
         self.outcomes: np.ndarray | None = None
+        self.timings: dict[str, float] = {}  # optional: where the call's time went
         # should_prune() reads the trial back from the storage: skip it when nothing prunes.
         self._prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
 
@@ -86,8 +87,33 @@ def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
     return {metric or "value": float(result)}
 
 
+class PackContext:
+    """What a function's list form gets: one Context per member (``ctx.members[i]``), with
+    ``report`` and ``keep_outcomes`` taking the member's index first."""
+
+    def __init__(self, members: list[Context], data_dir: str | None):
+        self.members = members
+        self.trials = [m.trial for m in members]
+        self.data_dir = data_dir
+        self.timings: dict[str, float] = {}  # shared by the members (one pack, one clock)
+
+    def report(self, i: int, step: int, value: float, **more: float) -> None:
+        self.members[i].report(step, value, **more)
+
+    def keep_outcomes(self, i: int, correct: np.ndarray) -> None:
+        self.members[i].keep_outcomes(correct)
+
+
+Outcome = float | Exception  # a trial's value, or why it ended without one
+
+
 class Objective:
-    """The mean of the study's metric over ``repeats`` seeds for the suggested values."""
+    """The mean of the study's metric over ``repeats`` seeds for the suggested values.
+
+    ``run`` takes one trial or a pack of them: with ``many`` (the function's list form)
+    a pack is one call per seed; otherwise each trial is its own call. Each trial ends with
+    its own outcome: one member's failure, pruning or divergence never ends the others.
+    """
 
     def __init__(
         self,
@@ -96,28 +122,82 @@ class Objective:
         function: Callable[..., Any],
         data_dir: str | None,
         fingerprint: str | None = None,
+        many: Callable[..., Any] | None = None,
     ):
         self.spec = spec
         self.space = space
         self.function = function
+        self.many = many
         self.data_dir = data_dir
         self.fingerprint = fingerprint
 
     def __call__(self, trial: optuna.Trial) -> float:
-        values = {name: dim.suggest(trial, name) for name, dim in sorted(self.space.items())}
-        metric = self.spec.metric
-        runs, seconds, curves, kept = [], [], None, []
+        (outcome,) = self.run([trial])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def run(self, trials: list[optuna.Trial]) -> list[Outcome]:
+        values = [
+            {name: dim.suggest(t, name) for name, dim in sorted(self.space.items())} for t in trials
+        ]
+        ended: dict[int, Exception] = {}
+        seeds = [_Seeds() for _ in trials]
         for r in range(self.spec.study.repeats):
+            live = [i for i in range(len(trials)) if i not in ended]
+            if not live:
+                break
             seed = self.spec.study.seed + r
-            ctx = Context(trial, r, seed, self.data_dir)
+            ctx = PackContext(
+                [Context(trials[i], r, seed, self.data_dir) for i in live], self.data_dir
+            )
             started = time.perf_counter()
-            out = self.function({**self.spec.fixed, **values, "seed": seed}, ctx)
-            seconds.append(time.perf_counter() - started)
-            runs.append(metrics_of(out, self.spec.objective.metric))
-            if ctx.outcomes is not None:
-                kept.append(ctx.outcomes)
-            if curves is None and ctx.curves:  # the first seed's, with the value named
-                curves = {metric if k == "value" else k: v for k, v in ctx.curves.items()}
+            outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)
+            seconds = time.perf_counter() - started
+            for i, member, out in zip(live, ctx.members, outs, strict=True):
+                try:
+                    if isinstance(out, Exception):
+                        raise out
+                    seeds[i].add(
+                        metrics_of(out, self.spec.objective.metric),
+                        member,
+                        seconds,
+                        ctx.timings,
+                        self.spec.metric,
+                    )
+                except Exception as exc:
+                    ended[i] = exc
+        together = [t.number for t in trials] if len(trials) > 1 else None
+        outcomes: list[Outcome] = []
+        for i, trial in enumerate(trials):
+            try:
+                outcomes.append(ended[i] if i in ended else self._finish(trial, seeds[i], together))
+            except ObjectiveError as exc:
+                outcomes.append(exc)
+        return outcomes
+
+    def _call(self, params_list: list[dict[str, Any]], ctx: PackContext) -> list[Any]:
+        """One result (or exception) per params dict."""
+        n = len(params_list)
+        if self.many is not None and n > 1:
+            try:
+                outs = self.many(params_list, ctx)
+            except Exception as exc:  # the whole pack fails with one reason
+                return [exc] * n
+            if not isinstance(outs, (list, tuple)) or len(outs) != n:
+                what = f"{len(outs)} results" if isinstance(outs, (list, tuple)) else "no list"
+                return [ObjectiveError(f"the list form returned {what} for {n} params")] * n
+            return list(outs)
+        outs = []
+        for params, member in zip(params_list, ctx.members, strict=True):
+            try:
+                outs.append(self.function(params, member))
+            except Exception as exc:
+                outs.append(exc)
+        return outs
+
+    def _finish(self, trial: optuna.Trial, seeds: _Seeds, pack: list[int] | None) -> float:
+        runs = seeds.runs
         means = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
         sds = (
             {k: float(np.std([run[k] for run in runs], ddof=1)) for k in runs[0]}
@@ -132,16 +212,45 @@ class Objective:
                 "sd": sds,
                 "per_seed": runs,
                 "seeds": [self.spec.study.seed + r for r in range(len(runs))],
-                "seconds": seconds,
-                "curves": curves,
-                "outcomes": {"n": len(kept[0]), "bits": [pack(k) for k in kept]}
-                if len(kept) == len(runs)
+                "seconds": seeds.seconds,
+                "timings": seeds.timings,
+                "pack": pack,
+                "curves": seeds.curves,
+                "outcomes": {"n": len(seeds.kept[0]), "bits": [pack_bits(k) for k in seeds.kept]}
+                if len(seeds.kept) == len(runs)
                 else None,
                 "data_fingerprint": self.fingerprint,
                 "version": __version__,
             },
         )
-        value = means[metric]
+        value = means[self.spec.metric]
         if not math.isfinite(value):
-            raise ObjectiveError(f"{metric} is {value}")
+            raise ObjectiveError(f"{self.spec.metric} is {value}")
         return value
+
+
+class _Seeds:
+    """One trial's results so far, seed by seed."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict[str, float]] = []
+        self.seconds: list[float] = []  # each call's wall time (a pack's: shared)
+        self.timings: list[dict[str, float]] = []
+        self.kept: list[np.ndarray] = []
+        self.curves: dict[str, list[float]] | None = None  # the first seed's
+
+    def add(
+        self,
+        metrics: dict[str, float],
+        ctx: Context,
+        seconds: float,
+        timings: dict[str, float],
+        metric: str,
+    ) -> None:
+        self.runs.append(metrics)
+        self.seconds.append(seconds)
+        self.timings.append({**timings, **ctx.timings})
+        if ctx.outcomes is not None:
+            self.kept.append(ctx.outcomes)
+        if self.curves is None and ctx.curves:  # with the value named
+            self.curves = {metric if k == "value" else k: v for k, v in ctx.curves.items()}

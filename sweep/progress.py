@@ -46,9 +46,15 @@ def progress(stored: Stored) -> Progress:
     )
 
 
+def failures(stored: Stored) -> int:
+    """Failed trials whose values were not queued again: the failures of the study itself
+    (an interrupted or recovered trial is not one)."""
+    return sum(1 for t in stored.trials(TrialState.FAIL) if not t.user_attrs.get("requeued"))
+
+
 def no_progress(stored: Stored, spec: StudyFile) -> RunFailed:
     """The error for a study whose trials keep failing, with the first reasons."""
-    failed = stored.trials(TrialState.FAIL)
+    failed = [t for t in stored.trials(TrialState.FAIL) if not t.user_attrs.get("requeued")]
     reasons = "; ".join(
         f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
         for t in failed[:3]

@@ -23,8 +23,8 @@ from core.data import FOLDER, DataError
 from sweep import datacache, pool
 from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
-from sweep.functions import load_function
-from sweep.progress import Progress, no_progress, progress
+from sweep.functions import load_function, pack_size
+from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.storage import resolve_url, retrying, unreachable, validate_url
 from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
@@ -170,6 +170,7 @@ def run_study(
     check_jobs(jobs, oversubscribe)
     target = check_trials(trials or spec.study.trials, "--trials")
     load_function(spec.objective, objective_dir)  # a missing function fails before writing
+    pack_size(spec.objective, spec.study.pack, objective_dir)  # so does a pack it cannot do
     recorded = _recorded_data(url, name)
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
@@ -190,19 +191,26 @@ def run_study(
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
         resume_command=_resume_command(name, url, data_dir),
+        workers=max(jobs, 1),
     )
     report = _reporter(stored, on_progress)
     try:
         c = stored.counts()
-        done, failed = finished(c), c["FAIL"]  # at the last progress
+        # At the last progress: finished trials, FAIL count, the study's own failures.
+        done, failed, own = finished(c), c["FAIL"], failures(stored)
         while done < target:
             notes += _round(stored, spec, job, jobs, report, poll)
             c = retrying(stored.counts)
             if finished(c) > done:
-                done, failed = finished(c), c["FAIL"]
-            elif c["FAIL"] - failed >= target or (
-                exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0
-            ):  # as many failures in a row as the study has trials, or a spent grid
+                done = finished(c)
+                if c["FAIL"] != failed:  # read the trials only when some failed meanwhile
+                    failed, own = c["FAIL"], retrying(lambda: failures(stored))
+                continue
+            # As many failures in a row as the study has trials (re-queued ones, like an
+            # interrupted pack, do not count):
+            if c["FAIL"] - failed >= target and retrying(lambda: failures(stored)) - own >= target:
+                raise no_progress(stored, spec)
+            if exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0:  # a spent grid
                 raise no_progress(stored, spec)
     finally:
         stored.close()
@@ -284,6 +292,7 @@ def join_study(
     stored = open_study(name, url)
     spec = stored.spec
     load_function(spec.objective, objective_dir)  # says what to copy or install, if missing
+    pack_size(spec.objective, spec.study.pack, objective_dir)
     data = _prepare_data(spec, data_dir, stored.attrs.get("data"))
     job = Job(
         url=url,
@@ -295,6 +304,7 @@ def join_study(
         resume_command=_resume_command(name, url, data_dir),
         first_index=_worker_index(),
         idle=idle,
+        workers=max(jobs, 1),
     )
     ran = 0
     try:

@@ -20,13 +20,14 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import plan
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
+from sweep.parent import parent_results, tied_values
 from sweep.space import Dimension
 from sweep.storage import StudyLock, count_states, open_storage
 from sweep.studyfile import StudyFile
-from sweep.uncertainty import study_ties
 
 MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
-ATTEMPT_ATTRS = ("worker", "fail_reason")  # belong to one attempt, never to its retry
+# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
+ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
 
 
 @dataclass
@@ -133,7 +134,7 @@ def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str
             existing = {s.study_name for s in storage.get_all_studies()}
             if name not in existing:
                 if spec.parent:
-                    _parent_results(spec, storage, existing)  # fail before creating anything
+                    parent_results(spec, storage, existing)  # fail before creating anything
                 optuna.create_study(
                     study_name=name, storage=storage, direction=spec.objective.direction
                 )
@@ -171,10 +172,10 @@ def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target:
         ranges = {}
         for pname, r in spec.search.items():
             if r.narrow_from:
-                results = _parent_results(spec, stored.storage, existing, pname)
+                results = parent_results(spec, stored.storage, existing, pname)
                 narrowed = narrow(
                     results,
-                    keep=_tied_values(spec, stored.storage, pname) if r.narrow == "tied" else None,
+                    keep=tied_values(spec, stored.storage, pname) if r.narrow == "tied" else None,
                     top_k=r.top_k,
                     margin=r.margin,
                     log=r.log,
@@ -207,48 +208,6 @@ def _check_grid_change(spec: StudyFile, old: int, new: int) -> None:
             f"would not contain them, so values would run twice. Use a refinement ({finer}) "
             "or give the study a new name"
         )
-
-
-def _parent_results(
-    spec: StudyFile, storage: RDBStorage, existing: set[str], pname: str = "lambda"
-) -> list[tuple[float, float]]:
-    """(value, validation accuracy) of the parent study's COMPLETE trials."""
-    parent_name = spec.parent
-    if parent_name not in existing:
-        raise StudyNotFound(
-            f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
-            f"run it first (e.g. sweep run studies/{parent_name}.toml)"
-        )
-    parent = optuna.load_study(study_name=parent_name, storage=storage)
-    done = [
-        (t.params[pname], t.value)
-        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if pname in t.params
-    ]
-    if not done:
-        raise StudyNotFound(
-            f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
-        )
-    return done
-
-
-def _tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:
-    """The parent's values of ``pname`` in trials tied with its best."""
-    parent = optuna.load_study(study_name=spec.parent, storage=storage)
-    metric = StudyFile.from_dict(parent.user_attrs["spec"]).metric
-    ties = study_ties(parent, metric)
-    tied = [
-        t.params[pname]
-        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if ties[t.number].tied and pname in t.params
-    ]
-    if not tied:
-        raise StudyFileError(
-            f'{spec.path}: search.{pname}.narrow = "tied" needs to know which trials of '
-            f"{spec.parent!r} are tied with its best, and it cannot tell (its function kept no "
-            f"per-image outcomes and returned no {metric}_se); use top_k instead"
-        )
-    return tied
 
 
 # --- the queue -------------------------------------------------------------------------
@@ -326,6 +285,8 @@ def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
     trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
     try:
         stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if _retry_of(trial) is not None:  # not a failure of its values: they run again
+            stored.storage.set_trial_user_attr(trial_id, "requeued", True)
         if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
@@ -336,12 +297,18 @@ def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
 
 def _enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
     """Queue a failed trial's values again as a clean attempt (no worker, no reason)."""
-    values = values_of(trial)
-    retries = int(trial.user_attrs.get("retry", 0)) + 1
-    if not values or retries > MAX_RETRY:
+    retries = _retry_of(trial)
+    if retries is None:
         return
+    values = values_of(trial)
     attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
     study.enqueue_trial(values, user_attrs={**attrs, "values": values, "retry": retries})
+
+
+def _retry_of(trial: FrozenTrial) -> int | None:
+    """Which retry of its values a failed trial's re-queue would be (None: not re-queued)."""
+    retries = int(trial.user_attrs.get("retry", 0)) + 1
+    return retries if values_of(trial) and retries <= MAX_RETRY else None
 
 
 def _on_stale(study: optuna.Study, trial: FrozenTrial) -> None:

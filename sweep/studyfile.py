@@ -41,6 +41,10 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size")
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
+MAX_PACK = 64
+# Trials a worker trains together when the function has a list form (chosen by measurement:
+# README "What to expect"); a function without one runs its trials one by one.
+DEFAULT_PACK = 8
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # safe as a file name in --out
 
 
@@ -58,6 +62,7 @@ class StudySection:
     sampler: str = "random"
     pruner: str = "none"
     repeats: int = 1
+    pack: int | None = None  # trials a worker trains together; None: DEFAULT_PACK if it can
 
 
 @dataclass(frozen=True)
@@ -204,7 +209,7 @@ def parse(
 
 
 def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
-    p.only(s, "study.", ("name", "trials", "seed", "sampler", "pruner", "repeats"))
+    p.only(s, "study.", ("name", "trials", "seed", "sampler", "pruner", "repeats", "pack"))
     study = StudySection(
         name=p.get(s, "study.name", (str,), required=True),
         trials=p.get(s, "study.trials", (int,), 10),
@@ -212,6 +217,7 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
         sampler=p.choice(s, "study.sampler", SAMPLERS, "random"),
         pruner=p.choice(s, "study.pruner", PRUNERS, "none"),
         repeats=p.get(s, "study.repeats", (int,), 1),
+        pack=p.get(s, "study.pack", (int,)),
     )
     study = dataclasses.replace(study, **{k: v for k, v in overrides.items() if v is not None})
     if not NAME.fullmatch(study.name):
@@ -226,6 +232,8 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
         p.fail("study.seed", f"({study.seed}) must be between 0 and 2**32 - 1")
     if not 1 <= study.repeats <= 100:
         p.fail("study.repeats", f"({study.repeats}) must be between 1 and 100")
+    if study.pack is not None and not 1 <= study.pack <= MAX_PACK:
+        p.fail("study.pack", f"({study.pack}) must be between 1 and {MAX_PACK}")
     return study
 
 

@@ -1,10 +1,11 @@
-"""One worker: pop a queued trial under the study lock, train it with a heartbeat, tell.
+"""One worker: pop queued trials under the study lock, train them with heartbeats, tell.
 
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
-The protocol that keeps counts exact is all in `next_trial`: under the study lock, look at
-the counts and pop (`study.ask()`) only when the study still needs a trial. Storage calls
-are retried through a database outage (storage.retrying).
+The protocol that keeps counts exact is all in `next_trials`: under the study lock, look at
+the counts and pop (`study.ask()`) only the trials the study still needs. A worker may pop
+a pack of trials and train them together (DESIGN.md "Packed trials"); each stays its own
+Optuna trial. Storage calls are retried through a database outage (storage.retrying).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
 from sweep import plan, pruning
-from sweep.functions import load_function
+from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError
 from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
@@ -35,49 +36,56 @@ from sweep.study import Stored, finished, open_study
 WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
 
 
-def next_trial(stored: Stored, planned: bool) -> tuple[optuna.Trial | None, bool]:
-    """Under the study lock: pop the next trial if the study still needs one.
+def next_trials(
+    stored: Stored, planned: bool, size: int = 1, workers: int = 1
+) -> tuple[list[optuna.Trial], bool]:
+    """Under the study lock: pop up to ``size`` trials if the study still needs them.
 
-    Returns (trial or None, whether the study has reached its target).
+    A pack takes no more than its share of what is left (what the study needs, divided
+    among ``workers``), so the last trials spread over the workers instead of queueing
+    behind one pack. Returns (trials, whether the study has reached its target).
     """
     target = stored.target  # read afresh each time (a rerun may raise it), outside the lock
-    trial = None
+    trials: list[optuna.Trial] = []
     with stored.locked():  # as short as possible: every worker of the study waits on it
         c = stored.counts()
         if finished(c) >= target:
-            return None, True
-        room = finished(c) + c["RUNNING"] < target
-        if room and (c["WAITING"] > 0 or not planned):
-            with warnings.catch_warnings():
-                # Optuna warns that heartbeats belong to optimize(); this worker records
-                # them itself (Heartbeat below) around ask/tell.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                trial = stored.study.ask()  # pops the oldest WAITING trial, else samples
-    if trial is not None:
+            return [], True
+        room = target - finished(c) - c["RUNNING"]
+        n = min(size, -(-room // workers), c["WAITING"] if planned else room)
+        with warnings.catch_warnings():
+            # Optuna warns that heartbeats belong to optimize(); this worker records
+            # them itself (Heartbeat below) around ask/tell.
+            warnings.filterwarnings("ignore", message="Heartbeat of storage")
+            trials = [stored.study.ask() for _ in range(max(n, 0))]  # oldest WAITING first
+    for trial in trials:
         # Who runs the trial: `sweep resume` recovers it if this process dies (one killed
         # before this line has no worker recorded and is recovered by age, as before).
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-    return trial, False
+    return trials, False
 
 
 class Heartbeat:
-    """Records the trial's heartbeat every HEARTBEAT_SECONDS while it runs, so that other
-    processes can tell a dead worker's trial (Optuna does this only inside optimize())."""
+    """Records the heartbeat of each running trial every HEARTBEAT_SECONDS, so that other
+    processes can tell a dead worker's trials (Optuna does this only inside optimize())."""
 
-    def __init__(self, stored: Stored, number: int):
+    def __init__(self, stored: Stored, numbers: list[int]):
         self._db = stored.storage
-        self._id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, number)
+        study = stored.study_id
+        self._ids = [self._db.get_trial_id_from_study_id_trial_number(study, n) for n in numbers]
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            # A database hiccup is not fatal: the next beat tries again.
-            with contextlib.suppress(Exception):
-                self._db.record_heartbeat(self._id)
+            for trial_id in self._ids:
+                # A database hiccup is not fatal: the next beat tries again.
+                with contextlib.suppress(Exception):
+                    self._db.record_heartbeat(trial_id)
 
     def __enter__(self) -> Heartbeat:
-        self._db.record_heartbeat(self._id)
+        for trial_id in self._ids:
+            self._db.record_heartbeat(trial_id)
         self._thread.start()
         return self
 
@@ -86,27 +94,34 @@ class Heartbeat:
         self._thread.join()
 
 
-def run_trial(stored: Stored, trial: optuna.Trial, objective: Objective) -> TrialState:
-    """Run the objective on a popped trial and tell the storage how it ended.
+def run_trials(
+    stored: Stored, trials: list[optuna.Trial], objective: Objective
+) -> list[TrialState | None]:
+    """Run the objective on popped trials (one, or a pack) and tell the storage how each
+    ended: its own state, whatever became of the others.
 
-    A lost database connection is not the trial's failure: it propagates, the worker waits
-    for the database and then re-queues the trial it gave up (requeue_abandoned); telling
-    the result is retried through an outage.
+    A lost database connection is not a trial's failure: such a trial gets None, and the
+    worker re-queues it once the database is back (requeue_abandoned); telling the others
+    is retried through the outage.
     """
-    with Heartbeat(stored, trial.number):
-        try:
-            value = objective(trial)
-        except optuna.TrialPruned as exc:
-            return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(exc))
-        except Exception as exc:  # the trial fails with its reason; the study goes on
-            if unreachable(exc):
-                raise
-            return _tell(stored, trial, TrialState.FAIL, "fail_reason", reason_of(exc))
-    if not math.isfinite(value):
+    with Heartbeat(stored, [t.number for t in trials]):
+        outcomes = objective.run(trials)
+    return [
+        None if isinstance(o, Exception) and unreachable(o) else _settle(stored, t, o)
+        for t, o in zip(trials, outcomes, strict=True)
+    ]
+
+
+def _settle(stored: Stored, trial: optuna.Trial, outcome: float | Exception) -> TrialState:
+    if isinstance(outcome, optuna.TrialPruned):
+        return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(outcome))
+    if isinstance(outcome, Exception):  # the trial fails with its reason; the study goes on
+        return _tell(stored, trial, TrialState.FAIL, "fail_reason", reason_of(outcome))
+    if not math.isfinite(outcome):
         return _tell(
-            stored, trial, TrialState.FAIL, "fail_reason", f"the objective returned {value}"
+            stored, trial, TrialState.FAIL, "fail_reason", f"the objective returned {outcome}"
         )
-    return _tell(stored, trial, TrialState.COMPLETE, value=value)
+    return _tell(stored, trial, TrialState.COMPLETE, value=outcome)
 
 
 def _tell(
@@ -152,6 +167,7 @@ class Job:
     resume_command: str  # printed on Ctrl-C
     first_index: int = 0
     idle: float = 0.0
+    workers: int = 1  # local workers of this run: a pack takes its share of what is left
 
 
 def work(job: Job, index: int) -> int:
@@ -169,7 +185,10 @@ def work(job: Job, index: int) -> int:
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
     stored.study.pruner = pruning.pruner_for(spec.study.pruner)
     function = load_function(spec.objective, job.objective_dir)
-    objective = Objective(spec, stored.space(spec), function, job.data_dir, job.fingerprint)
+    many = load_many(spec.objective, job.objective_dir)
+    size = pack_size(spec.objective, spec.study.pack, job.objective_dir)
+    space = stored.space(spec)
+    objective = Objective(spec, space, function, job.data_dir, job.fingerprint, many)
     planned = spec.study.sampler in plan.PLANNED
     ran = failed_in_a_row = 0
     idle_since = None
@@ -180,20 +199,24 @@ def work(job: Job, index: int) -> int:
                 while abandoned:
                     retrying(lambda n=abandoned[0]: requeue_abandoned(stored, n))
                     abandoned.pop(0)
-                trial, done = retrying(lambda: next_trial(stored, planned))
+                trials, done = retrying(lambda: next_trials(stored, planned, size, job.workers))
                 if done:
                     break
-                if trial is not None:
+                if trials:
                     idle_since = None
                     try:
-                        state = run_trial(stored, trial, objective)
+                        states = run_trials(stored, trials, objective)
                     except Exception as exc:
                         if not unreachable(exc):
                             raise
-                        abandoned.append(trial.number)
-                        continue
-                    ran += 1
-                    failed_in_a_row = failed_in_a_row + 1 if state == TrialState.FAIL else 0
+                        states = [None] * len(trials)
+                    for trial, state in zip(trials, states, strict=True):
+                        if state is None:
+                            abandoned.append(trial.number)
+                            continue
+                        ran += 1
+                        failed = state == TrialState.FAIL
+                        failed_in_a_row = failed_in_a_row + 1 if failed else 0
                     if not planned and failed_in_a_row >= stored.target:
                         break  # sampled values keep failing: the orchestrator says why
                     continue

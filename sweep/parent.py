@@ -1,0 +1,53 @@
+"""The parent (coarse) study a fine stage narrows from: its results, read from the storage."""
+
+from __future__ import annotations
+
+import optuna
+from optuna.storages import RDBStorage
+from optuna.trial import TrialState
+
+from sweep.errors import StudyFileError, StudyNotFound
+from sweep.studyfile import StudyFile
+from sweep.uncertainty import study_ties
+
+
+def parent_results(
+    spec: StudyFile, storage: RDBStorage, existing: set[str], pname: str = "lambda"
+) -> list[tuple[float, float]]:
+    """(value, validation accuracy) of the parent study's COMPLETE trials."""
+    parent_name = spec.parent
+    if parent_name not in existing:
+        raise StudyNotFound(
+            f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
+            f"run it first (e.g. sweep run studies/{parent_name}.toml)"
+        )
+    parent = optuna.load_study(study_name=parent_name, storage=storage)
+    done = [
+        (t.params[pname], t.value)
+        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if pname in t.params
+    ]
+    if not done:
+        raise StudyNotFound(
+            f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
+        )
+    return done
+
+
+def tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:
+    """The parent's values of ``pname`` in trials tied with its best."""
+    parent = optuna.load_study(study_name=spec.parent, storage=storage)
+    metric = StudyFile.from_dict(parent.user_attrs["spec"]).metric
+    ties = study_ties(parent, metric)
+    tied = [
+        t.params[pname]
+        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if ties[t.number].tied and pname in t.params
+    ]
+    if not tied:
+        raise StudyFileError(
+            f'{spec.path}: search.{pname}.narrow = "tied" needs to know which trials of '
+            f"{spec.parent!r} are tied with its best, and it cannot tell (its function kept no "
+            f"per-image outcomes and returned no {metric}_se); use top_k instead"
+        )
+    return tied

@@ -1,0 +1,137 @@
+"""Packed training (core.pack, core.training.train_pack): members match training alone."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from core import pack
+from core.data import load_split
+from core.errors import ConfigError, DivergedError
+from core.network import backward, init_params
+from core.schedules import eta
+from core.training import CLASSES, TrainConfig, train, train_pack
+
+LAMS = [1e-4, 3e-3, 1e-2, 5e-2]
+
+
+@pytest.fixture(scope="module")
+def exercise(cifar_dir):
+    return load_split("exercise", cifar_dir)
+
+
+def reference(config: TrainConfig, X, y):
+    """Plain mini-batch gradient descent written from the formulas (network.backward, whose
+    gradients are checked numerically): W <- W - eta * dJ/dW, the same seed, init and order."""
+    n, d = X.shape
+    schedule = config.schedule_for(n)
+    rng = np.random.default_rng(config.seed)
+    p = init_params(d, config.hidden, CLASSES, rng, np.float64)
+    order = rng.permutation(n)
+    batches = n // config.batch_size
+    for step in range(2 * schedule.n_s * config.cycles):
+        if step % batches == 0 and step > 0:
+            order = rng.permutation(n)
+        idx = order[(step % batches) * config.batch_size :][: config.batch_size]
+        _, g = backward(p, X[idx].astype(np.float64), y[idx], config.lam)
+        for name in ("W1", "b1", "W2", "b2"):
+            getattr(p, name)[...] -= eta(step, schedule) * getattr(g, name)
+    return p
+
+
+def configs(**fixed):
+    return [TrainConfig(lam=lam, **fixed) for lam in LAMS]
+
+
+def test_each_member_of_a_pack_of_4_has_the_weights_of_training_alone_after_50_steps(exercise):
+    X, y = exercise.X_train, exercise.y_train
+    fixed = dict(n_s=25, cycles=1, batch_size=100, seed=3)  # 50 update steps
+    packed = train_pack(configs(**fixed), X, y, X[:0], y[:0], record=False)
+    for config, member in zip(configs(**fixed), packed, strict=True):
+        alone = train(config, X, y, X[:0], y[:0], record=False)
+        ref = reference(config, X, y)
+        for name in ("W1", "b1", "W2", "b2"):
+            got = getattr(member.params, name)
+            scale = np.abs(getattr(ref, name)).max()
+            np.testing.assert_allclose(got, getattr(alone.params, name), rtol=1e-4, atol=1e-6)
+            # float32 against float64 formulas: equal to rounding, relative to the weights
+            np.testing.assert_allclose(got, getattr(ref, name), rtol=1e-3, atol=1e-4 * scale)
+
+
+def test_a_full_packed_run_ends_at_the_accuracy_of_each_run_alone(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    fixed = dict(n_s=60, cycles=2, seed=5, evals_per_cycle=4, curves="cheap")
+    packed = train_pack(configs(**fixed), *args)
+    for config, member in zip(configs(**fixed), packed, strict=True):
+        alone = train(config, *args)
+        assert abs(member.final["val_accuracy"] - alone.final["val_accuracy"]) <= 0.003
+        assert member.curves["step"] == alone.curves["step"]
+        np.testing.assert_allclose(
+            member.curves["val_loss"], alone.curves["val_loss"], rtol=1e-3
+        )
+        assert np.array_equal(member.val_correct, alone.val_correct) or (
+            np.mean(member.val_correct != alone.val_correct) <= 0.003
+        )
+
+
+def test_a_diverging_member_leaves_the_pack_and_the_others_finish_unchanged(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    fixed = dict(n_s=20, cycles=1, seed=2, evals_per_cycle=2, eta_max=0.1)
+    runs = configs(**fixed)
+    runs[1] = dataclasses.replace(runs[1], lam=1e3)  # decay 1 - 2 eta lam far below -1
+    out = train_pack(runs, *args)
+    assert isinstance(out[1], DivergedError)
+    for k in (0, 2, 3):
+        alone = train(runs[k], *args)
+        np.testing.assert_allclose(out[k].params.W1, alone.params.W1, rtol=1e-4, atol=1e-6)
+        assert out[k].final["val_accuracy"] == pytest.approx(alone.final["val_accuracy"], abs=3e-3)
+
+
+def test_a_member_stopped_by_its_callback_leaves_and_the_others_go_on(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    runs = configs(n_s=20, cycles=1, seed=2, evals_per_cycle=4)
+    seen: dict[int, list[int]] = {}
+
+    class Stop(Exception):
+        pass
+
+    def on_eval(k, point):
+        seen.setdefault(k, []).append(point.step)
+        if k == 2 and point.index == 1:
+            raise Stop("pruned")
+
+    out = train_pack(runs, *args, on_eval=on_eval)
+    assert isinstance(out[2], Stop)
+    assert seen[2] == [10, 20]  # no recording after it left
+    for k in (0, 1, 3):
+        assert seen[k] == [10, 20, 30, 40] and out[k].steps == 40
+
+
+def test_members_must_share_everything_but_lambda_and_the_schedule(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    with pytest.raises(ConfigError, match="must share"):
+        train_pack([TrainConfig(hidden=50), TrainConfig(hidden=20)], *args)
+    # the learning rate may differ: each member follows its own schedule
+    a, b = TrainConfig(n_s=5, cycles=1, eta_max=0.05), TrainConfig(n_s=5, cycles=1)
+    out = train_pack([a, b], *args)
+    assert out[0].curves["eta"] != out[1].curves["eta"]
+    assert out[1].curves["eta"] == train(b, *args).curves["eta"]
+
+
+def test_pack_evaluation_equals_each_members_own(exercise):
+    rng = np.random.default_rng(0)
+    params = [init_params(exercise.X_train.shape[1], 8, CLASSES, rng) for _ in range(3)]
+    net = pack.Pack.of(params[0], 3)
+    for k, p in enumerate(params):  # three different networks in one pack
+        net.W1[:, k * 8 : (k + 1) * 8] = p.W1
+        net.W2[k] = p.W2
+    lams = np.array([0.0, 0.1, 1.0])
+    got = pack.evaluate(net, exercise.X_val, exercise.y_val, lams, block=7)
+    from core.network import evaluate
+
+    for k, p in enumerate(params):
+        want = evaluate(p, exercise.X_val, exercise.y_val, lams[k])
+        assert got[k].accuracy == want.accuracy
+        assert got[k].cost == pytest.approx(want.cost, rel=1e-5)
+        assert np.array_equal(got[k].correct, want.correct)
+        assert np.array_equal(net.member(k).W1, p.W1)
