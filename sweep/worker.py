@@ -41,9 +41,9 @@ def next_trials(
 ) -> tuple[list[optuna.Trial], bool]:
     """Under the study lock: pop up to ``size`` trials if the study still needs them.
 
-    A pack takes no more than its share of what is left (what the study needs, divided
-    among ``workers``), so the last trials spread over the workers instead of queueing
-    behind one pack. Returns (trials, whether the study has reached its target).
+    A pack takes no more than its share of the study's unfinished trials (divided among
+    ``workers``), so that workers starting together get equal packs and the last trials
+    spread over the workers instead of queueing behind one pack. Returns (trials, whether the study has reached its target).
     """
     target = stored.target  # read afresh each time (a rerun may raise it), outside the lock
     trials: list[optuna.Trial] = []
@@ -52,7 +52,8 @@ def next_trials(
         if finished(c) >= target:
             return [], True
         room = target - finished(c) - c["RUNNING"]
-        n = min(size, -(-room // workers), c["WAITING"] if planned else room)
+        share = -(-(room + c["RUNNING"]) // workers)  # of the unfinished trials, rounded up
+        n = min(size, share, room, c["WAITING"] if planned else room)
         with warnings.catch_warnings():
             # Optuna warns that heartbeats belong to optimize(); this worker records
             # them itself (Heartbeat below) around ask/tell.

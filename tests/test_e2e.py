@@ -126,9 +126,38 @@ def test_ctrl_c_fails_running_trials_and_says_how_to_resume(setup):
     assert not [t for t in final if t.state == TrialState.RUNNING]
     interrupted = [t for t in final if t.user_attrs.get("fail_reason") == "interrupted"]
     assert interrupted and all(t.state == TrialState.FAIL for t in interrupted)
+    # The workers ran packs of 3 (the built-in's default pack, 6 trials over 2 workers):
+    # every member of an interrupted pack fails and is queued again.
+    assert len(interrupted) >= 3
     # Their lambdas are queued again, first in line for the resume.
     waiting = {lambda_of(t) for t in final if t.state == TrialState.WAITING}
     assert {lambda_of(t) for t in interrupted} <= waiting
+
+
+def test_kill_9_of_a_worker_running_a_pack_requeues_every_member(setup):
+    path, url, common = setup(trials=8)  # 2 workers, packs of 4 (the built-in's default)
+    proc = start("run", str(path), "--jobs", "2", *common)
+
+    def pack_running():
+        held = Counter(running_workers(url))
+        return [pid for pid, n in held.items() if n >= 2]
+
+    victim = wait_for(pack_running)[0]
+    members = {lambda_of(t) for t in trials(url) if t.state == TrialState.RUNNING
+               and t.user_attrs.get("worker", {}).get("pid") == victim}
+    os.kill(victim, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    final = trials(url)
+    states = Counter(t.state.name for t in final)
+    assert states["COMPLETE"] == 8 and states["RUNNING"] == 0 and states["WAITING"] == 0
+    complete = [t.params["lambda"] for t in final if t.state == TrialState.COMPLETE]
+    assert len(set(complete)) == 8 and members <= set(complete)
+    killed = [t for t in final if t.state == TrialState.FAIL
+              and t.user_attrs.get("worker", {}).get("pid") == victim]
+    assert len(killed) == len(members) >= 2  # every member of the pack, each on its own
+    assert all(t.user_attrs["requeued"] and "is gone" in t.user_attrs["fail_reason"]
+               for t in killed)
 
 
 def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):

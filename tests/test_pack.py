@@ -66,9 +66,7 @@ def test_a_full_packed_run_ends_at_the_accuracy_of_each_run_alone(exercise):
         alone = train(config, *args)
         assert abs(member.final["val_accuracy"] - alone.final["val_accuracy"]) <= 0.003
         assert member.curves["step"] == alone.curves["step"]
-        np.testing.assert_allclose(
-            member.curves["val_loss"], alone.curves["val_loss"], rtol=1e-3
-        )
+        np.testing.assert_allclose(member.curves["val_loss"], alone.curves["val_loss"], rtol=1e-3)
         assert np.array_equal(member.val_correct, alone.val_correct) or (
             np.mean(member.val_correct != alone.val_correct) <= 0.003
         )

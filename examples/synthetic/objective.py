@@ -29,6 +29,26 @@ def objective(params, ctx):
     return {"score": score, "distance": abs(distance) * WIDTH}
 
 
+def objective_many(params_list, ctx):
+    """The list form of `objective` (a pack: DESIGN.md "Packed trials"): one call for
+    several trials, one result each, in order. A real function trains the members together;
+    a member that must stop (ctx.report raises when it is pruned) leaves with its exception
+    as its result, and the others go on."""
+    scores = [math.exp(-(_noisy(p)[0] ** 2)) + _noisy(p)[1] for p in params_list]
+    out = [None] * len(params_list)
+    for step in range(1, STEPS + 1):
+        for i, score in enumerate(scores):
+            if out[i] is None:
+                try:
+                    ctx.report(i, step, score * step / STEPS)
+                except Exception as exc:  # this member leaves the pack
+                    out[i] = exc
+    for i, params in enumerate(params_list):
+        if out[i] is None:
+            out[i] = {"score": scores[i], "distance": abs(_noisy(params)[0]) * WIDTH}
+    return out
+
+
 def loss(params, ctx):
     """Minimise `loss` (the squared distance in decades, plus noise)."""
     distance, noise = _noisy(params)

@@ -1,0 +1,143 @@
+"""Packed trials in studies: each member its own trial, whatever happens to the others."""
+
+import dataclasses
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep import studyfile
+from sweep.cli import main
+from sweep.runner import run_study
+from tests.conftest import study_text
+from tests.test_cli_errors import check
+from tests.test_user_objectives import EXAMPLES, digest_of
+
+
+def spec(tmp_path, name, pack, trials=4, sampler="random", low=1e-4, high=1e-1, n_s=40):
+    path = tmp_path / f"{name}.toml"
+    text = study_text(
+        name,
+        trials=trials,
+        sampler=sampler,
+        n_s=n_s,
+        evals_per_cycle=4,
+        search=f"low = {low}\nhigh = {high}",
+    )
+    path.write_text(text.replace(f'name = "{name}"', f'name = "{name}"\npack = {pack}'))
+    return studyfile.load(path)
+
+
+def completed(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    return {t.params["lambda"]: t for t in study.trials if t.state == TrialState.COMPLETE}
+
+
+def test_a_pack_of_4_gives_each_trial_the_result_it_has_alone(tmp_path, cifar_dir):
+    url = f"sqlite:///{tmp_path}/p.db"
+    run_study(spec(tmp_path, "alone", pack=1), storage_url=url, jobs=1, data_dir=cifar_dir)
+    run_study(spec(tmp_path, "packed", pack=4), storage_url=url, jobs=1, data_dir=cifar_dir)
+    alone, packed = completed(url, "alone"), completed(url, "packed")
+    assert sorted(alone) == sorted(packed) and len(packed) == 4  # the same planned lambdas
+    numbers = sorted(t.number for t in packed.values())
+    for lam, trial in packed.items():
+        result, single = trial.user_attrs["result"], alone[lam].user_attrs["result"]
+        assert result["pack"] == numbers  # trained together, told apart
+        assert single["pack"] is None
+        assert trial.value == pytest.approx(alone[lam].value, abs=0.003)
+        assert result["curves"]["step"] == single["curves"]["step"]
+        assert result["outcomes"]["n"] == single["outcomes"]["n"]
+
+
+def test_a_diverging_member_fails_alone_and_the_others_complete(tmp_path, cifar_dir):
+    # lambda >= ~10 makes the decay factor 1 - 2 eta lambda < -1: those members explode.
+    url = f"sqlite:///{tmp_path}/d.db"
+    grid = dict(trials=4, sampler="grid", low=1e-3, high=1e4)
+    with pytest.raises(Exception, match="made no progress"):  # the grid has no other points
+        run_study(
+            spec(tmp_path, "packed", pack=4, **grid), storage_url=url, jobs=1, data_dir=cifar_dir
+        )
+    trials = optuna.load_study(study_name="packed", storage=url).trials
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert failed and done and len(failed) + len(done) == 4
+    assert all("diverged" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.params["lambda"] > 1 for t in failed)
+    assert all(t.params["lambda"] < 1 for t in done)
+    # the survivors finished with their own results, those of training alone
+    url1 = f"sqlite:///{tmp_path}/d1.db"
+    with pytest.raises(Exception, match="made no progress"):
+        run_study(
+            spec(tmp_path, "alone", pack=1, **grid), storage_url=url1, jobs=1, data_dir=cifar_dir
+        )
+    alone = completed(url1, "alone")
+    for t in done:
+        assert t.value == pytest.approx(alone[t.params["lambda"]].value, abs=0.003)
+
+
+LIST_FORM = """
+def score(params, ctx):
+    if params["x"] > 0.75:
+        raise ValueError("too large")
+    return params["x"]
+
+def score_many(params_list, ctx):
+    ctx.report(0, 0, 1.0)
+    n = len(params_list)
+    return [ValueError("too large") if p["x"] > 0.75 else {"value": p["x"], "pack": n}
+            for p in params_list]
+"""
+
+
+def test_a_users_list_form_is_called_once_per_pack_and_each_result_is_its_own(tmp_path):
+    (tmp_path / "f.py").write_text(LIST_FORM)
+    path = tmp_path / "u.toml"
+    path.write_text(
+        '[study]\nname = "u"\ntrials = 6\nseed = 1\nsampler = "grid"\npack = 3\n'
+        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/u.db"
+    assert main(["run", str(path), "--storage", url, "--jobs", "1"]) in (0, 1)
+    trials = optuna.load_study(study_name="u", storage=url).trials
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert {t.user_attrs["result"]["metrics"]["pack"] for t in done} == {3.0}
+    assert all(t.params["x"] <= 0.75 for t in done) and len(done) >= 3
+    assert failed and all(t.user_attrs["fail_reason"] == "ValueError: too large" for t in failed)
+    assert all(t.params["x"] > 0.75 for t in failed)
+
+
+def test_pack_without_a_list_form_is_refused_before_anything_is_written(tmp_path, capsys):
+    (tmp_path / "f.py").write_text("def single(params, ctx):\n    return params['x']\n")
+    path = tmp_path / "n.toml"
+    path.write_text(
+        '[study]\nname = "n"\ntrials = 2\npack = 4\n'
+        '[objective]\nfile = "f.py"\nfunction = "single"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/n.db"
+    check(capsys, ["run", str(path), "--storage", url], "define single_many(params_list, ctx)")
+    assert not (tmp_path / "n.db").exists()
+    text = path.read_text()
+    path.write_text(text.replace("pack = 4", "pack = 0"))
+    check(capsys, ["run", str(path), "--storage", url], "pack (0) must be between 1 and 64")
+    # without a pack setting a function without a list form runs its trials one by one
+    path.write_text(text.replace("pack = 4\n", ""))
+    assert main(["run", str(path), "--storage", url]) == 0
+    before = digest_of(tmp_path / "n.db")
+    path.write_text(text)
+    check(capsys, ["run", str(path), "--storage", url], "needs a list form")
+    assert digest_of(tmp_path / "n.db") == before
+
+
+def test_the_synthetic_examples_list_form_matches_its_single_form(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    values = {}
+    s = studyfile.load(EXAMPLES / "synthetic" / "coarse.toml")
+    for pack in (1, 4):
+        study = dataclasses.replace(s.study, name=f"p{pack}", pack=pack)
+        run_study(dataclasses.replace(s, study=study), storage_url=url, jobs=2)
+        values[pack] = sorted(completed(url, f"p{pack}").items())
+    assert [(k, t.value) for k, t in values[1]] == [(k, t.value) for k, t in values[4]]
+    assert any(t.user_attrs["result"]["pack"] for _, t in values[4])
