@@ -110,7 +110,8 @@ class TrainResult:
     steps: int
     curves: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
-    eval_seconds: float = 0.0
+    eval_seconds: float = 0.0  # recording the curves, the last recording included
+    final_eval_seconds: float = 0.0  # the last recording: the final values (exact)
     val_correct: np.ndarray | None = None  # (n_val,) bool, from the last recording
 
     @property
@@ -205,7 +206,7 @@ def train_pack(
     B = first.batch_size
     xb = np.empty((B, d), dtype=dtype)
     started = time.perf_counter()
-    eval_seconds = 0.0
+    eval_seconds = final_eval_seconds = 0.0
     order = rng.permutation(n)
     next_eval = 0
     since = [_Running() for _ in configs]  # the batches since the previous recording
@@ -257,6 +258,7 @@ def train_pack(
                 )
                 since = [_Running() for _ in configs]
                 eval_seconds += time.perf_counter() - t0
+                final_eval_seconds = time.perf_counter() - t0 if last else 0.0
                 next_eval += 1
                 gone: dict[int, Exception] = {}
                 for k, (point, correct) in zip(live, rows, strict=True):
@@ -281,6 +283,7 @@ def train_pack(
             curves=curves[k],
             seconds=seconds,
             eval_seconds=eval_seconds,
+            final_eval_seconds=final_eval_seconds,
             val_correct=val_correct[k],
         )
     return outcomes  # type: ignore[return-value]

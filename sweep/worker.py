@@ -43,7 +43,8 @@ def next_trials(
 
     A pack takes no more than its share of the study's unfinished trials (divided among
     ``workers``), so that workers starting together get equal packs and the last trials
-    spread over the workers instead of queueing behind one pack. Returns (trials, whether the study has reached its target).
+    spread over the workers instead of queueing behind one pack.
+    Returns (trials, whether the study has reached its target).
     """
     target = stored.target  # read afresh each time (a rerun may raise it), outside the lock
     trials: list[optuna.Trial] = []
