@@ -2,7 +2,10 @@
 whose objective sleeps T seconds.
 
     python bench/scale.py --storage postgresql+psycopg://... --workers 16 --trial-seconds 0.5 \
-        --trials 400 [--json]
+        --trials 400 [--commands C] [--json]
+
+The N workers run as C `sweep worker --jobs N/C` commands: by default one per worker (as on
+N machines), `--commands 1` as one command (as on one machine with N cores).
 
 Reports complete trials, duplicates (planned values COMPLETE more than once), trials per
 second, efficiency = trials_per_s / (N / T) (the share of worker time spent inside trials),
@@ -61,7 +64,7 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[min(len(values) - 1, round(q * (len(values) - 1)))]
 
 
-def run(url: str, workers: int, seconds: float, trials: int) -> dict:
+def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> dict:
     folder = Path(tempfile.mkdtemp(prefix="scale-"))
     name = f"scale-{workers}-{seconds:g}-{int(time.time() * 1000) % 10**8}".replace(".", "_")
     (folder / "sleep.py").write_text(OBJECTIVE)
@@ -80,8 +83,8 @@ def run(url: str, workers: int, seconds: float, trials: int) -> dict:
     while True:
         try:
             study = optuna.load_study(study_name=name, storage=url)
-            if len(study.get_trials(deepcopy=False)) >= trials:
-                break
+            if study.get_trials(deepcopy=False):
+                break  # created and queued (the first values: workers queue the rest)
         except KeyError:
             pass
         if time.monotonic() > deadline:
@@ -89,13 +92,26 @@ def run(url: str, workers: int, seconds: float, trials: int) -> dict:
         time.sleep(0.2)
     before = transactions(url)
     started = time.monotonic()
+    # The N workers as C `sweep worker --jobs N/C` commands (C machines of N/C workers each).
+    shares = [workers // commands + (i < workers % commands) for i in range(commands)]
     procs = [
         subprocess.Popen(
-            sweep("worker", name, "--storage", url, "--threads", "1"),
+            sweep(
+                "worker",
+                name,
+                "--storage",
+                url,
+                "--threads",
+                "1",
+                "--jobs",
+                str(jobs),
+                "--oversubscribe",
+            ),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
-        for _ in range(workers)
+        for jobs in shares
+        if jobs
     ]
     for p in procs:
         p.wait()
@@ -122,6 +138,7 @@ def run(url: str, workers: int, seconds: float, trials: int) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
     return {
         "workers": workers,
+        "commands": len(procs),
         "trial_seconds": seconds,
         "trials": trials,
         "complete": len(done),
@@ -146,15 +163,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[16])
     parser.add_argument("--trial-seconds", type=float, nargs="+", default=[0.5])
     parser.add_argument("--trials", type=int, default=400)
+    parser.add_argument(
+        "--commands",
+        type=int,
+        default=0,
+        help="how many `sweep worker` commands share the N workers (default: N, one each, "
+        "as on N machines; 1: one `sweep worker --jobs N`, as on one big machine)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    rows = [run(args.storage, n, t, args.trials) for t in args.trial_seconds for n in args.workers]
+    rows = [
+        run(args.storage, n, t, args.trials, min(args.commands or n, n))
+        for t in args.trial_seconds
+        for n in args.workers
+    ]
     if args.json:
         print(json.dumps(rows if len(rows) > 1 else rows[0], indent=2))
         return
     for r in rows:
         print(
-            f"N={r['workers']:3} T={r['trial_seconds']:4}s: {r['complete']}/{r['trials']} complete,"
+            f"N={r['workers']:3} T={r['trial_seconds']:4}s ({r['commands']} commands): "
+            f"{r['complete']}/{r['trials']} complete,"
             f" {r['duplicates']} duplicates, {r['trials_per_s']} trials/s, efficiency "
             f"{r['efficiency']:.2f} ({r['efficiency_working']:.2f} once working), "
             f"wait p50 {r['p50_wait_s']:.3f}s p99 {r['p99_wait_s']:.3f}s, "

@@ -124,6 +124,7 @@ def sweep_once(spec, folder: Path, data_dir: str, jobs: int, threads: int, label
     # A pack's members share one call: count each call's seconds once.
     calls = {tuple(t.user_attrs["result"]["pack"] or [t.number]): t for t in done}
     training = sum(sum(t.user_attrs["result"]["seconds"]) for t in calls.values())
+
     def spent(key: str) -> float:
         return sum(
             sum(x.get(key, 0.0) for x in t.user_attrs["result"]["timings"]) for t in calls.values()

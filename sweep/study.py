@@ -245,8 +245,16 @@ def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
     return list(range(start, start + n))
 
 
+# Planned values are queued at most this many ahead of the workers, who queue more as they
+# pop. Every pop (Optuna's ask) reads all unfinished trials, so queueing a whole study made
+# each pop cost O(trials): bench/scale.py, 16 workers, 0.5-s trials, 400 queued at once ->
+# 0.67 of their time inside trials, 100 queued -> 0.92 (README, "How many workers ...").
+QUEUE_AHEAD = 16
+
+
 def top_up(stored: Stored, spec: StudyFile) -> int:
-    """Enqueue the next planned points so that the queue covers the missing trials.
+    """Enqueue the next planned points, up to QUEUE_AHEAD waiting, so that the queue covers
+    the missing trials (workers queue the rest as they pop: `queue_next`).
 
     Runs under the study lock, as workers' check-and-pop does, so exactly the missing
     points are queued whatever other orchestrators and workers do meanwhile.
@@ -255,11 +263,31 @@ def top_up(stored: Stored, spec: StudyFile) -> int:
     if spec.study.sampler not in plan.PLANNED:
         return 0
     with stored.locked():
-        points = pending_points(stored, spec, missing(stored))
-        space = stored.space(spec)
-        for p in points:
-            values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
-            stored.study.enqueue_trial(values, user_attrs={"point": p, "values": values})
+        return queue_next(stored, spec)
+
+
+def queue_next(
+    stored: Stored,
+    spec: StudyFile,
+    counts: dict[str, int] | None = None,
+    *,
+    replace: bool = True,
+    ahead: int = QUEUE_AHEAD,
+) -> int:
+    """The unlocked step of `top_up`, for a caller that holds the study lock already.
+    Without ``replace`` only the first ``target`` points are queued: new points for failed
+    trials are the orchestrator's to queue (it stops a study whose trials keep failing)."""
+    c = counts or stored.counts()
+    n = min(missing(stored, c), ahead - c["WAITING"])
+    if n <= 0:
+        return 0
+    points = pending_points(stored, spec, n)
+    if not replace:
+        points = [p for p in points if not isinstance(p, int) or p < stored.target]
+    space = stored.space(spec)
+    for p in points:
+        values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
+        stored.study.enqueue_trial(values, user_attrs={"point": p, "values": values})
     return len(points)
 
 

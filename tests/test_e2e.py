@@ -143,8 +143,11 @@ def test_kill_9_of_a_worker_running_a_pack_requeues_every_member(setup):
         return [pid for pid, n in held.items() if n >= 2]
 
     victim = wait_for(pack_running)[0]
-    members = {lambda_of(t) for t in trials(url) if t.state == TrialState.RUNNING
-               and t.user_attrs.get("worker", {}).get("pid") == victim}
+    members = {
+        lambda_of(t)
+        for t in trials(url)
+        if t.state == TrialState.RUNNING and t.user_attrs.get("worker", {}).get("pid") == victim
+    }
     os.kill(victim, signal.SIGKILL)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -153,11 +156,15 @@ def test_kill_9_of_a_worker_running_a_pack_requeues_every_member(setup):
     assert states["COMPLETE"] == 8 and states["RUNNING"] == 0 and states["WAITING"] == 0
     complete = [t.params["lambda"] for t in final if t.state == TrialState.COMPLETE]
     assert len(set(complete)) == 8 and members <= set(complete)
-    killed = [t for t in final if t.state == TrialState.FAIL
-              and t.user_attrs.get("worker", {}).get("pid") == victim]
+    killed = [
+        t
+        for t in final
+        if t.state == TrialState.FAIL and t.user_attrs.get("worker", {}).get("pid") == victim
+    ]
     assert len(killed) == len(members) >= 2  # every member of the pack, each on its own
-    assert all(t.user_attrs["requeued"] and "is gone" in t.user_attrs["fail_reason"]
-               for t in killed)
+    assert all(
+        t.user_attrs["requeued"] and "is gone" in t.user_attrs["fail_reason"] for t in killed
+    )
 
 
 def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):

@@ -74,3 +74,51 @@ def test_readers_never_create_a_database(tmp_path):
     with pytest.raises(StorageError, match="no study database"):
         open_storage(f"sqlite:///{tmp_path}/typo.db", create=False)
     assert not (tmp_path / "typo.db").exists()
+
+
+def _pop_waiting_worker(url: str, errors) -> None:
+    """A worker that pops with sweep.worker.pop_waiting (no study lock) until the queue is
+    empty, one trial at a time, and tells each."""
+    try:
+        from sweep.study import open_study
+        from sweep.worker import pop_waiting
+
+        stored = open_study("queue", url)
+        while trials := pop_waiting(stored, 1):
+            (trial,) = trials
+            x = trial.suggest_float("lambda", 0, TRIALS, log=False)  # the queued value
+            stored.study.tell(trial, x)
+    except Exception as exc:  # reported to the test, which fails on any
+        errors.put(repr(exc))
+
+
+@pytest.mark.parametrize("round_", range(5))
+def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp_path, round_):
+    # pop_waiting is ask()'s pop without ask()'s fallback of sampling a new trial (why:
+    # see its docstring): 8 processes racing over 80 queued trials, 5 rounds.
+    from sweep import studyfile
+    from sweep.study import prepare, queue_next
+    from tests.conftest import study_text
+
+    (tmp_path / "queue.toml").write_text(
+        study_text("queue", trials=TRIALS, search=f"low = 0.0\nhigh = {TRIALS}.0\nlog = false")
+    )
+    spec = studyfile.load(tmp_path / "queue.toml")
+    url = f"sqlite:///{tmp_path}/queue.db"
+    stored, _ = prepare(spec, url, target=TRIALS)
+    with stored.locked():
+        assert queue_next(stored, spec, ahead=TRIALS) == TRIALS  # the whole plan queued
+    planned = sorted(t.user_attrs["values"]["lambda"] for t in stored.trials())
+    ctx = mp.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_pop_waiting_worker, args=(url, errors)) for _ in range(WORKERS)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert all(p.exitcode == 0 for p in procs)
+    assert errors.empty(), errors.get()
+    trials = optuna.load_study(study_name="queue", storage=url).get_trials()
+    assert len(trials) == TRIALS  # no trial created: an empty queue pops nothing
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.params["lambda"] for t in trials) == pytest.approx(planned)
