@@ -48,33 +48,38 @@ def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | Non
 
 def recover(stored: Stored) -> list[str]:
     """Fail and re-queue every RUNNING trial whose worker is gone; return notes."""
-    # Stale heartbeats: Optuna fails them and the storage's callback queues their values.
-    optuna.storages.fail_stale_trials(stored.study)
     host = socket.gethostname()
-    now = datetime.datetime.now()
     notes = []
-    for trial in stored.trials(TrialState.RUNNING):
-        reason = why_gone(trial, host, now)
-        if reason and requeue(stored, trial, reason):
-            notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
+    # Under the study lock: failing a trial and queueing its values again must look like one
+    # step to a top-up, which would otherwise queue a new value for the failed one.
+    with stored.locked():
+        # Stale heartbeats: Optuna fails them and the storage's callback queues their values.
+        optuna.storages.fail_stale_trials(stored.study)
+        now = datetime.datetime.now()
+        for trial in stored.trials(TrialState.RUNNING):
+            reason = why_gone(trial, host, now)
+            if reason and requeue(stored, trial, reason):
+                notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
     return notes
 
 
 def requeue_abandoned(stored: Stored, number: int) -> bool:
     """Fail and re-queue a trial this worker had to give up when it lost the database
     (it may have no heartbeat yet, so nothing else would ever call it stale)."""
-    trial = next((t for t in stored.trials(TrialState.RUNNING) if t.number == number), None)
-    reason = "its worker lost the database while running it"
-    return trial is not None and requeue(stored, trial, reason)
+    with stored.locked():  # one step for a top-up (see recover)
+        trial = next((t for t in stored.trials(TrialState.RUNNING) if t.number == number), None)
+        reason = "its worker lost the database while running it"
+        return trial is not None and requeue(stored, trial, reason)
 
 
 def fail_running(stored: Stored, *, reason: str) -> int:
     """After our workers were stopped: fail and re-queue their trials that are still RUNNING."""
     host = socket.gethostname()
     n = 0
-    for trial in stored.trials(TrialState.RUNNING):
-        worker = trial.user_attrs.get("worker")
-        gone = not worker or (worker["host"] == host and not pid_alive(int(worker["pid"])))
-        if gone and requeue(stored, trial, reason):
-            n += 1
+    with stored.locked():  # one step for a top-up (see recover)
+        for trial in stored.trials(TrialState.RUNNING):
+            worker = trial.user_attrs.get("worker")
+            gone = not worker or (worker["host"] == host and not pid_alive(int(worker["pid"])))
+            if gone and requeue(stored, trial, reason):
+                n += 1
     return n

@@ -31,10 +31,14 @@ from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError
 from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
-from sweep.study import QUEUE_AHEAD, Stored, finished, open_study, queue_next
+from sweep.study import QUEUE_AHEAD, Stored, finished, missing, open_study, queue_next
 from sweep.studyfile import StudyFile
 
-WAIT_SECONDS = 0.1  # how often idle workers look at the storage (a cheap COUNT query)
+# An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
+# WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle
+# workers do not load the database in proportion to their number.
+WAIT_SECONDS = 0.1
+MAX_WAIT_SECONDS = 1.6
 
 
 def next_trials(
@@ -57,7 +61,7 @@ def next_trials(
     c = stored.counts()
     if finished(c) >= target:
         return [], True
-    if spec is not None and c["WAITING"] < max(size, QUEUE_AHEAD // 2):
+    if spec is not None and c["WAITING"] < max(size, QUEUE_AHEAD // 2) and missing(stored, c):
         with stored.locked():  # queue the next planned values
             if queue_next(stored, spec, replace=False, ahead=max(QUEUE_AHEAD, 2 * size)):
                 c = stored.counts()
@@ -96,20 +100,36 @@ def pop_waiting(stored: Stored, n: int) -> list[optuna.Trial]:
     0.5-s trials: ~0.1 s per pop spent waiting). This is ask()'s pop without that fallback,
     through public calls: claim a WAITING trial with `set_trial_state_values` (it returns
     False when another worker claimed it first) and wrap it in `optuna.trial.Trial`, as
-    ask() does. Pinned by tests/test_study.py (popped values and params as ask() gives).
+    ask() does. Pinned by tests/test_storage.py (8 processes, each queued value once).
+
+    A queued point that a live trial with a lower number already holds is dropped (FAIL,
+    "a duplicate"): it can only be queued twice when a database restart ended the session
+    holding the study lock in the middle of a top-up (tests/test_postgres.py, faults).
     """
     db, trials = stored.storage, []
     # Through the study (not the bare storage) as ask() does: Optuna's storage cache must
     # know a trial before its params can be set.
-    waiting = stored.trials(TrialState.WAITING)
-    for queued in waiting:
+    everything = stored.trials()
+    holder: dict[str, int] = {}  # point -> the lowest number of a live trial holding it
+    for t in everything:
+        if "point" in t.user_attrs and t.state != TrialState.FAIL:
+            holder.setdefault(repr(t.user_attrs["point"]), t.number)
+    for queued in everything:
         if len(trials) >= n:
             break
+        if queued.state != TrialState.WAITING:
+            continue
         trial_id = db.get_trial_id_from_study_id_trial_number(stored.study_id, queued.number)
         try:
             if not db.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 continue  # another worker popped it
         except optuna.exceptions.UpdateFinishedTrialError:
+            continue
+        first = holder.get(repr(queued.user_attrs.get("point")), queued.number)
+        if first != queued.number:
+            db.set_trial_user_attr(trial_id, "fail_reason", f"a duplicate of trial {first}")
+            db.set_trial_user_attr(trial_id, "requeued", True)  # not a failure of its value
+            db.set_trial_state_values(trial_id, state=TrialState.FAIL)
             continue
         trials.append(optuna.trial.Trial(stored.study, trial_id))
     return trials
@@ -241,7 +261,7 @@ def work(job: Job, index: int) -> int:
     objective = Objective(spec, space, function, job.data_dir, job.fingerprint, many)
     plans = spec if spec.study.sampler in plan.PLANNED else None  # workers queue them
     ran = failed_in_a_row = 0
-    idle_since = None
+    idle_since, wait = None, WAIT_SECONDS
     abandoned: list[int] = []  # trials given up in an outage: re-queued once it is over
     try:
         with threadpool_limits(limits=job.threads):
@@ -253,7 +273,7 @@ def work(job: Job, index: int) -> int:
                 if done:
                     break
                 if trials:
-                    idle_since = None
+                    idle_since, wait = None, WAIT_SECONDS
                     try:
                         states = run_trials(stored, trials, objective)
                     except Exception as exc:
@@ -274,7 +294,8 @@ def work(job: Job, index: int) -> int:
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= job.idle:
                         break
-                time.sleep(WAIT_SECONDS)
+                time.sleep(wait)
+                wait = min(2 * wait, MAX_WAIT_SECONDS)
                 retrying(lambda: recover(stored))
     finally:
         stored.close()
