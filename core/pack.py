@@ -20,22 +20,12 @@ from core.network import Evaluation, Params
 @dataclass
 class Pack:
     """The weights of K members: W1 (d, K*m) with member k in columns k*m:(k+1)*m, b1 (K*m,),
-    W2 (K, m, C), b2 (K, C). Updated in place by `step`.
-
-    Member k's first layer is ``scale[k] * W1[:, k*m:(k+1)*m]``: the L2 decay of a step
-    multiplies the scale, not the d x m matrix, which saves a pass over the largest array
-    at every step (measured ~0.3 ms of a 3 ms step for 5 members).
-    """
+    W2 (K, m, C), b2 (K, C). Updated in place by `step`."""
 
     W1: np.ndarray
     b1: np.ndarray
     W2: np.ndarray
     b2: np.ndarray
-    scale: np.ndarray = None  # type: ignore[assignment]  # (K,) float64, ones at first
-
-    def __post_init__(self) -> None:
-        if self.scale is None:
-            self.scale = np.ones(self.size)
 
     @property
     def size(self) -> int:
@@ -56,7 +46,7 @@ class Pack:
         m = self.W2.shape[1]
         cols = slice(k * m, (k + 1) * m)
         return Params(
-            W1=(self.W1[:, cols] * self.W1.dtype.type(self.scale[k])).astype(self.W1.dtype),
+            W1=self.W1[:, cols].copy(),
             b1=self.b1[cols].copy(),
             W2=self.W2[k].copy(),
             b2=self.b2[k].copy(),
@@ -67,25 +57,20 @@ class Pack:
         d, m = self.W1.shape[0], self.W2.shape[1]
         W1 = self.W1.reshape(d, self.size, m)[:, members, :].reshape(d, len(members) * m)
         b1 = self.b1.reshape(self.size, m)[members].reshape(-1)
-        return Pack(W1, b1, self.W2[members], self.b2[members], self.scale[members])
+        return Pack(W1=W1, b1=b1, W2=self.W2[members], b2=self.b2[members])
 
     def sum_squared_weights(self) -> np.ndarray:
         """||W1||^2 + ||W2||^2 of each member, shape (K,)."""
         d, m = self.W1.shape[0], self.W2.shape[1]
         w1 = np.einsum("dkm,dkm->k", *(self.W1.reshape(d, self.size, m),) * 2, dtype=np.float64)
         w2 = np.einsum("kmc,kmc->k", self.W2, self.W2, dtype=np.float64)
-        return self.scale**2 * w1 + w2
-
-    def columns(self, per_member: np.ndarray) -> np.ndarray:
-        """One value per member spread over its m columns, in the weights' dtype."""
-        return np.repeat(per_member, self.W2.shape[1]).astype(self.W1.dtype)
+        return w1 + w2
 
 
 def forward(pack: Pack, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hidden activations H (n, K*m) and probabilities P (K, n, C) of every member."""
     n = len(X)
     H = X @ pack.W1
-    H *= pack.columns(pack.scale)
     H += pack.b1
     np.maximum(H, 0, out=H)
     S = np.matmul(H.reshape(n, pack.size, -1).transpose(1, 0, 2), pack.W2)
@@ -124,20 +109,14 @@ def step(
     gb2 = G.sum(axis=1)
     gH = np.matmul(G, pack.W2.transpose(0, 2, 1)).transpose(1, 0, 2).reshape(n, K * m)
     gH *= H > 0
-    gb1 = gH.sum(axis=0)
-    # W1 <- decay W1 - X^T gH with W1 = scale * stored: the scale takes the decay and the
-    # stored matrix takes the gradient divided by the new scale. A scale far from 1 (or
-    # a decay of 0) is folded into the stored matrix first, so nothing under- or overflows.
-    decay = 1.0 - 2.0 * etas * lams
-    scale = pack.scale * decay
-    fold = ~((np.abs(scale) >= 1e-3) & (np.abs(scale) <= 1e3))
-    for k in np.flatnonzero(fold):
-        pack.W1[:, k * m : (k + 1) * m] *= pack.W1.dtype.type(scale[k])
-        scale[k] = 1.0
-    pack.scale = scale
-    gH *= pack.columns(1.0 / scale)
     gW1 = X.T @ gH
-    pack.W2 *= decay.astype(pack.W2.dtype)[:, None, None]
+    gb1 = gH.sum(axis=0)
+    decay = (1.0 - 2.0 * etas * lams).astype(pack.W1.dtype)
+    if np.any(decay != 1):
+        # One member (a single run): a scalar multiply, measured 2x faster than the row
+        # vector's with two BLAS threads (0.09 against 0.2 ms per step on 3072 x 50).
+        pack.W1 *= decay[0] if K == 1 else np.repeat(decay, m)
+        pack.W2 *= decay[:, None, None]
     pack.W1 -= gW1
     pack.W2 -= gW2
     pack.b1 -= gb1

@@ -20,7 +20,7 @@ from typing import Any
 import sweep
 from core.gradcheck import check, passed
 from core.training import TrainConfig
-from sweep import pool, studyfile
+from sweep import studyfile
 from sweep.errors import RunFailed, StudyFileError
 from sweep.runner import RunResult, run_study
 from sweep.train import run_training
@@ -99,8 +99,6 @@ def reproduce(
     fine = studyfile.load(folder / "fine.toml")
     url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
     state = State(out / "state.json")
-    if not (state.get(coarse.study.name) and state.get(fine.study.name)) and jobs > 0:
-        pool.start(jobs)  # the studies' workers import while the first stages run
 
     if not state.get("gradcheck"):
         t0 = time.perf_counter()
