@@ -7,10 +7,11 @@ import json
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from core.errors import ConfigError, DataError, DivergedError
 from sweep.arguments import build_parser
-from sweep.errors import SweepError
+from sweep.errors import INTERRUPTED, SweepError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -258,10 +259,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> None:
     """The `sweep` console script: main(), then exit with Ctrl-C ignored. The command's
     work is done by then; an interrupt during interpreter shutdown (loky's exit handlers)
-    would only print a traceback."""
+    would only print a traceback. A Ctrl-C is also remembered (errors.INTERRUPTED), and one
+    that a garbage-collection callback swallows prints nothing there."""
+    signal.signal(signal.SIGINT, _interrupt)
+    sys.unraisablehook = _unraisable
     code = main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    INTERRUPTED.set()
+    raise KeyboardInterrupt
+
+
+def _unraisable(info: Any) -> None:
+    if not issubclass(info.exc_type, KeyboardInterrupt):
+        sys.__unraisablehook__(info)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
 """The one exception family of the sweep layer, translated into `error: ...` by the CLI."""
 
+import threading
+
 
 class SweepError(Exception):
     """An error with a message that says what is wrong and what to do. Exit code 2."""
@@ -29,3 +31,9 @@ class Interrupted(SweepError):
     """The user pressed Ctrl-C; running trials were marked failed (exit code 130)."""
 
     exit_code = 130
+
+
+# Set by the console script's Ctrl-C handler (cli.entry). A Ctrl-C that lands while Python
+# runs a garbage-collection callback is printed as "ignored" there and lost; loops that
+# wait (pool.run) look at this flag so that it still stops the command.
+INTERRUPTED = threading.Event()

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 import loky
 from loky.process_executor import BrokenProcessPool
 
-from sweep.errors import Interrupted, RunFailed, SweepError
+from sweep.errors import INTERRUPTED, Interrupted, RunFailed, SweepError
 from sweep.recovery import fail_running
 from sweep.study import Stored
 from sweep.worker import Job, init_process, work
@@ -86,6 +86,8 @@ def run(
     try:
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)
+            if INTERRUPTED.is_set():
+                raise KeyboardInterrupt  # a Ctrl-C that a callback swallowed
             if on_poll:
                 on_poll()
         return sum(f.result() for f in futures), None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 import time
@@ -44,6 +45,10 @@ def quiet_optuna() -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Heartbeats and fail_stale_trials are marked experimental; they are the storage rules.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # SQLAlchemy logs a traceback when returning a connection to its pool is interrupted
+    # (a Ctrl-C at that moment: "Exception during reset or similar"); the CLI says
+    # "interrupted" itself, and lost connections are retried and reported (retrying).
+    logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
 
 def resolve_url(url: str | None) -> str:

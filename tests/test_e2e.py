@@ -188,7 +188,7 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
 def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
     # Once the worker processes exist they spend ~1 s importing numpy, optuna and sweep:
     # a Ctrl-C then used to print a KeyboardInterrupt traceback from each of them.
-    path, url, common = setup(trials=4, n_s=800)
+    path, url, common = setup(trials=4, n_s=4000)  # packs of 2 train for seconds
     for delay in (0.0, 0.3, 0.6):
         # A new study each time, so that it is still running when the Ctrl-C comes.
         fresh = ["--storage", url.replace("e2e.db", f"e2e-{delay}.db"), *common[2:]]

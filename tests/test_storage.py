@@ -27,25 +27,27 @@ def _pop_worker(url: str, n: int, errors) -> None:
         errors.put(repr(exc))
 
 
-def test_eight_processes_pop_eighty_queued_trials_exactly_once(tmp_path):
-    url = f"sqlite:///{tmp_path}/queue.db"
-    storage = open_storage(url)
-    study = optuna.create_study(study_name="queue", storage=storage, direction="maximize")
-    for i in range(TRIALS):
-        study.enqueue_trial({"x": float(i)})
+def race(worker, url: str, *args) -> list[optuna.trial.FrozenTrial]:
+    """WORKERS processes run ``worker(url, *args, errors)`` at once; the study's trials."""
     ctx = mp.get_context("spawn")
     errors = ctx.Queue()
-    procs = [
-        ctx.Process(target=_pop_worker, args=(url, TRIALS // WORKERS, errors))
-        for _ in range(WORKERS)
-    ]
+    procs = [ctx.Process(target=worker, args=(url, *args, errors)) for _ in range(WORKERS)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(120)
     assert all(p.exitcode == 0 for p in procs)
     assert errors.empty(), errors.get()
-    trials = optuna.load_study(study_name="queue", storage=url).get_trials()
+    return optuna.load_study(study_name="queue", storage=url).get_trials()
+
+
+def test_eight_processes_pop_eighty_queued_trials_exactly_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/queue.db"
+    storage = open_storage(url)
+    study = optuna.create_study(study_name="queue", storage=storage, direction="maximize")
+    for i in range(TRIALS):
+        study.enqueue_trial({"x": float(i)})
+    trials = race(_pop_worker, url, TRIALS // WORKERS)
     assert len(trials) == TRIALS
     assert all(t.state == TrialState.COMPLETE for t in trials)
     # Each queued value evaluated exactly once: a double pop would repeat one and miss another.
@@ -109,16 +111,7 @@ def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp
     with stored.locked():
         assert queue_next(stored, spec, ahead=TRIALS) == TRIALS  # the whole plan queued
     planned = sorted(t.user_attrs["values"]["lambda"] for t in stored.trials())
-    ctx = mp.get_context("spawn")
-    errors = ctx.Queue()
-    procs = [ctx.Process(target=_pop_waiting_worker, args=(url, errors)) for _ in range(WORKERS)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert all(p.exitcode == 0 for p in procs)
-    assert errors.empty(), errors.get()
-    trials = optuna.load_study(study_name="queue", storage=url).get_trials()
+    trials = race(_pop_waiting_worker, url)
     assert len(trials) == TRIALS  # no trial created: an empty queue pops nothing
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.params["lambda"] for t in trials) == pytest.approx(planned)
