@@ -15,6 +15,7 @@ import logging
 import os
 import sqlite3
 import time
+import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,14 +41,10 @@ T = TypeVar("T")
 def quiet_optuna() -> None:
     """Optuna's per-trial INFO lines and tracebacks are noise here: the CLI reports trials
     itself. Called by `main()` and by each worker process, never at import time."""
-    import warnings
-
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     # Heartbeats and fail_stale_trials are marked experimental; they are the storage rules.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    # SQLAlchemy logs a traceback when returning a connection to its pool is interrupted
-    # (a Ctrl-C at that moment: "Exception during reset or similar"); the CLI says
-    # "interrupted" itself, and lost connections are retried and reported (retrying).
+    # A Ctrl-C while a connection returns to SQLAlchemy's pool logs a traceback there.
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
 
 
