@@ -184,8 +184,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    import os
     import shutil
-    import subprocess
 
     from sweep.storage import validate_url
 
@@ -193,7 +193,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     exe = shutil.which("optuna-dashboard")
     if exe is None:
         raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
-    return subprocess.call([exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
+    # Become the dashboard (no child left running when this process is stopped).
+    os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

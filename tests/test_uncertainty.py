@@ -209,3 +209,6 @@ def test_the_dashboard_lists_the_studies_with_their_metric(tied_study):
     finally:
         proc.terminate()
         proc.wait(10)
+    # `sweep dashboard` became the dashboard: stopping it leaves no server behind.
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
