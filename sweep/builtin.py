@@ -8,6 +8,7 @@ It goes through the same interface as any user function: ``params`` holds the st
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from core.data import Split
@@ -33,7 +34,13 @@ def config(params: dict[str, Any]) -> TrainConfig:
 def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     """One training run: reports validation accuracy at each recording, returns the final
     metrics (over the full sets)."""
-    (out,) = _train([params], _Single(ctx))
+    (out,) = _train(
+        [config(params)],
+        params["split"],
+        ctx,
+        report=lambda _k, *point, **more: ctx.report(*point, **more),
+        keep=lambda _k, correct: ctx.keep_outcomes(correct),
+    )
     if isinstance(out, Exception):
         raise out
     return out
@@ -55,19 +62,32 @@ def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]
             groups.append([i])
         else:
             group.append(i)
-    for group in groups:
-        results = _train([params_list[i] for i in group], _Subset(ctx, group))
-        for i, result in zip(group, results, strict=True):
+    for g in groups:
+        results = _train(
+            [configs[i] for i in g],
+            params_list[g[0]]["split"],
+            ctx,
+            report=lambda k, *point, g=g, **more: ctx.report(g[k], *point, **more),
+            keep=lambda k, correct, g=g: ctx.keep_outcomes(g[k], correct),
+        )
+        for i, result in zip(g, results, strict=True):
             out[i] = result
     return out  # type: ignore[return-value]
 
 
-def _train(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
-    configs = [config(p) for p in params_list]
-    d = cifar10(params_list[0]["split"], ctx.data_dir, configs[0].dtype)
+def _train(
+    configs: list[TrainConfig],
+    split: str,
+    ctx: Any,
+    report: Callable[..., None],
+    keep: Callable[[int, Any], None],
+) -> list[Outcome]:
+    """Train the runs as one pack; ``report(k, step, value, **more)`` and ``keep(k, correct)``
+    address member k wherever the caller keeps it."""
+    d = cifar10(split, ctx.data_dir, configs[0].dtype)
 
-    def report(k: int, p: EvalPoint) -> None:
-        ctx.report(
+    def on_eval(k: int, p: EvalPoint) -> None:
+        report(
             k,
             p.step,
             p.val_accuracy,
@@ -79,7 +99,7 @@ def _train(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
             val_loss=p.val_loss,
         )
 
-    results = train_pack(configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=report)
+    results = train_pack(configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=on_eval)
     out: list[Outcome] = []
     for k, result in enumerate(results):
         if isinstance(result, Exception):
@@ -91,7 +111,7 @@ def _train(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
         ctx.timings["final_evaluation"] = result.final_eval_seconds
         # Which validation images it gets right (from the last recording): ties with the
         # best are tested on these.
-        ctx.keep_outcomes(k, result.val_correct)
+        keep(k, result.val_correct)
         final = result.final
         out.append(
             {
@@ -105,34 +125,3 @@ def _train(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
             }
         )
     return out
-
-
-class _Single:
-    """A single run's ctx seen as a pack of one."""
-
-    def __init__(self, ctx: Any):
-        self._ctx = ctx
-        self.data_dir = ctx.data_dir
-        self.timings = getattr(ctx, "timings", {})
-
-    def report(self, _k: int, step: int, value: float, **more: float) -> None:
-        self._ctx.report(step, value, **more)
-
-    def keep_outcomes(self, _k: int, correct: Any) -> None:
-        self._ctx.keep_outcomes(correct)
-
-
-class _Subset:
-    """A pack ctx seen through the members of one group."""
-
-    def __init__(self, ctx: Any, members: list[int]):
-        self._ctx = ctx
-        self._members = members
-        self.data_dir = ctx.data_dir
-        self.timings = ctx.timings
-
-    def report(self, k: int, step: int, value: float, **more: float) -> None:
-        self._ctx.report(self._members[k], step, value, **more)
-
-    def keep_outcomes(self, k: int, correct: Any) -> None:
-        self._ctx.keep_outcomes(self._members[k], correct)
