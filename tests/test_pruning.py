@@ -89,7 +89,9 @@ def pruned_spec(tmp_path, trials=8):
         search="low = 1e-4\nhigh = 8.0",
     )
     path = tmp_path / "p.toml"
-    path.write_text(text)
+    # One trial at a time per worker: a pruner compares a trial with trials that got further,
+    # and 8 trials in two packs of 4 would all run at once (README, "Packed trials").
+    path.write_text(text.replace('name = "p"', 'name = "p"\npack = 1'))
     return studyfile.load(path)
 
 
