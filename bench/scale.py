@@ -135,6 +135,17 @@ def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> d
         inside += sum((t.datetime_complete - t.datetime_start).total_seconds() for t in ts)
         spans += (ts[-1].datetime_complete - ts[0].datetime_start).total_seconds()
     rate = len(done) / busy_wall
+    starts = sorted((ts[0].datetime_start - first).total_seconds() for ts in by_worker.values())
+    ends = sorted((last - ts[-1].datetime_complete).total_seconds() for ts in by_worker.values())
+    # Where the workers' time went, as shares of N x the run (they add up to 1 - efficiency;
+    # a worker that ran no trial counts as lost to start-up).
+    total = workers * busy_wall
+    lost = {
+        "start_up": (sum(starts) + (workers - len(by_worker)) * busy_wall) / total,
+        "between_trials": sum(waits) / total,
+        "inside_trials": (inside - len(done) * seconds) / total,  # storage calls in a trial
+        "at_the_end": sum(ends) / total,
+    }
     shutil.rmtree(folder, ignore_errors=True)
     return {
         "workers": workers,
@@ -151,6 +162,11 @@ def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> d
         "efficiency_working": round(inside / spans, 3) if spans else None,
         "p50_wait_s": percentile(waits, 0.5),
         "p99_wait_s": percentile(waits, 0.99),
+        # When each worker ran its first trial, after the first one of all (start-up), and
+        # how long before the last trial ended each worker ran out of work (the tail).
+        "lost": {k: round(v, 3) for k, v in lost.items()},
+        "first_trial_s": {"p50": percentile(starts, 0.5), "max": starts[-1]},
+        "idle_at_end_s": {"p50": percentile(ends, 0.5), "max": ends[-1]},
         "db_transactions_per_s": round((after - before) / wall, 1),
         "wall_s": round(wall, 2),
         "worker_exit_codes": sorted(Counter(p.returncode for p in procs).items()),
