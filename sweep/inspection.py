@@ -16,9 +16,10 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from sweep.display import label, number, params
+from sweep.enqueue import values_of
 from sweep.errors import StudyNotFound
 from sweep.storage import open_storage, resolve_url
-from sweep.study import Stored, open_study, values_of
+from sweep.study import Stored, open_study
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import Tied, study_ties, tied_span
 

@@ -37,6 +37,16 @@ class Dimension:
             return int(min(max(round(x), math.ceil(self.low)), math.floor(self.high)))
         return float(x)
 
+    def distribution(self) -> optuna.distributions.BaseDistribution:
+        """What `suggest` records the parameter with (workers record a queued trial's
+        values with it before the objective suggests them: sweep/worker.py)."""
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.is_int:
+            low, high = math.ceil(self.low), math.floor(self.high)
+            return optuna.distributions.IntDistribution(low, high, log=self.log)
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
+
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
         if self.choices is not None:
             return trial.suggest_categorical(name, list(self.choices))

@@ -32,7 +32,6 @@ DEFAULT_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
 HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
-STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 T = TypeVar("T")
@@ -272,25 +271,6 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def count_states(storage: RDBStorage, study_id: int) -> dict[str, int]:
-    """Trials per state (every state present, 0 if none), counted by the database.
-
-    Optuna has no public call that counts trials without loading all of them (with their
-    params and attributes), which grows with the study and runs before each trial of each
-    worker; so this one query runs on the storage's own engine against Optuna's `trials`
-    table. tests/test_storage.py pins the table and column names on SQLite and PostgreSQL.
-    """
-    with storage.engine.connect() as conn:
-        rows = conn.execute(
-            sqlalchemy.text(
-                "SELECT state, COUNT(*) FROM trials WHERE study_id = :id GROUP BY state"
-            ),
-            {"id": study_id},
-        ).all()
-    found = {str(state).rsplit(".", 1)[-1]: int(n) for state, n in rows}
-    return {**dict.fromkeys(STATES, 0), **found}
-
-
 def _lock_key(name: str) -> int:
     return zlib.crc32(f"lambda-sweep:{name}".encode())
 
@@ -314,14 +294,15 @@ class StudyLock:
         else:
             self._key = _lock_key(f"study:{study_name}")
 
-    def _advisory(self, call: str) -> None:
+    def _advisory(self, call: str) -> object:
         """Run pg_advisory_(un)lock on the lock's own connection, opened anew after a
         lost one (a server restart also releases every advisory lock)."""
         try:
             if self._conn is None:
                 self._conn = self._engine.connect()
-            self._conn.exec_driver_sql(f"SELECT {call}({self._key})")
+            result = self._conn.exec_driver_sql(f"SELECT {call}({self._key})").scalar()
             self._conn.commit()
+            return result
         except Exception:
             if self._conn is not None:
                 with contextlib.suppress(Exception):
@@ -329,19 +310,32 @@ class StudyLock:
                 self._conn = None
             raise
 
-    def __enter__(self) -> StudyLock:
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock; with ``wait=False`` only if nobody holds it. Whether it is held."""
         if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_EX)
-        else:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            except BlockingIOError:
+                return False
+            return True
+        if wait:
             self._advisory("pg_advisory_lock")
-        return self
+            return True
+        return bool(self._advisory("pg_try_advisory_lock"))
 
-    def __exit__(self, *exc: object) -> None:
+    def release(self) -> None:
         if self._file is not None:
             fcntl.flock(self._file, fcntl.LOCK_UN)
         elif self._conn is not None:  # gone with the server: nothing left to release
             with contextlib.suppress(Exception):
                 self._advisory("pg_advisory_unlock")
+
+    def __enter__(self) -> StudyLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
 
     def close(self) -> None:
         if self._file is not None:

@@ -8,6 +8,7 @@ public Optuna calls are used; the storage object is kept, never dug out of a stu
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,16 +19,14 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import plan
+from sweep.enqueue import enqueue, enqueue_again, retry_of
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
 from sweep.parent import parent_results, tied_values
+from sweep.queries import count_states
 from sweep.space import Dimension
-from sweep.storage import StudyLock, count_states, open_storage
+from sweep.storage import StudyLock, open_storage
 from sweep.studyfile import StudyFile
-
-MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
-# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
-ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
 
 
 @dataclass
@@ -41,6 +40,7 @@ class Stored:
     def __post_init__(self) -> None:
         self.study_id = self.storage.get_study_id_from_name(self.study.study_name)
         self._lock: StudyLock | None = None
+        self._target: tuple[int, float] | None = None  # (target, when read)
 
     @property
     def name(self) -> str:
@@ -57,6 +57,15 @@ class Stored:
     @property
     def target(self) -> int:
         return int(self.attrs["target"])
+
+    def recent_target(self, max_age: float = 1.0) -> int:
+        """The target as read at most ``max_age`` seconds ago: workers look at it before
+        every pop (two round trips each time), and a rerun that changes it is seen within a
+        second."""
+        now = time.monotonic()
+        if self._target is None or now - self._target[1] > max_age:
+            self._target = (self.target, now)
+        return self._target[0]
 
     @property
     def ranges(self) -> dict[str, tuple[float, float, bool]]:
@@ -88,12 +97,17 @@ class Stored:
         return self.study.best_trial
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        """Hold the study lock (see StudyLock) for a check-then-change step."""
+    def locked(self, wait: bool = True) -> Iterator[bool]:
+        """Hold the study lock (see StudyLock) for a check-then-change step. With
+        ``wait=False`` only if no other process holds it; yields whether it is held."""
         if self._lock is None:
             self._lock = StudyLock(self.storage, self.url, self.name)
-        with self._lock:
-            yield
+        held = self._lock.acquire(wait)
+        try:
+            yield held
+        finally:
+            if held:
+                self._lock.release()
 
     def close(self) -> None:
         if self._lock is not None:
@@ -110,7 +124,7 @@ def open_study(
     pruner: optuna.pruners.BasePruner | None = None,
 ) -> Stored:
     """Open a study that must already exist (readers, workers, resume)."""
-    storage = open_storage(url, create=False, read_only=read_only, on_stale=_on_stale)
+    storage = open_storage(url, create=False, read_only=read_only, on_stale=enqueue_again)
     names = sorted(s.study_name for s in storage.get_all_studies())
     if name not in names:
         listed = ", ".join(names) if names else "none yet"
@@ -126,7 +140,7 @@ def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str
     at once; every step checks what the storage already holds, so a run killed half-way
     through is completed by the next one. Returns the study and notes for the user.
     """
-    storage = open_storage(url, create=not spec.parent, on_stale=_on_stale)
+    storage = open_storage(url, create=not spec.parent, on_stale=enqueue_again)
     name = spec.study.name
     lock = StudyLock(storage, url, name)
     try:
@@ -283,11 +297,13 @@ def queue_next(
         return 0
     points = pending_points(stored, spec, n)
     if not replace:
-        points = [p for p in points if not isinstance(p, int) or p < stored.target]
+        target = stored.target
+        points = [p for p in points if not isinstance(p, int) or p < target]
     space = stored.space(spec)
+    distributions = {name: dim.distribution() for name, dim in space.items()}
     for p in points:
         values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
-        stored.study.enqueue_trial(values, user_attrs={"point": p, "values": values})
+        enqueue(stored.study, values, distributions, {"point": p, "values": values})
     return len(points)
 
 
@@ -299,12 +315,6 @@ def exhausted(stored: Stored, spec: StudyFile) -> bool:
 # --- failing and re-queueing -----------------------------------------------------------
 
 
-def values_of(trial: FrozenTrial) -> dict[str, Any]:
-    """The trial's searched values: its params, or for a queued trial the planned values
-    the sweep stored with it."""
-    return trial.params or dict(trial.user_attrs.get("values", {}))
-
-
 def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
     """Fail a RUNNING trial whose worker is gone and queue its values again (once).
 
@@ -313,32 +323,11 @@ def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
     trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
     try:
         stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-        if _retry_of(trial) is not None:  # not a failure of its values: they run again
+        if retry_of(trial) is not None:  # not a failure of its values: they run again
             stored.storage.set_trial_user_attr(trial_id, "requeued", True)
         if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    _enqueue_again(stored.study, trial)
+    enqueue_again(stored.study, trial)
     return True
-
-
-def _enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Queue a failed trial's values again as a clean attempt (no worker, no reason)."""
-    retries = _retry_of(trial)
-    if retries is None:
-        return
-    values = values_of(trial)
-    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
-    study.enqueue_trial(values, user_attrs={**attrs, "values": values, "retry": retries})
-
-
-def _retry_of(trial: FrozenTrial) -> int | None:
-    """Which retry of its values a failed trial's re-queue would be (None: not re-queued)."""
-    retries = int(trial.user_attrs.get("retry", 0)) + 1
-    return retries if values_of(trial) and retries <= MAX_RETRY else None
-
-
-def _on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-    """Optuna marked a trial with a stale heartbeat FAIL: run its values again."""
-    _enqueue_again(study, trial)

@@ -8,9 +8,9 @@ import optuna
 import pandas as pd
 
 from sweep.display import label, number
+from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
-from sweep.study import values_of
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 

@@ -1,11 +1,11 @@
-"""One worker: pop queued trials under the study lock, train them with heartbeats, tell.
+"""One worker: pop the trials the study still needs, run them with heartbeats, end them.
 
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
-The protocol that keeps counts exact is all in `next_trials`: under the study lock, look at
-the counts and pop (`study.ask()`) only the trials the study still needs. A worker may pop
-a pack of trials and train them together (DESIGN.md "Packed trials"); each stays its own
-Optuna trial. Storage calls are retried through a database outage (storage.retrying).
+Which trials it takes is sweep/pop.py's job (that is where counts are kept exact). A worker
+may pop a pack of trials and train them together (DESIGN.md "Packed trials"); each stays
+its own Optuna trial. Storage calls are retried through a database outage
+(storage.retrying).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import socket
 import sys
 import threading
 import time
-import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import optuna
@@ -27,12 +27,13 @@ from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
 from sweep import plan, pruning
+from sweep.errors import INTERRUPTED
 from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError
+from sweep.pop import Popped, next_trials, refill
 from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
-from sweep.study import QUEUE_AHEAD, Stored, finished, missing, open_study, queue_next
-from sweep.studyfile import StudyFile
+from sweep.study import Stored, open_study
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
 # WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle
@@ -41,121 +42,44 @@ WAIT_SECONDS = 0.1
 MAX_WAIT_SECONDS = 1.6
 
 
-def next_trials(
-    stored: Stored, spec: StudyFile | None, size: int = 1, workers: int = 1
-) -> tuple[list[optuna.Trial], bool]:
-    """Pop up to ``size`` trials if the study still needs them.
-
-    ``spec`` is the study's file for planned samplers (None: Optuna samples). Planned values
-    wait in a queue that holds only trials the study needs (it is topped up under the study
-    lock to exactly what is missing, QUEUE_AHEAD at a time), so popping one needs no lock:
-    workers pop in parallel and take the lock only to queue the next values. A sampled
-    trial is checked and created under the lock.
-
-    A pack takes no more than its share of the study's unfinished trials (divided among
-    ``workers``), so that workers starting together get equal packs and the last trials
-    spread over the workers instead of queueing behind one pack.
-    Returns (trials, whether the study has reached its target).
-    """
-    target = stored.target  # read afresh each time (a rerun may raise it)
-    c = stored.counts()
-    if finished(c) >= target:
-        return [], True
-    if spec is not None and c["WAITING"] < max(size, QUEUE_AHEAD // 2) and missing(stored, c):
-        with stored.locked():  # queue the next planned values
-            if queue_next(stored, spec, replace=False, ahead=max(QUEUE_AHEAD, 2 * size)):
-                c = stored.counts()
-    if spec is not None:
-        trials = pop_waiting(stored, _pack(c, target, size, workers))
-    else:
-        with stored.locked():  # as short as possible: every worker of the study waits on it
-            c = stored.counts()
-            if finished(c) >= target:
-                return [], True
-            with warnings.catch_warnings():
-                # Optuna warns that heartbeats belong to optimize(); this worker records
-                # them itself (Heartbeat below) around ask/tell.
-                warnings.filterwarnings("ignore", message="Heartbeat of storage")
-                n = _pack(c, target, size, workers)
-                trials = [stored.study.ask() for _ in range(n)]  # samples each
-    for trial in trials:
-        # Who runs the trial: `sweep resume` recovers it if this process dies (one killed
-        # before this line has no worker recorded and is recovered by age, as before).
-        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
-    return trials, False
-
-
-def _pack(c: dict[str, int], target: int, size: int, workers: int) -> int:
-    room = target - finished(c) - c["RUNNING"]
-    share = -(-(room + c["RUNNING"]) // workers)  # of the unfinished trials, rounded up
-    return max(min(size, share, room), 0)
-
-
-def pop_waiting(stored: Stored, n: int) -> list[optuna.Trial]:
-    """Pop up to ``n`` queued trials, oldest first, without the study lock.
-
-    Why not `study.ask()`: it pops the same way, but when the queue is empty it creates a
-    new trial from the sampler, so a worker could only call it under the study lock, and
-    that lock then serialised every pop of every worker (bench/scale.py, 16 workers,
-    0.5-s trials: ~0.1 s per pop spent waiting). This is ask()'s pop without that fallback,
-    through public calls: claim a WAITING trial with `set_trial_state_values` (it returns
-    False when another worker claimed it first) and wrap it in `optuna.trial.Trial`, as
-    ask() does. Pinned by tests/test_storage.py (8 processes, each queued value once).
-
-    A queued point that a live trial with a lower number already holds is dropped (FAIL,
-    "a duplicate"): it can only be queued twice when a database restart ended the session
-    holding the study lock in the middle of a top-up (tests/test_postgres.py, faults).
-    """
-    db, trials = stored.storage, []
-    # Through the study (not the bare storage) as ask() does: Optuna's storage cache must
-    # know a trial before its params can be set.
-    everything = stored.trials()
-    holder: dict[str, int] = {}  # point -> the lowest number of a live trial holding it
-    for t in everything:
-        if "point" in t.user_attrs and t.state != TrialState.FAIL:
-            holder.setdefault(repr(t.user_attrs["point"]), t.number)
-    for queued in everything:
-        if len(trials) >= n:
-            break
-        if queued.state != TrialState.WAITING:
-            continue
-        trial_id = db.get_trial_id_from_study_id_trial_number(stored.study_id, queued.number)
-        try:
-            if not db.set_trial_state_values(trial_id, state=TrialState.RUNNING):
-                continue  # another worker popped it
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-        first = holder.get(repr(queued.user_attrs.get("point")), queued.number)
-        if first != queued.number:
-            db.set_trial_user_attr(trial_id, "fail_reason", f"a duplicate of trial {first}")
-            db.set_trial_user_attr(trial_id, "requeued", True)  # not a failure of its value
-            db.set_trial_state_values(trial_id, state=TrialState.FAIL)
-            continue
-        trials.append(optuna.trial.Trial(stored.study, trial_id))
-    return trials
-
-
 class Heartbeat:
-    """Records the heartbeat of each running trial every HEARTBEAT_SECONDS, so that other
-    processes can tell a dead worker's trials (Optuna does this only inside optimize())."""
+    """Beside the objective, in a thread: record who runs the popped trials, then their
+    heartbeats every HEARTBEAT_SECONDS, so that other processes can tell a dead worker's
+    trials (Optuna does this only inside optimize()); and once, the ``chore`` the worker
+    hands it (queueing the next planned values: pop.refill). Off the trial's path: each
+    write is a round trip to the database, and with many workers on a busy server those
+    add up.
 
-    def __init__(self, stored: Stored, numbers: list[int]):
+    A trial is recorded within milliseconds of its pop; one killed before that has no
+    worker recorded and is recovered by age (sweep/recovery.py). A database hiccup is not
+    fatal: a write that failed is tried again a second later.
+    """
+
+    def __init__(self, stored: Stored, ids: list[int], chore: Callable[[], None] | None = None):
         self._db = stored.storage
-        study = stored.study_id
-        self._ids = [self._db.get_trial_id_from_study_id_trial_number(study, n) for n in numbers]
+        self._ids = ids
+        self._chore = chore
+        self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _beat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
+    def _run(self) -> None:
+        unrecorded = list(self._ids)
+        while True:  # at least once, however short the trial
+            for trial_id in list(unrecorded):
+                with contextlib.suppress(Exception):
+                    self._db.set_trial_user_attr(trial_id, "worker", self._worker)
+                    unrecorded.remove(trial_id)
             for trial_id in self._ids:
-                # A database hiccup is not fatal: the next beat tries again.
                 with contextlib.suppress(Exception):
                     self._db.record_heartbeat(trial_id)
+            if self._chore is not None:
+                chore, self._chore = self._chore, None
+                _unless_unreachable(chore)
+            if self._stop.wait(1.0 if unrecorded else HEARTBEAT_SECONDS):
+                return
 
     def __enter__(self) -> Heartbeat:
-        for trial_id in self._ids:
-            self._db.record_heartbeat(trial_id)
         self._thread.start()
         return self
 
@@ -164,8 +88,19 @@ class Heartbeat:
         self._thread.join()
 
 
+def _unless_unreachable(call: Callable[[], None]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        if not unreachable(exc):
+            raise
+
+
 def run_trials(
-    stored: Stored, trials: list[optuna.Trial], objective: Objective
+    stored: Stored,
+    popped: list[Popped],
+    objective: Objective,
+    chore: Callable[[], None] | None = None,
 ) -> list[TrialState | None]:
     """Run the objective on popped trials (one, or a pack) and tell the storage how each
     ended: its own state, whatever became of the others.
@@ -174,15 +109,15 @@ def run_trials(
     worker re-queues it once the database is back (requeue_abandoned); telling the others
     is retried through the outage.
     """
-    with Heartbeat(stored, [t.number for t in trials]):
-        outcomes = objective.run(trials)
+    with Heartbeat(stored, [p.id for p in popped], chore):
+        outcomes = objective.run([p.trial for p in popped])
     return [
-        None if isinstance(o, Exception) and unreachable(o) else _settle(stored, t, o)
-        for t, o in zip(trials, outcomes, strict=True)
+        None if isinstance(o, Exception) and unreachable(o) else _settle(stored, p, o)
+        for p, o in zip(popped, outcomes, strict=True)
     ]
 
 
-def _settle(stored: Stored, trial: optuna.Trial, outcome: float | Exception) -> TrialState:
+def _settle(stored: Stored, trial: Popped, outcome: float | Exception) -> TrialState:
     if isinstance(outcome, optuna.TrialPruned):
         return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(outcome))
     if isinstance(outcome, Exception):  # the trial fails with its reason; the study goes on
@@ -196,20 +131,27 @@ def _settle(stored: Stored, trial: optuna.Trial, outcome: float | Exception) -> 
 
 def _tell(
     stored: Stored,
-    trial: optuna.Trial,
+    trial: Popped,
     state: TrialState,
     key: str | None = None,
     reason: str = "",
     value: float | None = None,
 ) -> TrialState:
+    """End a trial. Not through `study.tell` but the storage call it ends with: tell reads
+    the whole trial back twice (to check it is RUNNING, which the storage call checks too,
+    and to return it), a quarter of a trial's storage work in bench/scale.py; the samplers
+    the sweep makes (plan.sampler_for) do nothing after a trial, which is what tell adds.
+    A pruned trial goes through tell, which gives it its last reported value."""
+
     def tell() -> None:
         try:
             if key:
-                trial.set_user_attr(key, reason)
-            if state == TrialState.COMPLETE:
-                stored.study.tell(trial, value)
+                stored.storage.set_trial_user_attr(trial.id, key, reason)
+            if state == TrialState.PRUNED:
+                stored.study.tell(trial.trial, state=state)
             else:
-                stored.study.tell(trial, state=state)
+                values = None if value is None else [value]
+                stored.storage.set_trial_state_values(trial.id, state, values)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # told already (a retry after the reply was lost), or recovered meanwhile
 
@@ -266,6 +208,8 @@ def work(job: Job, index: int) -> int:
     try:
         with threadpool_limits(limits=job.threads):
             while True:
+                if INTERRUPTED.is_set():  # a Ctrl-C swallowed in this process (pool.run_here)
+                    raise KeyboardInterrupt
                 while abandoned:
                     retrying(lambda n=abandoned[0]: requeue_abandoned(stored, n))
                     abandoned.pop(0)
@@ -275,7 +219,8 @@ def work(job: Job, index: int) -> int:
                 if trials:
                     idle_since, wait = None, WAIT_SECONDS
                     try:
-                        states = run_trials(stored, trials, objective)
+                        chore = (lambda: refill(stored, plans, size)) if plans else None
+                        states = run_trials(stored, trials, objective, chore)
                     except Exception as exc:
                         if not unreachable(exc):
                             raise

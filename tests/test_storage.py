@@ -79,15 +79,15 @@ def test_readers_never_create_a_database(tmp_path):
 
 
 def _pop_waiting_worker(url: str, errors) -> None:
-    """A worker that pops with sweep.worker.pop_waiting (no study lock) until the queue is
+    """A worker that pops with sweep.pop.pop_waiting (no study lock) until the queue is
     empty, one trial at a time, and tells each."""
     try:
+        from sweep.pop import pop_waiting
         from sweep.study import open_study
-        from sweep.worker import pop_waiting
 
         stored = open_study("queue", url)
-        while trials := pop_waiting(stored, 1):
-            (trial,) = trials
+        while popped := pop_waiting(stored, 1):
+            (trial,) = [p.trial for p in popped]
             x = trial.suggest_float("lambda", 0, TRIALS, log=False)  # the queued value
             stored.study.tell(trial, x)
     except Exception as exc:  # reported to the test, which fails on any

@@ -9,8 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import plan, studyfile
+from sweep.queries import count_states
 from sweep.recovery import fail_running, recover
-from sweep.storage import count_states, open_storage
+from sweep.storage import open_storage
 from sweep.study import open_study, pending_points, prepare, top_up
 from tests.conftest import study_text
 

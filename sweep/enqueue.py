@@ -1,0 +1,60 @@
+"""Queueing a trial: a planned point's values, or a failed trial's values again.
+
+A queued trial is what Optuna's `enqueue_trial` adds, plus the values as its parameters
+and the sweep's own attributes ("point", "values", "retry").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
+# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
+ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
+
+
+def enqueue(
+    study: optuna.Study,
+    values: dict[str, Any],
+    distributions: dict[str, optuna.distributions.BaseDistribution],
+    user_attrs: dict[str, Any],
+) -> None:
+    """Queue a trial of these values: what `study.enqueue_trial` adds (the values as its
+    fixed params), holding them as its parameters already, so that the worker that pops it
+    writes nothing before the objective runs (each write is a round trip on the trial's
+    path: sweep/pop.py). Without every value's distribution, as enqueue_trial does."""
+    params = values if set(distributions) == set(values) else None
+    trial = optuna.trial.create_trial(
+        state=TrialState.WAITING,
+        params=params,
+        distributions=distributions if params else None,
+        user_attrs=user_attrs,
+        system_attrs={"fixed_params": values},
+    )
+    study.add_trial(trial)
+
+
+def values_of(trial: FrozenTrial) -> dict[str, Any]:
+    """The trial's searched values: its params, or for a queued trial the planned values
+    the sweep stored with it."""
+    return trial.params or dict(trial.user_attrs.get("values", {}))
+
+
+def enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+    """Queue a failed trial's values again as a clean attempt (no worker, no reason); also
+    the storage's callback for a trial Optuna failed for its stale heartbeat."""
+    retries = retry_of(trial)
+    if retries is None:
+        return
+    values = values_of(trial)
+    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+    enqueue(study, values, trial.distributions, {**attrs, "values": values, "retry": retries})
+
+
+def retry_of(trial: FrozenTrial) -> int | None:
+    """Which retry of its values a failed trial's re-queue would be (None: not re-queued)."""
+    retries = int(trial.user_attrs.get("retry", 0)) + 1
+    return retries if values_of(trial) and retries <= MAX_RETRY else None
