@@ -126,7 +126,13 @@ def build_parser() -> _Parser:
     p = command("worker", "join a study from any machine and run its trials")
     p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
+    p.add_argument(
+        "--jobs",
+        type=_positive_int,
+        default=1,
+        help="worker processes (default 1: trials run in this process; with more, each "
+        "worker is a process of its own and a crashed one is replaced)",
+    )
     p.add_argument(
         "--threads",
         type=_positive_int,

@@ -69,6 +69,23 @@ def stop() -> None:
     loky.get_reusable_executor(max_workers=1).shutdown(wait=True, kill_workers=True)
 
 
+def run_here(job: Job, stored: Stored) -> int:
+    """Run one worker in this process (`sweep worker --jobs 1`): one interpreter instead of
+    two, which halves a worker's start-up (~1 s of CPU) and memory (bench/scale.py: with
+    16 workers on 2 cores their start-up cost 0.075-0.095 of the run, 0.03-0.04 this way).
+    A trial that crashes the process ends the command, as a killed worker does: its trial
+    is recovered and run again by the others. Ctrl-C fails this worker's trials as `run`
+    does. Returns the number of trials it ran."""
+    try:
+        return work(job, job.first_index)
+    except KeyboardInterrupt:
+        n = fail_running(stored, reason="interrupted")
+        raise Interrupted(
+            f"interrupted; {n} running trial(s) marked FAIL and queued again. "
+            f"Resume with: {job.resume_command}"
+        ) from None
+
+
 def run(
     job: Job,
     jobs: int,

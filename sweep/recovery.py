@@ -73,13 +73,15 @@ def requeue_abandoned(stored: Stored, number: int) -> bool:
 
 
 def fail_running(stored: Stored, *, reason: str) -> int:
-    """After our workers were stopped: fail and re-queue their trials that are still RUNNING."""
-    host = socket.gethostname()
+    """After our workers were stopped (or this process's own worker, pool.run_here): fail
+    and re-queue their trials that are still RUNNING."""
+    host, me = socket.gethostname(), os.getpid()
     n = 0
     with stored.locked():  # one step for a top-up (see recover)
         for trial in stored.trials(TrialState.RUNNING):
             worker = trial.user_attrs.get("worker")
-            gone = not worker or (worker["host"] == host and not pid_alive(int(worker["pid"])))
+            pid = int(worker["pid"]) if worker else None
+            gone = not worker or (worker["host"] == host and (pid == me or not pid_alive(pid)))
             if gone and requeue(stored, trial, reason):
                 n += 1
     return n

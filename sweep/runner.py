@@ -284,8 +284,9 @@ def join_study(
 ) -> int:
     """`sweep worker`: run trials of an existing study (from any machine) until its target.
 
-    The trials run in worker processes here too, so that Ctrl-C and a killed worker are
-    handled as in `sweep run`. Returns the number of trials run.
+    With several jobs the trials run in worker processes, as in `sweep run` (a killed one
+    is replaced); one job runs in this process (pool.run_here). Returns the number of
+    trials run.
     """
     check_jobs(jobs, oversubscribe)
     url = resolve_url(storage_url)
@@ -308,6 +309,8 @@ def join_study(
     )
     ran = 0
     try:
+        if jobs == 1:
+            return pool.run_here(job, stored)
         while True:
             n, crashed = pool.run(job, jobs, stored)
             ran += n

@@ -79,7 +79,7 @@ def test_orchestrator_and_three_workers_survive_a_killed_worker(pg_url, tmp_path
 
     def victim_mid_trial():
         assert victim.poll() is None, victim.communicate()[1]
-        mine = children(victim.pid)  # `sweep worker` runs its trials in a loky process
+        mine = {victim.pid, *children(victim.pid)}  # --jobs 1: in `sweep worker` itself
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         return [
             t
