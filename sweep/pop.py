@@ -76,7 +76,7 @@ def next_trials(
                 return [], True
             with warnings.catch_warnings():
                 # Optuna warns that heartbeats belong to optimize(); this worker records
-                # them itself (Heartbeat below) around ask/tell.
+                # them itself (worker.Heartbeat) around ask/tell.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 n = _pack(c, target, size, workers)
                 trials = [stored.study.ask() for _ in range(n)]  # samples each
@@ -113,7 +113,7 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
     False when another worker claimed it first) and wrap it in `optuna.trial.Trial`, as
     ask() does. Pinned by tests/test_storage.py (8 processes, each queued value once).
 
-    Queued trials hold their values as parameters already (sweep/study.py: enqueue), so
+    Queued trials hold their values as parameters already (sweep/enqueue.py), so
     the objective's `suggest` calls find them and write nothing. ask() also lists every
     unfinished trial on each pop (to fill Optuna's storage cache), which cost more CPU than
     the rest of a pop together (sweep/queries.py); this pop lists only the oldest queued.
@@ -141,9 +141,9 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
             db.set_trial_state_values(queued.trial_id, state=TrialState.FAIL)
             continue
         if not queued.params:
-            # Queued without its parameters (by enqueue_trial, or before sweep/study.py
-            # queued them with it): the objective's `suggest` records them, which
-            # Optuna's storage cache can only do for a trial it has listed.
+            # Queued without its parameters (by enqueue_trial, or by a sweep older than
+            # sweep/enqueue.py): the objective's `suggest` records them, which Optuna's
+            # storage cache can only do for a trial it has listed.
             stored.trials()
         popped.append(Popped(optuna.trial.Trial(stored.study, queued.trial_id), queued.trial_id))
     return popped

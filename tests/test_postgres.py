@@ -259,3 +259,6 @@ def test_faults_at_scale_killed_workers_and_a_server_restart(pg_url, tmp_path):
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # A killed worker's trial (if it was in one) failed with its reason and ran again.
     assert all(reason_of(t) for t in trials if t.state == TrialState.FAIL)
+    dropped = sum("duplicate" in reason_of(t) for t in trials if t.state == TrialState.FAIL)
+    states = Counter(t.state.name for t in trials)
+    print(f"faults at scale: {dict(states)}, {dropped} duplicate(s) dropped")  # pytest -s
