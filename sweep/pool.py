@@ -71,8 +71,9 @@ def stop() -> None:
 
 def run_here(job: Job, stored: Stored) -> int:
     """Run one worker in this process (`sweep worker --jobs 1`): one interpreter instead of
-    two, which halves a worker's start-up (~1 s of CPU) and memory (bench/scale.py: with
-    16 workers on 2 cores their start-up cost 0.075-0.095 of the run, 0.03-0.04 this way).
+    two, which halves a worker's start-up (~1 s of CPU) and memory (bench/scale.py, 16
+    workers on 2 cores, in one sitting: start-up 0.075-0.095 of the run as two processes,
+    0.03-0.04 this way; 0.04-0.08 over ten later runs).
     A trial that crashes the process ends the command, as a killed worker does: its trial
     is recovered and run again by the others. Ctrl-C fails this worker's trials as `run`
     does. Returns the number of trials it ran."""

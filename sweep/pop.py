@@ -65,7 +65,7 @@ def next_trials(
             return [], True
     if spec is not None and c["WAITING"] == 0 and missing(stored, c):
         with stored.locked():  # nothing to pop: queue (or wait for the worker queueing)
-            if queue_next(stored, spec, replace=False, ahead=max(QUEUE_AHEAD, 2 * size)):
+            if _queue(stored, spec, size):
                 c = stored.counts()
     if spec is not None:
         popped = pop_waiting(stored, _pack(c, target, size, workers))
@@ -93,7 +93,13 @@ def refill(stored: Stored, spec: StudyFile, size: int = 1) -> None:
     if c["WAITING"] < max(size, QUEUE_AHEAD // 2) and missing(stored, c):
         with stored.locked(wait=False) as held:
             if held:
-                queue_next(stored, spec, replace=False, ahead=max(QUEUE_AHEAD, 2 * size))
+                _queue(stored, spec, size)
+
+
+def _queue(stored: Stored, spec: StudyFile, size: int) -> int:
+    """Under the study lock: queue the next planned values, enough for two packs. Only the
+    first ``target`` points: replacing failed ones is the orchestrator's job."""
+    return queue_next(stored, spec, replace=False, ahead=max(QUEUE_AHEAD, 2 * size))
 
 
 def _pack(c: dict[str, int], target: int, size: int, workers: int) -> int:

@@ -38,8 +38,8 @@ class Dimension:
         return float(x)
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
-        """What `suggest` records the parameter with (workers record a queued trial's
-        values with it before the objective suggests them: sweep/worker.py)."""
+        """What the parameter is recorded with: by `suggest`, and with a queued trial's
+        values when it is queued (sweep/enqueue.py), so the two always agree."""
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         if self.is_int:
@@ -48,11 +48,12 @@ class Dimension:
         return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log)
 
     def suggest(self, trial: optuna.Trial, name: str) -> Any:
-        if self.choices is not None:
-            return trial.suggest_categorical(name, list(self.choices))
-        if self.is_int:
-            return trial.suggest_int(name, math.ceil(self.low), math.floor(self.high), log=self.log)
-        return trial.suggest_float(name, self.low, self.high, log=self.log)
+        d = self.distribution()
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            return trial.suggest_categorical(name, list(d.choices))
+        if isinstance(d, optuna.distributions.IntDistribution):
+            return trial.suggest_int(name, d.low, d.high, log=d.log)
+        return trial.suggest_float(name, d.low, d.high, log=d.log)
 
 
 def dimension(d: Dimension | tuple) -> Dimension:

@@ -260,9 +260,10 @@ def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
 
 
 # Planned values are queued at most this many ahead of the workers, who queue more as they
-# pop. Every pop (Optuna's ask) reads all unfinished trials, so queueing a whole study made
-# each pop cost O(trials): bench/scale.py, 16 workers, 0.5-s trials, 400 queued at once ->
-# 0.67 of their time inside trials, 100 queued -> 0.92 (README, "How many workers ...").
+# pop (sweep/pop.py). Readers that list a study's unfinished trials through Optuna (top-ups,
+# recovery, the watching orchestrator) pay for every queued one; when pops still went
+# through Optuna's ask, queueing a whole study made each pop cost O(trials) (bench/scale.py,
+# 16 workers, 0.5-s trials: 400 queued at once -> 0.67 of their time inside trials).
 QUEUE_AHEAD = 16
 
 
