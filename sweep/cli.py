@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
-import signal
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import ConfigError, DataError, DivergedError
+from sweep import signals
 from sweep.arguments import build_parser
-from sweep.errors import INTERRUPTED, SweepError
+from sweep.errors import SweepError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -253,25 +255,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+        print("error: " + signals.reason(), file=sys.stderr)
+        return signals.exit_code()
+    except BrokenPipeError:
+        # The reader of our output went away (`sweep trials X | head -1`): the command's
+        # work is done; say nothing more to a closed pipe.
+        _silence_stdout()
+        return 0
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC or args.debug:
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(
+            f"error: no space left on the device{where}; free some space and rerun "
+            "(nothing was left half-written)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush of a closed
+    pipe does not print 'Exception ignored ... BrokenPipeError'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def entry() -> None:
-    """The `sweep` console script: main(), then exit with Ctrl-C ignored. The command's
-    work is done by then; an interrupt during interpreter shutdown (loky's exit handlers)
-    would only print a traceback. A Ctrl-C is also remembered (errors.INTERRUPTED), and one
-    that a garbage-collection callback swallows prints nothing there."""
-    signal.signal(signal.SIGINT, _interrupt)
+    """The `sweep` console script: main() with Ctrl-C and SIGTERM handled (sweep/signals.py),
+    then exit with them ignored: the command's work is done by then, and an interrupt
+    during interpreter shutdown (loky's exit handlers) would only print a traceback. One
+    that a garbage-collection callback swallows prints nothing there (signals.STOP keeps
+    it)."""
+    signals.install()
     sys.unraisablehook = _unraisable
     code = main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signals.ignore_all()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
     sys.exit(code)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    INTERRUPTED.set()
-    raise KeyboardInterrupt
 
 
 def _unraisable(info: Any) -> None:

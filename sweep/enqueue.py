@@ -11,9 +11,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-MAX_RETRY = 3  # a trial whose worker died is queued again at most this often
-# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
-ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
+# A value that has ended its worker's process this many times (os._exit is caught, but a
+# segfault, SIGKILL or the OOM killer is not), the last time while running alone in a
+# process of its own, is not run again: its last trial stays FAIL. A trial that was running
+# when a process died is queued again to run alone (sweep/worker.py run_isolated), so a
+# pack-mate or a neighbour of the culprit never reaches the limit.
+MAX_CRASHES = 2
+# Belong to one attempt, never to its retry ("requeued": this attempt's values run again;
+# "suspect": this attempt was running in a process that died).
+ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued", "suspect")
 
 
 def enqueue(
@@ -43,18 +49,27 @@ def values_of(trial: FrozenTrial) -> dict[str, Any]:
     return trial.params or dict(trial.user_attrs.get("values", {}))
 
 
-def enqueue_again(study: optuna.Study, trial: FrozenTrial) -> None:
+def enqueue_again(
+    study: optuna.Study, trial: FrozenTrial, *, crashed: bool = True, final: bool = False
+) -> None:
     """Queue a failed trial's values again as a clean attempt (no worker, no reason); also
-    the storage's callback for a trial Optuna failed for its stale heartbeat."""
-    retries = retry_of(trial)
-    if retries is None:
+    the storage's callback for a trial Optuna failed for its stale heartbeat (a crash: its
+    worker died or hung). ``crashed=False``: the sweep stopped the trial itself (Ctrl-C,
+    SIGTERM), which is no fault of its values. ``final``: they are not run again."""
+    if final or not values_of(trial):
         return
     values = values_of(trial)
     attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
-    enqueue(study, values, trial.distributions, {**attrs, "values": values, "retry": retries})
+    retry = int(trial.user_attrs.get("retry", 0)) + 1
+    crashes = crashes_of(trial) + int(crashed)
+    enqueue(
+        study,
+        values,
+        trial.distributions,
+        {**attrs, "values": values, "retry": retry, "crashes": crashes},
+    )
 
 
-def retry_of(trial: FrozenTrial) -> int | None:
-    """Which retry of its values a failed trial's re-queue would be (None: not re-queued)."""
-    retries = int(trial.user_attrs.get("retry", 0)) + 1
-    return retries if values_of(trial) and retries <= MAX_RETRY else None
+def crashes_of(trial: FrozenTrial) -> int:
+    """How many times this trial's values were running when their process died."""
+    return int(trial.user_attrs.get("crashes", 0))

@@ -1,8 +1,5 @@
 """The one exception family of the sweep layer, translated into `error: ...` by the CLI."""
 
-import threading
-
-
 class SweepError(Exception):
     """An error with a message that says what is wrong and what to do. Exit code 2."""
 
@@ -28,12 +25,9 @@ class RunFailed(SweepError):
 
 
 class Interrupted(SweepError):
-    """The user pressed Ctrl-C; running trials were marked failed (exit code 130)."""
+    """Ctrl-C (exit code 130) or SIGTERM (143) stopped the command; its running trials
+    were marked failed and queued again (sweep/signals.py)."""
 
-    exit_code = 130
-
-
-# Set by the console script's Ctrl-C handler (cli.entry). A Ctrl-C that lands while Python
-# runs a garbage-collection callback is printed as "ignored" there and lost; loops that
-# wait (pool.run) look at this flag so that it still stops the command.
-INTERRUPTED = threading.Event()
+    def __init__(self, message: str, exit_code: int = 130):
+        super().__init__(message)
+        self.exit_code = exit_code

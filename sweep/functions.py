@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sweep import signals
 from sweep.errors import StudyFileError
 from sweep.studyfile import DEFAULT_PACK, ObjectiveSection
 
@@ -79,8 +80,10 @@ def _from_file(path: str) -> Any:
     sys.modules[name] = module  # so that pickling and dataclasses inside it work
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() at import too: a study file error, not an exit
         del sys.modules[name]
+        if isinstance(exc, KeyboardInterrupt) and signals.STOP.is_set():
+            raise
         line = _line_in(exc, path)
         raise StudyFileError(
             f"objective file {path} raised {type(exc).__name__} at import"
@@ -99,7 +102,9 @@ def _from_module(module_name: str) -> Any:
             f"objective module {module_name!r} cannot be imported ({exc}); install it on this "
             "machine (pip install ...) or put it on PYTHONPATH"
         ) from None
-    except Exception as exc:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and signals.STOP.is_set():
+            raise
         message = f"objective module {module_name} raised {type(exc).__name__} at import: {exc}"
         raise StudyFileError(message.splitlines()[0]) from None
     return module

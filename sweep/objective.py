@@ -7,14 +7,18 @@ network included, is called as ``function(params, ctx) -> float | dict[str, floa
 from __future__ import annotations
 
 import math
+import numbers
+import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import optuna
 
-from sweep import __version__, pruning
+from sweep import __version__, pruning, signals
 from sweep.space import Dimension
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import pack as pack_bits
@@ -25,6 +29,53 @@ STEP_STRIDE = pruning.STEP_STRIDE
 
 class ObjectiveError(Exception):
     """The function's result cannot be used (missing metric, not a number)."""
+
+
+class ProcessExit(SystemExit):
+    """The function called os._exit: its trial fails, the worker process lives on."""
+
+
+class TrialTimeout(BaseException):
+    """The trial ran past [study] trial_timeout (raised in the function by worker.deadline).
+    Not an Exception, so that a function's own ``except Exception`` does not swallow it."""
+
+    def __init__(self, seconds: float):
+        super().__init__(f"timed out after {seconds:g} s ([study] trial_timeout)")
+        self.seconds = seconds
+
+
+def failure_of(exc: BaseException) -> BaseException:
+    """What a BaseException raised by a user's function becomes: the trial's failure, or
+    the exception itself when it is this command being stopped (Ctrl-C, SIGTERM)."""
+    if isinstance(exc, KeyboardInterrupt) and signals.STOP.is_set():
+        raise exc  # a real stop signal (only the command's own process gets one)
+    if isinstance(exc, Exception | TrialTimeout):
+        return exc
+    if isinstance(exc, ProcessExit):
+        return ObjectiveError(f"the function called os._exit({exc.code})")
+    if isinstance(exc, SystemExit):
+        return ObjectiveError(f"the function exited (SystemExit: {exc.code})")
+    if isinstance(exc, KeyboardInterrupt):
+        return ObjectiveError("the function raised KeyboardInterrupt")
+    return ObjectiveError(f"the function raised {type(exc).__name__}: {exc}")
+
+
+@contextmanager
+def _exit_guard() -> Iterator[None]:
+    """While the function runs, os._exit in this thread raises ProcessExit instead of ending
+    the worker process with the trial unfinished (other threads keep the real one)."""
+    real, caller = os._exit, threading.get_ident()
+
+    def guarded(code: int) -> None:
+        if threading.get_ident() != caller:
+            real(code)
+        raise ProcessExit(code)
+
+    os._exit = guarded
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 class Context:
@@ -70,21 +121,26 @@ def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
             raise ObjectiveError(
                 "the function returned a dict; name the key to optimise in [objective] metric"
             )
-        try:
-            metrics = {str(k): float(v) for k, v in result.items()}
-        except (TypeError, ValueError):
-            raise ObjectiveError(
-                "the function returned a dict with a value that is not a number"
-            ) from None
+        for k, v in result.items():
+            if not _is_number(v):
+                raise ObjectiveError(
+                    f"the function returned {k} = {v!r} ({type(v).__name__}), not a number"
+                )
+        metrics = {str(k): float(v) for k, v in result.items()}
         if metric not in metrics:
             returned = ", ".join(metrics) or "nothing"
             raise ObjectiveError(f"the function returned no {metric!r} (it returned {returned})")
         return metrics
-    if isinstance(result, bool) or not isinstance(result, (int, float, np.floating, np.integer)):
+    if not _is_number(result):
         raise ObjectiveError(
             f"the function returned {type(result).__name__}, not a number or a dict"
         )
     return {metric or "value": float(result)}
+
+
+def _is_number(v: Any) -> bool:
+    """Numbers only: a bool or a string is not a metric, even where float() takes it."""
+    return isinstance(v, numbers.Real) and not isinstance(v, bool | np.bool_)
 
 
 class PackContext:
@@ -104,7 +160,7 @@ class PackContext:
         self.members[i].keep_outcomes(correct)
 
 
-Outcome = float | Exception  # a trial's value, or why it ended without one
+Outcome = float | BaseException  # a trial's value, or why it ended without one
 
 
 class Objective:
@@ -133,7 +189,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         (outcome,) = self.run([trial])
-        if isinstance(outcome, Exception):
+        if isinstance(outcome, BaseException):
             raise outcome
         return outcome
 
@@ -141,7 +197,7 @@ class Objective:
         values = [
             {name: dim.suggest(t, name) for name, dim in sorted(self.space.items())} for t in trials
         ]
-        ended: dict[int, Exception] = {}
+        ended: dict[int, BaseException] = {}
         seeds = [_Seeds() for _ in trials]
         for r in range(self.spec.study.repeats):
             live = [i for i in range(len(trials)) if i not in ended]
@@ -156,7 +212,7 @@ class Objective:
             seconds = time.perf_counter() - started
             for i, member, out in zip(live, ctx.members, outs, strict=True):
                 try:
-                    if isinstance(out, Exception):
+                    if isinstance(out, BaseException):
                         raise out
                     seeds[i].add(
                         metrics_of(out, self.spec.objective.metric),
@@ -181,9 +237,10 @@ class Objective:
         n = len(params_list)
         if self.many is not None and n > 1:
             try:
-                outs = self.many(params_list, ctx)
-            except Exception as exc:  # the whole pack fails with one reason
-                return [exc] * n
+                with _exit_guard():
+                    outs = self.many(params_list, ctx)
+            except BaseException as exc:  # the whole pack fails with one reason
+                return [failure_of(exc)] * n
             if not isinstance(outs, (list, tuple)) or len(outs) != n:
                 what = f"{len(outs)} results" if isinstance(outs, (list, tuple)) else "no list"
                 return [ObjectiveError(f"the list form returned {what} for {n} params")] * n
@@ -191,25 +248,30 @@ class Objective:
         outs = []
         for params, member in zip(params_list, ctx.members, strict=True):
             try:
-                outs.append(self.function(params, member))
-            except Exception as exc:
-                outs.append(exc)
+                with _exit_guard():
+                    outs.append(self.function(params, member))
+            except BaseException as exc:
+                outs.append(failure_of(exc))
+                if isinstance(exc, TrialTimeout):  # the pack's time is up for every member
+                    outs += [exc] * (n - len(outs))
+                    break
         return outs
 
     def _finish(self, trial: optuna.Trial, seeds: _Seeds, pack: list[int] | None) -> float:
         runs = seeds.runs
-        means = {k: float(np.mean([run[k] for run in runs])) for k in runs[0]}
-        sds = (
-            {k: float(np.std([run[k] for run in runs], ddof=1)) for k in runs[0]}
-            if len(runs) > 1
-            else {}
-        )
+        keys = list(dict.fromkeys(k for run in runs for k in run))  # in the order returned
+        # A key some seeds did not return: its mean is over the seeds that did ("n").
+        have = {k: [run[k] for run in runs if k in run] for k in keys}
+        means = {k: float(np.mean(v)) for k, v in have.items()}
+        sds = {k: float(np.std(v, ddof=1)) for k, v in have.items() if len(v) > 1}
+        partial = {k: len(v) for k, v in have.items() if len(v) < len(runs)}
         # One write for everything a report needs (each attribute is a transaction).
         trial.set_user_attr(
             "result",
             {
                 "metrics": means,
                 "sd": sds,
+                "n": partial,
                 "per_seed": runs,
                 "seeds": [self.spec.study.seed + r for r in range(len(runs))],
                 "seconds": seeds.seconds,

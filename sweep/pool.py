@@ -9,16 +9,15 @@ Interrupted with the exact command that resumes.
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import loky
 from loky.process_executor import BrokenProcessPool
 
-from sweep.errors import INTERRUPTED, Interrupted, RunFailed, SweepError
-from sweep.recovery import fail_running
+from sweep import signals
+from sweep.errors import Interrupted, RunFailed, SweepError
+from sweep.recovery import fail_running, mark_suspects
 from sweep.study import Stored
 from sweep.worker import Job, init_process, work
 
@@ -30,19 +29,6 @@ def cpu_count() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:
         return os.cpu_count() or 1
-
-
-@contextlib.contextmanager
-def _sigint_held() -> Iterator[None]:
-    """Processes (and loky's manager thread) started in here have SIGINT blocked: the
-    signal mask survives exec, so a Ctrl-C while a worker imports prints no traceback from
-    it, while this process gets a Ctrl-C that came meanwhile as soon as the block ends
-    (ignoring the signal instead would lose it here)."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _executor(jobs: int) -> loky.ProcessPoolExecutor:
@@ -57,7 +43,7 @@ def _warm_up() -> int:
 
 def start(jobs: int) -> None:
     """Start the processes now, so that they import while the caller prepares data."""
-    with _sigint_held():
+    with signals.ignore_in_children():
         executor = _executor(jobs)
         for _ in range(jobs):
             executor.submit(_warm_up)
@@ -80,11 +66,19 @@ def run_here(job: Job, stored: Stored) -> int:
     try:
         return work(job, job.first_index)
     except KeyboardInterrupt:
-        n = fail_running(stored, reason="interrupted")
-        raise Interrupted(
-            f"interrupted; {n} running trial(s) marked FAIL and queued again. "
-            f"Resume with: {job.resume_command}"
-        ) from None
+        raise _stopped(job, stored) from None
+
+
+def _stopped(job: Job, stored: Stored) -> Interrupted:
+    """Ctrl-C or SIGTERM: fail this command's running trials (queued again) and say how
+    to go on."""
+    reason = signals.reason()
+    n = fail_running(stored, reason=reason)
+    return Interrupted(
+        f"{reason}; {n} running trial(s) marked FAIL and queued again. "
+        f"Resume with: {job.resume_command}",
+        exit_code=signals.exit_code(),
+    )
 
 
 def run(
@@ -98,25 +92,24 @@ def run(
 
     Returns the number of trials they ran and None, or why a worker died.
     """
-    with _sigint_held():
+    with signals.ignore_in_children():
         executor = _executor(jobs)
         futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)
-            if INTERRUPTED.is_set():
-                raise KeyboardInterrupt  # a Ctrl-C that a callback swallowed
+            if signals.STOP.is_set():
+                raise signals.Stopped  # a Ctrl-C that a callback swallowed
             if on_poll:
                 on_poll()
         return sum(f.result() for f in futures), None
     except KeyboardInterrupt:
         executor.shutdown(wait=True, kill_workers=True)
-        n = fail_running(stored, reason="interrupted")
-        raise Interrupted(
-            f"interrupted; {n} running trial(s) marked FAIL and queued again. "
-            f"Resume with: {job.resume_command}"
-        ) from None
+        raise _stopped(job, stored) from None
     except BrokenProcessPool as exc:
+        # Every trial that was running is a suspect: each runs alone next time, in a
+        # process of its own, where a crash is its own (recovery.mark_suspects).
+        mark_suspects(stored)
         executor.shutdown(wait=True, kill_workers=True)
         return 0, str(exc).splitlines()[0]
     except SweepError:

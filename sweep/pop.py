@@ -31,6 +31,7 @@ class Popped:
 
     trial: optuna.Trial
     id: int
+    alone: bool = False  # it was running when a process died: run it in one of its own
 
     @property
     def number(self) -> int:
@@ -132,6 +133,8 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
     candidates = queued_trials(db, stored.study_id, n + QUEUE_AHEAD) if n else []
     while candidates and len(popped) < n:
         queued = candidates.pop(0)
+        if queued.crashes and popped:
+            continue  # it ended a worker before: it runs alone, so it cannot take others down
         try:
             claimed = db.set_trial_state_values(queued.trial_id, state=TrialState.RUNNING)
         except optuna.exceptions.UpdateFinishedTrialError:
@@ -151,5 +154,8 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
             # sweep/enqueue.py): the objective's `suggest` records them, which Optuna's
             # storage cache can only do for a trial it has listed.
             stored.trials()
-        popped.append(Popped(optuna.trial.Trial(stored.study, queued.trial_id), queued.trial_id))
+        trial = optuna.trial.Trial(stored.study, queued.trial_id)
+        popped.append(Popped(trial, queued.trial_id, alone=queued.crashes > 0))
+        if queued.crashes:
+            break
     return popped

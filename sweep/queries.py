@@ -41,19 +41,25 @@ class Queued(NamedTuple):
     trial_id: int
     number: int
     params: int  # how many parameters it holds
+    crashes: int = 0  # how often its values ended their worker's process (user attribute)
 
 
 def queued_trials(storage: RDBStorage, study_id: int, limit: int) -> list[Queued]:
     """The oldest ``limit`` WAITING trials of a study."""
     query = sqlalchemy.text(
         "SELECT w.trial_id, w.number,"
-        " (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = w.trial_id)"
+        " (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = w.trial_id),"
+        " (SELECT a.value_json FROM trial_user_attributes a"
+        "  WHERE a.trial_id = w.trial_id AND a.key = 'crashes')"
         " FROM trials w WHERE w.study_id = :id AND w.state = 'WAITING'"
         " ORDER BY w.number LIMIT :limit"
     )
     with storage.engine.connect() as conn:
         rows = conn.execute(query, {"id": study_id, "limit": limit}).all()
-    return [Queued(int(trial_id), int(number), int(params)) for trial_id, number, params in rows]
+    return [
+        Queued(int(trial_id), int(number), int(params), int(crashes or 0))
+        for trial_id, number, params, crashes in rows
+    ]
 
 
 def earlier_holder(storage: RDBStorage, study_id: int, trial_id: int, window: int) -> int | None:

@@ -28,7 +28,7 @@ from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.storage import resolve_url, retrying, unreachable, validate_url
 from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
-from sweep.studyfile import StudyFile, check_trials
+from sweep.studyfile import StudyFile, check_grid, check_trials
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
@@ -169,6 +169,7 @@ def run_study(
         raise
     check_jobs(jobs, oversubscribe)
     target = check_trials(trials or spec.study.trials, "--trials")
+    check_grid(spec.study.sampler, target, spec.search, spec.path)
     load_function(spec.objective, objective_dir)  # a missing function fails before writing
     pack_size(spec.objective, spec.study.pack, objective_dir)  # so does a pack it cannot do
     recorded = _recorded_data(url, name)

@@ -19,7 +19,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import plan
-from sweep.enqueue import enqueue, enqueue_again, retry_of
+from sweep.enqueue import MAX_CRASHES, crashes_of, enqueue, enqueue_again, values_of
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
 from sweep.parent import parent_results, tied_values
@@ -163,6 +163,7 @@ def _comparable(spec: StudyFile) -> dict:
     d = spec.to_dict()
     d.pop("path")
     d["study"].pop("trials")
+    d["study"].pop("trial_timeout", None)  # may change between runs, as the target may
     d["objective"].pop("folder")  # the study file may move; the function is the same
     for part in (d["train"] or {}, d["fixed"]):
         part.pop("curves", None)  # how curves are recorded, not what the study is
@@ -316,19 +317,26 @@ def exhausted(stored: Stored, spec: StudyFile) -> bool:
 # --- failing and re-queueing -----------------------------------------------------------
 
 
-def requeue(stored: Stored, trial: FrozenTrial, reason: str) -> bool:
-    """Fail a RUNNING trial whose worker is gone and queue its values again (once).
+def requeue(
+    stored: Stored, trial: FrozenTrial, reason: str, *, crashed: bool, proven: bool = False
+) -> bool:
+    """Fail a RUNNING trial whose worker is gone and queue its values again.
 
-    Returns False when another process finished or recovered it first.
+    ``crashed``: its process died (it then runs alone next time); ``proven``: it was
+    running alone, so its values killed it, and after MAX_CRASHES such deaths they are
+    not run again. Returns False when another process finished or recovered it first.
     """
     trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
+    final = proven and crashes_of(trial) + 1 >= MAX_CRASHES
+    if final:
+        reason += f"; its values have ended their process {MAX_CRASHES} times: not run again"
     try:
         stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
-        if retry_of(trial) is not None:  # not a failure of its values: they run again
+        if values_of(trial) and not final:  # not a failure of its values: they run again
             stored.storage.set_trial_user_attr(trial_id, "requeued", True)
         if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:
         return False
-    enqueue_again(stored.study, trial)
+    enqueue_again(stored.study, trial, crashed=crashed, final=final)
     return True

@@ -11,10 +11,13 @@ its own Optuna trial. Storage calls are retried through a database outage
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import os
 import signal
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -26,14 +29,13 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import plan, pruning
-from sweep.errors import INTERRUPTED
+from sweep import plan, pruning, signals
 from sweep.functions import load_function, load_many, pack_size
-from sweep.objective import Objective, ObjectiveError
+from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.pop import Popped, next_trials, refill
 from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
-from sweep.study import Stored, open_study
+from sweep.study import Stored, open_study, requeue
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
 # WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle
@@ -50,9 +52,10 @@ class Heartbeat:
     write is a round trip to the database, and with many workers on a busy server those
     add up.
 
-    A trial is recorded within milliseconds of its pop; one killed before that has no
-    worker recorded and is recovered by age (sweep/recovery.py). A database hiccup is not
-    fatal: a write that failed is tried again a second later.
+    Who runs a trial is written before the objective starts (one write per trial on its
+    path), so a worker that dies at once, by a function that kills its process, is told
+    from a live one at once, not after the grace period (sweep/recovery.py). A database
+    hiccup is not fatal: a write that failed is tried again a second later.
     """
 
     def __init__(self, stored: Stored, ids: list[int], chore: Callable[[], None] | None = None):
@@ -60,16 +63,20 @@ class Heartbeat:
         self._ids = ids
         self._chore = chore
         self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        self._unrecorded = list(ids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
+    def _record(self) -> None:
+        for trial_id in list(self._unrecorded):
+            with contextlib.suppress(Exception):
+                self._db.set_trial_user_attr(trial_id, "worker", self._worker)
+                self._unrecorded.remove(trial_id)
+
     def _run(self) -> None:
-        unrecorded = list(self._ids)
         while True:  # at least once, however short the trial
-            for trial_id in list(unrecorded):
-                with contextlib.suppress(Exception):
-                    self._db.set_trial_user_attr(trial_id, "worker", self._worker)
-                    unrecorded.remove(trial_id)
+            self._record()
+            unrecorded = self._unrecorded
             for trial_id in self._ids:
                 with contextlib.suppress(Exception):
                     self._db.record_heartbeat(trial_id)
@@ -80,6 +87,7 @@ class Heartbeat:
                 return
 
     def __enter__(self) -> Heartbeat:
+        self._record()
         self._thread.start()
         return self
 
@@ -109,7 +117,17 @@ def run_trials(
     worker re-queues it once the database is back (requeue_abandoned); telling the others
     is retried through the outage.
     """
-    with Heartbeat(stored, [p.id for p in popped], chore):
+    timeout = objective.spec.study.trial_timeout
+
+    def timed_out() -> None:  # the function ignored the deadline: end it the hard way
+        for p in popped:
+            with contextlib.suppress(Exception):
+                _settle(stored, p, TrialTimeout(timeout))
+
+    with (
+        Heartbeat(stored, [p.id for p in popped], chore),
+        signals.deadline(timeout, TrialTimeout, on_overrun=timed_out),
+    ):
         outcomes = objective.run([p.trial for p in popped])
     return [
         None if isinstance(o, Exception) and unreachable(o) else _settle(stored, p, o)
@@ -117,10 +135,10 @@ def run_trials(
     ]
 
 
-def _settle(stored: Stored, trial: Popped, outcome: float | Exception) -> TrialState:
+def _settle(stored: Stored, trial: Popped, outcome: float | BaseException) -> TrialState:
     if isinstance(outcome, optuna.TrialPruned):
         return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(outcome))
-    if isinstance(outcome, Exception):  # the trial fails with its reason; the study goes on
+    if isinstance(outcome, BaseException):  # the trial fails with its reason; the study goes on
         return _tell(stored, trial, TrialState.FAIL, "fail_reason", reason_of(outcome))
     if not math.isfinite(outcome):
         return _tell(
@@ -161,7 +179,7 @@ def _tell(
 
 def reason_of(exc: BaseException) -> str:
     """A failed trial's one-line reason: the exception's type and message."""
-    if isinstance(exc, (DivergedError, ObjectiveError)):
+    if isinstance(exc, DivergedError | ObjectiveError | TrialTimeout):
         return str(exc)
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
@@ -194,13 +212,8 @@ def work(job: Job, index: int) -> int:
     quiet_optuna()
     stored = open_study(job.study, job.url)
     spec = stored.spec
-    stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
-    stored.study.pruner = pruning.pruner_for(spec.study.pruner)
-    function = load_function(spec.objective, job.objective_dir)
-    many = load_many(spec.objective, job.objective_dir)
+    objective = _objective(job, stored, index)
     size = pack_size(spec.objective, spec.study.pack, job.objective_dir)
-    space = stored.space(spec)
-    objective = Objective(spec, space, function, job.data_dir, job.fingerprint, many)
     plans = spec if spec.study.sampler in plan.PLANNED else None  # workers queue them
     ran = failed_in_a_row = 0
     idle_since, wait = None, WAIT_SECONDS
@@ -208,8 +221,8 @@ def work(job: Job, index: int) -> int:
     try:
         with threadpool_limits(limits=job.threads):
             while True:
-                if INTERRUPTED.is_set():  # a Ctrl-C swallowed in this process (pool.run_here)
-                    raise KeyboardInterrupt
+                if signals.STOP.is_set():  # a Ctrl-C swallowed in this process (pool.run_here)
+                    raise signals.Stopped
                 while abandoned:
                     retrying(lambda n=abandoned[0]: requeue_abandoned(stored, n))
                     abandoned.pop(0)
@@ -220,7 +233,10 @@ def work(job: Job, index: int) -> int:
                     idle_since, wait = None, WAIT_SECONDS
                     try:
                         chore = (lambda: refill(stored, plans, size)) if plans else None
-                        states = run_trials(stored, trials, objective, chore)
+                        if trials[0].alone:
+                            states = [run_isolated(job, stored, trials[0], chore)]
+                        else:
+                            states = run_trials(stored, trials, objective, chore)
                     except Exception as exc:
                         if not unreachable(exc):
                             raise
@@ -247,14 +263,62 @@ def work(job: Job, index: int) -> int:
     return ran
 
 
+def _objective(job: Job, stored: Stored, index: int) -> Objective:
+    """The study's objective in this process, with this worker's sampler and pruner."""
+    spec = stored.spec
+    stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
+    stored.study.pruner = pruning.pruner_for(spec.study.pruner)
+    function = load_function(spec.objective, job.objective_dir)
+    many = load_many(spec.objective, job.objective_dir)
+    space = stored.space(spec)
+    return Objective(spec, space, function, job.data_dir, job.fingerprint, many)
+
+
+def run_isolated(
+    job: Job, stored: Stored, popped: Popped, chore: Callable[[], None] | None
+) -> TrialState | None:
+    """Run one trial in a process of its own, which only it can crash.
+
+    For a trial that was running when a process died (sweep/enqueue.py MAX_CRASHES): if
+    this process dies too, the crash is its values' own. Costs a new interpreter (~1 s).
+    """
+    if chore is not None:
+        _unless_unreachable(chore)
+    payload = json.dumps({"job": dataclasses.asdict(job), "trial_id": popped.id})
+    code = "import sys; from sweep.worker import isolated_main; isolated_main(sys.stdin.read())"
+    done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
+    trial = retrying(lambda: stored.storage.get_trial(popped.id))
+    if trial.state != TrialState.RUNNING:
+        return trial.state
+    how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
+    reason = f"its process died running it alone ({how})"
+    retrying(lambda: requeue(stored, trial, reason, crashed=True, proven=True))
+    return TrialState.FAIL
+
+
+def isolated_main(payload: str) -> None:
+    """The process of run_isolated: run one claimed trial, then exit."""
+    init_process()
+    quiet_optuna()
+    given = json.loads(payload)
+    job = Job(**given["job"])
+    stored = open_study(job.study, job.url)
+    popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
+    with threadpool_limits(limits=job.threads):
+        run_trials(stored, [popped], _objective(job, stored, job.first_index))
+    stored.close()
+
+
 def init_process() -> None:
     """Runs first in every worker process.
 
-    Ctrl-C is the orchestrator's to handle (it stops the workers and fails their trials);
-    a worker whose orchestrator was killed (kill -9) exits at once instead of training on
-    for minutes while holding the orchestrator's output pipes open.
+    Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
+    their trials; sweep/signals.py); a worker whose orchestrator was killed (kill -9) exits
+    at once instead of training on for minutes while holding the orchestrator's output
+    pipes open.
     """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in signals.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch() -> None:

@@ -80,7 +80,7 @@ def test_study_files_round_trip_through_the_stored_form(trials, seed, repeats, l
             "repeats": repeats,
             "sampler": sampler,
         },
-        "train": {"n_s": 100, "lambda": 0.5},
+        "train": {"n_s": 100, "eta_max": 0.05},
         "search": {"lambda": {"low": low, "high": low * span}},
     }
     spec = studyfile.parse(raw)

@@ -1,0 +1,150 @@
+"""Ctrl-C and SIGTERM: how a command stops, the same way on every signal that asks it to.
+
+The console script (cli.entry) installs `handle` for SIGINT, SIGTERM and, on Windows,
+SIGBREAK. The first signal raises `Stopped` (a KeyboardInterrupt, so every `except
+KeyboardInterrupt` that cleans up also runs for SIGTERM); any later one is ignored, so a
+second Ctrl-C 10 ms after the first (what `timeout` and some terminals send) cannot break
+the clean-up half-way. Inside `deferred()` a signal is held back until the block ends, for
+steps that must not be cut in two (creating the schema, ending a trial).
+
+Worker processes never act on these signals (`ignore_in_children`): the command that
+started them stops them, fails their trials with the reason (`reason()`) and exits with
+`exit_code()`: 130 for Ctrl-C, 143 for SIGTERM, as shells report them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+
+STOP = threading.Event()  # a stop signal arrived (loops that wait look at it)
+_state = {"signum": None, "deferred": 0, "pending": False}
+
+SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
+)
+
+
+class Stopped(KeyboardInterrupt):
+    """The command was asked to stop (Ctrl-C or SIGTERM)."""
+
+
+def handle(signum: int, frame: object) -> None:
+    """The handler for SIGNALS in the command's own process."""
+    if STOP.is_set():
+        return  # cleaning up after the first one already
+    STOP.set()
+    _state["signum"] = signum
+    if _state["deferred"]:
+        _state["pending"] = True
+        return
+    raise Stopped
+
+
+def install() -> None:
+    STOP.clear()
+    _state.update(signum=None, deferred=0, pending=False)
+    for sig in SIGNALS:
+        signal.signal(sig, handle)
+
+
+def ignore_all() -> None:
+    """After the command's work is done: an interrupt during interpreter shutdown (loky's
+    exit handlers) would only print a traceback."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a stop signal back until the block ends (then raise Stopped)."""
+    _state["deferred"] += 1
+    try:
+        yield
+    finally:
+        _state["deferred"] -= 1
+    if not _state["deferred"] and _state["pending"]:
+        _state["pending"] = False
+        raise Stopped
+
+
+@contextlib.contextmanager
+def ignore_in_children() -> Iterator[None]:
+    """Processes started in here ignore SIGINT and SIGTERM from their first instruction.
+
+    An ignored signal stays ignored across fork and exec, and Python keeps it so at
+    start-up; a blocked one does not survive loky's process launch (measured: the child's
+    mask is empty), and a handler is reset to the default there. While this block runs,
+    this process ignores them too: a signal in those milliseconds is lost.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal.signal works only in the main thread
+        return
+    old = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def reason() -> str:
+    """What a trial stopped by the signal records as its failure."""
+    return "terminated" if _state["signum"] == getattr(signal, "SIGTERM", None) else "interrupted"
+
+
+def exit_code() -> int:
+    return 143 if reason() == "terminated" else 130
+
+
+HARD_GRACE_SECONDS = 10.0  # after a deadline, how long a function may ignore it
+_exit = os._exit  # the real one (objective.py guards os._exit while a function runs)
+
+
+@contextlib.contextmanager
+def deadline(
+    seconds: float | None,
+    make_error: Callable[[float], BaseException],
+    *,
+    on_overrun: Callable[[], None],
+) -> Iterator[None]:
+    """Raise ``make_error(seconds)`` in the block when it runs longer than ``seconds``.
+
+    Where there is SIGALRM (POSIX, main thread) the error is raised inside the running
+    code, a sleep included. A block that still runs HARD_GRACE_SECONDS later (stuck in C
+    code that never returns to Python, or without SIGALRM: at once) cannot be stopped
+    from inside: ``on_overrun()`` records what it must, and the process exits (a worker
+    process is replaced by its pool).
+    """
+    if not seconds:
+        yield
+        return
+    done = threading.Event()
+    soft = hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread()
+
+    def watchdog() -> None:
+        if not done.wait(seconds + (HARD_GRACE_SECONDS if soft else 0.0)):
+            on_overrun()
+            _exit(70)
+
+    if soft:
+
+        def alarm(signum: int, frame: object) -> None:
+            if not done.is_set():
+                raise make_error(seconds)
+
+        old = signal.signal(signal.SIGALRM, alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    threading.Thread(target=watchdog, daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+        if soft:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old)

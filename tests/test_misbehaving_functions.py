@@ -1,0 +1,271 @@
+"""User functions that exit, crash, hang or return what is not a number (README "What a
+function may do"): each is that trial's FAIL with its reason, and the study goes on."""
+
+import json
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.cli import main
+from sweep.errors import RunFailed, StudyFileError
+from sweep.runner import run_study
+from sweep.studyfile import load, parse
+from tests.conftest import start, sweep, wait_for
+
+FUNCTIONS = """
+import ctypes, os, signal, sys, time
+
+def exits(params, ctx):
+    if params["x"] > 0.5:
+        sys.exit(3)
+    return params["x"]
+
+def interrupts(params, ctx):
+    if params["x"] > 0.5:
+        raise KeyboardInterrupt
+    return params["x"]
+
+def leaves(params, ctx):
+    if params["x"] > 0.5:
+        os._exit(0)
+    return params["x"]
+
+def segfaults(params, ctx):
+    if params["x"] > 0.75:
+        ctypes.string_at(0)
+    return params["x"]
+
+def always_killed(params, ctx):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def crashes_pack(params, ctx):
+    return crashes_pack_many([params], ctx)[0]
+
+def crashes_pack_many(params_list, ctx):
+    if any(p["x"] > 0.8 for p in params_list):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [p["x"] for p in params_list]
+
+def hangs(params, ctx):
+    if params["x"] > 0.5:
+        time.sleep(10**6)
+    return params["x"]
+
+def not_numbers(params, ctx):
+    return {"score": True} if params["x"] > 0.5 else {"score": "0.5"}
+
+def bare_bool(params, ctx):
+    return True
+
+def some_seeds(params, ctx):
+    out = {"v": params["x"] + params["seed"]}
+    if params["seed"] % 2 == 0:
+        out["extra"] = float(params["seed"])
+    return out
+"""
+
+
+def make(folder: Path, name: str, function: str, *, trials: int = 6, extra: str = "") -> Path:
+    (folder / "funcs.py").write_text(FUNCTIONS)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\ntrials = {trials}\nseed = 5\n{extra}\n'
+        f'[objective]\nfile = "funcs.py"\nfunction = "{function}"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    return path
+
+
+def trials_of(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=url).trials
+
+
+def settled(trials) -> None:
+    """Nothing left RUNNING or WAITING: the study ended cleanly."""
+    states = Counter(t.state for t in trials)
+    assert states[TrialState.RUNNING] == 0 and states[TrialState.WAITING] == 0, states
+
+
+@pytest.mark.parametrize(
+    ("function", "reason"),
+    [
+        ("exits", "the function exited (SystemExit: 3)"),
+        ("interrupts", "the function raised KeyboardInterrupt"),
+        ("leaves", "the function called os._exit(0)"),
+    ],
+)
+def test_exits_and_interrupts_raised_by_the_function_fail_their_trial(tmp_path, function, reason):
+    url = f"sqlite:///{tmp_path}/s.db"
+    result = run_study(load(make(tmp_path, "s", function)), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 6
+    trials = trials_of(url, "s")
+    settled(trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and all(t.user_attrs["fail_reason"] == reason for t in failed)
+    assert all(t.params["x"] > 0.5 for t in failed)
+    assert all(t.value <= 0.5 for t in trials if t.state == TrialState.COMPLETE)
+
+
+def test_os_exit_in_a_worker_of_one_job_fails_the_trial_and_the_worker_goes_on(tmp_path):
+    path = make(tmp_path, "w", "leaves", trials=5)
+    url = f"sqlite:///{tmp_path}/w.db"
+    orchestrator = start("run", str(path), "--storage", url, "--jobs", "0")
+    wait_for(lambda: Path(f"{tmp_path}/w.db").exists() and "w" in studies(url))
+    done = subprocess.run(
+        sweep("worker", "w", "--storage", url), capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    _, err = orchestrator.communicate(timeout=120)
+    assert orchestrator.returncode == 0, err
+    trials = trials_of(url, "w")
+    assert Counter(t.state for t in trials)[TrialState.COMPLETE] == 5
+    assert any(t.user_attrs.get("fail_reason") == "the function called os._exit(0)" for t in trials)
+
+
+def studies(url: str) -> set[str]:
+    try:
+        return set(optuna.get_all_study_names(storage=url))
+    except Exception:
+        return set()
+
+
+def test_sys_exit_at_import_is_a_study_file_error(tmp_path, capsys):
+    (tmp_path / "boom.py").write_text("import sys\nsys.exit(4)\n")
+    path = tmp_path / "b.toml"
+    path.write_text(
+        '[study]\nname = "b"\n[objective]\nfile = "boom.py"\n[search.x]\nlow = 1.0\nhigh = 2.0\n'
+    )
+    assert main(["run", str(path), "--storage", f"sqlite:///{tmp_path}/b.db"]) == 2
+    err = capsys.readouterr().err
+    assert "raised SystemExit at import" in err and "Traceback" not in err
+
+
+def test_a_value_that_kills_its_worker_twice_is_not_run_again(tmp_path):
+    url = f"sqlite:///{tmp_path}/c.db"
+    result = run_study(load(make(tmp_path, "c", "segfaults")), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 6
+    trials = trials_of(url, "c")
+    settled(trials)
+    attempts = Counter(t.params["x"] for t in trials if t.state == TrialState.FAIL)
+    crashed = {x for x in attempts if x > 0.75}
+    assert crashed  # some planned values crash
+    # Each crashing value was tried exactly twice; the healthy ones never failed for good.
+    final = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("requeued")]
+    assert {t.params["x"] for t in final} == crashed
+    assert all(attempts[x] == 2 for x in crashed)  # in the pool, then alone
+    assert all("not run again" in t.user_attrs["fail_reason"] for t in final)
+    healthy = [t.params["x"] for t in trials if t.state == TrialState.COMPLETE]
+    assert all(x <= 0.75 for x in healthy) and len(set(healthy)) == 6
+
+
+def test_a_study_whose_values_all_kill_their_worker_stops_with_the_reasons(tmp_path):
+    url = f"sqlite:///{tmp_path}/k.db"
+    with pytest.raises(RunFailed, match="made no progress") as info:
+        run_study(load(make(tmp_path, "k", "always_killed", trials=2)), storage_url=url, jobs=2)
+    assert "not run again" in str(info.value)
+    settled(trials_of(url, "k"))
+
+
+def test_a_pack_member_that_kills_the_process_does_not_take_its_mates_down(tmp_path):
+    url = f"sqlite:///{tmp_path}/p.db"
+    path = make(tmp_path, "p", "crashes_pack", trials=8, extra="pack = 4")
+    result = run_study(load(path), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 8
+    trials = trials_of(url, "p")
+    settled(trials)
+    final = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("requeued")]
+    assert final and all(t.params["x"] > 0.8 for t in final)
+    complete = {t.params["x"] for t in trials if t.state == TrialState.COMPLETE}
+    mates = {t.params["x"] for t in trials if t.params["x"] <= 0.8}
+    assert mates <= complete  # every healthy value that shared a pack with a crash completed
+
+
+def test_a_trial_past_its_timeout_fails_and_is_not_queued_again(tmp_path):
+    url = f"sqlite:///{tmp_path}/h.db"
+    path = make(tmp_path, "h", "hangs", trials=4, extra="trial_timeout = 1.5")
+    result = run_study(load(path), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 4
+    trials = trials_of(url, "h")
+    settled(trials)
+    hung = [t for t in trials if t.state == TrialState.FAIL]
+    assert hung and all(t.params["x"] > 0.5 for t in hung)
+    assert all(t.user_attrs["fail_reason"].startswith("timed out after 1.5 s") for t in hung)
+    assert not any(t.user_attrs.get("requeued") for t in hung)
+    assert len({t.params["x"] for t in hung}) == len(hung)  # each hung value ran once
+    assert all((t.datetime_complete - t.datetime_start).total_seconds() < 10 for t in hung)
+
+
+def test_booleans_and_strings_are_not_metrics(tmp_path):
+    url = f"sqlite:///{tmp_path}/n.db"
+    path = make(tmp_path, "n", "not_numbers", extra="")
+    text = path.read_text().replace('function = "not_numbers"', 'function = "not_numbers"\nmetric = "score"')
+    path.write_text(text)
+    with pytest.raises(RunFailed):
+        run_study(load(path), storage_url=url, jobs=1)
+    reasons = {t.user_attrs["fail_reason"] for t in trials_of(url, "n")}
+    assert "the function returned score = True (bool), not a number" in reasons
+    assert "the function returned score = '0.5' (str), not a number" in reasons
+    url2 = f"sqlite:///{tmp_path}/b.db"
+    with pytest.raises(RunFailed):
+        run_study(load(make(tmp_path, "bb", "bare_bool")), storage_url=url2, jobs=1)
+    reasons = {t.user_attrs["fail_reason"] for t in trials_of(url2, "bb")}
+    assert reasons == {"the function returned bool, not a number or a dict"}
+
+
+def test_keys_some_seeds_return_are_averaged_over_those_seeds(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/r.db"
+    path = make(tmp_path, "r", "some_seeds", trials=2, extra="repeats = 3")
+    path.write_text(path.read_text().replace('"some_seeds"', '"some_seeds"\nmetric = "v"'))
+    run_study(load(path), storage_url=url, jobs=1)
+    for t in trials_of(url, "r"):
+        result = t.user_attrs["result"]
+        seeds = result["seeds"]  # 5, 6, 7: only 6 returns "extra"
+        assert result["metrics"]["extra"] == 6.0 and result["n"] == {"extra": 1}
+        assert result["metrics"]["v"] == pytest.approx(t.params["x"] + sum(seeds) / 3)
+    capsys.readouterr()
+    assert main(["trials", "r", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["metrics"]["extra"] == 6.0 for r in rows)
+
+
+BASE = {"study": {"name": "x", "trials": 10}, "objective": {"file": "f.py"}}
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"search": {"seed": {"choices": [1, 2, 3]}}}, "search.seed cannot be searched"),
+        (
+            {"search": {"c": {"choices": [1, "a", 2.5, True]}}},
+            "search.c.choices holds 1 and true, which are equal in Python",
+        ),
+        (
+            {"train": {"x": 0.5}, "search": {"x": {"low": 1.0, "high": 2.0}}},
+            "train.x is fixed here and searched in [search.x]",
+        ),
+        (
+            {
+                "study": {"name": "x", "trials": 10, "sampler": "grid"},
+                "search": {"n": {"low": 1, "high": 3, "int": True, "log": False}},
+            },
+            "a grid of 10 points over search.n would run its 3 values more than once",
+        ),
+    ],
+)
+def test_values_that_would_be_silently_replaced_are_refused(extra, message):
+    with pytest.raises(StudyFileError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse({**BASE, **extra})
+
+
+def test_the_builtin_refuses_a_fixed_lambda_beside_a_searched_one():
+    raw = {
+        "study": {"name": "x"},
+        "train": {"lambda": 0.5},
+        "search": {"lambda": {"low": 1e-4, "high": 1e-1}},
+    }
+    with pytest.raises(StudyFileError, match=r"train.lambda is fixed here and searched"):
+        parse(raw)
