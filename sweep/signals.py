@@ -77,12 +77,19 @@ def ignore_in_children() -> Iterator[None]:
 
     An ignored signal stays ignored across fork and exec, and Python keeps it so at
     start-up; a blocked one does not survive loky's process launch (measured: the child's
-    mask is empty), and a handler is reset to the default there. While this block runs,
-    this process ignores them too: a signal in those milliseconds is lost.
+    mask is empty), and a handler is reset to the default there. Meanwhile this process
+    blocks them in this thread, where it can (POSIX), so that one arriving now waits for
+    the block to end instead of being lost (Linux keeps a blocked signal pending even
+    while it is ignored). loky's own threads do not block them, though: one that such a
+    thread takes in these few milliseconds is lost (measured: a Ctrl-C sent the moment the
+    workers appear; 50 ms later it is not).
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal.signal works only in the main thread
         return
+    masked = hasattr(signal, "pthread_sigmask")
+    if masked:
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, set(SIGNALS))
     old = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
@@ -91,6 +98,8 @@ def ignore_in_children() -> Iterator[None]:
     finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def reason() -> str:

@@ -26,6 +26,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
+from sweep import signals
 from sweep.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sweeps.db"
@@ -81,7 +82,8 @@ def open_storage(
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
     try:
         if create:
-            with schema_lock(url, engine_kwargs):
+            # Deferred: a Ctrl-C half-way would leave tables without Optuna's version stamp.
+            with schema_lock(url, engine_kwargs), signals.deferred():
                 storage = _rdb(url, engine_kwargs, create=True, on_stale=on_stale)
         else:
             _check_schema(url, engine_kwargs)

@@ -18,7 +18,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import plan
+from sweep import plan, signals
 from sweep.enqueue import MAX_CRASHES, crashes_of, enqueue, enqueue_again, values_of
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
@@ -144,7 +144,7 @@ def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str
     name = spec.study.name
     lock = StudyLock(storage, url, name)
     try:
-        with lock:
+        with lock, signals.deferred():  # a study is created with its settings, or not at all
             existing = {s.study_name for s in storage.get_all_studies()}
             if name not in existing:
                 if spec.parent:
