@@ -13,6 +13,7 @@ from core.errors import ConfigError, DivergedError
 from core.network import (
     Evaluation,
     Params,
+    dropout_mask,
     init_params,
 )
 from core.pack import Pack
@@ -53,6 +54,7 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     curves: str = "full"
+    dropout: float = 0.0  # fraction of hidden units dropped in each training step
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0 and np.isfinite(self.lam)):
@@ -75,6 +77,11 @@ class TrainConfig:
             raise ConfigError(f"unknown curves {self.curves!r}; choose one of {', '.join(CURVES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(
+                f"dropout ({self.dropout}) must be in [0, 1): the fraction of hidden units "
+                "dropped in a training step"
+            )
         # Fails early on eta_min >= eta_max with the schedule's own message.
         self.schedule_for(n_train=max(self.batch_size, 1))
 
@@ -161,6 +168,16 @@ SHARED = ("batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "cu
 # seed study's bit-identical results); at another width the initial weights are v0.2's
 # but the order is the width-50 one (v0.2 drew it after that width's own initialisation).
 ORDER_WIDTH = 50
+# Dropout and augmentation draw from their own generators, children of the seed's
+# (SeedSequence spawn keys): they never move the batch order, and the defaults, which
+# use neither, draw exactly what v0.2 drew.
+DROPOUT_STREAM = 1
+AUGMENT_STREAM = 2
+
+
+def stream(seed: int, key: int) -> np.random.Generator:
+    """The seed's child generator number ``key`` (see DROPOUT_STREAM)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
 
 
 def packable(a: TrainConfig, b: TrainConfig) -> bool:
@@ -182,6 +199,8 @@ def train_pack(
     by side (`core.pack`): the same seed gives them the same batches, and those of one
     width the same initial weights.
 
+    Each member with dropout draws its masks from its own copy of the seed's dropout
+    stream (as it would alone), so members of one width and rate share their masks.
     Returns one outcome per config: its TrainResult, or the exception that made it leave
     the pack early: DivergedError when its loss became non-finite, or whatever
     ``on_eval(k, point)`` raised for it (a pruned run). The others go on; ``seconds`` of
@@ -214,6 +233,7 @@ def train_pack(
     outcomes: list[TrainResult | Exception | None] = [None] * len(configs)
     curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
     lams = np.array([c.lam for c in configs])
+    drops = {k: stream(c.seed, DROPOUT_STREAM) for k, c in enumerate(configs) if c.dropout > 0}
     batches = n // first.batch_size
     B = first.batch_size
     xb = np.empty((B, d), dtype=dtype)
@@ -243,7 +263,8 @@ def train_pack(
             idx = order[batch * B : (batch + 1) * B]
             np.take(X, idx, axis=0, out=xb)
             etas = np.array([eta(step, schedules[k]) for k in live])
-            loss, correct = pack.step(net, xb, y[idx], lams[live], etas)
+            mask = _dropout(net, live, configs, drops, B) if drops else None
+            loss, correct = pack.step(net, xb, y[idx], lams[live], etas, mask)
             bad = {
                 k: DivergedError(step + 1, float(loss[j]))
                 for j, k in enumerate(live)
@@ -299,6 +320,25 @@ def train_pack(
             val_correct=val_correct[k],
         )
     return outcomes  # type: ignore[return-value]
+
+
+def _dropout(
+    net: Pack,
+    live: list[int],
+    configs: list[TrainConfig],
+    drops: dict[int, np.random.Generator],
+    n: int,
+) -> np.ndarray | None:
+    """One step's dropout multiplier (n, M) of the pack's members (ones for those without
+    dropout), or None when no member still in the pack has dropout."""
+    if not any(k in drops for k in live):
+        return None
+    mask = np.ones((n, net.W1.shape[1]), dtype=net.W1.dtype)
+    for j, k in enumerate(live):
+        if k in drops:
+            shape = (n, net.widths[j])
+            mask[:, net.cols(j)] = dropout_mask(drops[k], shape, configs[k].dropout, mask.dtype)
+    return mask
 
 
 def order_stream(seed: int, d: int, dtype: np.dtype) -> np.random.Generator:
