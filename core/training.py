@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import pack
+from core.augment import MAX_TRANSLATE, Augmenter
 from core.errors import ConfigError, DivergedError
 from core.network import (
     Evaluation,
@@ -55,6 +56,8 @@ class TrainConfig:
     seed: int = 0
     curves: str = "full"
     dropout: float = 0.0  # fraction of hidden units dropped in each training step
+    flip: bool = False  # flip training images left-right with probability 1/2
+    translate: int = 0  # shift training images by up to this many pixels in x and y
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0 and np.isfinite(self.lam)):
@@ -81,6 +84,16 @@ class TrainConfig:
             raise ConfigError(
                 f"dropout ({self.dropout}) must be in [0, 1): the fraction of hidden units "
                 "dropped in a training step"
+            )
+        if not isinstance(self.flip, (bool, np.bool_)):
+            raise ConfigError(f"flip ({self.flip!r}) must be true or false")
+        translate_int = isinstance(self.translate, (int, np.integer)) and not isinstance(
+            self.translate, bool
+        )
+        if not translate_int or not 0 <= self.translate <= MAX_TRANSLATE:
+            raise ConfigError(
+                f"translate ({self.translate}) must be a whole number of pixels from 0 to "
+                f"{MAX_TRANSLATE}"
             )
         # Fails early on eta_min >= eta_max with the schedule's own message.
         self.schedule_for(n_train=max(self.batch_size, 1))
@@ -161,7 +174,17 @@ def train(
 
 # What decides the batches and the recordings: members of a pack share it. Lambda, the
 # learning-rate schedule and the hidden width may differ between them.
-SHARED = ("batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "curves")
+SHARED = (
+    "batch_size",
+    "n_s",
+    "cycles",
+    "evals_per_cycle",
+    "dtype",
+    "seed",
+    "curves",
+    "flip",
+    "translate",
+)
 # The seed's generator draws the initial weights and then every epoch's order; so that
 # runs of any width see the same batches (and can share a pack), the order is always drawn
 # after the draws of a width-50 initialisation: at width 50 this is exactly v0.2 (the
@@ -234,6 +257,12 @@ def train_pack(
     curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
     lams = np.array([c.lam for c in configs])
     drops = {k: stream(c.seed, DROPOUT_STREAM) for k, c in enumerate(configs) if c.dropout > 0}
+    augment = None
+    if first.flip or first.translate:
+        augment = Augmenter(first.flip, first.translate, stream(first.seed, AUGMENT_STREAM))
+    # The augmented batch is gathered pixel by pixel from the flat images: a view when X
+    # is C-ordered (a split is), else one copy here rather than one per step.
+    X_flat = np.ascontiguousarray(X).reshape(-1) if augment is not None else X
     batches = n // first.batch_size
     B = first.batch_size
     xb = np.empty((B, d), dtype=dtype)
@@ -261,7 +290,10 @@ def train_pack(
             if batch == 0 and step > 0:
                 order = rng.permutation(n)
             idx = order[batch * B : (batch + 1) * B]
-            np.take(X, idx, axis=0, out=xb)
+            if augment is None:
+                np.take(X, idx, axis=0, out=xb)
+            else:  # one batch for the whole pack: every member sees the same images
+                augment.batch(X_flat, idx, out=xb)
             etas = np.array([eta(step, schedules[k]) for k in live])
             mask = _dropout(net, live, configs, drops, B) if drops else None
             loss, correct = pack.step(net, xb, y[idx], lams[live], etas, mask)
