@@ -37,8 +37,16 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "dtype": ("dtype", (str,)),
     "evals_per_cycle": ("evals_per_cycle", (int,)),
     "curves": ("curves", (str,)),
+    "dropout": ("dropout", (float, int)),
+    "flip": ("flip", (bool,)),
+    "translate": ("translate", (int,)),
 }
-SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size")
+# [train] keys added after v0.2, with their defaults: left out of the fixed params at the
+# default, so a study stored before them still compares equal to its file.
+LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
+SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
+# Searched keys whose range ends must be valid [train] values on their own.
+CHECKED_ENDS = ("hidden", "dropout")
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
@@ -150,6 +158,9 @@ def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any
         return {}
     names = {field: key for key, (field, _) in TRAIN_KEYS.items()}
     values = {names[k]: v for k, v in dataclasses.asdict(train).items() if k in names}
+    for key, default in LATER_DEFAULTS.items():
+        if values.get(key) == default:
+            del values[key]
     return {**values, "split": split}
 
 
@@ -201,11 +212,30 @@ def parse(
             )
         is_int = objective.builtin and name in ("hidden", "batch_size")
         search[name] = parse_range(p, name, spec, study.name, is_int=is_int)
+        if objective.builtin and name in CHECKED_ENDS:
+            _check_ends(p, search[name], train)
     if not search:
         p.fail("search", "names no parameter; add a table like [search.lambda]")
     if "lambda" in search and objective.builtin and (search["lambda"].low or 0) < 0:
         p.fail("search.lambda.low", f"({search['lambda'].low}) must be >= 0")
     return StudyFile(where, study, objective, split, train, fixed, search)
+
+
+def _check_ends(p: _Parser, r: SearchRange, train: TrainConfig | None) -> None:
+    """Refuse a searched range whose ends (or choices) are not valid [train] values, before
+    any trial fails on them."""
+    field = TRAIN_KEYS[r.name][0]
+    ends = [("choices", v) for v in r.choices or []]
+    if r.low is not None and r.high is not None:
+        low, high = r.low, r.high
+        if r.is_int:
+            low, high = math.ceil(low), math.floor(high)
+        ends = [("low", low), ("high", high)]
+    for end, value in ends:
+        try:
+            dataclasses.replace(train or TrainConfig(), **{field: value})
+        except (ConfigError, TypeError) as exc:
+            p.fail(f"search.{r.name}.{end}", f"({value}): {exc}")
 
 
 def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
@@ -269,7 +299,7 @@ def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfi
             values[name] = p.get(t, f"train.{key}", types)
     if isinstance(values.get("n_s"), str) and values["n_s"] != "auto":
         p.fail("train.n_s", f'must be a positive integer or "auto", not {values["n_s"]!r}')
-    for name in ("lam", "eta_min", "eta_max"):
+    for name in ("lam", "eta_min", "eta_max", "dropout"):
         if name in values:
             values[name] = float(values[name])
     values.setdefault("curves", "cheap")  # studies need the final values, not full curves
