@@ -21,12 +21,25 @@ from __future__ import annotations
 
 import numpy as np
 
+from core.errors import ConfigError
+
 SIDE = 32
 CHANNELS = 3
 D = CHANNELS * SIDE * SIDE
 # The maps hold 2 (2k + 1)^2 transformations of 3072 columns (14 MB at k = 8); a shift by
 # more than a quarter of the image is rarely a useful CIFAR-10 augmentation anyway.
 MAX_TRANSLATE = 8
+
+
+def check(flip: object, translate: object) -> None:
+    """Raise ConfigError unless flip is a bool and translate 0..MAX_TRANSLATE pixels."""
+    if not isinstance(flip, (bool, np.bool_)):
+        raise ConfigError(f"flip ({flip!r}) must be true or false")
+    whole = isinstance(translate, (int, np.integer)) and not isinstance(translate, bool)
+    if not whole or not 0 <= translate <= MAX_TRANSLATE:
+        raise ConfigError(
+            f"translate ({translate}) must be a whole number of pixels from 0 to {MAX_TRANSLATE}"
+        )
 
 
 def index_maps(translate: int) -> np.ndarray:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLASSES = 10  # CIFAR-10
+
 
 @dataclass(frozen=True)
 class Params:

@@ -8,19 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core import pack
-from core.augment import MAX_TRANSLATE, Augmenter
+from core import augment, pack
 from core.errors import ConfigError, DivergedError
-from core.network import (
-    Evaluation,
-    Params,
-    dropout_mask,
-    init_params,
-)
+from core.network import CLASSES, Evaluation, Params  # noqa: F401 (CLASSES: v0.2's home)
 from core.pack import Pack
 from core.schedules import SCHEDULES, Schedule, eta
+from core.streams import Draws, initial_pack
 
-CLASSES = 10
 DTYPES = ("float32", "float64")
 # How the curves are recorded. "full": training and validation sets evaluated in full at
 # every recording (the assignment's method). "cheap": the training curve is the running
@@ -81,20 +75,8 @@ class TrainConfig:
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if not 0 <= self.dropout < 1:
-            raise ConfigError(
-                f"dropout ({self.dropout}) must be in [0, 1): the fraction of hidden units "
-                "dropped in a training step"
-            )
-        if not isinstance(self.flip, (bool, np.bool_)):
-            raise ConfigError(f"flip ({self.flip!r}) must be true or false")
-        translate_int = isinstance(self.translate, (int, np.integer)) and not isinstance(
-            self.translate, bool
-        )
-        if not translate_int or not 0 <= self.translate <= MAX_TRANSLATE:
-            raise ConfigError(
-                f"translate ({self.translate}) must be a whole number of pixels from 0 to "
-                f"{MAX_TRANSLATE}"
-            )
+            raise ConfigError(f"dropout ({self.dropout}) must be in [0, 1)")
+        augment.check(self.flip, self.translate)
         # Fails early on eta_min >= eta_max with the schedule's own message.
         self.schedule_for(n_train=max(self.batch_size, 1))
 
@@ -172,35 +154,10 @@ def train(
     return outcome
 
 
-# What decides the batches and the recordings: members of a pack share it. Lambda, the
-# learning-rate schedule and the hidden width may differ between them.
-SHARED = (
-    "batch_size",
-    "n_s",
-    "cycles",
-    "evals_per_cycle",
-    "dtype",
-    "seed",
-    "curves",
-    "flip",
-    "translate",
-)
-# The seed's generator draws the initial weights and then every epoch's order; so that
-# runs of any width see the same batches (and can share a pack), the order is always drawn
-# after the draws of a width-50 initialisation: at width 50 this is exactly v0.2 (the
-# seed study's bit-identical results); at another width the initial weights are v0.2's
-# but the order is the width-50 one (v0.2 drew it after that width's own initialisation).
-ORDER_WIDTH = 50
-# Dropout and augmentation draw from their own generators, children of the seed's
-# (SeedSequence spawn keys): they never move the batch order, and the defaults, which
-# use neither, draw exactly what v0.2 drew.
-DROPOUT_STREAM = 1
-AUGMENT_STREAM = 2
-
-
-def stream(seed: int, key: int) -> np.random.Generator:
-    """The seed's child generator number ``key`` (see DROPOUT_STREAM)."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(key,)))
+# What decides the batches (and their augmentation) and the recordings: members of a pack
+# share it; lambda, the learning-rate schedule, the width and dropout may differ.
+SHARED = ("batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "curves")
+SHARED += ("flip", "translate")
 
 
 def packable(a: TrainConfig, b: TrainConfig) -> bool:
@@ -218,12 +175,9 @@ def train_pack(
     on_eval: Callable[[int, EvalPoint], None] | None = None,
     record: bool = True,
 ) -> list[TrainResult | Exception]:
-    """Train K runs that differ only in lambda, learning-rate schedule and hidden width side
-    by side (`core.pack`): the same seed gives them the same batches, and those of one
-    width the same initial weights.
+    """Train K runs that differ only in lambda, schedule, width and dropout side by side
+    (`core.pack`): the same seed gives them the same batches (`core.streams`).
 
-    Each member with dropout draws its masks from its own copy of the seed's dropout
-    stream (as it would alone), so members of one width and rate share their masks.
     Returns one outcome per config: its TrainResult, or the exception that made it leave
     the pack early: DivergedError when its loss became non-finite, or whatever
     ``on_eval(k, point)`` raised for it (a pruned run). The others go on; ``seconds`` of
@@ -246,29 +200,18 @@ def train_pack(
     total = 2 * n_s * first.cycles
     when = eval_steps(n_s, first.cycles, first.evals_per_cycle) if record else []
 
-    rng = order_stream(first.seed, d, dtype)
-    inits = {
-        m: init_params(d, m, CLASSES, np.random.default_rng(first.seed), dtype)
-        for m in {c.hidden for c in configs}
-    }
-    net = Pack.stack([inits[c.hidden] for c in configs])
+    draws = Draws(X, first.seed, first.flip, first.translate, [c.dropout for c in configs])
+    net = initial_pack(first.seed, d, [c.hidden for c in configs], dtype)
     live = list(range(len(configs)))  # the original index of each member still in the pack
     outcomes: list[TrainResult | Exception | None] = [None] * len(configs)
     curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
     lams = np.array([c.lam for c in configs])
-    drops = {k: stream(c.seed, DROPOUT_STREAM) for k, c in enumerate(configs) if c.dropout > 0}
-    augment = None
-    if first.flip or first.translate:
-        augment = Augmenter(first.flip, first.translate, stream(first.seed, AUGMENT_STREAM))
-    # The augmented batch is gathered pixel by pixel from the flat images: a view when X
-    # is C-ordered (a split is), else one copy here rather than one per step.
-    X_flat = np.ascontiguousarray(X).reshape(-1) if augment is not None else X
     batches = n // first.batch_size
     B = first.batch_size
     xb = np.empty((B, d), dtype=dtype)
     started = time.perf_counter()
     eval_seconds = final_eval_seconds = 0.0
-    order = rng.permutation(n)
+    order = draws.permutation()
     next_eval = 0
     since = [_Running() for _ in configs]  # the batches since the previous recording
     val_correct: list[np.ndarray | None] = [None] * len(configs)  # from the last recording
@@ -288,14 +231,11 @@ def train_pack(
                 break
             batch = step % batches
             if batch == 0 and step > 0:
-                order = rng.permutation(n)
+                order = draws.permutation()
             idx = order[batch * B : (batch + 1) * B]
-            if augment is None:
-                np.take(X, idx, axis=0, out=xb)
-            else:  # one batch for the whole pack: every member sees the same images
-                augment.batch(X_flat, idx, out=xb)
+            draws.batch(idx, out=xb)
             etas = np.array([eta(step, schedules[k]) for k in live])
-            mask = _dropout(net, live, configs, drops, B) if drops else None
+            mask = draws.mask(net, live, B)
             loss, correct = pack.step(net, xb, y[idx], lams[live], etas, mask)
             bad = {
                 k: DivergedError(step + 1, float(loss[j]))
@@ -352,33 +292,6 @@ def train_pack(
             val_correct=val_correct[k],
         )
     return outcomes  # type: ignore[return-value]
-
-
-def _dropout(
-    net: Pack,
-    live: list[int],
-    configs: list[TrainConfig],
-    drops: dict[int, np.random.Generator],
-    n: int,
-) -> np.ndarray | None:
-    """One step's dropout multiplier (n, M) of the pack's members (ones for those without
-    dropout), or None when no member still in the pack has dropout."""
-    if not any(k in drops for k in live):
-        return None
-    mask = np.ones((n, net.W1.shape[1]), dtype=net.W1.dtype)
-    for j, k in enumerate(live):
-        if k in drops:
-            shape = (n, net.widths[j])
-            mask[:, net.cols(j)] = dropout_mask(drops[k], shape, configs[k].dropout, mask.dtype)
-    return mask
-
-
-def order_stream(seed: int, d: int, dtype: np.dtype) -> np.random.Generator:
-    """The generator of the epochs' orders: the seed's, past a width-50 initialisation
-    (see ORDER_WIDTH)."""
-    rng = np.random.default_rng(seed)
-    init_params(d, ORDER_WIDTH, CLASSES, rng, dtype)  # discarded: only its draws matter
-    return rng
 
 
 @dataclass

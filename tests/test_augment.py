@@ -7,7 +7,8 @@ from core import augment, pack
 from core.augment import Augmenter, draw, gather, index_maps, transform_index
 from core.data import load_split
 from core.errors import ConfigError
-from core.training import AUGMENT_STREAM, TrainConfig, stream, train, train_pack
+from core.streams import AUGMENT_STREAM, stream
+from core.training import TrainConfig, train, train_pack
 
 SIDE = 32
 

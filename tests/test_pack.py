@@ -10,7 +10,8 @@ from core.data import load_split
 from core.errors import ConfigError, DivergedError
 from core.network import backward, init_params
 from core.schedules import eta
-from core.training import CLASSES, ORDER_WIDTH, TrainConfig, train, train_pack
+from core.streams import ORDER_WIDTH
+from core.training import CLASSES, TrainConfig, train, train_pack
 
 LAMS = [1e-4, 3e-3, 1e-2, 5e-2]
 
