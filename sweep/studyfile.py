@@ -41,12 +41,10 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "flip": ("flip", (bool,)),
     "translate": ("translate", (int,)),
 }
-# [train] keys added after v0.2, with their defaults: left out of the fixed params at the
-# default, so a study stored before them still compares equal to its file.
+# [train] keys added after v0.2: left out of the fixed params at their defaults, so a
+# study stored before them still compares equal to its file.
 LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
-# Searched keys whose range ends must be valid [train] values on their own.
-CHECKED_ENDS = ("hidden", "dropout")
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
@@ -212,30 +210,11 @@ def parse(
             )
         is_int = objective.builtin and name in ("hidden", "batch_size")
         search[name] = parse_range(p, name, spec, study.name, is_int=is_int)
-        if objective.builtin and name in CHECKED_ENDS:
-            _check_ends(p, search[name], train)
     if not search:
         p.fail("search", "names no parameter; add a table like [search.lambda]")
     if "lambda" in search and objective.builtin and (search["lambda"].low or 0) < 0:
         p.fail("search.lambda.low", f"({search['lambda'].low}) must be >= 0")
     return StudyFile(where, study, objective, split, train, fixed, search)
-
-
-def _check_ends(p: _Parser, r: SearchRange, train: TrainConfig | None) -> None:
-    """Refuse a searched range whose ends (or choices) are not valid [train] values, before
-    any trial fails on them."""
-    field = TRAIN_KEYS[r.name][0]
-    ends = [("choices", v) for v in r.choices or []]
-    if r.low is not None and r.high is not None:
-        low, high = r.low, r.high
-        if r.is_int:
-            low, high = math.ceil(low), math.floor(high)
-        ends = [("low", low), ("high", high)]
-    for end, value in ends:
-        try:
-            dataclasses.replace(train or TrainConfig(), **{field: value})
-        except (ConfigError, TypeError) as exc:
-            p.fail(f"search.{r.name}.{end}", f"({value}): {exc}")
 
 
 def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
