@@ -77,6 +77,8 @@ class Pack:
 
     def keep(self, members: list[int]) -> Pack:
         """A pack of only the given members (copies: used when a member leaves)."""
+        if not members:  # the last one left: an empty pack, on which training stops
+            return Pack(self.W1[:, :0], self.b1[:0], self.W2[:0], self.b2[:0], widths=())
         return Pack.stack([self.member(k) for k in members])
 
     def by_member(self, H: np.ndarray) -> np.ndarray:

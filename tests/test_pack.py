@@ -14,6 +14,7 @@ from core.streams import ORDER_WIDTH
 from core.training import CLASSES, TrainConfig, train, train_pack
 
 LAMS = [1e-4, 3e-3, 1e-2, 5e-2]
+WIDTHS = [20, 50, 137, 64]  # a mixed pack's, one per lambda
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +90,13 @@ def test_a_diverging_member_leaves_the_pack_and_the_others_finish_unchanged(exer
         assert out[k].final["val_accuracy"] == pytest.approx(alone.final["val_accuracy"], abs=3e-3)
 
 
+def test_when_every_member_of_a_mixed_pack_diverges_each_gets_its_error(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    runs = [TrainConfig(lam=1e3, hidden=m, n_s=10, cycles=1) for m in WIDTHS]
+    out = train_pack(runs, *args)
+    assert all(isinstance(o, DivergedError) for o in out)
+
+
 def test_a_member_stopped_by_its_callback_leaves_and_the_others_go_on(exercise):
     args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
     runs = configs(n_s=20, cycles=1, seed=2, evals_per_cycle=4)
@@ -139,9 +147,6 @@ def test_pack_evaluation_equals_each_members_own(exercise):
         assert got[k].cost == pytest.approx(want.cost, rel=1e-5)
         assert np.array_equal(got[k].correct, want.correct)
         assert np.array_equal(net.member(k).W1, p.W1)
-
-
-WIDTHS = [20, 50, 137, 64]
 
 
 def test_a_mixed_width_pack_gives_each_member_the_weights_of_training_alone(exercise):
