@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from core.network import Params, backward, init_params
+from core.errors import ConfigError
+from core.network import Params, backward, dropout_mask, init_params
 
 TOLERANCE = 1e-6  # the check fails when any max relative error is above this
 
@@ -28,9 +30,15 @@ def relative_error(ga: np.ndarray, gn: np.ndarray) -> np.ndarray:
 
 
 def numerical_gradients(
-    params: Params, X: np.ndarray, y: np.ndarray, lam: float, h: float = 3e-4
+    params: Params,
+    X: np.ndarray,
+    y: np.ndarray,
+    lam: float,
+    h: float = 3e-4,
+    mask: np.ndarray | None = None,
 ) -> Params:
-    """Centred differences for every entry of every parameter.
+    """Centred differences for every entry of every parameter (of the cost with the fixed
+    dropout ``mask`` (n, m), if given).
 
     Two centred differences, D(h) = (J(p+h) - J(p-h)) / 2h and D(2h), are combined as
     (4 D(h) - D(2h)) / 3 (Richardson), which cancels the h^2 error term. That allows a
@@ -41,7 +49,7 @@ def numerical_gradients(
     def cost_at(flat: np.ndarray, i: int, value: float) -> float:
         old = flat[i]
         flat[i] = value
-        cost, _ = backward(params, X, y, lam)
+        cost, _ = backward(params, X, y, lam, mask)
         flat[i] = old
         return cost
 
@@ -65,23 +73,35 @@ def check(
     m: int = 10,
     n: int = 5,
     seed: int = 1,
+    dropout: float = 0.0,
     analytic: Callable[..., tuple[float, Params]] = backward,
 ) -> dict[str, GradError]:
     """Compare analytic and numerical gradients on random float64 data of n images, d inputs.
 
+    With ``dropout`` p > 0 the hidden layer is thinned by one fixed inverted-dropout mask
+    (drawn from the seed), the same for the analytic and the numerical gradient: a new
+    mask per evaluation would make the cost a random function with no gradient to check.
     Returns, per parameter name, the max absolute difference and the max relative error,
     each the worst over every lambda in ``lambdas``.
     """
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"dropout ({dropout}) must be in [0, 1)")
     worst: dict[str, GradError] = {}
     for lam in lambdas:
-        for name, err in _check_one(lam, d, m, n, seed, analytic).items():
+        for name, err in _check_one(lam, d, m, n, seed, dropout, analytic).items():
             prev = worst.get(name, GradError(0.0, 0.0))
             worst[name] = GradError(max(prev.max_abs, err.max_abs), max(prev.max_rel, err.max_rel))
     return worst
 
 
 def _check_one(
-    lam: float, d: int, m: int, n: int, seed: int, analytic: Callable[..., tuple[float, Params]]
+    lam: float,
+    d: int,
+    m: int,
+    n: int,
+    seed: int,
+    dropout: float,
+    analytic: Callable[..., tuple[float, Params]],
 ) -> dict[str, GradError]:
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
@@ -90,8 +110,12 @@ def _check_one(
     # Non-zero biases so that their gradients are exercised away from the symmetric start.
     params.b1[:] = rng.normal(0, 0.1, m)
     params.b2[:] = rng.normal(0, 0.1, 10)
+    mask = None
+    if dropout > 0:
+        mask = dropout_mask(rng, (n, m), dropout, np.float64)
+        analytic = functools.partial(analytic, mask=mask)
     _, grads = analytic(params, X, y, lam)
-    numeric = numerical_gradients(params, X, y, lam)
+    numeric = numerical_gradients(params, X, y, lam, mask=mask)
     return {
         name: GradError(
             max_abs=float(np.max(np.abs(ga - gn))),

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+CLASSES = 10  # CIFAR-10
+
 
 @dataclass(frozen=True)
 class Params:
@@ -62,11 +64,31 @@ def softmax(S: np.ndarray) -> np.ndarray:
     return S
 
 
-def forward(params: Params, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hidden activations H (n, m) and class probabilities P (n, K) for images X (n, d)."""
+def dropout_mask(
+    rng: np.random.Generator, shape: tuple[int, int], p: float, dtype: np.dtype | str
+) -> np.ndarray:
+    """An inverted-dropout multiplier of ``shape`` (n, m): each entry is 0 with probability
+    p and 1 / (1 - p) otherwise, so a unit's expected output is unchanged and evaluation
+    needs no rescaling."""
+    keep = rng.random(shape, dtype=np.float32) >= p
+    mask = keep.astype(dtype)
+    mask *= 1.0 / (1.0 - p)
+    return mask
+
+
+def forward(
+    params: Params, X: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hidden activations H (n, m) and class probabilities P (n, K) for images X (n, d).
+
+    ``mask`` (n, m), if given, multiplies the hidden activations after the ReLU (dropout,
+    see `dropout_mask`); H is then the masked activations.
+    """
     H = X @ params.W1
     H += params.b1
     np.maximum(H, 0, out=H)
+    if mask is not None:
+        H *= mask
     S = H @ params.W2
     S += params.b2
     return H, softmax(S)
@@ -86,11 +108,13 @@ def data_gradients(
     H: np.ndarray,
     P: np.ndarray,
     scale: float = 1.0,
+    mask: np.ndarray | None = None,
 ) -> Params:
     """``scale`` times the gradients of the mean cross-entropy alone (no L2 term).
 
-    Overwrites P. Training passes the learning rate as ``scale`` so that the large W1
-    gradient comes out of the matrix product already scaled (no extra pass over it).
+    H and P come from `forward` with the same ``mask``. Overwrites P. Training passes the
+    learning rate as ``scale`` so that the large W1 gradient comes out of the matrix
+    product already scaled (no extra pass over it).
     """
     n = len(y)
     G = P
@@ -99,20 +123,27 @@ def data_gradients(
     gW2 = H.T @ G
     gb2 = G.sum(axis=0)
     gH = G @ params.W2.T
+    # H = relu(X W1 + b1) * mask is zero where the ReLU is off or the unit dropped;
+    # through a kept unit the gradient is scaled by the mask as the activation was.
     gH *= H > 0
+    if mask is not None:
+        gH *= mask
     gW1 = X.T @ gH
     gb1 = gH.sum(axis=0)
     return Params(W1=gW1, b1=gb1, W2=gW2, b2=gb2)
 
 
-def backward(params: Params, X: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, Params]:
+def backward(
+    params: Params, X: np.ndarray, y: np.ndarray, lam: float, mask: np.ndarray | None = None
+) -> tuple[float, Params]:
     """The cost J and its gradients with respect to every parameter.
 
     J = mean cross-entropy + lam * (||W1||^2 + ||W2||^2), so dJ/dW = dCE/dW + 2 lam W.
+    With a dropout ``mask`` (n, m) J is the cost of the thinned network it selects.
     """
-    H, P = forward(params, X)
+    H, P = forward(params, X, mask)
     cost = cross_entropy(P, y) + lam * params.sum_squared_weights()
-    g = data_gradients(params, X, y, H, P)
+    g = data_gradients(params, X, y, H, P, mask=mask)
     return cost, Params(
         W1=g.W1 + 2 * lam * params.W1, b1=g.b1, W2=g.W2 + 2 * lam * params.W2, b2=g.b2
     )

@@ -8,17 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core import pack
+from core import augment, pack
 from core.errors import ConfigError, DivergedError
-from core.network import (
-    Evaluation,
-    Params,
-    init_params,
-)
+from core.network import CLASSES, Evaluation, Params  # noqa: F401 (CLASSES: v0.2's home)
 from core.pack import Pack
 from core.schedules import SCHEDULES, Schedule, eta
+from core.streams import Draws, initial_pack
 
-CLASSES = 10
 DTYPES = ("float32", "float64")
 # How the curves are recorded. "full": training and validation sets evaluated in full at
 # every recording (the assignment's method). "cheap": the training curve is the running
@@ -53,6 +49,9 @@ class TrainConfig:
     dtype: str = "float32"
     seed: int = 0
     curves: str = "full"
+    dropout: float = 0.0  # fraction of hidden units dropped in each training step
+    flip: bool = False  # flip training images left-right with probability 1/2
+    translate: int = 0  # shift training images by up to this many pixels in x and y
 
     def __post_init__(self) -> None:
         if not (self.lam >= 0 and np.isfinite(self.lam)):
@@ -75,6 +74,9 @@ class TrainConfig:
             raise ConfigError(f"unknown curves {self.curves!r}; choose one of {', '.join(CURVES)}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout ({self.dropout}) must be in [0, 1)")
+        augment.check(self.flip, self.translate)
         # Fails early on eta_min >= eta_max with the schedule's own message.
         self.schedule_for(n_train=max(self.batch_size, 1))
 
@@ -152,12 +154,14 @@ def train(
     return outcome
 
 
-# Everything but lambda and the learning-rate schedule: members of a pack share it.
-SHARED = ("hidden", "batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "curves")
+# What decides the batches (and their augmentation) and the recordings: members of a pack
+# share it; lambda, the learning-rate schedule, the width and dropout may differ.
+SHARED = ("batch_size", "n_s", "cycles", "evals_per_cycle", "dtype", "seed", "curves")
+SHARED += ("flip", "translate")
 
 
 def packable(a: TrainConfig, b: TrainConfig) -> bool:
-    """Whether two runs can be trained in one pack (same shapes, data order and recordings)."""
+    """Whether two runs can be trained in one pack (same data order and recordings)."""
     return all(getattr(a, key) == getattr(b, key) for key in SHARED)
 
 
@@ -171,8 +175,8 @@ def train_pack(
     on_eval: Callable[[int, EvalPoint], None] | None = None,
     record: bool = True,
 ) -> list[TrainResult | Exception]:
-    """Train K runs that differ only in lambda and learning-rate schedule side by side
-    (`core.pack`): the same seed gives them the same initial weights and batches.
+    """Train K runs that differ only in lambda, schedule, width and dropout side by side
+    (`core.pack`): the same seed gives them the same batches (`core.streams`).
 
     Returns one outcome per config: its TrainResult, or the exception that made it leave
     the pack early: DivergedError when its loss became non-finite, or whatever
@@ -196,8 +200,8 @@ def train_pack(
     total = 2 * n_s * first.cycles
     when = eval_steps(n_s, first.cycles, first.evals_per_cycle) if record else []
 
-    rng = np.random.default_rng(first.seed)
-    net = Pack.of(init_params(d, first.hidden, CLASSES, rng, dtype), len(configs))
+    draws = Draws(X, first.seed, first.flip, first.translate, [c.dropout for c in configs])
+    net = initial_pack(first.seed, d, [c.hidden for c in configs], dtype)
     live = list(range(len(configs)))  # the original index of each member still in the pack
     outcomes: list[TrainResult | Exception | None] = [None] * len(configs)
     curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
@@ -207,7 +211,7 @@ def train_pack(
     xb = np.empty((B, d), dtype=dtype)
     started = time.perf_counter()
     eval_seconds = final_eval_seconds = 0.0
-    order = rng.permutation(n)
+    order = draws.permutation()
     next_eval = 0
     since = [_Running() for _ in configs]  # the batches since the previous recording
     val_correct: list[np.ndarray | None] = [None] * len(configs)  # from the last recording
@@ -227,11 +231,12 @@ def train_pack(
                 break
             batch = step % batches
             if batch == 0 and step > 0:
-                order = rng.permutation(n)
+                order = draws.permutation()
             idx = order[batch * B : (batch + 1) * B]
-            np.take(X, idx, axis=0, out=xb)
+            draws.batch(idx, out=xb)
             etas = np.array([eta(step, schedules[k]) for k in live])
-            loss, correct = pack.step(net, xb, y[idx], lams[live], etas)
+            mask = draws.mask(net, live, B)
+            loss, correct = pack.step(net, xb, y[idx], lams[live], etas, mask)
             bad = {
                 k: DivergedError(step + 1, float(loss[j]))
                 for j, k in enumerate(live)

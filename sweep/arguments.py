@@ -188,5 +188,12 @@ def build_parser() -> _Parser:
 
     p = command("gradcheck", "analytic vs numerical gradients (exit 1 above 1e-6)")
     p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
+    p.add_argument(
+        "--dropout",
+        type=_float,
+        default=0.0,
+        metavar="P",
+        help="check with one fixed inverted-dropout mask of rate P on the hidden layer",
+    )
     p.add_argument("--json", action="store_true", help="print a JSON object")
     return parser

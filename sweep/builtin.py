@@ -50,12 +50,12 @@ Outcome = dict[str, float] | Exception
 
 
 def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
-    """The list form: runs that differ only in lambda and learning-rate schedule are
-    trained as one pack (core.training.train_pack); each gets its own result, or the
-    exception that ended it (pruned, diverged)."""
+    """The list form: runs that differ only in lambda, learning-rate schedule, hidden width
+    and dropout are trained as one pack (core.training.train_pack); each gets its own
+    result, or the exception that ended it (pruned, diverged)."""
     out: list[Outcome | None] = [None] * len(params_list)
     configs = [config(p) for p in params_list]
-    groups: list[list[int]] = []  # runs that can share a pack (any can, in a lambda sweep)
+    groups: list[list[int]] = []  # runs that can share a pack (any can, in a lambda or width sweep)
     for i, c in enumerate(configs):
         group = next((g for g in groups if packable(configs[g[0]], c)), None)
         if group is None:

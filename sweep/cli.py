@@ -202,7 +202,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_gradcheck(args: argparse.Namespace) -> int:
     from core.gradcheck import TOLERANCE, check, passed
 
-    errors = check(seed=args.seed)
+    errors = check(seed=args.seed, dropout=args.dropout)
     if args.json:
         print(
             json.dumps({k: {"max_abs": v.max_abs, "max_rel": v.max_rel} for k, v in errors.items()})

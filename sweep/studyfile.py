@@ -37,8 +37,14 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
     "dtype": ("dtype", (str,)),
     "evals_per_cycle": ("evals_per_cycle", (int,)),
     "curves": ("curves", (str,)),
+    "dropout": ("dropout", (float, int)),
+    "flip": ("flip", (bool,)),
+    "translate": ("translate", (int,)),
 }
-SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size")
+# [train] keys added after v0.2: left out of the fixed params at their defaults, so a
+# study stored before them still compares equal to its file.
+LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
+SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
@@ -151,6 +157,9 @@ def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any
         return {}
     names = {field: key for key, (field, _) in TRAIN_KEYS.items()}
     values = {names[k]: v for k, v in dataclasses.asdict(train).items() if k in names}
+    for key, default in LATER_DEFAULTS.items():
+        if values.get(key) == default:
+            del values[key]
     return {**values, "split": split}
 
 
@@ -336,7 +345,7 @@ def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfi
             values[name] = p.get(t, f"train.{key}", types)
     if isinstance(values.get("n_s"), str) and values["n_s"] != "auto":
         p.fail("train.n_s", f'must be a positive integer or "auto", not {values["n_s"]!r}')
-    for name in ("lam", "eta_min", "eta_max"):
+    for name in ("lam", "eta_min", "eta_max", "dropout"):
         if name in values:
             values[name] = float(values[name])
     values.setdefault("curves", "cheap")  # studies need the final values, not full curves
