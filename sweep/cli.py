@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from core.errors import ConfigError, DataError, DivergedError
 from sweep import signals
 from sweep.arguments import build_parser
-from sweep.errors import SweepError
+from sweep.errors import SweepError, explain
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -248,30 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         quiet_optuna()
         return COMMANDS[args.command](args)
-    except (SweepError, ConfigError, DataError, DivergedError) as exc:
-        if args.debug:
-            raise
-        code = getattr(exc, "exit_code", 1 if isinstance(exc, DivergedError) else 2)
-        print(f"error: {exc}", file=sys.stderr)
-        return code
-    except KeyboardInterrupt:
-        print("error: " + signals.reason(), file=sys.stderr)
-        return signals.exit_code()
     except BrokenPipeError:
         # The reader of our output went away (`sweep trials X | head -1`): the command's
         # work is done; say nothing more to a closed pipe.
         _silence_stdout()
         return 0
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC or args.debug:
+    except BaseException as exc:
+        explained = explain(exc)
+        if explained is None or args.debug:
             raise
-        where = f" writing {exc.filename}" if exc.filename else ""
-        print(
-            f"error: no space left on the device{where}; free some space and rerun "
-            "(nothing was left half-written)",
-            file=sys.stderr,
-        )
-        return 2
+        message, code = explained
+        print(f"error: {message}", file=sys.stderr)
+        return code
 
 
 def _silence_stdout() -> None:

@@ -1,4 +1,10 @@
-"""The one exception family of the sweep layer, translated into `error: ...` by the CLI."""
+"""The one exception family of the sweep layer, and the one place that decides what any
+exception means for the user: `explain` gives the `error: ...` line and the exit code."""
+
+from __future__ import annotations
+
+import errno
+
 
 class SweepError(Exception):
     """An error with a message that says what is wrong and what to do. Exit code 2."""
@@ -31,3 +37,28 @@ class Interrupted(SweepError):
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+def explain(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit code for an exception a command may end with, or
+    None for a bug (shown as a traceback). Exit codes: 1 a run or check failed, 2 bad
+    input, 130 Ctrl-C, 143 SIGTERM (README "Exit codes")."""
+    from core.errors import ConfigError, DataError, DivergedError  # the core's, translated here
+    from sweep import signals
+
+    if isinstance(exc, SweepError):
+        return str(exc), exc.exit_code
+    if isinstance(exc, DivergedError):
+        return str(exc), 1
+    if isinstance(exc, ConfigError | DataError):
+        return str(exc), 2
+    if isinstance(exc, KeyboardInterrupt):
+        return signals.reason(), signals.exit_code()
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return (
+            f"no space left on the device{where}; free some space and rerun "
+            "(nothing was left half-written)",
+            2,
+        )
+    return None

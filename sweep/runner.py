@@ -26,9 +26,10 @@ from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
+from sweep.space import check_grid
 from sweep.storage import resolve_url, retrying, unreachable, validate_url
 from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
-from sweep.studyfile import StudyFile, check_grid, check_trials
+from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)

@@ -13,6 +13,8 @@ from typing import Any
 
 import optuna
 
+from sweep.errors import StudyFileError
+
 
 @dataclass(frozen=True)
 class Dimension:
@@ -136,3 +138,62 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
     if r.is_int and math.ceil(r.low) > math.floor(r.high):
         p.fail(key, f"holds no integer between {r.low:g} and {r.high:g}")
     return r
+
+
+def check_search(
+    p: Any, raw: dict, search: dict[str, SearchRange], sampler: str, trials: int
+) -> None:
+    """Refuse what would silently run other values than the study file says; ``p`` is
+    the study file's parser, ``raw`` the parsed TOML."""
+    if "seed" in search:
+        p.fail(
+            "search.seed",
+            "cannot be searched: every call gets the study's seed ([study] seed, and "
+            "seed + 1, ... with repeats); search another name and use it as your seed",
+        )
+    for table in ("data", "train"):
+        for key in p.table(raw, table):
+            if key in search:
+                p.fail(
+                    f"{table}.{key}",
+                    f"is fixed here and searched in [search.{key}]; remove one of the two",
+                )
+    for name, r in search.items():
+        if r.choices is not None:
+            for i, a in enumerate(r.choices):
+                for b in r.choices[:i]:
+                    if a == b:  # 1 == 1.0 == true in Python: Optuna could not tell them apart
+                        p.fail(
+                            f"search.{name}.choices",
+                            f"holds {_toml(b)} and {_toml(a)}, which are equal in Python; "
+                            "keep one (use strings to tell them apart)",
+                        )
+    check_grid(sampler, trials, search, p.where)
+
+
+def distinct_values(r: SearchRange) -> int | None:
+    """How many different values a range can take (None: a continuum)."""
+    if r.choices is not None:
+        return len(r.choices)
+    if r.is_int and r.low is not None and r.high is not None:
+        return math.floor(r.high) - math.ceil(r.low) + 1
+    return None
+
+
+def check_grid(sampler: str, trials: int, search: dict[str, SearchRange], where: str) -> None:
+    """A grid runs each of its points once: it cannot have more points than values."""
+    if sampler != "grid":
+        return
+    for name, r in search.items():
+        n = distinct_values(r)
+        if n is not None and trials > n:
+            raise StudyFileError(
+                f"{where}: a grid of {trials} points over search.{name} would run its "
+                f"{n} values more than once; set trials to at most {n} (or --trials)"
+            )
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value)

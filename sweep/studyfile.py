@@ -18,7 +18,7 @@ from core.data import SPLITS
 from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
-from sweep.space import SearchRange, parse_range
+from sweep.space import SearchRange, check_search, parse_range
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 DIRECTIONS = ("maximize", "minimize")
@@ -213,66 +213,10 @@ def parse(
         search[name] = parse_range(p, name, spec, study.name, is_int=is_int)
     if not search:
         p.fail("search", "names no parameter; add a table like [search.lambda]")
-    _check_search(p, raw, search, study)
+    check_search(p, raw, search, study.sampler, study.trials)
     if "lambda" in search and objective.builtin and (search["lambda"].low or 0) < 0:
         p.fail("search.lambda.low", f"({search['lambda'].low}) must be >= 0")
     return StudyFile(where, study, objective, split, train, fixed, search)
-
-
-def _check_search(p: _Parser, raw: dict, search: dict[str, SearchRange], study: StudySection) -> None:
-    """Refuse what would silently run other values than the file says."""
-    if "seed" in search:
-        p.fail(
-            "search.seed",
-            "cannot be searched: every call gets the study's seed ([study] seed, and "
-            "seed + 1, ... with repeats); search another name and use it as your seed",
-        )
-    for table in ("data", "train"):
-        for key in p.table(raw, table):
-            if key in search:
-                p.fail(
-                    f"{table}.{key}",
-                    f"is fixed here and searched in [search.{key}]; remove one of the two",
-                )
-    for name, r in search.items():
-        if r.choices is not None:
-            for i, a in enumerate(r.choices):
-                for b in r.choices[:i]:
-                    if a == b:  # 1 == 1.0 == true in Python: Optuna could not tell them apart
-                        p.fail(
-                            f"search.{name}.choices",
-                            f"holds {_toml(b)} and {_toml(a)}, which are equal in Python; "
-                            "keep one (use strings to tell them apart)",
-                        )
-    check_grid(study.sampler, study.trials, search, p.where)
-
-
-def distinct_values(r: SearchRange) -> int | None:
-    """How many different values a range can take (None: a continuum)."""
-    if r.choices is not None:
-        return len(r.choices)
-    if r.is_int and r.low is not None and r.high is not None:
-        return math.floor(r.high) - math.ceil(r.low) + 1
-    return None
-
-
-def check_grid(sampler: str, trials: int, search: dict[str, SearchRange], where: str) -> None:
-    """A grid runs each of its points once: it cannot have more points than values."""
-    if sampler != "grid":
-        return
-    for name, r in search.items():
-        n = distinct_values(r)
-        if n is not None and trials > n:
-            raise StudyFileError(
-                f"{where}: a grid of {trials} points over search.{name} would run its "
-                f"{n} values more than once; set trials to at most {n} (or --trials)"
-            )
-
-
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return repr(value)
 
 
 def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
@@ -308,7 +252,10 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
         p.fail("study.pack", f"({study.pack}) must be between 1 and {MAX_PACK}")
     if study.trial_timeout is not None:
         if study.trial_timeout <= 0:
-            p.fail("study.trial_timeout", f"({study.trial_timeout}) must be a positive number of seconds")
+            p.fail(
+                "study.trial_timeout",
+                f"({study.trial_timeout}) must be a positive number of seconds",
+            )
         study = dataclasses.replace(study, trial_timeout=float(study.trial_timeout))
     return study
 

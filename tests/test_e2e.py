@@ -411,8 +411,16 @@ def test_ctrl_c_while_the_storage_is_created_leaves_a_usable_storage(tmp_path, c
     for i, delay in enumerate((0.3, 0.6, 0.9, 1.2, 1.5)):
         (tmp_path / "s.toml").write_text(study_text("s", trials=2, seed=3, n_s=50))
         url = f"sqlite:///{tmp_path}/s{i}.db"
-        proc = start("run", str(tmp_path / "s.toml"), "--jobs", "1", "--storage", url,
-                     "--data-dir", str(cifar_dir))
+        proc = start(
+            "run",
+            str(tmp_path / "s.toml"),
+            "--jobs",
+            "1",
+            "--storage",
+            url,
+            "--data-dir",
+            str(cifar_dir),
+        )
         time.sleep(delay)
         os.killpg(proc.pid, signal.SIGINT)
         _, err = proc.communicate(timeout=60)

@@ -202,7 +202,9 @@ def test_a_trial_past_its_timeout_fails_and_is_not_queued_again(tmp_path):
 def test_booleans_and_strings_are_not_metrics(tmp_path):
     url = f"sqlite:///{tmp_path}/n.db"
     path = make(tmp_path, "n", "not_numbers", extra="")
-    text = path.read_text().replace('function = "not_numbers"', 'function = "not_numbers"\nmetric = "score"')
+    text = path.read_text().replace(
+        'function = "not_numbers"', 'function = "not_numbers"\nmetric = "score"'
+    )
     path.write_text(text)
     with pytest.raises(RunFailed):
         run_study(load(path), storage_url=url, jobs=1)
