@@ -15,7 +15,7 @@ from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
 from sweep.studyfile import StudyFile
-from sweep.tables import study_table
+from sweep.tables import metric_column, param_column, study_table
 
 DPI = 120
 
@@ -103,15 +103,16 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
         minimize = spec.objective.direction == "minimize"
         df = study_table(study)
         df = df[df["state"] == "COMPLETE"]
+        objective = metric_column(spec.metric, sorted(spec.search))
         frames.append(
             pd.DataFrame(
                 {
                     "study": study.study_name,
                     "stage": study.user_attrs.get("stage", "coarse"),
-                    param: df[param].astype(float),
-                    "value": df[spec.metric].astype(float),
+                    param_column(param): df[param_column(param)].astype(float),
+                    "value": df[objective].astype(float),
                     "se": df["se"].astype(float),
-                    "sd": df[f"{spec.metric}_sd"].astype(float),
+                    "sd": df[f"{objective}_sd"].astype(float),
                     "tied": df["tied"].astype(object),
                     "best_in_study": df["best"].astype(bool),
                 }
@@ -119,7 +120,10 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
         )
     if not frames:
         return pd.DataFrame(
-            columns=["study", "stage", param, "value", "se", "sd", "tied", "best_in_study", "best"]
+            columns=[
+                *("study", "stage", param_column(param), "value", "se", "sd"),
+                *("tied", "best_in_study", "best"),
+            ]
         )
     out = pd.concat(frames, ignore_index=True)
     out["best"] = False
@@ -147,6 +151,7 @@ def plot_param(
     log: bool = True,
 ) -> Path:
     """``ranges``: study name -> the parameter's searched range; fine stages' are shaded."""
+    x = param_column(param)
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
     scale, ylabel = _scale(metric)
@@ -158,7 +163,7 @@ def plot_param(
     for name, part in df.groupby("study", sort=False):
         stage = part["stage"].iloc[0]
         ax.errorbar(
-            part[param],
+            part[x],
             part["value"] * scale,
             yerr=None if part["se"].isna().all() else part["se"].fillna(0) * scale,
             fmt="o",
@@ -169,7 +174,7 @@ def plot_param(
     tied = df[df["tied"].eq(True) & ~df["best_in_study"].astype(bool)]
     if len(tied):
         ax.scatter(
-            tied[param],
+            tied[x],
             tied["value"] * scale,
             s=160,
             facecolors="none",
@@ -183,14 +188,14 @@ def plot_param(
     if len(best):
         b = best.iloc[0]
         ax.scatter(
-            [b[param]],
+            [b[x]],
             [b["value"] * scale],
             marker="*",
             s=250,
             color="gold",
             edgecolor="black",
             zorder=5,
-            label=f"best {symbol} = {b[param]:.3g}",
+            label=f"best {symbol} = {b[x]:.3g}",
         )
     if log:
         ax.set_xscale("log")

@@ -157,7 +157,8 @@ def status(storage_url: str | None = None) -> Status:
 
 # --- trials ----------------------------------------------------------------------------
 
-JSON_KEYS = ("number", "state", "lambda", "value", "seconds", "se", "tied", "params", "metrics")
+JSON_KEYS = ("number", "state", "lambda", "value", "seconds", "se", "tied", "reason")
+JSON_KEYS += ("params", "metrics")
 
 
 @dataclass(frozen=True)
@@ -168,27 +169,32 @@ class Trials:
         return json.dumps([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
 
     def frame(self):
-        """One column per searched parameter and per metric."""
+        """One column per searched parameter and per metric (under param.NAME or
+        metric.NAME where the name is one of the tool's columns: tables.TOOL_COLUMNS)."""
         import pandas as pd
+
+        from sweep.tables import metric_column, param_column
 
         params = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
         metrics = list(dict.fromkeys(k for r in self.rows for k in r["metrics"]))
+        pcols = {p: param_column(p) for p in params}
+        mcols = {m: metric_column(m, params) for m in metrics}
         flat = [
             {
                 "number": r["number"],
                 "state": r["state"],
-                **{p: r["params"].get(p) for p in params},
+                **{pcols[p]: r["params"].get(p) for p in params},
                 "value": r["value"],
                 "se": r["se"],
                 "tied": r["tied"],
-                **{m: r["metrics"].get(m) for m in metrics},
+                **{mcols[m]: r["metrics"].get(m) for m in metrics},
                 "seconds": r["seconds"],
                 "reason": r["reason"],
             }
             for r in self.rows
         ]
-        columns = ["number", "state", *params, "value", "se", "tied", *metrics, "seconds", "reason"]
-        return pd.DataFrame(flat, columns=columns)
+        columns = ["number", "state", *pcols.values(), "value", "se", "tied", *mcols.values()]
+        return pd.DataFrame(flat, columns=[*columns, "seconds", "reason"])
 
     def csv(self) -> str:
         return self.frame().to_csv(index=False)
@@ -247,6 +253,7 @@ class TrialInfo:
     completed: str | None
     seconds: float | None
     user_attrs: dict[str, Any]
+    metric: str = "val_accuracy"
 
     @property
     def curves(self) -> dict[str, list[float]]:
@@ -256,19 +263,37 @@ class TrialInfo:
         return json.dumps(self.__dict__, indent=2, default=str)
 
     def text(self) -> str:
-        attrs = dict(self.user_attrs)
-        result = dict(attrs.pop("result", {}) or {})
-        result.pop("curves", None)
-        attrs.update(result)
+        """What a person reads; the raw record (outcome bits, planned point, curves) is
+        the JSON form's."""
+        attrs = self.user_attrs
+        result = attrs.get("result") or {}
         lines = [f"study {self.study} trial {self.number}: {self.state}"]
-        for k in ("params", "value", "started", "completed", "seconds"):
-            lines.append(f"  {k}: {getattr(self, k)}")
-        lines += [f"  {k}: {v}" for k, v in attrs.items()]
-        if self.curves:
-            lines.append(
-                f"  curves: {len(self.curves['step'])} points, final val accuracy "
-                f"{self.curves['val_accuracy'][-1]:.2%}"
-            )
+        if self.params:
+            lines.append(f"  params: {params(self.params)}")
+        if self.value is not None:
+            lines.append(f"  value: {number(self.metric, self.value)} ({label(self.metric)})")
+        reason = attrs.get("fail_reason") or attrs.get("prune_reason")
+        if reason:
+            lines.append(f"  reason: {reason}")
+        if self.seconds is not None:
+            lines.append(f"  seconds: {self.seconds:.2f} (started {self.started})")
+        worker = attrs.get("worker")
+        if worker:
+            lines.append(f"  worker: {worker['host']} pid {worker['pid']}")
+        sd = result.get("sd") or {}
+        for name, v in (result.get("metrics") or {}).items():
+            shown = number(name, v) + (f" (sd {number(name, sd[name])})" if name in sd else "")
+            lines.append(f"  {label(name)}: {shown}")
+        if len(result.get("seeds") or []) > 1:
+            lines.append(f"  seeds: {', '.join(str(x) for x in result['seeds'])}")
+        if result.get("pack"):
+            lines.append(f"  trained with trials: {', '.join(str(n) for n in result['pack'])}")
+        curves = self.curves
+        if curves.get("step"):
+            names = [k for k in curves if k != "step"]
+            last = curves.get(self.metric) or curves.get(names[0]) if names else None
+            shown = f"; last {label(self.metric)} {number(self.metric, last[-1])}" if last else ""
+            lines.append(f"  curves: {len(curves['step'])} points of {', '.join(names)}{shown}")
         return "\n".join(lines)
 
 
@@ -290,6 +315,7 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
         completed=t.datetime_complete.isoformat() if t.datetime_complete else None,
         seconds=seconds_of(t),
         user_attrs=t.user_attrs,
+        metric=stored.spec.metric,
     )
 
 

@@ -14,6 +14,25 @@ from sweep.inspection import load, reason_of
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 
+# The tool's own columns, in tables, `sweep trials` and the figures' data. A searched
+# parameter or a metric of the same name keeps its value under param.NAME / metric.NAME,
+# never over the tool's column (a metric "state" beside the real state).
+TOOL_COLUMNS = frozenset(
+    {"trial", "number", "state", "value", "se", "sd", "tied", "rank", "best", "reason"}
+    | {"seconds", "study", "stage", "best_in_study"}
+)
+
+
+def param_column(name: str) -> str:
+    return f"param.{name}" if name in TOOL_COLUMNS else name
+
+
+def metric_column(name: str, params: list[str] | tuple[str, ...] = ()) -> str:
+    """A metric's column: its name, unless that is a tool column, a parameter's name or
+    looks like one of the sd columns."""
+    clash = name in TOOL_COLUMNS or name in params or name.endswith("_sd")
+    return f"metric.{name}" if clash else name
+
 
 def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:
     """A trial's metrics (mean over seeds) and their sd over seeds, as the objective
@@ -37,22 +56,27 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     """
     spec = StudyFile.from_dict(study.user_attrs["spec"])
     metric, params = spec.metric, sorted(spec.search)
+    objective = metric_column(metric, params)
     ties = study_ties(study, metric)
     rows, others = [], {}
     for t in study.get_trials(deepcopy=False):
         if t.state.name in ("RUNNING", "WAITING"):
             continue
         metrics, sd = trial_metrics(t)
-        extra = {k: v for k, v in metrics.items() if k != metric}
+        extra = {
+            metric_column(k, params): v
+            for k, v in metrics.items()
+            if k not in (metric, f"{metric}_se")
+        }
         others.update(dict.fromkeys(extra))
         values = values_of(t)
         rows.append(
             {
                 "trial": t.number,
-                **{p: values.get(p) for p in params},
-                metric: t.value,
+                **{param_column(p): values.get(p) for p in params},
+                objective: t.value,
                 "se": ties[t.number].se,
-                f"{metric}_sd": sd.get(metric),
+                f"{objective}_sd": sd.get(metric),
                 "tied": ties[t.number].tied,
                 **extra,
                 "state": t.state.name,
@@ -61,12 +85,12 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
         )
     columns = [
         "trial",
-        *params,
-        metric,
+        *(param_column(p) for p in params),
+        objective,
         "se",
-        f"{metric}_sd",
+        f"{objective}_sd",
         "tied",
-        *(k for k in others if k != f"{metric}_se"),
+        *others,
         "state",
         "rank",
         "best",
@@ -74,14 +98,15 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     ]
     if not rows:
         return pd.DataFrame(columns=columns)
-    df = pd.DataFrame(rows)
-    done = df[metric].where(df["state"] == "COMPLETE").astype(float)
+    df = pd.DataFrame(rows, columns=[c for c in columns if c not in ("rank", "best")])
+    done = df[objective].where(df["state"] == "COMPLETE").astype(float)
     minimize = spec.objective.direction == "minimize"
     df["rank"] = done.rank(ascending=minimize, method="min").astype("Int64")
     df["best"] = False
     if done.notna().any():
         df.loc[done.idxmin() if minimize else done.idxmax(), "best"] = True
-    return df.sort_values([*params[:1], "trial"]).reset_index(drop=True)[columns]
+    first = [param_column(p) for p in params[:1]]
+    return df.sort_values([*first, "trial"]).reset_index(drop=True)[columns]
 
 
 def markdown(shown: pd.DataFrame) -> str:
@@ -99,26 +124,31 @@ def with_se(name: str, value: object, se: object) -> str:
 def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
     """The table as shown in reports: formatted numbers with their standard error, the sd
     over seeds, whether a trial is tied with the best, the best row marked."""
+    objective_col = metric_column(metric, params)
 
     def objective(row) -> str:
-        text = number(metric, row[metric])
+        text = number(metric, row[objective_col])
         if row["state"] == "PRUNED" and text != "–":  # its last intermediate value
             return f"({text} when pruned)"
         if pd.notna(row["se"]):
             text += f" ± {number(metric, row['se'])}"
         return text
 
-    fixed = {"trial", *params, metric, "se", f"{metric}_sd", "tied", "state", "rank", "best"}
+    pcols = [param_column(p) for p in params]
+    fixed = {"trial", *pcols, objective_col, "se", f"{objective_col}_sd", "tied"}
+    fixed |= {"state", "rank", "best", "reason"}
     out = pd.DataFrame({"rank": df["rank"].map(lambda r: "" if pd.isna(r) else str(int(r)))})
-    for p in params:
-        out[p] = df[p].map(lambda v, p=p: f"{v:.3e}" if isinstance(v, float) else number(p, v))
-    out[f"{label(metric)} ± se"] = df.apply(objective, axis=1) if len(df) else []
-    if len(df) and df[f"{metric}_sd"].notna().any():
-        out["sd over seeds"] = df[f"{metric}_sd"].map(lambda v: number(metric, v))
+    for p, col in zip(params, pcols, strict=True):
+        out[col] = df[col].map(lambda v, p=p: f"{v:.3e}" if isinstance(v, float) else number(p, v))
+    shown = label(metric) if objective_col == metric else objective_col
+    out[f"{shown} ± se"] = df.apply(objective, axis=1) if len(df) else []
+    if len(df) and df[f"{objective_col}_sd"].notna().any():
+        out["sd over seeds"] = df[f"{objective_col}_sd"].map(lambda v: number(metric, v))
     out["tied"] = df["tied"].map({True: "yes", False: "no"}).fillna("–")
-    for name in [c for c in df.columns if c not in fixed | {"reason"} and not c.endswith("_se")]:
+    for name in [c for c in df.columns if c not in fixed and not c.endswith("_se")]:
         se = df.get(f"{name}_se")
-        out[label(name)] = [
+        heading = name if name.startswith("metric.") else label(name)
+        out[heading] = [
             with_se(name, v, None if se is None else se.iloc[i]) for i, v in enumerate(df[name])
         ]
     out["state"] = df["state"]

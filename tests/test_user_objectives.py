@@ -115,7 +115,7 @@ def test_failures_are_reasons_and_the_study_goes_on(folder, capsys):
     capsys.readouterr()
     number = next(t.number for t in failed if "too large" in t.user_attrs["fail_reason"])
     main(["show", "p", str(number), "--storage", url])
-    assert "fail_reason: ValueError: x is too large" in capsys.readouterr().out
+    assert "reason: ValueError: x is too large" in capsys.readouterr().out
 
 
 def test_a_metric_the_function_does_not_return_fails_every_trial_with_that_reason(folder, capsys):
@@ -286,3 +286,72 @@ def test_the_example_functions_are_documented():
     readme = (EXAMPLES.parent / "README.md").read_text()
     for name in ("examples/softmax", "examples/synthetic", "once per worker process"):
         assert name in readme
+
+
+COLLIDING = """
+def colliding(params, ctx):
+    for step in range(3):
+        ctx.report(step, params["value"] * step)
+    return {"score": params["value"], "state": 5.0, "lambda": 7.0, "tied": 1.0, "se": 2.0,
+            "reason": 3.0, "rank": 4.0, "number": 6.0}
+
+def bare(params, ctx):
+    ctx.report(0, params["value"])
+    return params["value"]
+"""
+
+
+def test_metrics_and_parameters_named_like_columns_keep_their_own_columns(tmp_path, capsys):
+    (tmp_path / "c.py").write_text(COLLIDING)
+    path = study(
+        tmp_path,
+        "c",
+        'file = "c.py"\nfunction = "colliding"\nmetric = "score"',
+        "[search.value]\nlow = 1.0\nhigh = 2.0\n[search.state]\nchoices = ['a', 'b']\n"
+        "[search.lambda]\nlow = 1e-3\nhigh = 1e-1",
+    )
+    url = f"sqlite:///{tmp_path}/c.db"
+    out = tmp_path / "o"
+    assert main(["run", str(path), "--storage", url, "--jobs", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["trials", "c", "--storage", url, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert all(r["state"] == "COMPLETE" and r["metrics"]["state"] == 5.0 for r in rows)
+    assert all(
+        r["params"]["state"] in ("a", "b") and r["value"] == r["params"]["value"] for r in rows
+    )
+    assert main(["trials", "c", "--storage", url, "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert len(header) == len(set(header))
+    for column in ("state", "param.state", "param.value", "value", "metric.state", "metric.lambda"):
+        assert column in header, header
+    table = (out / "c" / "table.csv").read_text().splitlines()
+    head = table[0].split(",")
+    assert len(head) == len(set(head)) and "metric.state" in head and "param.state" in head
+    first = dict(zip(head, table[1].split(","), strict=True))
+    assert first["state"] == "COMPLETE" and float(first["metric.state"]) == 5.0
+    assert "metric.tied" in head and "metric.rank" in head and "metric.number" in head
+    assert "lambda" in head and "metric.lambda" in head and float(first["metric.lambda"]) == 7.0
+    assert main(["report", "c", "--storage", url, "--out", str(tmp_path / "r")]) == 0
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "metric.state" in report and "param.value" in report
+    capsys.readouterr()
+    assert main(["show", "c", "0", "--storage", url]) == 0
+    shown = capsys.readouterr().out
+    assert "curves: 3 points" in shown and "outcomes" not in shown and "point:" not in shown
+
+
+def test_a_bare_float_is_one_value_column(tmp_path, capsys):
+    (tmp_path / "c.py").write_text(COLLIDING)
+    path = study(
+        tmp_path, "b", 'file = "c.py"\nfunction = "bare"', "[search.value]\nlow = 1.0\nhigh = 2.0"
+    )
+    url = f"sqlite:///{tmp_path}/b.db"
+    assert main(["run", str(path), "--storage", url, "--out", str(tmp_path / "o")]) == 0
+    capsys.readouterr()
+    assert main(["trials", "b", "--storage", url, "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split(",")
+    assert header.count("value") == 1 and "metric.value" in header and "param.value" in header
+    assert main(["show", "b", "1", "--storage", url]) == 0
+    assert "curves: 1 points of value" in capsys.readouterr().out
+    assert main(["report", "b", "--storage", url, "--out", str(tmp_path / "r")]) == 0
