@@ -12,6 +12,7 @@ from typing import Any
 from sweep import signals
 from sweep.arguments import build_parser
 from sweep.errors import SweepError, explain
+from sweep.output import check_out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -60,6 +61,7 @@ def _print_run(result, out: str, storage: str | None) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    check_out(args.out)
     from sweep import studyfile
     from sweep.runner import run_study
 
@@ -80,6 +82,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    check_out(args.out)
     from sweep.resume import resume_study
 
     result = resume_study(
@@ -143,6 +146,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
+    check_out(args.out)
     from sweep.tables import write_study_tables
 
     for path in write_study_tables(args.study, args.storage, args.out):
@@ -151,6 +155,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    check_out(args.out)
     from sweep.report import write_report
 
     report = write_report(args.studies, storage_url=args.storage, out=args.out, fmt=args.format)
@@ -159,6 +164,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    check_out(args.out)
     from sweep.reproduce import reproduce
 
     def say(text: str) -> None:

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
+from sweep.output import save_figure
 from sweep.studyfile import StudyFile
 from sweep.tables import metric_column, param_column, study_table
 
@@ -21,10 +22,8 @@ DPI = 120
 
 
 def _save(fig, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")  # a bare Figure: no pyplot state, no GUI
-    return path
+    # A bare Figure: no pyplot state, no GUI; written whole or not at all.
+    return save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 # --- cyclical learning rate ------------------------------------------------------------

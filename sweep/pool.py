@@ -16,8 +16,9 @@ import loky
 from loky.process_executor import BrokenProcessPool
 
 from sweep import signals
-from sweep.errors import Interrupted, RunFailed, SweepError
+from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
 from sweep.recovery import fail_running, mark_suspects
+from sweep.storage import NO_SPACE, disk_full
 from sweep.study import Stored
 from sweep.worker import Job, init_process, work
 
@@ -115,6 +116,8 @@ def run(
     except SweepError:
         raise
     except Exception as exc:
+        if disk_full(exc):
+            raise StorageError(NO_SPACE) from None
         raise RunFailed(
             f"a worker of study {job.study!r} failed: {type(exc).__name__}: {exc}"
         ) from exc

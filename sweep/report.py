@@ -11,6 +11,7 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.display import label, number
 from sweep.inspection import load
+from sweep.output import markdown_cell, out_folder, write_text
 from sweep.study import Stored
 from sweep.studyfile import StudyFile
 from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
@@ -31,8 +32,8 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     keys = list(rows[0])
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(str(r[k]) for k in keys) + " |" for r in rows]
+    lines = ["| " + " | ".join(markdown_cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(markdown_cell(r[k]) for k in keys) + " |" for r in rows]
     return [*lines, ""]
 
 
@@ -51,8 +52,8 @@ def write_report(
     sections that `sweep reproduce` produces.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     studies = [load(name, storage_url) for name in names]  # fail before writing anything
+    out = out_folder(out)
     files: list[Path] = []
     md = [
         "# lambda-sweep report",
@@ -127,7 +128,7 @@ def write_report(
         md += _uncertainty(study, by_name.get(study.spec.parent or ""))
 
     report = out / "report.md"
-    report.write_text("\n".join(md) + "\n")
+    write_text(report, "\n".join(md) + "\n")
     return Report(path=report, files=[report, *files])
 
 

@@ -10,6 +10,7 @@ storage at the same moment (unlocked, they fail with "table already exists").
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import logging
 import os
@@ -235,9 +236,33 @@ def _need_psycopg() -> None:
 OUTAGE_SECONDS = float(os.environ.get("SWEEP_OUTAGE_SECONDS", "120"))  # then give up
 
 
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether an exception means the database's disk is full (SQLite: "database or disk
+    is full"; PostgreSQL: SQLSTATE 53100): no retry helps, the user must free space."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "disk is full" in text or "No space left on device" in text:
+            return True
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+NO_SPACE = (
+    "no space left on the device that holds the study database; free some space, then "
+    "rerun the command (finished trials are kept)"
+)
+
+
 def unreachable(exc: BaseException | None) -> bool:
     """Whether an exception means the database cannot be reached right now (a server
-    restart, a dropped connection), as opposed to a bug or bad data."""
+    restart, a dropped connection), as opposed to a bug, bad data or a full disk."""
+    if disk_full(exc):
+        return False
     seen = 0
     while exc is not None and seen < 10:
         if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
@@ -256,6 +281,8 @@ def retrying(call: Callable[[], T], *, patience: float = OUTAGE_SECONDS) -> T:
         try:
             return call()
         except Exception as exc:
+            if disk_full(exc):
+                raise StorageError(NO_SPACE) from None
             if not unreachable(exc):
                 raise
             deadline = deadline or time.monotonic() + patience

@@ -6,11 +6,13 @@ from pathlib import Path
 
 import optuna
 import pandas as pd
+import tabulate
 
 from sweep.display import label, number
 from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
+from sweep.output import latex_escape, markdown_cell, write_text
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 
@@ -111,8 +113,10 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
 
 def markdown(shown: pd.DataFrame) -> str:
     """A display table as Markdown, its strings exactly as formatted (tabulate would
-    re-parse "9.724e-04" as a number and print it as 0.0009724)."""
-    return shown.to_markdown(index=False, disable_numparse=True)
+    re-parse "9.724e-04" as a number and print it as 0.0009724), "|" escaped."""
+    cells = shown.map(markdown_cell) if len(shown) else shown
+    cells.columns = [markdown_cell(c) for c in shown.columns]
+    return cells.to_markdown(index=False, disable_numparse=True)
 
 
 def with_se(name: str, value: object, se: object) -> str:
@@ -160,45 +164,27 @@ def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFr
 
 def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     """Write table.csv (raw values), table.md and table.tex (formatted) into ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     spec = StudyFile.from_dict(study.user_attrs["spec"])
     df = study_table(study)
     shown = display_table(df, spec.metric, sorted(spec.search))
-    paths = [out / "table.csv", out / "table.md", out / "table.tex"]
-    df.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(shown) + "\n")
-    paths[2].write_text(
-        _latex(shown, caption=f"Study {study.study_name}: {label(spec.metric)} by trial")
-    )
-    return paths
-
-
-def _latex(df: pd.DataFrame, caption: str) -> str:
-    def esc(text: str) -> str:
-        return (
-            str(text)
-            .replace("\\", r"\textbackslash{}")
-            .replace("%", r"\%")
-            .replace("_", r"\_")
-            .replace("&", r"\&")
-            .replace("#", r"\#")
-            .replace("★", r"$\star$")
-            .replace("±", r"$\pm$")
-            .replace("–", "--")
-        )
-
-    lines = [
-        r"\begin{table}[ht]",
-        r"\centering",
-        r"\begin{tabular}{" + "l" * len(df.columns) + "}",
-        r"\hline",
-        " & ".join(esc(c) for c in df.columns) + r" \\",
-        r"\hline",
+    caption = f"Study {study.study_name}: {label(spec.metric)} by trial"
+    return [
+        write_text(out / "table.csv", df.to_csv(index=False)),
+        write_text(out / "table.md", markdown(shown) + "\n"),
+        write_text(out / "table.tex", latex(shown, caption=caption)),
     ]
-    for _, row in df.iterrows():
-        lines.append(" & ".join(esc(v) for v in row) + r" \\")
-    lines += [r"\hline", r"\end{tabular}", rf"\caption{{{esc(caption)}}}", r"\end{table}", ""]
-    return "\n".join(lines)
+
+
+def latex(df: pd.DataFrame, caption: str) -> str:
+    """A display table as a LaTeX table environment; every cell escaped."""
+    body = tabulate.tabulate(
+        [[latex_escape(v) for v in row] for row in df.itertuples(index=False)],
+        headers=[latex_escape(c) for c in df.columns],
+        tablefmt="latex_raw",
+        disable_numparse=True,
+    )
+    lines = [r"\begin{table}[ht]", r"\centering", body, rf"\caption{{{latex_escape(caption)}}}"]
+    return "\n".join([*lines, r"\end{table}", ""])
 
 
 def study_folder(out: str | Path, name: str) -> Path:

@@ -34,7 +34,7 @@ from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.pop import Popped, next_trials, refill
 from sweep.recovery import recover, requeue_abandoned
-from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna, retrying, unreachable
+from sweep.storage import HEARTBEAT_SECONDS, disk_full, quiet_optuna, retrying, unreachable
 from sweep.study import Stored, open_study, requeue
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
@@ -100,7 +100,7 @@ def _unless_unreachable(call: Callable[[], None]) -> None:
     try:
         call()
     except Exception as exc:
-        if not unreachable(exc):
+        if not (unreachable(exc) or disk_full(exc)):  # the trial's own path will say which
             raise
 
 

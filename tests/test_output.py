@@ -1,0 +1,119 @@
+"""Files written for people, and what a full disk, a kill or a bad --out does to them."""
+
+import contextlib
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep import output
+from sweep.cli import main
+from sweep.tables import latex, markdown
+from tests.conftest import study_text, sweep
+from tests.test_cli_errors import check
+
+NASTY = r"$5 {x} ~/a ^2 & 50% #1 _b \c | d"
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "table.md"
+    output.write_text(target, "old\n")
+
+    def full(self, text, **kwargs):
+        with open(self, "w", encoding="utf-8") as f:
+            f.write(text[:3])  # half of it, then the disk is full
+        raise OSError(28, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError):
+        output.write_text(target, "new content\n")
+    assert target.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
+
+
+def test_a_full_disk_while_writing_tables_is_one_line(tmp_path, monkeypatch, capsys, setup_study):
+    url, out = setup_study
+    real = output.write_with
+
+    def full(path, write):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(output, "write_with", full)
+    check(
+        capsys, ["table", "s", "--storage", url, "--out", str(out)], "no space left on the device"
+    )
+    monkeypatch.setattr(output, "write_with", real)
+    assert not list(out.rglob("table.*"))
+
+
+def test_latex_and_markdown_tables_escape_every_special_character():
+    import pandas as pd
+
+    df = pd.DataFrame({"reason": [NASTY], "best": ["★"], "acc ± se": ["1.0% ± 0.1%"]})
+    tex = latex(df, caption="Study s: val_accuracy by trial")
+    row = next(line for line in tex.splitlines() if "textasciitilde" in line)
+    assert r"\$5 \{x\} \textasciitilde{}/a \^{}2 \& 50\% \#1 \_b \textbackslash{}c" in row
+    assert r"$\star$" in tex and r"$\pm$" in tex and r"val\_accuracy" in tex
+    md = markdown(df)
+    assert r"\| d" in md and md.splitlines()[2].count(" | ") == 2  # three cells, not four
+
+
+def test_out_naming_a_file_is_refused_before_anything_runs(tmp_path, capsys, cifar_dir):
+    (tmp_path / "s.toml").write_text(study_text("s", trials=2))
+    (tmp_path / "afile").write_text("x")
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)]
+    check(capsys, [*argv, "--out", str(tmp_path / "afile")], "is a file, not a folder")
+    check(capsys, [*argv, "--out", str(tmp_path / "afile" / "sub")], "not a writable folder")
+    assert not (tmp_path / "s.db").exists()
+
+
+@pytest.fixture
+def setup_study(tmp_path, cifar_dir):
+    (tmp_path / "s.toml").write_text(study_text("s", trials=2))
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)]
+    assert main([*argv, "--out", str(tmp_path / "first")]) == 0
+    return url, tmp_path / "out"
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path, size: str):
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)])
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)])
+
+
+def test_a_study_database_on_a_full_disk_stops_at_once_with_one_line(tmp_path):
+    funcs = tmp_path / "f.py"
+    funcs.write_text(
+        "def f(params, ctx):\n    ctx.report(0, params['x'])\n    return params['x']\n"
+    )
+    (tmp_path / "s.toml").write_text(
+        '[study]\nname = "s"\ntrials = 2000\n[objective]\nfile = "f.py"\nfunction = "f"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        url = f"sqlite:///{disk}/s.db"
+        started = time.monotonic()
+        done = subprocess.run(
+            sweep("run", str(tmp_path / "s.toml"), "--storage", url, "--jobs", "2"),
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env={**os.environ, "SWEEP_OUTAGE_SECONDS": "600"},
+        )
+        seconds = time.monotonic() - started
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, done.stderr
+        assert lines[-1].startswith("error: no space left on the device"), done.stderr
+        assert "Traceback" not in done.stderr
+        # At once: not after the 600-s patience for a lost database.
+        assert seconds < 300, seconds
