@@ -24,6 +24,15 @@ def _at_least(minimum: int, words: str):
 
 
 _positive_int = _at_least(1, "at least 1")
+
+
+def _port(text: str) -> int:
+    value = _at_least(1, "a port between 1 and 65535")(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} must be a port between 1 and 65535")
+    return value
+
+
 _count = _at_least(0, "0 or more")
 
 
@@ -184,7 +193,7 @@ def build_parser() -> _Parser:
 
     p = command("dashboard", "open optuna-dashboard on the study storage")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     p = command("gradcheck", "analytic vs numerical gradients (exit 1 above 1e-6)")
     p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")

@@ -192,13 +192,20 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
     import shutil
+    import socket
 
-    from sweep.storage import validate_url
+    from sweep.storage import open_storage, validate_url
 
     url = validate_url(args.storage, create=False)
+    open_storage(url, read_only=True)  # an unreachable server is one line here, not there
     exe = shutil.which("optuna-dashboard")
     if exe is None:
         raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", args.port))
+        except OSError:
+            raise SweepError(f"port {args.port} is in use; pass another --port") from None
     # Become the dashboard (no child left running when this process is stopped).
     os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
 

@@ -27,7 +27,7 @@ from sweep.functions import load_function, pack_size
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.space import check_grid
-from sweep.storage import resolve_url, retrying, unreachable, validate_url
+from sweep.storage import has_password, resolve_url, retrying, shown, unreachable, validate_url
 from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
 from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
@@ -132,10 +132,15 @@ def _prepare_data(
 
 
 def _resume_command(name: str, url: str, data_dir: str | None) -> str:
-    args = ["sweep", "resume", name, "--storage", url]
+    """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
+    never with the storage's password."""
+    secret = has_password(url)
+    given = os.environ.get("SWEEP_STORAGE") == url
+    args = ["sweep", "resume", name] + ([] if given else ["--storage", shown(url)])
     if data_dir:
         args += ["--data-dir", str(Path(data_dir).absolute())]
-    return shlex.join(args)
+    hint = " (with the password in place of ***, or the URL in $SWEEP_STORAGE)"
+    return shlex.join(args) + (hint if secret and not given else "")
 
 
 def run_study(

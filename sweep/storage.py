@@ -54,6 +54,21 @@ def resolve_url(url: str | None) -> str:
     return url or os.environ.get("SWEEP_STORAGE") or DEFAULT_URL
 
 
+def shown(url: str) -> str:
+    """The URL as it may be printed: its password, if any, as ***."""
+    try:
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: it holds no password it would know
+        return url
+
+
+def has_password(url: str) -> bool:
+    try:
+        return sqlalchemy.engine.make_url(url).password is not None
+    except Exception:
+        return False
+
+
 def sqlite_path(url: str) -> Path:
     return Path(url.split(":///", 1)[1])
 
@@ -109,13 +124,18 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         raise StorageError(
-            f"storage URL {url!r} has an unknown scheme; use sqlite:///PATH.db or "
+            f"storage URL {shown(url)!r} has an unknown scheme; use sqlite:///PATH.db or "
             "postgresql+psycopg://USER:PASSWORD@HOST/DB"
         )
     if scheme == "postgresql":
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if scheme == "sqlite":
         rest = url.split(":///", 1)[1] if ":///" in url else ""
+        if "?" in rest:
+            raise StorageError(
+                f"storage URL {url!r} has options ({rest.split('?', 1)[1]}); lambda-sweep "
+                "sets SQLite's options itself: use sqlite:///PATH.db"
+            )
         if rest in ("", ":memory:") or rest.endswith("/"):
             raise StorageError(f"storage URL {url!r} names no file; use sqlite:///PATH.db")
         path = Path(rest)

@@ -206,3 +206,49 @@ def test_a_stored_study_name_never_leaves_out(capsys, tmp_path):
         "is not usable as a folder name",
     )
     assert not (tmp_path / "escape").exists()
+
+
+def test_sqlite_url_options_are_refused_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check(capsys, ["status", "--storage", "sqlite:///t1.db?timeout=1"], "has options (timeout=1)")
+    (tmp_path / "s.toml").write_text(
+        '[study]\nname = "s"\n[objective]\nfile = "f.py"\n[search.x]\nlow = 1.0\nhigh = 2.0\n'
+    )
+    (tmp_path / "f.py").write_text("def objective(params, ctx):\n    return 1.0\n")
+    check(capsys, ["run", "s.toml", "--storage", "sqlite:///t1.db?timeout=1"], "has options")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.py", "s.toml"]
+
+
+def test_dashboard_checks_port_and_storage_first(tmp_path, capsys):
+    import socket
+
+    check(capsys, ["dashboard", "--port", "99999"], "must be a port between 1 and 65535")
+    check(
+        capsys,
+        ["dashboard", "--storage", "postgresql+psycopg://u:pw@127.0.0.1:1/db"],
+        "cannot reach the PostgreSQL storage",
+    )
+    url = f"sqlite:///{tmp_path}/d.db"
+    from sweep.storage import open_storage
+
+    open_storage(url)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        check(
+            capsys, ["dashboard", "--storage", url, "--port", str(port)], f"port {port} is in use"
+        )
+
+
+def test_the_resume_hint_never_prints_a_password(monkeypatch):
+    from sweep.runner import _resume_command
+
+    monkeypatch.delenv("SWEEP_STORAGE", raising=False)
+    url = "postgresql+psycopg://postgres:S3cretPW@db.example/sweeps"
+    hint = _resume_command("s", url, None)
+    assert "S3cretPW" not in hint and "postgres:***@db.example/sweeps" in hint
+    assert "SWEEP_STORAGE" in hint
+    monkeypatch.setenv("SWEEP_STORAGE", url)
+    assert _resume_command("s", url, None) == "sweep resume s"
+    assert "***" not in _resume_command("s", "sqlite:///a b.db", None)
