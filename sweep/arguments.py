@@ -110,7 +110,9 @@ def build_parser() -> _Parser:
         help="worker processes here (default 1); 0 = only create, queue and watch "
         "while `sweep worker` processes elsewhere run the trials",
     )
-    p.add_argument("--trials", type=_positive_int, help="COMPLETE trials wanted (default: file)")
+    p.add_argument(
+        "--trials", type=_positive_int, help="finished trials wanted (default: the file's)"
+    )
     p.add_argument(
         "--threads", type=_positive_int, help="BLAS threads per worker (default: cores // jobs)"
     )
@@ -120,6 +122,11 @@ def build_parser() -> _Parser:
     p.add_argument("--out", default="reports", help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
+    p.add_argument(
+        "--partial-parent",
+        action="store_true",
+        help="let a fine stage narrow on a parent study that has not reached its target",
+    )
 
     p = command("resume", "recover dead trials and top a study up to its target")
     p.add_argument("study", help="study name")

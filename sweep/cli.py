@@ -76,6 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_progress=_print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
+        partial_parent=args.partial_parent,
     )
     _print_run(result, args.out, args.storage)
     return 0

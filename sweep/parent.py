@@ -2,36 +2,61 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from sweep.errors import StudyFileError, StudyNotFound
+from sweep.errors import StudyFileError, StudyNotFound, SweepError
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 
 
+@dataclass(frozen=True)
+class Parent:
+    """What a fine stage narrows on: (value, objective) of its parent's COMPLETE trials,
+    and how far the parent is."""
+
+    done: list[tuple[float, float]]
+    finished: int  # COMPLETE + PRUNED
+    target: int
+
+
 def parent_results(
-    spec: StudyFile, storage: RDBStorage, existing: set[str], pname: str = "lambda"
-) -> list[tuple[float, float]]:
-    """(value, validation accuracy) of the parent study's COMPLETE trials."""
+    spec: StudyFile, storage: RDBStorage, existing: set[str], pname: str, *, partial: bool = False
+) -> Parent:
+    """The parent study's results for ``pname``; refused when the parent does not search
+    it, has none, or has not reached its target (unless ``partial``)."""
     parent_name = spec.parent
     if parent_name not in existing:
         raise StudyNotFound(
             f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
-            f"run it first (e.g. sweep run studies/{parent_name}.toml)"
+            f"run it first (sweep run with its study file)"
         )
     parent = optuna.load_study(study_name=parent_name, storage=storage)
-    done = [
-        (t.params[pname], t.value)
-        for t in parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        if pname in t.params
-    ]
+    attrs = parent.user_attrs
+    searched = sorted(StudyFile.from_dict(attrs["spec"]).search) if "spec" in attrs else []
+    if pname not in searched:
+        raise StudyFileError(
+            f"{spec.path}: search.{pname}.narrow_from: study {parent_name!r} does not search "
+            f"{pname!r} (it searches {', '.join(searched) or 'nothing'}); narrow from a study "
+            f"that does, or give [search.{pname}] low and high"
+        )
+    trials = parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    done = [(t.params[pname], t.value) for t in trials if t.state == TrialState.COMPLETE]
+    target = int(attrs.get("target") or len(trials))
     if not done:
         raise StudyNotFound(
             f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
         )
-    return done
+    if len(trials) < target and not partial:
+        raise SweepError(
+            f"the fine stage narrows from study {parent_name!r}, which has {len(trials)} of its "
+            f"{target} trials; finish it first (sweep resume {parent_name}), or pass "
+            "--partial-parent to narrow on what it has"
+        )
+    return Parent(done, len(trials), target)
 
 
 def tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:

@@ -173,6 +173,11 @@ def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
         settings[f"{name} range"] = f"[{low:.3g}, {high:.3g}]"
     if attrs.get("parent"):
         settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
+        partial = attrs.get("partial_parent")
+        if partial:  # --partial-parent: say so wherever the range is shown
+            settings["narrowed from"] += (
+                f"; a partial parent: {partial['finished']} of its {partial['target']} trials"
+            )
     settings["trials by state"] = ", ".join(f"{k} {v}" for k, v in stored.counts().items() if v)
     return settings
 

@@ -155,12 +155,15 @@ def run_study(
     poll: float = 1.0,
     oversubscribe: bool = False,
     objective_dir: str | None = None,
+    partial_parent: bool = False,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
 
-    Each worker gets ``threads`` BLAS threads (default: cores // jobs, so that parallel
-    workers never oversubscribe the machine). Bad input fails before anything is written.
+    A fine stage whose parent has not reached its target is refused unless
+    ``partial_parent``. Each worker gets ``threads`` BLAS threads (default: cores // jobs,
+    so that parallel workers never oversubscribe the machine). Bad input fails before
+    anything is written.
     """
     started = time.perf_counter()
     name = spec.study.name
@@ -182,7 +185,7 @@ def run_study(
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
     data = _prepare_data(spec, data_dir, recorded)
-    stored, notes = prepare(spec, url, target=target)
+    stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
     if data is not None:
         notes += data.notes
         if recorded is None:

@@ -133,12 +133,16 @@ def open_study(
     return Stored(url, storage, study)
 
 
-def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str]]:
+def prepare(
+    spec: StudyFile, url: str, *, target: int, partial_parent: bool = False
+) -> tuple[Stored, list[str]]:
     """Create the study (or load it), store its settings and ranges once; set the target.
 
     Runs under the study lock, so any number of orchestrators may prepare the same study
     at once; every step checks what the storage already holds, so a run killed half-way
-    through is completed by the next one. Returns the study and notes for the user.
+    through is completed by the next one. A fine stage's ranges are derived before the
+    study is created: a parent that cannot give them leaves nothing behind. Returns the
+    study and notes for the user.
     """
     storage = open_storage(url, create=not spec.parent, on_stale=enqueue_again)
     name = spec.study.name
@@ -146,17 +150,61 @@ def prepare(spec: StudyFile, url: str, *, target: int) -> tuple[Stored, list[str
     try:
         with lock, signals.deferred():  # a study is created with its settings, or not at all
             existing = {s.study_name for s in storage.get_all_studies()}
+            derived = None
             if name not in existing:
-                if spec.parent:
-                    parent_results(spec, storage, existing)  # fail before creating anything
+                derived = _derive_ranges(spec, storage, existing, partial_parent)
                 optuna.create_study(
                     study_name=name, storage=storage, direction=spec.objective.direction
                 )
             stored = Stored(url, storage, optuna.load_study(study_name=name, storage=storage))
-            notes = _store_settings(stored, spec, existing, target)
+            notes = _store_settings(stored, spec, existing, target, derived, partial_parent)
     finally:
         lock.close()
     return stored, notes
+
+
+@dataclass
+class _Derived:
+    """A study's searched ranges as first derived, with what the user is told about them."""
+
+    ranges: dict[str, list]
+    notes: list[str]
+    attrs: dict[str, Any]  # stored with the study: range_note, partial_parent
+
+
+def _derive_ranges(
+    spec: StudyFile, storage: RDBStorage, existing: set[str], partial_parent: bool
+) -> _Derived:
+    derived = _Derived({}, [], {})
+    for pname, r in spec.search.items():
+        if r.narrow_from:
+            parent = parent_results(spec, storage, existing, pname, partial=partial_parent)
+            narrowed = narrow(
+                parent.done,
+                keep=tied_values(spec, storage, pname) if r.narrow == "tied" else None,
+                top_k=r.top_k,
+                margin=r.margin,
+                log=r.log,
+                minimize=spec.objective.direction == "minimize",
+                is_int=r.is_int,
+            )
+            derived.ranges[pname] = [narrowed.low, narrowed.high, r.log]
+            derived.notes.append(
+                f"{pname} range narrowed from {r.narrow_from}: "
+                f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
+            )
+            derived.attrs["range_note"] = narrowed.note
+            if parent.finished < parent.target:
+                partial = f"{parent.finished} of its {parent.target} trials"
+                derived.notes.append(f"narrowed on a partial parent: {r.narrow_from} had {partial}")
+                derived.attrs["partial_parent"] = {
+                    "study": r.narrow_from,
+                    "finished": parent.finished,
+                    "target": parent.target,
+                }
+        elif r.choices is None:
+            derived.ranges[pname] = [r.low, r.high, r.log]
+    return derived
 
 
 def _comparable(spec: StudyFile) -> dict:
@@ -170,7 +218,14 @@ def _comparable(spec: StudyFile) -> dict:
     return d
 
 
-def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target: int) -> list[str]:
+def _store_settings(
+    stored: Stored,
+    spec: StudyFile,
+    existing: set[str],
+    target: int,
+    derived: _Derived | None,
+    partial_parent: bool,
+) -> list[str]:
     notes: list[str] = []
     study, attrs = stored.study, stored.attrs
     if "spec" not in attrs:
@@ -184,28 +239,11 @@ def _store_settings(stored: Stored, spec: StudyFile, existing: set[str], target:
             "settings; give the study a new name (or use another --storage)"
         )
     if "ranges" not in attrs:  # derived once; a resumed fine stage never recomputes it
-        ranges = {}
-        for pname, r in spec.search.items():
-            if r.narrow_from:
-                results = parent_results(spec, stored.storage, existing, pname)
-                narrowed = narrow(
-                    results,
-                    keep=tied_values(spec, stored.storage, pname) if r.narrow == "tied" else None,
-                    top_k=r.top_k,
-                    margin=r.margin,
-                    log=r.log,
-                    minimize=spec.objective.direction == "minimize",
-                    is_int=r.is_int,
-                )
-                ranges[pname] = [narrowed.low, narrowed.high, r.log]
-                notes.append(
-                    f"{pname} range narrowed from {r.narrow_from}: "
-                    f"[{narrowed.low:.3g}, {narrowed.high:.3g}] ({narrowed.note})"
-                )
-                study.set_user_attr("range_note", narrowed.note)
-            elif r.choices is None:
-                ranges[pname] = [r.low, r.high, r.log]
-        study.set_user_attr("ranges", ranges)
+        derived = derived or _derive_ranges(spec, stored.storage, existing, partial_parent)
+        notes += derived.notes
+        for key, value in derived.attrs.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("ranges", derived.ranges)
     old = attrs.get("target")
     if old != target:
         if spec.study.sampler == "grid" and old is not None:

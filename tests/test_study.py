@@ -1,5 +1,6 @@
 """A stored study: planned points, top-up, re-queueing and recovery, on a real SQLite file."""
 
+import contextlib
 import multiprocessing as mp
 import os
 from fractions import Fraction
@@ -120,3 +121,56 @@ def test_count_states_on_postgresql(pg_url):
     counted = count_states(storage, study_id)
     assert counted["COMPLETE"] == 1 and counted["PRUNED"] == 1 and counted["WAITING"] == 0
     assert open_study("c", pg_url, read_only=True).counts() == counted
+
+
+PARENT_FN = "def f(params, ctx):\n    return -abs(params['x'] - 0.3)\n"
+
+
+def _stage(folder, name, search, trials=10):
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[study]\nname = "{name}"\ntrials = {trials}\nseed = 1\n'
+        f'[objective]\nfile = "f.py"\nfunction = "f"\n{search}'
+    )
+    return path
+
+
+def test_a_fine_stage_refuses_a_parent_that_has_not_reached_its_target(tmp_path, capsys):
+    from sweep.cli import main
+    from tests.test_cli_errors import check
+
+    (tmp_path / "f.py").write_text(PARENT_FN)
+    coarse = _stage(tmp_path, "A", "[search.x]\nlow = 0.01\nhigh = 1.0\n")
+    fine = _stage(tmp_path, "B", '[search.x]\nnarrow_from = "A"\n', trials=4)
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["--storage", url, "--out", str(tmp_path / "o")]
+    assert main(["run", str(coarse), "--trials", "5", *argv]) == 0
+    with optuna_target(url, "A") as set_target:
+        set_target(10)  # as an interrupted run of the 10-trial file leaves it: 5 of 10
+    check(capsys, ["run", str(fine), *argv], "has 5 of its 10 trials; finish it first")
+    assert "B" not in optuna.get_all_study_names(storage=url)  # nothing was created
+    assert main(["run", str(fine), "--partial-parent", *argv]) == 0
+    assert "narrowed on a partial parent: A had 5 of its 10 trials" in capsys.readouterr().out
+    assert main(["report", "A", "B", "--storage", url, "--out", str(tmp_path / "r")]) == 0
+    assert "a partial parent: 5 of its 10 trials" in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_narrowing_a_parameter_the_parent_does_not_search_writes_nothing(tmp_path, capsys):
+    from sweep.cli import main
+    from tests.test_cli_errors import check
+
+    (tmp_path / "f.py").write_text(PARENT_FN)
+    coarse = _stage(tmp_path, "A0", "[search.x]\nlow = 0.01\nhigh = 1.0\n", trials=4)
+    fine = _stage(tmp_path, "B0", '[search.y]\nnarrow_from = "A0"\n', trials=4)
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert main(["run", str(coarse), "--storage", url, "--out", str(tmp_path / "o")]) == 0
+    check(capsys, ["run", str(fine), "--storage", url], "study 'A0' does not search 'y'")
+    assert optuna.get_all_study_names(storage=url) == ["A0"]
+    fine.write_text(fine.read_text().replace("search.y", "search.x"))
+    assert main(["run", str(fine), "--storage", url, "--out", str(tmp_path / "o")]) == 0
+
+
+@contextlib.contextmanager
+def optuna_target(url, name):
+    study = optuna.load_study(study_name=name, storage=url)
+    yield lambda n: study.set_user_attr("target", n)
