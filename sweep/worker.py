@@ -195,7 +195,7 @@ def work(job: Job, index: int) -> int:
     stored = open_study(job.study, job.url)
     spec = stored.spec
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
-    stored.study.pruner = pruning.pruner_for(spec.study.pruner)
+    stored.study.pruner = pruning.pruner_for(spec.study.pruner, stored.storage)
     function = load_function(spec.objective, job.objective_dir)
     many = load_many(spec.objective, job.objective_dir)
     size = pack_size(spec.objective, spec.study.pack, job.objective_dir)

@@ -1,15 +1,24 @@
 """The reads of Optuna's tables in sweep/queries.py, on SQLite and PostgreSQL: they must
 agree with what Optuna's own (slower) calls say, so a schema change shows up here."""
 
+import math
+
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from sweep import studyfile
 from sweep.enqueue import enqueue
 from sweep.pop import pop_waiting
-from sweep.queries import Queued, earlier_holder, queued_trials
-from sweep.storage import StudyLock
+from sweep.pruning import COUNTED
+from sweep.queries import (
+    Queued,
+    earlier_holder,
+    last_complete_step,
+    queued_trials,
+    values_at_step,
+)
+from sweep.storage import StudyLock, open_storage
 from sweep.study import prepare, queue_next
 from tests.conftest import study_text
 
@@ -109,3 +118,47 @@ def test_the_study_lock_can_be_tried_without_waiting(tmp_path, url):
     finally:
         mine.close()
         theirs.close()
+
+
+def test_the_pruners_reads_agree_with_optunas_trials(url):
+    storage = open_storage(url)
+    studies = [optuna.create_study(study_name=n, storage=storage) for n in ("v", "other")]
+    rows = [
+        (TrialState.COMPLETE, {0: 0.1, 2: 0.2, 5: 0.3, 1_000_001: 0.4}),
+        (TrialState.COMPLETE, {2: math.inf, 3: -math.inf}),
+        (TrialState.PRUNED, {2: 0.25, 7: 0.5}),
+        (TrialState.RUNNING, {2: math.nan, 8: 0.6}),
+        (TrialState.FAIL, {2: 0.9, 9: 0.9}),
+        (TrialState.WAITING, {}),
+    ]
+    for state, values in rows:
+        studies[0].add_trial(
+            create_trial(
+                state=state,
+                value=0.0 if state == TrialState.COMPLETE else None,
+                intermediate_values=values,
+            )
+        )
+    studies[1].add_trial(
+        create_trial(state=TrialState.COMPLETE, value=1.0, intermediate_values={2: 5.0, 6: 5.0})
+    )
+    study_id = storage.get_study_id_from_name("v")
+    trials = studies[0].get_trials(states=COUNTED)
+
+    def shown(values):  # in one order, NaN last and equal to itself
+        return repr(sorted(values, key=lambda v: (math.isnan(v), v)))
+
+    assert shown(values_at_step(storage, study_id, 2, -1)) == "[0.2, 0.25, inf, nan]"
+    for step in (0, 2, 3, 7, 8, 9, 1_000_001):
+        for exclude in (-1, 0, 3):
+            want = [
+                t.intermediate_values[step]
+                for t in trials
+                if t.number != exclude and step in t.intermediate_values
+            ]
+            got = values_at_step(storage, study_id, step, exclude)
+            assert shown(got) == shown(want), (step, exclude)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for low, high in ((0, 1_000_000), (0, 3), (3, 4), (6, 1_000_000), (1_000_000, 2_000_000)):
+        steps = [s for t in complete for s in t.intermediate_values if low <= s < high]
+        assert last_complete_step(storage, study_id, low, high) == max(steps, default=None)
