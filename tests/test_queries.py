@@ -19,7 +19,7 @@ from sweep.queries import (
     values_at_step,
 )
 from sweep.storage import StudyLock, open_storage
-from sweep.study import prepare, queue_next
+from sweep.study import open_study, prepare, queue_next
 from tests.conftest import study_text
 
 
@@ -90,6 +90,31 @@ def test_a_point_queued_twice_is_popped_once_and_its_copy_dropped(tmp_path, url)
         "a duplicate of trial 1",
     ]
     assert all(t.user_attrs["requeued"] for t in dropped)  # not a failure of its value
+
+
+def test_a_claim_that_loses_never_pops_the_trial(tmp_path, url, monkeypatch):
+    # Another worker claims trials between this worker's listing of the queue and its own
+    # claim: its `set_trial_state_values` then answers False, and the trial is not this
+    # worker's to run (both would run it: a value evaluated twice).
+    spec, stored = prepared(tmp_path, url, trials=4)
+    with stored.locked():
+        queue_next(stored, spec)
+    other = open_study("q", url)
+    wins, taken = [2, 1], []  # how many of each listing the other worker claims first
+
+    def listed_then_claimed_elsewhere(storage, study_id, limit):
+        found = queued_trials(storage, study_id, limit)
+        for q in found[: wins.pop(0)]:
+            assert other.storage.set_trial_state_values(q.trial_id, TrialState.RUNNING)
+            taken.append(q.number)
+        return found
+
+    monkeypatch.setattr("sweep.pop.queued_trials", listed_then_claimed_elsewhere)
+    (mine,) = pop_waiting(stored, 1)  # 0 and 1 were lost: 2 or 3 (tried in random order)
+    assert taken == [0, 1] and mine.number in (2, 3)
+    assert pop_waiting(stored, 1) == []  # the last one was lost too
+    assert sorted([*taken, mine.number]) == [0, 1, 2, 3]
+    assert [t.state for t in stored.trials()] == [TrialState.RUNNING] * 4
 
 
 def test_a_popped_trial_holds_its_values_and_one_queued_without_them_still_runs(tmp_path, url):
