@@ -175,3 +175,31 @@ def test_a_pruned_study_runs_exactly_its_target_and_says_why(tmp_path, cifar_dir
     assert main(["table", "p", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "p" / "table.md").read_text()
     assert "when pruned)" in table and "below the threshold" in table
+
+
+CURVES = """
+def curve(params, ctx):
+    # A learning curve that ends at x: every trial ranks the same at every step.
+    for step in range(1, 10):
+        ctx.report(step, params["x"] * step / 9)
+    return params["x"]
+"""
+
+
+def test_hyperband_prunes_some_trials_and_says_by_what(tmp_path):
+    (tmp_path / "curve.py").write_text(CURVES)
+    (tmp_path / "h.toml").write_text(
+        '[study]\nname = "h"\ntrials = 12\nseed = 1\nsampler = "random"\npruner = "hyperband"\n'
+        '[objective]\nfile = "curve.py"\nfunction = "curve"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/h.db"
+    r = run_study(studyfile.load(tmp_path / "h.toml"), storage_url=url, jobs=1)
+    assert r.counts["COMPLETE"] + r.counts["PRUNED"] == 12 and r.counts["PRUNED"] >= 1
+    stored = open_study("h", url)
+    pruned = stored.trials(TrialState.PRUNED)
+    assert all("by the HyperbandPruner" in t.user_attrs["prune_reason"] for t in pruned)
+    # Every curve ranks as its end does: the pruned ones are never the best.
+    best = max(stored.trials(), key=lambda t: t.params["x"])
+    assert best.state == TrialState.COMPLETE and best.value == best.params["x"]
+    assert all(t.intermediate_values[t.last_step] < best.params["x"] for t in pruned)
