@@ -18,12 +18,14 @@ from tests.conftest import study_text
 PER_SEED = 4  # recordings per seed in these studies
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage(request, tmp_path):
     """Where the judged studies live. On an RDB storage the pruner reads the values at one
     step (sweep/queries.py); on any other it lists the trials through Optuna."""
     if request.param == "memory":
         return None
+    if request.param == "postgres":
+        return open_storage(request.getfixturevalue("pg_url"))
     return open_storage(f"sqlite:///{tmp_path}/p.db")
 
 
