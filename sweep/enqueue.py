@@ -11,15 +11,15 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-# A value that has ended its worker's process this many times (os._exit is caught, but a
-# segfault, SIGKILL or the OOM killer is not), the last time while running alone in a
-# process of its own, is not run again: its last trial stays FAIL. A trial that was running
-# when a process died is queued again to run alone (sweep/worker.py run_isolated), so a
-# pack-mate or a neighbour of the culprit never reaches the limit.
+# A value whose trial's process died is queued again, to run alone in a process of its own
+# (sweep/worker.py run_isolated), so that a pack-mate or a neighbour of the culprit is never
+# blamed. It is not run again once it has ended that process MAX_CRASHES times, the last
+# one alone (os._exit is caught, but a segfault, SIGKILL or the OOM killer is not), nor
+# after MAX_RETRY deaths of any kind (a lost heartbeat, a worker gone, a kill -9).
 MAX_CRASHES = 2
-# Belong to one attempt, never to its retry ("requeued": this attempt's values run again;
-# "suspect": this attempt was running in a process that died).
-ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued", "suspect")
+MAX_RETRY = 3
+# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
+ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
 
 
 def enqueue(
@@ -56,7 +56,7 @@ def enqueue_again(
     the storage's callback for a trial Optuna failed for its stale heartbeat (a crash: its
     worker died or hung). ``crashed=False``: the sweep stopped the trial itself (Ctrl-C,
     SIGTERM), which is no fault of its values. ``final``: they are not run again."""
-    if final or not values_of(trial):
+    if final or not values_of(trial) or crashes_of(trial) + int(crashed) > MAX_RETRY:
         return
     values = values_of(trial)
     attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}

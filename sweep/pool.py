@@ -17,7 +17,7 @@ from loky.process_executor import BrokenProcessPool
 
 from sweep import signals
 from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
-from sweep.recovery import fail_running, mark_suspects
+from sweep.recovery import fail_running
 from sweep.storage import NO_SPACE, disk_full
 from sweep.study import Stored
 from sweep.worker import Job, init_process, work
@@ -108,9 +108,8 @@ def run(
         executor.shutdown(wait=True, kill_workers=True)
         raise _stopped(job, stored) from None
     except BrokenProcessPool as exc:
-        # Every trial that was running is a suspect: each runs alone next time, in a
-        # process of its own, where a crash is its own (recovery.mark_suspects).
-        mark_suspects(stored)
+        # The caller recovers every trial that was running: each runs alone next time, in
+        # a process of its own, where a crash is its own (sweep/enqueue.py MAX_CRASHES).
         executor.shutdown(wait=True, kill_workers=True)
         return 0, str(exc).splitlines()[0]
     except SweepError:

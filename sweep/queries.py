@@ -1,15 +1,16 @@
 """Reads of Optuna's tables that its public API has no cheap call for.
 
-Each worker runs these once per trial. Optuna's calls that answer the same questions load
-whole trials through its ORM (every parameter and attribute of every trial listed: ~10 ms
-of CPU for a 400-trial study on PostgreSQL, against ~0.5 ms here), and a study fed by 16
-workers spends most of its CPU there (bench/scale.py). Only reads, on the storage's own
-engine; tests/test_queries.py (and test_study.py for count_states) pins the table and
-column names on SQLite and PostgreSQL.
+Each worker runs these once per trial (the median pruner's two once per report). Optuna's
+calls that answer the same questions load whole trials through its ORM (every parameter
+and attribute of every trial listed: ~10 ms of CPU for a 400-trial study on PostgreSQL,
+against ~0.5 ms here), and a study fed by 16 workers spends most of its CPU there
+(bench/scale.py). Only reads, on the storage's own engine; tests/test_queries.py (and
+test_study.py for count_states) pins the table and column names on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import sqlalchemy
@@ -78,3 +79,47 @@ def earlier_holder(storage: RDBStorage, study_id: int, trial_id: int, window: in
     with storage.engine.connect() as conn:
         first = conn.execute(query, params).scalar()
     return None if first is None else int(first)
+
+
+# Optuna keeps an intermediate value as a number and a kind (a NULL number for the others).
+_SPECIAL = {"INF_POS": math.inf, "INF_NEG": -math.inf, "NAN": math.nan}
+
+
+def _number(value: float | None, kind: Any) -> float:
+    special = _SPECIAL.get(_state(kind))
+    return float(value) if special is None else special  # type: ignore[arg-type]
+
+
+def values_at_step(storage: RDBStorage, study_id: int, step: int, exclude: int) -> list[float]:
+    """The intermediate values at ``step`` of the study's COMPLETE, PRUNED and RUNNING trials,
+    except trial number ``exclude`` (in no particular order).
+
+    Optuna's way, listing the trials, reads every value of every unfinished trial, the
+    asking trial's own included: a pruner that asks at each of a trial's N reports reads
+    O(N^2) values (bench/pruning.py). This reads one row per trial, through the unique
+    (trial_id, step) index."""
+    query = sqlalchemy.text(
+        "SELECT v.intermediate_value, v.intermediate_value_type FROM trials t"
+        " JOIN trial_intermediate_values v ON v.trial_id = t.trial_id AND v.step = :step"
+        " WHERE t.study_id = :study AND t.number <> :number"
+        "  AND t.state IN ('COMPLETE', 'PRUNED', 'RUNNING')"
+    )
+    params = {"study": study_id, "step": step, "number": exclude}
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query, params).all()
+    return [_number(value, kind) for value, kind in rows]
+
+
+def last_complete_step(storage: RDBStorage, study_id: int, low: int, high: int) -> int | None:
+    """The largest step in [low, high) at which a COMPLETE trial of the study reported a
+    value, or None. One index lookup per COMPLETE trial (its last step in the range), not a
+    read of all its values."""
+    query = sqlalchemy.text(
+        "SELECT MAX(last) FROM (SELECT (SELECT v.step FROM trial_intermediate_values v"
+        "  WHERE v.trial_id = t.trial_id AND v.step >= :low AND v.step < :high"
+        "  ORDER BY v.step DESC LIMIT 1) AS last"
+        " FROM trials t WHERE t.study_id = :study AND t.state = 'COMPLETE') AS per_trial"
+    )
+    with storage.engine.connect() as conn:
+        last = conn.execute(query, {"study": study_id, "low": low, "high": high}).scalar()
+    return None if last is None else int(last)

@@ -58,8 +58,7 @@ def recover(stored: Stored) -> list[str]:
         now = datetime.datetime.now()
         for trial in stored.trials(TrialState.RUNNING):
             reason = why_gone(trial, host, now)
-            crashed = bool(trial.user_attrs.get("suspect"))
-            if reason and requeue(stored, trial, reason, crashed=crashed):
+            if reason and requeue(stored, trial, reason, crashed=True):
                 notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
     return notes
 
@@ -85,21 +84,4 @@ def fail_running(stored: Stored, *, reason: str) -> int:
             gone = not worker or (worker["host"] == host and (pid == me or not pid_alive(pid)))
             if gone and requeue(stored, trial, reason, crashed=False):
                 n += 1
-    return n
-
-
-def mark_suspects(stored: Stored) -> int:
-    """Right after a local worker process died (a pool cannot tell which one died first:
-    it stops the others at once): mark the RUNNING trials of this host whose process is
-    gone, so that recovery queues each to run alone (sweep/worker.py run_isolated), where
-    a crash is its own. Returns how many were marked."""
-    host, n = socket.gethostname(), 0
-    for trial in stored.trials(TrialState.RUNNING):
-        worker = trial.user_attrs.get("worker")
-        if worker and worker["host"] == host and not pid_alive(int(worker["pid"])):
-            trial_id = stored.storage.get_trial_id_from_study_id_trial_number(
-                stored.study_id, trial.number
-            )
-            stored.storage.set_trial_user_attr(trial_id, "suspect", True)
-            n += 1
     return n

@@ -19,7 +19,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import plan, signals
-from sweep.enqueue import MAX_CRASHES, crashes_of, enqueue, enqueue_again, values_of
+from sweep.enqueue import MAX_CRASHES, MAX_RETRY, crashes_of, enqueue, enqueue_again, values_of
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
 from sweep.parent import parent_results, tied_values
@@ -361,13 +361,16 @@ def requeue(
     """Fail a RUNNING trial whose worker is gone and queue its values again.
 
     ``crashed``: its process died (it then runs alone next time); ``proven``: it was
-    running alone, so its values killed it, and after MAX_CRASHES such deaths they are
-    not run again. Returns False when another process finished or recovered it first.
+    running alone, so its values killed it. See sweep/enqueue.py MAX_CRASHES and
+    MAX_RETRY for when its values are not run again. Returns False when another process finished or recovered it first.
     """
     trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
-    final = proven and crashes_of(trial) + 1 >= MAX_CRASHES
-    if final:
+    deaths = crashes_of(trial) + int(crashed)
+    if proven and deaths >= MAX_CRASHES:
         reason += f"; its values have ended their process {MAX_CRASHES} times: not run again"
+    elif deaths > MAX_RETRY:
+        reason += f"; its values ran {deaths} times without an end: not run again"
+    final = (proven and deaths >= MAX_CRASHES) or deaths > MAX_RETRY
     try:
         stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
         if values_of(trial) and not final:  # not a failure of its values: they run again

@@ -1,3 +1,4 @@
+import functools
 import json
 
 import pytest
@@ -50,6 +51,23 @@ def test_gradcheck_passes_and_prints_every_parameter(capsys):
     errors = json.loads(out)
     assert set(errors) == {"W1", "b1", "W2", "b2"}
     assert all(v["max_rel"] <= 1e-7 and "max_abs" in v for v in errors.values())
+
+
+def test_gradcheck_of_a_wrong_gradient_exits_1_and_names_the_error(capsys, monkeypatch):
+    from core import gradcheck
+    from core.network import Params, backward
+
+    def wrong(params, X, y, lam):  # the L2 term of dJ/dW2 forgotten
+        cost, g = backward(params, X, y, lam)
+        return cost, Params(W1=g.W1, b1=g.b1, W2=g.W2 - 2 * lam * params.W2, b2=g.b2)
+
+    monkeypatch.setattr(gradcheck, "check", functools.partial(gradcheck.check, analytic=wrong))
+    code, out, err = run(capsys, "gradcheck", "--json")
+    errors = json.loads(out)
+    assert code == 1
+    assert errors["W2"]["max_rel"] > 1e-3 and errors["W1"]["max_rel"] <= 1e-7
+    worst = max(v["max_rel"] for v in errors.values())
+    assert err == f"error: gradient check failed: max relative error {worst:.2e} > 1e-06\n"
 
 
 @pytest.mark.parametrize(

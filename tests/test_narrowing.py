@@ -1,5 +1,6 @@
 import math
 
+import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
@@ -23,16 +24,110 @@ def test_range_holds_the_top_k_and_stays_in_their_widened_hull(values, data, top
     assert math.log10(r.low) >= lo - 1e-9 and math.log10(r.high) <= hi + 1e-9
 
 
-def test_best_at_the_lower_edge_extends_below_instead_of_shrinking():
+def decades(r):
+    return math.log10(r.low), math.log10(r.high)
+
+
+# Hand-computed: the scores rank the lambdas; the range is in decades (log10 of lambda).
+LADDER = [(1e-5, 0.30), (1e-4, 0.40), (1e-3, 0.50), (1e-2, 0.45), (1e-1, 0.20)]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "low", "high", "note"),
+    [
+        # The best two, 1e-3 and 1e-2, widened by 0.25 decades on each side.
+        ({"top_k": 2, "margin": 0.25}, -3.25, -1.75, "hull of the top 2 widened by 0.25 decades"),
+        # The best three: 1e-4 joins; a margin of 0 is the hull itself.
+        ({"top_k": 3, "margin": 0.0}, -4.0, -2.0, "hull of the top 3 widened by 0 decades"),
+        # top_k 1: the best alone, 1e-3, +- 0.1.
+        ({"top_k": 1, "margin": 0.1}, -3.1, -2.9, "hull of the top 1 widened by 0.1 decades"),
+        # Minimising the same scores: the best are 1e-1 (0.20, the largest tried) and 1e-5;
+        # hull [-5.25, -0.75], extended above 1e-1 by its width 4.5: up to 3.5.
+        (
+            {"top_k": 2, "margin": 0.25, "minimize": True},
+            -5.25,
+            3.5,
+            "best value 0.1 is the largest tried: range extended above it",
+        ),
+        # The values given (e.g. the trials tied with the best) instead of the top_k.
+        (
+            {"top_k": 3, "margin": 0.5, "keep": [1e-4, 1e-3]},
+            -4.5,
+            -2.5,
+            "hull of the 2 tied with the best widened by 0.5 decades",
+        ),
+    ],
+)
+def test_hand_computed_ranges_in_decades(kwargs, low, high, note):
+    r = narrow(LADDER, **kwargs)
+    assert decades(r) == pytest.approx((low, high), abs=1e-12)
+    assert r.note == note
+
+
+def test_best_at_the_lower_edge_extends_below_by_the_hulls_width():
+    # top 3 = 1e-5 (best, the smallest tried), 1e-4, 1e-3: hull [-5.25, -2.75] (width 2.5);
+    # below the best by that width: -5 - 2.5 = -7.5.
     results = [(1e-5, 0.50), (1e-4, 0.45), (1e-3, 0.44), (1e-2, 0.40), (1e-1, 0.30)]
     r = narrow(results, top_k=3, margin=0.25)
-    assert r.low < 1e-5 * 10**-0.25  # beyond the plain widened hull
-    assert r.high >= 1e-3
-    assert "smallest" in r.note
+    assert decades(r) == pytest.approx((-7.5, -2.75), abs=1e-12)
+    assert r.note == "best value 1e-05 is the smallest tried: range extended below it"
 
 
-def test_best_at_the_upper_edge_extends_above():
-    results = [(1e-5, 0.30), (1e-3, 0.40), (1e-1, 0.52)]
-    r = narrow(results, top_k=1, margin=0.1)
-    assert r.high > 1e-1 * 10**0.1 and r.low <= 1e-1
-    assert "largest" in r.note
+def test_best_at_the_upper_edge_extends_above_by_at_least_half_a_decade():
+    # top 1 = 1e-1 (the largest tried): hull [-1.1, -0.9] is 0.2 wide, less than half a
+    # decade, so the range reaches -1 + 0.5 = -0.5.
+    r = narrow([(1e-5, 0.30), (1e-3, 0.40), (1e-1, 0.52)], top_k=1, margin=0.1)
+    assert decades(r) == pytest.approx((-1.1, -0.5), abs=1e-12)
+
+
+def test_a_single_result_is_widened_by_the_margin_only():
+    r = narrow([(1e-3, 0.5)], top_k=3, margin=0.25)
+    assert decades(r) == pytest.approx((-3.25, -2.75), abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("results", "top_k", "expected", "note"),
+    [
+        # span tried 10: a margin of 0.1 is 1.0 each side of the top 2 (2 and 4).
+        (
+            [(0.0, 0.1), (2.0, 0.5), (4.0, 0.6), (6.0, 0.4), (10.0, 0.2)],
+            2,
+            (1.0, 5.0),
+            "hull of the top 2 widened by 0.1 of the span tried",
+        ),
+        # best 0 is the smallest tried: hull [-1, 1], extended below by half the span (5).
+        (
+            [(0.0, 0.9), (5.0, 0.5), (10.0, 0.1)],
+            1,
+            (-5.0, 1.0),
+            "best value 0 is the smallest tried: range extended below it",
+        ),
+        # best 10 is the largest tried: hull of 10 and 5 is [4, 11], 7 wide: up to 17.
+        (
+            [(0.0, 0.1), (5.0, 0.5), (10.0, 0.9)],
+            2,
+            (4.0, 17.0),
+            "best value 10 is the largest tried: range extended above it",
+        ),
+    ],
+)
+def test_linear_ranges_widen_by_a_fraction_of_the_span_tried(results, top_k, expected, note):
+    r = narrow(results, top_k=top_k, margin=0.1, log=False)
+    assert (r.low, r.high) == pytest.approx(expected, abs=1e-12)
+    assert r.note == note
+
+
+@pytest.mark.parametrize(
+    ("results", "kwargs", "low", "high"),
+    [
+        # log: 32 and 64 widened by 0.25 decades are 17.99 and 113.8: floor and ceil.
+        ([(16, 0.3), (32, 0.5), (64, 0.45), (128, 0.2)], {"top_k": 2, "margin": 0.25}, 17, 114),
+        # linear: 2 +- 0.1 * 2 = [1.8, 2.2] -> [1, 3].
+        ([(1, 0.1), (2, 0.5), (3, 0.2)], {"top_k": 1, "margin": 0.1, "log": False}, 1, 3),
+        # a range of one integer becomes two: [4, 4] -> [4, 5].
+        ([(2, 0.1), (4, 0.5), (6, 0.2)], {"top_k": 1, "margin": 0.0, "log": False}, 4, 5),
+    ],
+)
+def test_integer_ranges_round_outwards(results, kwargs, low, high):
+    r = narrow(results, is_int=True, **kwargs)
+    assert (r.low, r.high) == (low, high)

@@ -8,7 +8,9 @@ from optuna.trial import TrialState
 
 from sweep import studyfile
 from sweep.cli import main
+from sweep.pop import next_trials
 from sweep.runner import run_study
+from sweep.study import open_study, prepare
 from tests.conftest import study_text
 from tests.test_cli_errors import check
 from tests.test_user_objectives import EXAMPLES, digest_of
@@ -141,3 +143,59 @@ def test_the_synthetic_examples_list_form_matches_its_single_form(tmp_path):
         values[pack] = sorted(completed(url, f"p{pack}").items())
     assert [(k, t.value) for k, t in values[1]] == [(k, t.value) for k, t in values[4]]
     assert any(t.user_attrs["result"]["pack"] for _, t in values[4])
+
+
+def split_spec(tmp_path, folder=None):
+    """A 10-trial study of a function with a list form, packs of 8."""
+    (tmp_path / "split.py").write_text(SPLIT)
+    train = f'[train]\nfolder = "{folder}"\n' if folder else ""
+    path = tmp_path / "split.toml"
+    path.write_text(
+        '[study]\nname = "split"\ntrials = 10\nseed = 1\npack = 8\n'
+        '[objective]\nfile = "split.py"\nfunction = "value"\n'
+        f"{train}[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    return studyfile.load(path)
+
+
+SPLIT = """
+import os
+import time
+
+def value(params, ctx):
+    return params["x"]
+
+def value_many(params_list, ctx):
+    # Wait (up to 60 s) until the other worker's pack runs too: two workers that start
+    # together on a study of long trials, whatever their start-up takes on this machine.
+    folder = params_list[0]["folder"]
+    open(os.path.join(folder, str(ctx.trials[0])), "w").close()
+    end = time.monotonic() + 60
+    while len(os.listdir(folder)) < 2 and time.monotonic() < end:
+        time.sleep(0.05)
+    return [p["x"] for p in params_list]
+"""
+
+
+def test_two_workers_popping_a_10_trial_study_get_5_trials_each(tmp_path):
+    # README, "Packed trials": a pack takes at most its share of the unfinished trials.
+    url = f"sqlite:///{tmp_path}/s.db"
+    spec = split_spec(tmp_path)
+    first, _ = prepare(spec, url, target=10)
+    second = open_study("split", url)
+    a, done_a = next_trials(first, spec, size=8, workers=2)
+    b, done_b = next_trials(second, spec, size=8, workers=2)
+    assert (len(a), len(b), done_a, done_b) == (5, 5, False, False)
+    assert {p.number for p in a} | {p.number for p in b} == set(range(10))
+    assert next_trials(first, spec, size=8, workers=2) == ([], False)  # all running
+
+
+def test_two_workers_starting_a_10_trial_study_run_packs_of_5(tmp_path):
+    (tmp_path / "started").mkdir()
+    spec = split_spec(tmp_path, folder=tmp_path / "started")
+    url = f"sqlite:///{tmp_path}/r.db"
+    assert run_study(spec, storage_url=url, jobs=2).counts["COMPLETE"] == 10
+    trials = optuna.load_study(study_name="split", storage=url).trials
+    packs = {tuple(t.user_attrs["result"]["pack"]) for t in trials}
+    assert sorted(len(p) for p in packs) == [5, 5]
+    assert set().union(*packs) == set(range(10))

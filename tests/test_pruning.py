@@ -1,5 +1,7 @@
 """Pruning: a target that counts pruned trials, a median that cannot ratchet, reasons."""
 
+import math
+
 import optuna
 import pytest
 from optuna.distributions import FloatDistribution
@@ -7,17 +9,29 @@ from optuna.trial import TrialState, create_trial
 
 from sweep import studyfile
 from sweep.cli import main
-from sweep.pruning import STEP_STRIDE, MedianMarginPruner
+from sweep.pruning import STEP_STRIDE, MedianMarginPruner, Threshold
 from sweep.runner import run_study
+from sweep.storage import open_storage
 from sweep.study import open_study
 from tests.conftest import study_text
 
 PER_SEED = 4  # recordings per seed in these studies
 
 
-def study_with(trials, direction="maximize"):
-    """An in-memory study holding finished trials with the given intermediate values."""
-    study = optuna.create_study(direction=direction)
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage(request, tmp_path):
+    """Where the judged studies live. On an RDB storage the pruner reads the values at one
+    step (sweep/queries.py); on any other it lists the trials through Optuna."""
+    if request.param == "memory":
+        return None
+    if request.param == "postgres":
+        return open_storage(request.getfixturevalue("pg_url"))
+    return open_storage(f"sqlite:///{tmp_path}/p.db")
+
+
+def study_with(storage, trials, direction="maximize"):
+    """A study holding finished trials with the given intermediate values."""
+    study = optuna.create_study(storage=storage, direction=direction)
     for state, values in trials:
         study.add_trial(
             create_trial(
@@ -41,40 +55,82 @@ def judged(study, pruner, step, value):
     return verdict
 
 
-def test_pruned_trials_keep_counting_so_the_median_cannot_ratchet():
+def test_pruned_trials_keep_counting_so_the_median_cannot_ratchet(storage):
     # Five trials completed high; five were pruned lower. Optuna's MedianPruner only sees
     # the survivors (median 0.50) and prunes a trial at 0.44; ours sees all ten (0.45).
     trials = [(TrialState.COMPLETE, {3: 0.50})] * 5 + [(TrialState.PRUNED, {3: 0.40})] * 5
-    study = study_with(trials)
+    study = study_with(storage, trials)
     optunas = optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0)
     assert judged(study, optunas, 3, 0.44)
-    ours = MedianMarginPruner()
+    ours = MedianMarginPruner(storage=storage)
     assert not judged(study, ours, 3, 0.44)
-    assert ours.threshold(study, -1, 3).median == pytest.approx(0.45)
+    assert ours.threshold(study, -1, 3) == Threshold(median=0.45, threshold=0.43, trials=10)
     assert judged(study, ours, 3, 0.42)  # more than the 2-point margin below the median
 
 
-def test_no_pruning_during_warmup_or_with_too_few_trials():
-    study = study_with([(TrialState.COMPLETE, {1: 0.5, 3: 0.5})] * 5)
-    pruner = MedianMarginPruner()
+def test_running_trials_count_and_the_judged_trial_is_not_its_own_comparison(storage):
+    # Four others at the step: two COMPLETE, one PRUNED, one still RUNNING (0.60 each);
+    # a FAILed trial never counts.
+    trials = [
+        (TrialState.COMPLETE, {1: 0.6, 3: 0.6}),
+        (TrialState.COMPLETE, {1: 0.6, 3: 0.6}),
+        (TrialState.PRUNED, {3: 0.6}),
+        (TrialState.RUNNING, {3: 0.6}),
+        (TrialState.FAIL, {3: 0.0}),
+    ]
+    study = study_with(storage, trials)
+    pruner = MedianMarginPruner(storage=storage)
+    assert pruner.threshold(study, 2, 3) is None  # trial 2 itself: 3 others only
+    assert pruner.threshold(study, 5, 3) == Threshold(median=0.6, threshold=0.58, trials=4)
+    assert judged(study, pruner, 3, 0.57) and not judged(study, pruner, 3, 0.59)
+
+
+def test_no_pruning_during_warmup_or_with_too_few_trials(storage):
+    study = study_with(storage, [(TrialState.COMPLETE, {1: 0.5, 3: 0.5})] * 5)
+    pruner = MedianMarginPruner(storage=storage)
     assert not judged(study, pruner, 1, 0.1)  # step 1 of 3: the first half never prunes
-    few = study_with([(TrialState.COMPLETE, {3: 0.5})] * 3)
+    assert pruner.threshold(study, -1, 1) is None and pruner.threshold(study, -1, 3)
+    few = study_with(storage, [(TrialState.COMPLETE, {3: 0.5})] * 3)
     assert not judged(few, pruner, 3, 0.1)  # 3 trials at the step: fewer than 4
+    # The seed's length comes from COMPLETE trials only: running ones may report longer.
+    longer = study_with(
+        storage,
+        [(TrialState.COMPLETE, {2: 0.5, 4: 0.5})] * 4 + [(TrialState.RUNNING, {2: 0.5, 9: 0.5})],
+    )
+    assert pruner.threshold(longer, -1, 2).trials == 5  # 2 of 4: past the first half
 
 
-def test_with_repeats_a_seed_is_compared_with_the_same_seed_and_step():
+def test_with_repeats_a_seed_is_compared_with_the_same_seed_and_step(storage):
     # Seed 0's step 3 is Optuna step 3, seed 1's is STEP_STRIDE + 3: other values.
-    study = study_with([(TrialState.COMPLETE, {3: 0.60, STEP_STRIDE + 3: 0.40})] * 5)
-    pruner = MedianMarginPruner()
+    study = study_with(storage, [(TrialState.COMPLETE, {3: 0.60, STEP_STRIDE + 3: 0.40})] * 5)
+    pruner = MedianMarginPruner(storage=storage)
     assert judged(study, pruner, 3, 0.45)  # far below seed 0's 0.60
     assert not judged(study, pruner, STEP_STRIDE + 3, 0.45)  # above seed 1's 0.40
+    # Each seed's warm-up is the first half of that seed's recordings: here seed 0 records
+    # up to step 9 and seed 1 up to step 3, so step 2 may prune in seed 1, not in seed 0.
+    uneven = {2: 0.6, 9: 0.6, STEP_STRIDE + 2: 0.6, STEP_STRIDE + 3: 0.6}
+    study = study_with(storage, [(TrialState.COMPLETE, uneven)] * 5)
+    assert judged(study, pruner, STEP_STRIDE + 2, 0.1)
+    assert not judged(study, pruner, 2, 0.1)
 
 
-def test_a_minimising_study_prunes_values_above_the_median():
-    study = study_with([(TrialState.COMPLETE, {3: 1.0})] * 5, direction="minimize")
-    pruner = MedianMarginPruner()
+def test_a_minimising_study_prunes_values_above_the_median(storage):
+    study = study_with(storage, [(TrialState.COMPLETE, {3: 1.0})] * 5, direction="minimize")
+    pruner = MedianMarginPruner(storage=storage)
+    assert pruner.threshold(study, -1, 3) == Threshold(median=1.0, threshold=1.02, trials=5)
     assert judged(study, pruner, 3, 1.05)
+    assert judged(study, pruner, 3, 1.025)  # just beyond the margin
+    assert not judged(study, pruner, 3, 1.015)  # worse than the median, within the margin
     assert not judged(study, pruner, 3, 0.95)
+
+
+def test_infinite_and_nan_values_are_read_back_as_they_were_reported(storage):
+    values = [0.5, math.inf, -math.inf, 0.7]
+    study = study_with(storage, [(TrialState.COMPLETE, {3: v}) for v in values])
+    pruner = MedianMarginPruner(storage=storage)
+    assert pruner.threshold(study, -1, 3).median == pytest.approx(0.6)
+    study.add_trial(create_trial(state=TrialState.PRUNED, intermediate_values={3: math.nan}))
+    assert pruner.threshold(study, -1, 3).trials == 5
 
 
 def pruned_spec(tmp_path, trials=8):
@@ -121,3 +177,31 @@ def test_a_pruned_study_runs_exactly_its_target_and_says_why(tmp_path, cifar_dir
     assert main(["table", "p", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "p" / "table.md").read_text()
     assert "when pruned)" in table and "below the threshold" in table
+
+
+CURVES = """
+def curve(params, ctx):
+    # A learning curve that ends at x: every trial ranks the same at every step.
+    for step in range(1, 10):
+        ctx.report(step, params["x"] * step / 9)
+    return params["x"]
+"""
+
+
+def test_hyperband_prunes_some_trials_and_says_by_what(tmp_path):
+    (tmp_path / "curve.py").write_text(CURVES)
+    (tmp_path / "h.toml").write_text(
+        '[study]\nname = "h"\ntrials = 12\nseed = 1\nsampler = "random"\npruner = "hyperband"\n'
+        '[objective]\nfile = "curve.py"\nfunction = "curve"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/h.db"
+    r = run_study(studyfile.load(tmp_path / "h.toml"), storage_url=url, jobs=1)
+    assert r.counts["COMPLETE"] + r.counts["PRUNED"] == 12 and r.counts["PRUNED"] >= 1
+    stored = open_study("h", url)
+    pruned = stored.trials(TrialState.PRUNED)
+    assert all("by the HyperbandPruner" in t.user_attrs["prune_reason"] for t in pruned)
+    # Every curve ranks as its end does: the pruned ones are never the best.
+    best = max(stored.trials(), key=lambda t: t.params["x"])
+    assert best.state == TrialState.COMPLETE and best.value == best.params["x"]
+    assert all(t.intermediate_values[t.last_step] < best.params["x"] for t in pruned)

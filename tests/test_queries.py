@@ -1,16 +1,25 @@
 """The reads of Optuna's tables in sweep/queries.py, on SQLite and PostgreSQL: they must
 agree with what Optuna's own (slower) calls say, so a schema change shows up here."""
 
+import math
+
 import optuna
 import pytest
-from optuna.trial import TrialState
+from optuna.trial import TrialState, create_trial
 
 from sweep import studyfile
 from sweep.enqueue import enqueue
 from sweep.pop import pop_waiting
-from sweep.queries import Queued, earlier_holder, queued_trials
-from sweep.storage import StudyLock
-from sweep.study import prepare, queue_next
+from sweep.pruning import COUNTED
+from sweep.queries import (
+    Queued,
+    earlier_holder,
+    last_complete_step,
+    queued_trials,
+    values_at_step,
+)
+from sweep.storage import StudyLock, open_storage
+from sweep.study import open_study, prepare, queue_next
 from tests.conftest import study_text
 
 
@@ -83,6 +92,31 @@ def test_a_point_queued_twice_is_popped_once_and_its_copy_dropped(tmp_path, url)
     assert all(t.user_attrs["requeued"] for t in dropped)  # not a failure of its value
 
 
+def test_a_claim_that_loses_never_pops_the_trial(tmp_path, url, monkeypatch):
+    # Another worker claims trials between this worker's listing of the queue and its own
+    # claim: its `set_trial_state_values` then answers False, and the trial is not this
+    # worker's to run (both would run it: a value evaluated twice).
+    spec, stored = prepared(tmp_path, url, trials=4)
+    with stored.locked():
+        queue_next(stored, spec)
+    other = open_study("q", url)
+    wins, taken = [2, 1], []  # how many of each listing the other worker claims first
+
+    def listed_then_claimed_elsewhere(storage, study_id, limit):
+        found = queued_trials(storage, study_id, limit)
+        for q in found[: wins.pop(0)]:
+            assert other.storage.set_trial_state_values(q.trial_id, TrialState.RUNNING)
+            taken.append(q.number)
+        return found
+
+    monkeypatch.setattr("sweep.pop.queued_trials", listed_then_claimed_elsewhere)
+    (mine,) = pop_waiting(stored, 1)  # 0 and 1 were lost: 2 or 3 (tried in random order)
+    assert taken == [0, 1] and mine.number in (2, 3)
+    assert pop_waiting(stored, 1) == []  # the last one was lost too
+    assert sorted([*taken, mine.number]) == [0, 1, 2, 3]
+    assert [t.state for t in stored.trials()] == [TrialState.RUNNING] * 4
+
+
 def test_a_popped_trial_holds_its_values_and_one_queued_without_them_still_runs(tmp_path, url):
     spec, stored = prepared(tmp_path, url, trials=1)
     with stored.locked():
@@ -109,3 +143,47 @@ def test_the_study_lock_can_be_tried_without_waiting(tmp_path, url):
     finally:
         mine.close()
         theirs.close()
+
+
+def test_the_pruners_reads_agree_with_optunas_trials(url):
+    storage = open_storage(url)
+    studies = [optuna.create_study(study_name=n, storage=storage) for n in ("v", "other")]
+    rows = [
+        (TrialState.COMPLETE, {0: 0.1, 2: 0.2, 5: 0.3, 1_000_001: 0.4}),
+        (TrialState.COMPLETE, {2: math.inf, 3: -math.inf}),
+        (TrialState.PRUNED, {2: 0.25, 7: 0.5}),
+        (TrialState.RUNNING, {2: math.nan, 8: 0.6}),
+        (TrialState.FAIL, {2: 0.9, 9: 0.9}),
+        (TrialState.WAITING, {}),
+    ]
+    for state, values in rows:
+        studies[0].add_trial(
+            create_trial(
+                state=state,
+                value=0.0 if state == TrialState.COMPLETE else None,
+                intermediate_values=values,
+            )
+        )
+    studies[1].add_trial(
+        create_trial(state=TrialState.COMPLETE, value=1.0, intermediate_values={2: 5.0, 6: 5.0})
+    )
+    study_id = storage.get_study_id_from_name("v")
+    trials = studies[0].get_trials(states=COUNTED)
+
+    def shown(values):  # in one order, NaN last and equal to itself
+        return repr(sorted(values, key=lambda v: (math.isnan(v), v)))
+
+    assert shown(values_at_step(storage, study_id, 2, -1)) == "[0.2, 0.25, inf, nan]"
+    for step in (0, 2, 3, 7, 8, 9, 1_000_001):
+        for exclude in (-1, 0, 3):
+            want = [
+                t.intermediate_values[step]
+                for t in trials
+                if t.number != exclude and step in t.intermediate_values
+            ]
+            got = values_at_step(storage, study_id, step, exclude)
+            assert shown(got) == shown(want), (step, exclude)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    for low, high in ((0, 1_000_000), (0, 3), (3, 4), (6, 1_000_000), (1_000_000, 2_000_000)):
+        steps = [s for t in complete for s in t.intermediate_values if low <= s < high]
+        assert last_complete_step(storage, study_id, low, high) == max(steps, default=None)

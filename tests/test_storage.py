@@ -1,11 +1,13 @@
 """The storage rules: exact queue popping on one SQLite file with many worker processes."""
 
+import json
 import multiprocessing as mp
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.storage import open_storage
 
@@ -115,3 +117,31 @@ def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp
     assert len(trials) == TRIALS  # no trial created: an empty queue pops nothing
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert sorted(t.params["lambda"] for t in trials) == pytest.approx(planned)
+
+
+def test_the_storage_is_sweep_storage_else_sweeps_db_in_the_current_folder(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return params['x']\n")
+    for name in ("a", "b"):
+        (tmp_path / f"{name}.toml").write_text(
+            f'[study]\nname = "{name}"\ntrials = 2\n[objective]\nfile = "f.py"\nfunction = "f"\n'
+            "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+        )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SWEEP_STORAGE", raising=False)
+
+    def studies(*argv):
+        capsys.readouterr()
+        assert main(["status", "--json", *argv]) == 0
+        return [row["study"] for row in json.loads(capsys.readouterr().out)]
+
+    assert main(["run", "a.toml"]) == 0
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/sweeps.db") == ["a"]
+    assert studies() == ["a"]
+    monkeypatch.setenv("SWEEP_STORAGE", f"sqlite:///{tmp_path}/env.db")
+    assert main(["run", "b.toml"]) == 0
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/env.db") == ["b"]
+    assert studies() == ["b"]
+    assert studies("--storage", "sqlite:///sweeps.db") == ["a"]  # --storage comes first
+    assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/sweeps.db") == ["a"]

@@ -10,6 +10,8 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep import plan, studyfile
+from sweep.enqueue import MAX_RETRY
+from sweep.pop import pop_waiting
 from sweep.queries import count_states
 from sweep.recovery import fail_running, recover
 from sweep.storage import open_storage
@@ -96,6 +98,29 @@ def test_recover_requeues_the_values_of_a_trial_whose_worker_is_gone(tmp_path):
     assert len(retry) == 1 and retry[0].user_attrs["values"]["lambda"] == pytest.approx(lam)
     assert retry[0].user_attrs["retry"] == 1 and "worker" not in retry[0].user_attrs
     assert recover(stored) == []  # exactly once
+
+
+def test_a_value_whose_worker_keeps_dying_is_queued_again_at_most_max_retry_times(tmp_path):
+    spec, stored = prepared(tmp_path, trials=1)
+    top_up(stored, spec)
+    attempts = []
+    while len(attempts) <= MAX_RETRY + 1:  # (one more than allowed, if it never stops)
+        popped = pop_waiting(stored, 1)
+        if not popped:
+            break
+        (trial,) = popped
+        attempts.append(trial.number)
+        gone = {"host": os.uname().nodename, "pid": dead_pid()}  # the worker died with it
+        stored.storage.set_trial_user_attr(trial.id, "worker", gone)
+        assert len(recover(stored)) == 1
+    assert len(attempts) == MAX_RETRY + 1  # the first run and MAX_RETRY retries
+    trials = stored.trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * (MAX_RETRY + 1)
+    assert [t.user_attrs.get("retry", 0) for t in trials] == list(range(MAX_RETRY + 1))
+    assert len({t.params["lambda"] for t in trials}) == 1  # the same value each time
+    assert all("is gone" in t.user_attrs["fail_reason"] for t in trials)
+    assert not trials[-1].user_attrs.get("requeued")  # not queued again: its value failed
+    assert stored.counts()["WAITING"] == 0
 
 
 def test_fail_running_after_ctrl_c_requeues_trials_killed_before_they_started(tmp_path):

@@ -2,7 +2,6 @@
 
 import json
 import math
-import shutil
 import socket
 import subprocess
 import urllib.request
@@ -15,7 +14,6 @@ from optuna.trial import TrialState
 
 from sweep import studyfile, uncertainty
 from sweep.cli import main
-from sweep.narrowing import narrow
 from sweep.runner import run_study
 from sweep.study import prepare
 from tests.conftest import study_text, sweep, wait_for
@@ -157,23 +155,43 @@ def test_a_user_function_with_se_or_without(tmp_path):
                 assert ties[t.number].tied == close and ties[t.number].se == 0.05
 
 
-def test_a_fine_stage_can_narrow_to_the_trials_tied_with_the_best(tied_study, tmp_path):
-    shutil.copy(tied_study.removeprefix("sqlite:///"), tmp_path / "copy.db")
-    tied_study = f"sqlite:///{tmp_path}/copy.db"  # the fine stage goes into a copy
-    (tmp_path / "f.toml").write_text(
-        study_text("f", trials=2, n_s=10, search='narrow_from = "t"\nnarrow = "tied"\nmargin = 0.1')
+SCORED = """
+import math
+
+SCORES = {-4: 0.10, -3: 0.50, -2: 0.55, -1: 0.52, 0: 0.20}  # by decade of lambda
+
+def scored(params, ctx):
+    return {"score": SCORES[round(math.log10(params["lambda"]))], "score_se": 0.02}
+"""
+
+
+def test_a_fine_stage_can_narrow_to_the_trials_tied_with_the_best(tmp_path):
+    # A grid of 5 lambdas, 1e-4 .. 1, whose scores are known: with se 0.02 each, a trial is
+    # tied with the best (0.55 at 1e-2) when within 1.96 * sqrt(2) * 0.02 = 0.0554 of it,
+    # so 1e-3 (0.50), 1e-2 and 1e-1 (0.52) are tied; 1e-4 and 1 are not.
+    (tmp_path / "scored.py").write_text(SCORED)
+    objective = '[objective]\nfile = "scored.py"\nfunction = "scored"\nmetric = "score"\n'
+    (tmp_path / "c.toml").write_text(
+        f'[study]\nname = "c"\ntrials = 5\nsampler = "grid"\n{objective}'
+        "[search.lambda]\nlow = 1e-4\nhigh = 1.0\n"
     )
-    stored = optuna.load_study(study_name="t", storage=tied_study)
-    ties = uncertainty.study_ties(stored, "val_accuracy")
-    tied = [t.params["lambda"] for t in stored.trials if ties[t.number].tied]
-    results = [(t.params["lambda"], t.value) for t in stored.trials if t.value is not None]
-    expected = narrow(results, keep=tied, top_k=3, margin=0.1)  # the hull of the tied ones
-    fine, notes = prepare(studyfile.load(tmp_path / "f.toml"), tied_study, target=2)
-    assert fine.ranges["lambda"][:2] == pytest.approx((expected.low, expected.high))
-    assert notes == [
-        f"lambda range narrowed from t: [{expected.low:.3g}, {expected.high:.3g}] ({expected.note})"
-    ]
-    assert "tied with the best" in expected.note or "extended" in expected.note
+    url = f"sqlite:///{tmp_path}/c.db"
+    run_study(studyfile.load(tmp_path / "c.toml"), storage_url=url)
+    for name, how, decades, note in [
+        # the hull of the tied ones, [-3, -1], widened by 0.1 decades on each side
+        ("f", 'narrow = "tied"', (-3.1, -0.9), "hull of the 3 tied with the best widened by 0.1"),
+        # top_k = 2: the two best, 1e-2 and 1e-1, instead
+        ("g", "top_k = 2", (-2.1, -0.9), "hull of the top 2 widened by 0.1"),
+    ]:
+        (tmp_path / f"{name}.toml").write_text(
+            f'[study]\nname = "{name}"\ntrials = 2\n{objective}'
+            f'[search.lambda]\nnarrow_from = "c"\n{how}\nmargin = 0.1\n'
+        )
+        fine, notes = prepare(studyfile.load(tmp_path / f"{name}.toml"), url, target=2)
+        low, high, log = fine.ranges["lambda"]
+        assert log
+        assert (math.log10(low), math.log10(high)) == pytest.approx(decades, abs=1e-9)
+        assert notes == [f"lambda range narrowed from c: [{low:.3g}, {high:.3g}] ({note} decades)"]
 
 
 def free_port() -> int:

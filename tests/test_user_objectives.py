@@ -96,6 +96,25 @@ def test_a_minimised_dict_metric_with_every_key_recorded(folder, capsys):
     assert status["best"]["trial"] == best["number"] and status["metric"] == "loss"
 
 
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_trials_sorted_by_value_list_the_best_first(folder, capsys, direction):
+    # picky: x > 5 raises and x < 1 is NaN (both FAIL, no value), else the value is x.
+    path = study(
+        folder,
+        direction,
+        f'file = "funcs.py"\nfunction = "picky"\ndirection = "{direction}"',
+        "[search.x]\nlow = 0.0\nhigh = 8.0\nlog = false",
+        extra='sampler = "grid"',  # x = 0, 1.6, 3.2, 4.8, 6.4, 8: 1.6, 3.2 and 4.8 complete
+    )
+    url = f"sqlite:///{folder}/{direction}.db"
+    assert main(["run", str(path), "--storage", url, "--out", str(folder / "o")]) in (0, 1)
+    capsys.readouterr()
+    assert main(["trials", direction, "--storage", url, "--sort", "value", "--format", "json"]) == 0
+    values = [r["value"] for r in json.loads(capsys.readouterr().out)]
+    done = [1.6, 3.2, 4.8] if direction == "minimize" else [4.8, 3.2, 1.6]
+    assert values[:3] == pytest.approx(done) and values[3:] == [None] * (len(values) - 3)
+
+
 def test_failures_are_reasons_and_the_study_goes_on(folder, capsys):
     path = study(
         folder,
