@@ -362,7 +362,8 @@ def requeue(
 
     ``crashed``: its process died (it then runs alone next time); ``proven``: it was
     running alone, so its values killed it. See sweep/enqueue.py MAX_CRASHES and
-    MAX_RETRY for when its values are not run again. Returns False when another process finished or recovered it first.
+    MAX_RETRY for when its values are not run again. Returns False when another process
+    finished or recovered it first.
     """
     trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
     deaths = crashes_of(trial) + int(crashed)

@@ -153,10 +153,13 @@ def test_a_value_that_kills_its_worker_twice_is_not_run_again(tmp_path):
     attempts = Counter(t.params["x"] for t in trials if t.state == TrialState.FAIL)
     crashed = {x for x in attempts if x > 0.75}
     assert crashed  # some planned values crash
-    # Each crashing value was tried exactly twice; the healthy ones never failed for good.
+    # Each crashing value failed for good once it crashed a process of its own; the healthy
+    # ones never did. (A value runs alone after a crash, in a child of a pool worker, which
+    # the other worker's crash may also take down: two or three attempts.)
     final = [t for t in trials if t.state == TrialState.FAIL and not t.user_attrs.get("requeued")]
     assert {t.params["x"] for t in final} == crashed
-    assert all(attempts[x] == 2 for x in crashed)  # in the pool, then alone
+    assert all(attempts[x] in (2, 3) for x in crashed), attempts
+    assert all("died running it alone" in t.user_attrs["fail_reason"] for t in final)
     assert all("not run again" in t.user_attrs["fail_reason"] for t in final)
     healthy = [t.params["x"] for t in trials if t.state == TrialState.COMPLETE]
     assert all(x <= 0.75 for x in healthy) and len(set(healthy)) == 6
