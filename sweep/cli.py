@@ -11,6 +11,7 @@ from typing import Any
 
 from sweep import signals
 from sweep.arguments import build_parser
+from sweep.console import emit, print_progress, silence
 from sweep.errors import SweepError, explain
 from sweep.output import check_out
 
@@ -43,13 +44,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_progress(p) -> None:
-    if sys.stderr.isatty():
-        print("\r\033[K" + p.text(), end="", file=sys.stderr, flush=True)
-    else:
-        print(p.text(), file=sys.stderr, flush=True)
-
-
 def _print_run(result, out: str, storage: str | None) -> None:
     from sweep.tables import write_study_tables
 
@@ -73,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         trials=args.trials,
         threads=args.threads,
-        on_progress=_print_progress,
+        on_progress=print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
         partial_parent=args.partial_parent,
@@ -91,7 +85,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         storage_url=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
-        on_progress=_print_progress,
+        on_progress=print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
     )
@@ -170,8 +164,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
     def say(text: str) -> None:
         if sys.stderr.isatty():
-            print("\r\033[K", end="", file=sys.stderr)
-        print(text, flush=True)
+            emit("\r\033[K", sys.stderr, end="")
+        emit(text)
 
     summary = reproduce(
         out=args.out,
@@ -180,7 +174,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         storage_url=args.storage,
         studies_dir=args.studies,
         say=say,
-        on_progress=_print_progress,
+        on_progress=print_progress,
     )
     print(
         f"final model: test accuracy {summary['final']['test_accuracy']:.2%} "
@@ -191,7 +185,6 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    import os
     import shutil
     import socket
 
@@ -263,7 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our output went away (`sweep trials X | head -1`): the command's
         # work is done; say nothing more to a closed pipe.
-        _silence_stdout()
+        silence(sys.stdout)
         return 0
     except BaseException as exc:
         explained = explain(exc)
@@ -272,16 +265,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         message, code = explained
         print(f"error: {message}", file=sys.stderr)
         return code
-
-
-def _silence_stdout() -> None:
-    """Point stdout at the null device, so that the interpreter's last flush of a closed
-    pipe does not print 'Exception ignored ... BrokenPipeError'."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
 
 
 def entry() -> None:
@@ -297,7 +280,7 @@ def entry() -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        _silence_stdout()
+        silence(sys.stdout)
     sys.exit(code)
 
 

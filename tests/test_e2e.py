@@ -430,3 +430,34 @@ def test_ctrl_c_while_the_storage_is_created_leaves_a_usable_storage(tmp_path, c
         )
         if (tmp_path / f"s{i}.db").exists():
             assert done.returncode == 0 and "being created" not in done.stderr, done.stderr
+
+
+def test_a_closed_stdout_is_quiet_and_a_finished_run_stays_a_success(setup):
+    path, url, common = setup(trials=3, n_s=50)
+    shell = " ".join
+    run = subprocess.run(
+        [
+            "bash",
+            "-c",
+            shell([*sweep("run", str(path), *common), "| true"]) + "; echo ${PIPESTATUS[0]}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.stdout.strip().splitlines()[-1] == "0", run.stderr
+    assert "Traceback" not in run.stderr and "BrokenPipe" not in run.stderr
+    assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 3
+    for command in (["trials", "e2e"], ["status"], ["trials", "e2e", "--format", "csv"]):
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                shell([*sweep(*command, "--storage", url), "| true"]) + "; echo ${PIPESTATUS[0]}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.stdout.strip().splitlines()[-1] == "0", done.stderr
+        assert done.stderr == "", done.stderr
