@@ -62,14 +62,6 @@ class Split:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
-def default_root() -> Path:
-    """``$SWEEP_DATA_DIR``, else the per-user cache directory."""
-    if env := os.environ.get("SWEEP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lambda-sweep"
-
-
 def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (n, 3072) and labels int64 (n,) from one official pickle file."""
     try:

@@ -187,10 +187,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
     import shutil
 
+    from sweep.portable import console_script
     from sweep.storage import validate_url
 
     url = validate_url(args.storage, create=False)
-    exe = shutil.which("optuna-dashboard")
+    exe = console_script("optuna-dashboard") or shutil.which("optuna-dashboard")
     if exe is None:
         raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
     # Become the dashboard (no child left running when this process is stopped).
@@ -262,8 +263,11 @@ def entry() -> None:
     work is done by then; an interrupt during interpreter shutdown (loky's exit handlers)
     would only print a traceback. A Ctrl-C is also remembered (errors.INTERRUPTED), and one
     that a garbage-collection callback swallows prints nothing there."""
+    from sweep.portable import tolerant_output
+
     signal.signal(signal.SIGINT, _interrupt)
     sys.unraisablehook = _unraisable
+    tolerant_output()
     code = main()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     sys.exit(code)

@@ -38,6 +38,9 @@ def _sigint_held() -> Iterator[None]:
     signal mask survives exec, so a Ctrl-C while a worker imports prints no traceback from
     it, while this process gets a Ctrl-C that came meanwhile as soon as the block ends
     (ignoring the signal instead would lose it here)."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows has no signal masks
+        yield
+        return
     old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

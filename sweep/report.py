@@ -127,7 +127,7 @@ def write_report(
         md += _uncertainty(study, by_name.get(study.spec.parent or ""))
 
     report = out / "report.md"
-    report.write_text("\n".join(md) + "\n")
+    report.write_text("\n".join(md) + "\n", encoding="utf-8")
     return Report(path=report, files=[report, *files])
 
 

@@ -50,7 +50,8 @@ class State:
 
     def __init__(self, path: Path):
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        text = path.read_text(encoding="utf-8") if path.is_file() else "{}"
+        self.data: dict[str, Any] = json.loads(text)
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.data.get(name)
@@ -58,7 +59,7 @@ class State:
     def put(self, name: str, value: dict[str, Any]) -> None:
         self.data[name] = value
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
         os.replace(tmp, self.path)
 
 
@@ -161,7 +162,7 @@ def reproduce(
         "stage_seconds": stage_seconds,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 

@@ -10,7 +10,6 @@ run at once on one storage.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import time
 import zlib
@@ -24,6 +23,7 @@ from sweep import datacache, pool
 from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
+from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.storage import resolve_url, retrying, unreachable, validate_url
@@ -131,10 +131,11 @@ def _prepare_data(
 
 
 def _resume_command(name: str, url: str, data_dir: str | None) -> str:
+    """The command that resumes the study, quoted for this system's shell."""
     args = ["sweep", "resume", name, "--storage", url]
     if data_dir:
         args += ["--data-dir", str(Path(data_dir).absolute())]
-    return shlex.join(args)
+    return shell_join(args)
 
 
 def run_study(

@@ -135,10 +135,11 @@ def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     df = study_table(study)
     shown = display_table(df, spec.metric, sorted(spec.search))
     paths = [out / "table.csv", out / "table.md", out / "table.tex"]
-    df.to_csv(paths[0], index=False)
-    paths[1].write_text(markdown(shown) + "\n")
+    df.to_csv(paths[0], index=False, encoding="utf-8")
+    paths[1].write_text(markdown(shown) + "\n", encoding="utf-8")
     paths[2].write_text(
-        _latex(shown, caption=f"Study {study.study_name}: {label(spec.metric)} by trial")
+        _latex(shown, caption=f"Study {study.study_name}: {label(spec.metric)} by trial"),
+        encoding="utf-8",
     )
     return paths
 
