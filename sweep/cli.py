@@ -183,6 +183,13 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from sweep.starter import init
+
+    print(init(args.dir).text())
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import os
     import shutil
@@ -231,6 +238,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "table": cmd_table,
     "report": cmd_report,
     "reproduce": cmd_reproduce,
+    "init": cmd_init,
     "dashboard": cmd_dashboard,
     "gradcheck": cmd_gradcheck,
 }

@@ -23,6 +23,7 @@ from sweep import datacache, pool
 from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
+from sweep.parent import run_parent_first
 from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
@@ -165,7 +166,7 @@ def run_study(
         if spec.parent:  # a fine stage's parent must already be in the storage
             raise StudyNotFound(
                 f"the fine stage narrows from study {spec.parent!r}, which is not in the "
-                f"storage {resolve_url(storage_url)}; run it first"
+                f"storage {resolve_url(storage_url)}; {run_parent_first(spec)}"
             ) from None
         raise
     check_jobs(jobs, oversubscribe)
