@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from sweep import __version__
+
 
 def _at_least(minimum: int, words: str):
     """An argparse type: a whole number >= minimum ("must be " + words otherwise)."""
@@ -52,6 +54,7 @@ def build_parser() -> _Parser:
         description="Coarse-to-fine lambda sweeps for a two-layer numpy network on CIFAR-10.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parser.commands = {}

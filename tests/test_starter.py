@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import sweep
 from sweep import starter
 from sweep.cli import main
 from sweep.errors import StudyFileError, SweepError
@@ -93,3 +94,13 @@ def test_run_errors_point_at_files_the_user_has(tmp_path, capsys):
     assert main(["run", str(tmp_path / "examples/synthetic/fine.toml"), "--storage", url]) == 2
     err = capsys.readouterr().err
     assert f"run it first: sweep run {tmp_path / 'examples/synthetic/coarse.toml'}" in err
+
+
+def test_version_is_one_source(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out == f"sweep {sweep.__version__}\n"
+    assert sweep.__version__ == "0.3.0"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
+    assert attr == "sweep.__version__"
