@@ -4,6 +4,9 @@ version, and our `core` against other packages of that name."""
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -104,3 +107,41 @@ def test_version_is_one_source(capsys):
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     attr = project["tool"]["setuptools"]["dynamic"]["version"]["attr"]
     assert attr == "sweep.__version__"
+
+
+@pytest.mark.parametrize("shape", ["core.py", "core/__init__.py"])
+def test_another_core_cannot_stand_in_for_ours(tmp_path, shape):
+    (tmp_path / shape).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / shape).write_text("print('their core ran')\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sweep"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"ImportError: lambda-sweep needs its own package 'core' ({ROOT / 'core'}), but "
+        f"Python imports another one ({tmp_path / shape}): rename or move that core (or take "
+        "it off PYTHONPATH), or reinstall lambda-sweep if another distribution's core was "
+        "installed over it"
+    )
+    assert "their core ran" not in proc.stdout  # refused without running it
+
+
+def test_a_foreign_core_installed_over_ours_is_refused(tmp_path):
+    """Our place, another distribution's content (pip merges two `core` packages)."""
+    shutil.copytree(ROOT / "sweep", tmp_path / "site" / "sweep")
+    shutil.copytree(ROOT / "core", tmp_path / "site" / "core")
+    (tmp_path / "site" / "core" / "__init__.py").write_text("", encoding="utf-8")  # theirs
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sweep"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "needs its own package 'core'" in proc.stderr
