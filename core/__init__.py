@@ -6,4 +6,8 @@ or the network.
 
 from core.errors import ConfigError, CoreError, DataError, DivergedError
 
+# Which distribution this `core` belongs to: sweep/__init__.py checks it, since other
+# projects name packages `core` too.
+__distribution__ = "lambda-sweep"
+
 __all__ = ["ConfigError", "CoreError", "DataError", "DivergedError"]

@@ -5,6 +5,7 @@ The only module of the core that touches files or the network.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import pickle
@@ -60,14 +61,6 @@ class Split:
     @property
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
-
-
-def default_root() -> Path:
-    """``$SWEEP_DATA_DIR``, else the per-user cache directory."""
-    if env := os.environ.get("SWEEP_DATA_DIR"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "lambda-sweep"
 
 
 def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -246,7 +239,7 @@ def _extract(archive: Path, root: Path) -> None:
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
-                tar.extractall(staging, filter="data")
+                extract_safely(tar, staging)
         except (tarfile.TarError, OSError, EOFError) as exc:
             raise DataError(f"cannot extract {archive} ({exc}); delete it and run again") from None
         if not (staging / FOLDER).is_dir():
@@ -254,3 +247,55 @@ def _extract(archive: Path, root: Path) -> None:
         os.replace(staging / FOLDER, root / FOLDER)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def extract_safely(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract ``tar`` into ``dest`` with nothing written outside it.
+
+    Python 3.11.4+ (and 3.12+) do it with tarfile's "data" filter. Older ones (Debian 12
+    ships 3.11.2) have no ``filter`` argument and raise TypeError: then every member is
+    checked first, the way that filter checks it, and the archive is refused as a whole
+    if one fails (tarfile.TarError, which _extract turns into a DataError).
+    """
+    try:
+        tar.extractall(dest, filter="data")
+    except TypeError as exc:
+        if "filter" not in str(exc):
+            raise
+        tar.extractall(dest, members=checked_members(tar, dest))
+
+
+def checked_members(tar: tarfile.TarFile, dest: Path) -> list[tarfile.TarInfo]:
+    """The members of ``tar``, each refused (tarfile.TarError naming it) if it would land
+    outside ``dest`` (an absolute name, ``..``, a link pointing outside) or is a device or
+    FIFO; permissions lose set-id and group/other write bits, as the "data" filter does."""
+    root = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        try:
+            return os.path.commonpath([root, os.path.realpath(path)]) == root
+        except ValueError:  # Windows: another drive
+            return False
+
+    members = []
+    for member in tar.getmembers():
+        name = member.name
+        if os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in Path(name).parts:
+            raise tarfile.TarError(f"unsafe member {name!r} (absolute or with ..)")
+        if not inside(os.path.join(root, name)):
+            raise tarfile.TarError(f"member {name!r} would be written outside the folder")
+        if member.isdev():  # character and block devices, FIFOs
+            raise tarfile.TarError(f"member {name!r} is a device or FIFO")
+        if member.issym() or member.islnk():
+            target = member.linkname
+            # A symlink's target is relative to its own folder, a hard link's to the root.
+            base = os.path.dirname(os.path.join(root, name)) if member.issym() else root
+            if os.path.isabs(target) or not inside(os.path.join(base, target)):
+                raise tarfile.TarError(f"link {name!r} points outside the folder ({target!r})")
+        member = copy.copy(member)
+        if member.isreg() or member.isdir():
+            member.mode = member.mode & 0o755
+        if hasattr(os, "geteuid"):  # as root, tarfile would give files the archive's owner
+            member.uid, member.gid, member.uname, member.gname = os.geteuid(), os.getegid(), "", ""
+        members.append(member)
+    return members

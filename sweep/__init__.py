@@ -1,8 +1,38 @@
 """lambda-sweep orchestration: study files, Optuna objective and storage, workers, reports, CLI."""
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib.util
+from pathlib import Path
 
-try:
-    __version__ = version("lambda-sweep")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+# The one place the version is written: pyproject.toml reads it from here
+# ([tool.setuptools.dynamic]), `sweep --version` prints it.
+__version__ = "0.3.0"
+
+
+def _check_core() -> None:
+    """Make sure `core` is this distribution's own package.
+
+    The design names the numpy core's import package plain `core`, a name other
+    projects use too: a core.py or core/ in the working folder (python -m, notebooks), on
+    PYTHONPATH, or another distribution's `core` installed over ours would be imported in
+    its place and fail somewhere deep inside a trial. Ours sits beside this package (in a
+    wheel, an editable install or a checkout alike); anything else is refused here, at
+    import, with the place it was found. find_spec reads where `core` would come from
+    without running it (or returns the module already imported).
+    """
+    ours = Path(__file__).resolve().parent.parent / "core" / "__init__.py"
+    spec = importlib.util.find_spec("core")
+    origin = Path(spec.origin).resolve() if spec and spec.origin else None
+    if origin == ours:
+        import core  # ours by place; by content too, unless another `core` was installed over it
+
+        if getattr(core, "__distribution__", None) == "lambda-sweep":
+            return
+    where = origin or (list(spec.submodule_search_locations or []) if spec else "nowhere")
+    raise ImportError(
+        f"lambda-sweep needs its own package 'core' ({ours.parent}), but Python imports "
+        f"another one ({where}): rename or move that core (or take it off PYTHONPATH), "
+        "or reinstall lambda-sweep if another distribution's core was installed over it"
+    )
+
+
+_check_core()

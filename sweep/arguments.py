@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from sweep import __version__
+
 
 def _at_least(minimum: int, words: str):
     """An argparse type: a whole number >= minimum ("must be " + words otherwise)."""
@@ -61,6 +63,7 @@ def build_parser() -> _Parser:
         description="Coarse-to-fine lambda sweeps for a two-layer numpy network on CIFAR-10.",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"sweep {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     parser.commands = {}
@@ -102,7 +105,7 @@ def build_parser() -> _Parser:
     OBJECTIVE_DIR = "folder holding the study's objective file (default: beside the study file)"
 
     p = command("run", "create or load a study and run trials until its target")
-    p.add_argument("study_file", help="a study file, e.g. studies/coarse.toml")
+    p.add_argument("study_file", help="a study file (`sweep init` writes some to start from)")
     p.add_argument(
         "--jobs",
         type=_count,
@@ -196,7 +199,17 @@ def build_parser() -> _Parser:
     p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
-    p.add_argument("--studies", help="folder with coarse.toml and fine.toml (default studies/)")
+    p.add_argument(
+        "--studies", help="folder with coarse.toml and fine.toml (default: the seed's, shipped)"
+    )
+
+    p = command("init", "copy the seed's study files and an example into a folder to edit")
+    p.add_argument(
+        "dir",
+        nargs="?",
+        default=".",
+        help="where studies/ and examples/synthetic/ go (default: here); never overwrites",
+    )
 
     p = command("dashboard", "open optuna-dashboard on the study storage")
     p.add_argument("--storage", help=storage_help)

@@ -184,15 +184,23 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from sweep.starter import init
+
+    print(init(args.dir).text())
+    return 0
+
+
 def cmd_dashboard(args: argparse.Namespace) -> int:
     import shutil
     import socket
 
+    from sweep.portable import console_script
     from sweep.storage import open_storage, validate_url
 
     url = validate_url(args.storage, create=False)
     open_storage(url, read_only=True)  # an unreachable server is one line here, not there
-    exe = shutil.which("optuna-dashboard")
+    exe = console_script("optuna-dashboard") or shutil.which("optuna-dashboard")
     if exe is None:
         raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
     with socket.socket() as probe:
@@ -237,6 +245,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "table": cmd_table,
     "report": cmd_report,
     "reproduce": cmd_reproduce,
+    "init": cmd_init,
     "dashboard": cmd_dashboard,
     "gradcheck": cmd_gradcheck,
 }
@@ -273,8 +282,11 @@ def entry() -> None:
     during interpreter shutdown (loky's exit handlers) would only print a traceback. One
     that a garbage-collection callback swallows prints nothing there (signals.STOP keeps
     it)."""
+    from sweep.portable import tolerant_output
+
     signals.install()
     sys.unraisablehook = _unraisable
+    tolerant_output()
     code = main()
     signals.ignore_all()
     try:

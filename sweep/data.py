@@ -1,4 +1,8 @@
-"""Find (or download) CIFAR-10 for the CLI, with a progress bar on a terminal."""
+"""Find (or download) CIFAR-10 for the CLI, with a progress bar on a terminal.
+
+Where: ``--data-dir``, else ``$SWEEP_DATA_DIR``, else the per-user cache folder (see
+default_root). core.data only takes a folder; where a user's data lives is decided here.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,30 @@ import sys
 from pathlib import Path
 
 from core import data
+from sweep.portable import user_cache_dir
 
 
 def resolve_root(data_dir: str | Path | None) -> Path:
     """``--data-dir``, else ``$SWEEP_DATA_DIR``, else the per-user cache directory."""
-    return Path(data_dir).expanduser() if data_dir else data.default_root()
+    return Path(data_dir).expanduser() if data_dir else default_root()
+
+
+def default_root() -> Path:
+    """``$SWEEP_DATA_DIR``, else the per-user cache folder of this system
+    (sweep.portable.user_cache_dir), else the old ~/.cache/lambda-sweep when only that one
+    holds the data (macOS and Windows users of version 0.2 keep their download)."""
+    if env := os.environ.get("SWEEP_DATA_DIR"):
+        return Path(env)
+    cache = user_cache_dir()
+    old = old_cache_dir()
+    if not (cache / data.FOLDER).is_dir() and (old / data.FOLDER).is_dir():
+        return old
+    return cache
+
+
+def old_cache_dir() -> Path:
+    """Where versions up to 0.2 kept the data on every system (on Linux the same folder)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lambda-sweep"
 
 
 def ensure_data(data_dir: str | Path | None) -> Path:

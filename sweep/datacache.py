@@ -63,7 +63,7 @@ def fingerprint(root: Path, split: str, dtype: str) -> str:
     cache = root / CACHE
     memo_path = cache / DIGESTS
     try:
-        memo = json.loads(memo_path.read_text())
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         memo = {}
     before = json.dumps(memo, sort_keys=True)
@@ -118,7 +118,7 @@ def _build(s: data.Split, folder: Path, dtype: str) -> None:
             "sizes": s.sizes,
             "bytes": sizes,
         }
-        (staging / "meta.json").write_text(json.dumps(meta))
+        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         with contextlib.suppress(OSError):  # another process may have cached it first
             os.replace(staging, folder)
     finally:
@@ -128,7 +128,7 @@ def _build(s: data.Split, folder: Path, dtype: str) -> None:
 def damage(folder: Path) -> str | None:
     """What is wrong with a cached copy (missing, truncated or unreadable files), or None."""
     try:
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         expected = meta["bytes"]
     except (OSError, ValueError, KeyError, TypeError):
         return "meta.json is missing or unreadable"
@@ -157,7 +157,7 @@ def _discard(folder: Path) -> None:
 
 def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
     os.replace(tmp, path)
 
@@ -170,6 +170,6 @@ def open_split(folder: Path) -> data.Split:
             f"the cached copy {folder} is damaged ({problem}); rerun `sweep run` or "
             "`sweep resume` on this machine to rebuild it"
         )
-    meta = json.loads((folder / "meta.json").read_text())
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in ARRAYS}
     return data.Split(name=meta["split"], validation=meta["validation"], **arrays)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.storages import RDBStorage
@@ -32,7 +34,7 @@ def parent_results(
     if parent_name not in existing:
         raise StudyNotFound(
             f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
-            f"run it first (sweep run with its study file)"
+            + run_parent_first(spec)
         )
     parent = optuna.load_study(study_name=parent_name, storage=storage)
     attrs = parent.user_attrs
@@ -57,6 +59,20 @@ def parent_results(
             "--partial-parent to narrow on what it has"
         )
     return Parent(done, len(trials), target)
+
+
+def run_parent_first(spec: StudyFile) -> str:
+    """What to do when the parent study is missing: the study file beside this one that
+    defines it, if there is one (as in studies/ and examples/), else a general hint."""
+    folder = Path(spec.path).parent
+    for path in sorted(folder.glob("*.toml")):
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):  # not a study file we can read: not the one
+            continue
+        if isinstance(raw.get("study"), dict) and raw["study"].get("name") == spec.parent:
+            return f"run it first: sweep run {path}"
+    return f"run the study file whose [study] name is {spec.parent!r} first (sweep run FILE)"
 
 
 def tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:

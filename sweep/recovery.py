@@ -3,6 +3,7 @@
 A RUNNING trial is recovered (marked FAIL with a reason, its values queued again once) when
 its heartbeat is stale, or when it was started on this host by a process that no longer
 exists, or when it never sent a heartbeat and is older than the grace period.
+Whether a process exists: sweep.portable.pid_alive (psutil, any system).
 """
 
 from __future__ import annotations
@@ -14,23 +15,9 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.portable import pid_alive
 from sweep.storage import GRACE_SECONDS
 from sweep.study import Stored, requeue
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process of this host still runs (a zombie, killed but not reaped, does not)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
 
 
 def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | None:

@@ -14,15 +14,17 @@ import json
 import os
 import time
 from collections.abc import Callable
+from importlib.resources import as_file
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
-import sweep
 from core.gradcheck import check, passed
 from core.training import TrainConfig
 from sweep import studyfile
 from sweep.errors import RunFailed, StudyFileError
 from sweep.runner import RunResult, run_study
+from sweep.starter import seed_studies
 from sweep.train import run_training
 
 EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
@@ -30,19 +32,26 @@ RUNS = {
     "cycle1": dataclasses.replace(EXERCISE, n_s=500, cycles=1),
     "cycle3": dataclasses.replace(EXERCISE, n_s=800, cycles=3),
 }
+STAGES = ("coarse.toml", "fine.toml")
 
 
-def find_studies(studies_dir: str | Path | None) -> Path:
-    """--studies DIR, else the repository's studies/ beside the package, else ./studies."""
-    candidates = (
-        [Path(studies_dir)]
-        if studies_dir
-        else [Path(sweep.__file__).resolve().parent.parent / "studies", Path("studies")]
-    )
-    for folder in candidates:
-        if (folder / "coarse.toml").is_file() and (folder / "fine.toml").is_file():
-            return folder
-    raise StudyFileError(f"no coarse.toml and fine.toml in {candidates[0]}; pass --studies DIR")
+def find_studies(studies_dir: str | Path | None) -> Traversable:
+    """--studies DIR, else the seed's studies shipped with the package (sweep/starter.py)."""
+    folder = Path(studies_dir) if studies_dir else seed_studies()
+    if not all(folder.joinpath(name).is_file() for name in STAGES):
+        where = folder if studies_dir else "this installation of lambda-sweep"
+        raise StudyFileError(f"no coarse.toml and fine.toml in {where}; pass --studies DIR")
+    return folder
+
+
+def load_stages(studies_dir: str | Path | None) -> list[studyfile.StudyFile]:
+    """The coarse and fine study files, parsed (as_file: a zipped package works too)."""
+    folder = find_studies(studies_dir)
+    stages = []
+    for name in STAGES:
+        with as_file(folder.joinpath(name)) as path:
+            stages.append(studyfile.load(path))
+    return stages
 
 
 class State:
@@ -50,7 +59,8 @@ class State:
 
     def __init__(self, path: Path):
         self.path = path
-        self.data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+        text = path.read_text(encoding="utf-8") if path.is_file() else "{}"
+        self.data: dict[str, Any] = json.loads(text)
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.data.get(name)
@@ -58,7 +68,7 @@ class State:
     def put(self, name: str, value: dict[str, Any]) -> None:
         self.data[name] = value
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2))
+        tmp.write_text(json.dumps(self.data, indent=2), encoding="utf-8")
         os.replace(tmp, self.path)
 
 
@@ -92,11 +102,9 @@ def reproduce(
     """
     runs_config = runs or RUNS
     started = time.perf_counter()
+    coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = find_studies(studies_dir)
-    coarse = studyfile.load(folder / "coarse.toml")
-    fine = studyfile.load(folder / "fine.toml")
     url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
     state = State(out / "state.json")
 
@@ -161,7 +169,7 @@ def reproduce(
         "stage_seconds": stage_seconds,
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 

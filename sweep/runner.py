@@ -10,7 +10,6 @@ run at once on one storage.
 from __future__ import annotations
 
 import os
-import shlex
 import socket
 import time
 import zlib
@@ -24,6 +23,8 @@ from sweep import datacache, pool
 from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
+from sweep.parent import run_parent_first
+from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.space import check_grid
@@ -140,7 +141,7 @@ def _resume_command(name: str, url: str, data_dir: str | None) -> str:
     if data_dir:
         args += ["--data-dir", str(Path(data_dir).absolute())]
     hint = " (with the password in place of ***, or the URL in $SWEEP_STORAGE)"
-    return shlex.join(args) + (hint if secret and not given else "")
+    return shell_join(args) + (hint if secret and not given else "")
 
 
 def run_study(
@@ -173,7 +174,7 @@ def run_study(
         if spec.parent:  # a fine stage's parent must already be in the storage
             raise StudyNotFound(
                 f"the fine stage narrows from study {spec.parent!r}, which is not in the "
-                f"storage {resolve_url(storage_url)}; run it first"
+                f"storage {resolve_url(storage_url)}; {run_parent_first(spec)}"
             ) from None
         raise
     check_jobs(jobs, oversubscribe)

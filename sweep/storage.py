@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import sqlite3
@@ -29,6 +28,7 @@ from optuna.trial import FrozenTrial
 
 from sweep import signals
 from sweep.errors import StorageError
+from sweep.portable import FileLock
 
 DEFAULT_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
@@ -71,6 +71,11 @@ def has_password(url: str) -> bool:
 
 def sqlite_path(url: str) -> Path:
     return Path(url.split(":///", 1)[1])
+
+
+def lock_path(url: str) -> Path:
+    """The lock file beside a SQLite database (schema and study locks)."""
+    return Path(str(sqlite_path(url)) + ".lock")
 
 
 def open_storage(
@@ -175,11 +180,10 @@ def _rdb(
 
 @contextlib.contextmanager
 def schema_lock(url: str, engine_kwargs: dict) -> Iterator[None]:
-    """Serialise schema creation between processes (SQLite: an flock beside the file;
+    """Serialise schema creation between processes (SQLite: a file lock beside the file;
     PostgreSQL: an advisory lock, which needs no table)."""
     if url.startswith("sqlite"):
-        with open(str(sqlite_path(url)) + ".lock", "a+b") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+        with FileLock(lock_path(url)):
             yield
         return
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
@@ -329,17 +333,17 @@ class StudyLock:
 
     Workers hold it from checking the counts until their trial is popped; the orchestrator
     holds it while it creates, checks or tops up a study. Without it two processes can both
-    see one trial missing and both add or start one. SQLite: an flock on a file beside the
-    database (workers of one SQLite file share a machine). PostgreSQL: a session advisory
-    lock per study, which works across machines.
+    see one trial missing and both add or start one. SQLite: a file lock beside the
+    database (sweep/portable.py; workers of one SQLite file share a machine). PostgreSQL: a
+    session advisory lock per study, which works across machines.
     """
 
     def __init__(self, storage: RDBStorage, url: str, study_name: str):
-        self._file = None
+        self._file: FileLock | None = None
         self._conn = None
         self._engine = storage.engine
         if url.startswith("sqlite"):
-            self._file = open(str(sqlite_path(url)) + ".lock", "a+b")  # noqa: SIM115
+            self._file = FileLock(lock_path(url))
         else:
             self._key = _lock_key(f"study:{study_name}")
 
@@ -362,11 +366,7 @@ class StudyLock:
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock; with ``wait=False`` only if nobody holds it. Whether it is held."""
         if self._file is not None:
-            try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                return False
-            return True
+            return self._file.acquire(wait)
         if wait:
             self._advisory("pg_advisory_lock")
             return True
@@ -374,7 +374,7 @@ class StudyLock:
 
     def release(self) -> None:
         if self._file is not None:
-            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.release()
         elif self._conn is not None:  # gone with the server: nothing left to release
             with contextlib.suppress(Exception):
                 self._advisory("pg_advisory_unlock")

@@ -174,7 +174,8 @@ def load(path: str | Path, **overrides: Any) -> StudyFile:
         ) from None
     except FileNotFoundError:
         raise StudyFileError(
-            f"study file {path} does not exist; see studies/ for examples"
+            f"study file {path} does not exist; `sweep init DIR` writes the seed's study "
+            "files and an example into DIR to start from"
         ) from None
     except OSError as exc:
         raise StudyFileError(f"cannot read study file {path}: {exc.strerror}") from None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import time
@@ -15,6 +14,7 @@ import numpy as np
 import pytest
 
 from core.data import FOLDER, TEST_BATCH, TRAIN_BATCHES
+from sweep.portable import console_script
 
 
 def write_cifar(
@@ -107,8 +107,10 @@ def pg_url():
 
 
 def sweep(*args: str) -> list[str]:
-    """The real `sweep` command, for tests that run it in a subprocess."""
-    exe = shutil.which("sweep")
+    """The real `sweep` command, for tests that run it in a subprocess: the console script
+    of the environment running the tests (a venv's need not be on PATH, and another
+    environment's `sweep` on PATH would test another copy), else ``python -m sweep.cli``."""
+    exe = console_script("sweep")
     return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
 
 

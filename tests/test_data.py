@@ -132,3 +132,90 @@ def test_archive_put_by_hand_is_used(server, tmp_path):
     (root / data.ARCHIVE).write_bytes(urllib.request.urlopen(url).read())
     data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
     assert (root / data.FOLDER / "test_batch").is_file()
+
+
+# --- safe extraction without tarfile's filter (Python 3.11.0-3.11.3, e.g. Debian 12) -----
+
+
+@pytest.fixture(params=["filter", "no filter"])
+def filtered(request, monkeypatch):
+    """Each test twice: with this Python's tarfile, and with extractall as Python 3.11.2
+    has it (no ``filter`` argument, so a TypeError; nothing filtered)."""
+    if request.param == "no filter" and hasattr(tarfile, "data_filter"):
+        real = tarfile.TarFile.extractall
+
+        def extractall(self, path=".", members=None, *, numeric_owner=False):
+            return real(self, path, members, numeric_owner=numeric_owner, filter="fully_trusted")
+
+        monkeypatch.setattr(tarfile.TarFile, "extractall", extractall)
+    # Whether tarfile's own "data" filter does the checking (on Python 3.11.2 it never does).
+    return request.param == "filter" and hasattr(tarfile, "data_filter")
+
+
+def _by_hand(root: Path, add) -> str:
+    """Put an archive built by ``add(tar)`` at root/cifar-10-python.tar.gz; its md5."""
+    root.mkdir(parents=True)
+    with tarfile.open(root / data.ARCHIVE, "w:gz") as tar:
+        add(tar)
+    return hashlib.md5((root / data.ARCHIVE).read_bytes()).hexdigest()
+
+
+def _member(tar, name, *, kind=tarfile.REGTYPE, link="", payload=b"x", mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode = kind, link, mode
+    info.size = len(payload) if kind == tarfile.REGTYPE else 0
+    tar.addfile(info, io.BytesIO(payload) if kind == tarfile.REGTYPE else None)
+
+
+def test_old_tarfile_still_extracts_the_archive(server, tmp_path, filtered):
+    url, md5 = server
+    root = tmp_path / "cache"
+    assert data.ensure(root, url=url, md5=md5) == root / data.FOLDER
+    assert data.load_split("exercise", root).sizes["train"] == 20
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        {"name": "../escaped"},
+        {"name": "{tmp}/escaped-absolute"},  # an absolute name (tmp_path)
+        {"name": f"{data.FOLDER}/../../escaped"},
+        {"name": f"{data.FOLDER}/link", "kind": tarfile.SYMTYPE, "link": "/etc/passwd"},
+        {"name": f"{data.FOLDER}/link", "kind": tarfile.SYMTYPE, "link": "../../escaped"},
+        {"name": f"{data.FOLDER}/hard", "kind": tarfile.LNKTYPE, "link": "../escaped"},
+        {"name": f"{data.FOLDER}/dev", "kind": tarfile.CHRTYPE},
+        {"name": f"{data.FOLDER}/fifo", "kind": tarfile.FIFOTYPE},
+    ],
+    ids=[
+        "dotdot",
+        "absolute",
+        "nested-dotdot",
+        "abs-symlink",
+        "out-symlink",
+        "out-hardlink",
+        "device",
+        "fifo",
+    ],
+)
+def test_unsafe_members_refuse_the_archive(tmp_path, filtered, member):
+    root = tmp_path / "deep" / "cache"
+    member = {**member, "name": member["name"].format(tmp=tmp_path)}
+    md5 = _by_hand(
+        root, lambda tar: (_member(tar, f"{data.FOLDER}/data_batch_1"), _member(tar, **member))
+    )
+    if member["name"].startswith("/") and filtered:
+        # tarfile's "data" filter strips the leading slash: the file lands inside instead.
+        data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
+    else:
+        with pytest.raises(DataError, match="cannot extract"):
+            data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
+        assert sorted(p.name for p in root.iterdir()) == [data.ARCHIVE]  # no staging left
+    assert sorted(p.name for p in (tmp_path / "deep").iterdir()) == ["cache"]
+    assert not (tmp_path / "escaped-absolute").exists()
+
+
+def test_extracted_files_lose_set_id_and_write_bits(tmp_path, filtered):
+    root = tmp_path / "cache"
+    md5 = _by_hand(root, lambda tar: _member(tar, f"{data.FOLDER}/tool", mode=0o6777))
+    data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
+    assert (root / data.FOLDER / "tool").stat().st_mode & 0o7777 == 0o755
