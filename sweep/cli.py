@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from sweep import signals
 from sweep.arguments import build_parser
 from sweep.console import emit, print_progress, silence
-from sweep.errors import SweepError, explain
+from sweep.errors import explain
 from sweep.output import check_out
 
 
@@ -192,24 +191,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    import shutil
-    import socket
+    from sweep.dashboard import launch
 
-    from sweep.portable import console_script
-    from sweep.storage import open_storage, validate_url
-
-    url = validate_url(args.storage, create=False)
-    open_storage(url, read_only=True)  # an unreachable server is one line here, not there
-    exe = console_script("optuna-dashboard") or shutil.which("optuna-dashboard")
-    if exe is None:
-        raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", args.port))
-        except OSError:
-            raise SweepError(f"port {args.port} is in use; pass another --port") from None
-    # Become the dashboard (no child left running when this process is stopped).
-    os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(args.port)])
+    launch(args.storage, args.port)  # becomes optuna-dashboard: returns only on an error
+    return 0
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

@@ -26,3 +26,23 @@ def params(values: dict[str, Any]) -> str:
     return ", ".join(
         f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in values.items()
     )
+
+
+# The tool's own columns, in tables, `sweep trials` and the figures' data. A searched
+# parameter or a metric of the same name keeps its value under param.NAME / metric.NAME,
+# never over the tool's column (a metric "state" beside the real state).
+TOOL_COLUMNS = frozenset(
+    {"trial", "number", "state", "value", "se", "sd", "tied", "rank", "best", "reason"}
+    | {"seconds", "study", "stage", "best_in_study"}
+)
+
+
+def param_column(name: str) -> str:
+    return f"param.{name}" if name in TOOL_COLUMNS else name
+
+
+def metric_column(name: str, params: list[str] | tuple[str, ...] = ()) -> str:
+    """A metric's column: its name, unless that is a tool column, a parameter's name or
+    looks like one of the sd columns."""
+    clash = name in TOOL_COLUMNS or name in params or name.endswith("_sd")
+    return f"metric.{name}" if clash else name

@@ -14,9 +14,10 @@ from matplotlib.figure import Figure
 from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
+from sweep.display import metric_column, param_column
 from sweep.output import save_figure
 from sweep.studyfile import StudyFile
-from sweep.tables import metric_column, param_column, study_table
+from sweep.tables import study_table
 
 DPI = 120
 

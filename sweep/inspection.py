@@ -15,7 +15,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from sweep.display import label, number, params
+from sweep.display import label, metric_column, number, param_column, params
 from sweep.enqueue import values_of
 from sweep.errors import StudyNotFound
 from sweep.storage import open_storage, resolve_url
@@ -172,8 +172,6 @@ class Trials:
         """One column per searched parameter and per metric (under param.NAME or
         metric.NAME where the name is one of the tool's columns: tables.TOOL_COLUMNS)."""
         import pandas as pd
-
-        from sweep.tables import metric_column, param_column
 
         params = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
         metrics = list(dict.fromkeys(k for r in self.rows for k in r["metrics"]))

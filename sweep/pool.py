@@ -17,8 +17,8 @@ from loky.process_executor import BrokenProcessPool
 
 from sweep import signals
 from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
+from sweep.outage import NO_SPACE, disk_full
 from sweep.recovery import fail_running
-from sweep.storage import NO_SPACE, disk_full
 from sweep.study import Stored
 from sweep.worker import Job, init_process, work
 

@@ -16,8 +16,9 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.portable import pid_alive
+from sweep.queue import requeue
 from sweep.storage import GRACE_SECONDS
-from sweep.study import Stored, requeue
+from sweep.study import Stored
 
 
 def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | None:

@@ -23,13 +23,15 @@ from sweep import datacache, pool
 from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
+from sweep.outage import retrying, unreachable
 from sweep.parent import run_parent_first
 from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
+from sweep.queue import exhausted, top_up
 from sweep.recovery import recover
 from sweep.space import check_grid
-from sweep.storage import has_password, resolve_url, retrying, shown, unreachable, validate_url
-from sweep.study import Stored, exhausted, finished, open_study, prepare, top_up
+from sweep.storage import has_password, resolve_url, shown, validate_url
+from sweep.study import Stored, finished, open_study, prepare
 from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
 

@@ -10,16 +10,13 @@ storage at the same moment (unlocked, they fail with "table already exists").
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import sqlite3
-import time
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import optuna
 import sqlalchemy
@@ -28,6 +25,7 @@ from optuna.trial import FrozenTrial
 
 from sweep import signals
 from sweep.errors import StorageError
+from sweep.outage import first_line
 from sweep.portable import FileLock
 
 DEFAULT_URL = "sqlite:///sweeps.db"
@@ -36,7 +34,6 @@ HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
-T = TypeVar("T")
 
 
 def quiet_optuna() -> None:
@@ -255,73 +252,6 @@ def _need_psycopg() -> None:
         raise StorageError(
             "PostgreSQL needs the psycopg driver: pip install 'lambda-sweep[postgres]'"
         ) from None
-
-
-OUTAGE_SECONDS = float(os.environ.get("SWEEP_OUTAGE_SECONDS", "120"))  # then give up
-
-
-def disk_full(exc: BaseException | None) -> bool:
-    """Whether an exception means the database's disk is full (SQLite: "database or disk
-    is full"; PostgreSQL: SQLSTATE 53100): no retry helps, the user must free space."""
-    seen = 0
-    while exc is not None and seen < 10:
-        text = str(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "disk is full" in text or "No space left on device" in text:
-            return True
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-NO_SPACE = (
-    "no space left on the device that holds the study database; free some space, then "
-    "rerun the command (finished trials are kept)"
-)
-
-
-def unreachable(exc: BaseException | None) -> bool:
-    """Whether an exception means the database cannot be reached right now (a server
-    restart, a dropped connection), as opposed to a bug, bad data or a full disk."""
-    if disk_full(exc):
-        return False
-    seen = 0
-    while exc is not None and seen < 10:
-        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
-        if getattr(exc, "connection_invalidated", False):
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-def retrying(call: Callable[[], T], *, patience: float = OUTAGE_SECONDS) -> T:
-    """``call()``, retried with back-off (0.2 s doubling to 5 s) while the database is
-    unreachable; after ``patience`` seconds a one-line StorageError."""
-    delay, deadline = 0.2, None
-    while True:
-        try:
-            return call()
-        except Exception as exc:
-            if disk_full(exc):
-                raise StorageError(NO_SPACE) from None
-            if not unreachable(exc):
-                raise
-            deadline = deadline or time.monotonic() + patience
-            if time.monotonic() > deadline:
-                raise StorageError(
-                    f"lost the storage for {patience:.0f} s ({first_line(exc)}); "
-                    "rerun the command when the database is back"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _lock_key(name: str) -> int:

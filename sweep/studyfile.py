@@ -119,11 +119,6 @@ class StudyFile:
     def metric(self) -> str:
         return self.objective.metric or "value"
 
-    @property
-    def per_seed_reports(self) -> int | None:
-        """How many times the built-in objective reports per seed (None: unknown)."""
-        return self.train.cycles * self.train.evals_per_cycle if self.train else None
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy, stored with the study so that resume needs no file."""
         return {

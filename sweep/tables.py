@@ -8,32 +8,13 @@ import optuna
 import pandas as pd
 import tabulate
 
-from sweep.display import label, number
+from sweep.display import label, metric_column, number, param_column
 from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
 from sweep.output import latex_escape, markdown_cell, write_text
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
-
-# The tool's own columns, in tables, `sweep trials` and the figures' data. A searched
-# parameter or a metric of the same name keeps its value under param.NAME / metric.NAME,
-# never over the tool's column (a metric "state" beside the real state).
-TOOL_COLUMNS = frozenset(
-    {"trial", "number", "state", "value", "se", "sd", "tied", "rank", "best", "reason"}
-    | {"seconds", "study", "stage", "best_in_study"}
-)
-
-
-def param_column(name: str) -> str:
-    return f"param.{name}" if name in TOOL_COLUMNS else name
-
-
-def metric_column(name: str, params: list[str] | tuple[str, ...] = ()) -> str:
-    """A metric's column: its name, unless that is a tool column, a parameter's name or
-    looks like one of the sd columns."""
-    clash = name in TOOL_COLUMNS or name in params or name.endswith("_sd")
-    return f"metric.{name}" if clash else name
 
 
 def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:

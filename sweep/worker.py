@@ -2,7 +2,7 @@
 
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
-Which trials it takes is sweep/pop.py's job (that is where counts are kept exact). A worker
+Which trials it takes is sweep/queue.py's job (that is where counts are kept exact). A worker
 may pop a pack of trials and train them together (DESIGN.md "Packed trials"); each stays
 its own Optuna trial. Storage calls are retried through a database outage
 (storage.retrying).
@@ -32,10 +32,11 @@ from core.errors import DivergedError
 from sweep import plan, pruning, signals
 from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
-from sweep.pop import Popped, next_trials, refill
+from sweep.outage import disk_full, retrying, unreachable
+from sweep.queue import Popped, next_trials, refill, requeue
 from sweep.recovery import recover, requeue_abandoned
-from sweep.storage import HEARTBEAT_SECONDS, disk_full, quiet_optuna, retrying, unreachable
-from sweep.study import Stored, open_study, requeue
+from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
+from sweep.study import Stored, open_study
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
 # WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle

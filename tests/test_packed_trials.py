@@ -8,7 +8,7 @@ from optuna.trial import TrialState
 
 from sweep import studyfile
 from sweep.cli import main
-from sweep.pop import next_trials
+from sweep.queue import next_trials
 from sweep.runner import run_study
 from sweep.study import open_study, prepare
 from tests.conftest import study_text

@@ -22,8 +22,8 @@ from sweep import plan
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.inspection import reason_of
+from sweep.queue import QUEUE_AHEAD
 from sweep.storage import open_storage
-from sweep.study import QUEUE_AHEAD
 from tests.conftest import children, start, study_text, sweep, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

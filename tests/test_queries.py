@@ -9,7 +9,6 @@ from optuna.trial import TrialState, create_trial
 
 from sweep import studyfile
 from sweep.enqueue import enqueue
-from sweep.pop import pop_waiting
 from sweep.pruning import COUNTED
 from sweep.queries import (
     Queued,
@@ -18,8 +17,9 @@ from sweep.queries import (
     queued_trials,
     values_at_step,
 )
+from sweep.queue import pop_waiting, queue_next
 from sweep.storage import StudyLock, open_storage
-from sweep.study import open_study, prepare, queue_next
+from sweep.study import open_study, prepare
 from tests.conftest import study_text
 
 
@@ -109,7 +109,7 @@ def test_a_claim_that_loses_never_pops_the_trial(tmp_path, url, monkeypatch):
             taken.append(q.number)
         return found
 
-    monkeypatch.setattr("sweep.pop.queued_trials", listed_then_claimed_elsewhere)
+    monkeypatch.setattr("sweep.queue.queued_trials", listed_then_claimed_elsewhere)
     (mine,) = pop_waiting(stored, 1)  # 0 and 1 were lost: 2 or 3 (tried in random order)
     assert taken == [0, 1] and mine.number in (2, 3)
     assert pop_waiting(stored, 1) == []  # the last one was lost too

@@ -81,10 +81,10 @@ def test_readers_never_create_a_database(tmp_path):
 
 
 def _pop_waiting_worker(url: str, errors) -> None:
-    """A worker that pops with sweep.pop.pop_waiting (no study lock) until the queue is
+    """A worker that pops with sweep.queue.pop_waiting (no study lock) until the queue is
     empty, one trial at a time, and tells each."""
     try:
-        from sweep.pop import pop_waiting
+        from sweep.queue import pop_waiting
         from sweep.study import open_study
 
         stored = open_study("queue", url)
@@ -101,7 +101,8 @@ def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp
     # pop_waiting is ask()'s pop without ask()'s fallback of sampling a new trial (why:
     # see its docstring): 8 processes racing over 80 queued trials, 5 rounds.
     from sweep import studyfile
-    from sweep.study import prepare, queue_next
+    from sweep.queue import queue_next
+    from sweep.study import prepare
     from tests.conftest import study_text
 
     (tmp_path / "queue.toml").write_text(

@@ -11,11 +11,11 @@ from optuna.trial import TrialState
 
 from sweep import plan, studyfile
 from sweep.enqueue import MAX_RETRY
-from sweep.pop import pop_waiting
 from sweep.queries import count_states
+from sweep.queue import pending_points, pop_waiting, top_up
 from sweep.recovery import fail_running, recover
 from sweep.storage import open_storage
-from sweep.study import open_study, pending_points, prepare, top_up
+from sweep.study import open_study, prepare
 from tests.conftest import study_text
 
 

@@ -1,9 +1,12 @@
-"""Pop the trials a worker runs: exactly the ones its study still needs.
+"""A study's queue: what is queued (planned values, topped up to exactly what the study is
+missing), how workers pop it, and how a failed trial's values are queued again.
 
 Planned values wait in a queue that holds only trials the study needs (topped up under
-the study lock to exactly what is missing, sweep/study.py: queue_next), so workers pop them
-in parallel without the lock; a sampled trial is checked and created under the lock. A
-worker pops a pack of trials at most its share of what is left (DESIGN.md "Packed trials").
+the study lock to exactly what is missing: `top_up`, `queue_next`), so workers pop them
+in parallel without the lock (`next_trials`, `pop_waiting`); a sampled trial is checked and
+created under the lock. A worker pops a pack of trials at most its share of what is left
+(README "Packed trials"). A trial whose worker is gone is failed and queued again
+(`requeue`).
 """
 
 from __future__ import annotations
@@ -11,12 +14,16 @@ from __future__ import annotations
 import random
 import warnings
 from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
+from sweep import plan
+from sweep.enqueue import MAX_CRASHES, MAX_RETRY, crashes_of, enqueue, enqueue_again, values_of
 from sweep.queries import earlier_holder, queued_trials
-from sweep.study import QUEUE_AHEAD, Stored, finished, missing, queue_next
+from sweep.study import Stored, finished
 from sweep.studyfile import StudyFile
 
 # A point is queued twice only by two top-ups at once (see pop_waiting), each of at most a
@@ -159,3 +166,115 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
         if queued.crashes:
             break
     return popped
+
+
+# --- queueing planned values and failed ones again -------------------------------
+
+
+def missing(stored: Stored, counts: dict[str, int] | None = None) -> int:
+    """How many more trials must be queued or started to reach the target."""
+    c = counts or stored.counts()
+    return max(stored.target - finished(c) - c["RUNNING"] - c["WAITING"], 0)
+
+
+def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
+    """The next ``n`` planned points not yet given to any trial (fewer if a grid runs out).
+
+    A point is an int (index into a seeded sequence) or, for a grid, [j, intervals]
+    (the fraction j / intervals of the range): a grid refined to more points keeps its
+    old points and adds only the new ones.
+    """
+    taken = [t.user_attrs["point"] for t in stored.trials() if "point" in t.user_attrs]
+    if spec.study.sampler == "grid":
+        have = {Fraction(*p) for p in taken if isinstance(p, list)}
+        return [
+            [u.numerator, u.denominator] for u in plan.grid_units(stored.target) if u not in have
+        ][:n]
+    start = max((p for p in taken if isinstance(p, int)), default=-1) + 1
+    return list(range(start, start + n))
+
+
+# Planned values are queued at most this many ahead of the workers, who queue more as they
+# pop (next_trials). Readers that list a study's unfinished trials through Optuna (top-ups,
+# recovery, the watching orchestrator) pay for every queued one; when pops still went
+# through Optuna's ask, queueing a whole study made each pop cost O(trials) (bench/scale.py,
+# 16 workers, 0.5-s trials: 400 queued at once -> 0.67 of their time inside trials).
+QUEUE_AHEAD = 16
+
+
+def top_up(stored: Stored, spec: StudyFile) -> int:
+    """Enqueue the next planned points, up to QUEUE_AHEAD waiting, so that the queue covers
+    the missing trials (workers queue the rest as they pop: `queue_next`).
+
+    Runs under the study lock, as workers' check-and-pop does, so exactly the missing
+    points are queued whatever other orchestrators and workers do meanwhile.
+    Returns how many points were enqueued.
+    """
+    if spec.study.sampler not in plan.PLANNED:
+        return 0
+    with stored.locked():
+        return queue_next(stored, spec)
+
+
+def queue_next(
+    stored: Stored,
+    spec: StudyFile,
+    counts: dict[str, int] | None = None,
+    *,
+    replace: bool = True,
+    ahead: int = QUEUE_AHEAD,
+) -> int:
+    """The unlocked step of `top_up`, for a caller that holds the study lock already.
+    Without ``replace`` only the first ``target`` points are queued: new points for failed
+    trials are the orchestrator's to queue (it stops a study whose trials keep failing)."""
+    c = counts or stored.counts()
+    n = min(missing(stored, c), ahead - c["WAITING"])
+    if n <= 0:
+        return 0
+    points = pending_points(stored, spec, n)
+    if not replace:
+        target = stored.target
+        points = [p for p in points if not isinstance(p, int) or p < target]
+    space = stored.space(spec)
+    distributions = {name: dim.distribution() for name, dim in space.items()}
+    for p in points:
+        values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
+        enqueue(stored.study, values, distributions, {"point": p, "values": values})
+    return len(points)
+
+
+def exhausted(stored: Stored, spec: StudyFile) -> bool:
+    """A grid whose every point has been given to a trial: nothing more can be queued."""
+    return spec.study.sampler == "grid" and not pending_points(stored, spec, 1)
+
+
+# --- failing and re-queueing -----------------------------------------------------------
+
+
+def requeue(
+    stored: Stored, trial: FrozenTrial, reason: str, *, crashed: bool, proven: bool = False
+) -> bool:
+    """Fail a RUNNING trial whose worker is gone and queue its values again.
+
+    ``crashed``: its process died (it then runs alone next time); ``proven``: it was
+    running alone, so its values killed it. See sweep/enqueue.py MAX_CRASHES and
+    MAX_RETRY for when its values are not run again. Returns False when another process
+    finished or recovered it first.
+    """
+    trial_id = stored.storage.get_trial_id_from_study_id_trial_number(stored.study_id, trial.number)
+    deaths = crashes_of(trial) + int(crashed)
+    if proven and deaths >= MAX_CRASHES:
+        reason += f"; its values have ended their process {MAX_CRASHES} times: not run again"
+    elif deaths > MAX_RETRY:
+        reason += f"; its values ran {deaths} times without an end: not run again"
+    final = (proven and deaths >= MAX_CRASHES) or deaths > MAX_RETRY
+    try:
+        stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        if values_of(trial) and not final:  # not a failure of its values: they run again
+            stored.storage.set_trial_user_attr(trial_id, "requeued", True)
+        if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    enqueue_again(stored.study, trial, crashed=crashed, final=final)
+    return True

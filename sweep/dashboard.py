@@ -1,0 +1,28 @@
+"""`sweep dashboard`: optuna-dashboard on a study storage, checked first."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+from sweep.errors import SweepError
+from sweep.portable import console_script
+from sweep.storage import open_storage, validate_url
+
+
+def launch(storage: str | None, port: int) -> None:
+    """Check the storage and the port, then become optuna-dashboard on 127.0.0.1:port."""
+
+    url = validate_url(storage, create=False)
+    open_storage(url, read_only=True)  # an unreachable server is one line here, not there
+    exe = console_script("optuna-dashboard") or shutil.which("optuna-dashboard")
+    if exe is None:
+        raise SweepError("optuna-dashboard is not installed: pip install 'lambda-sweep[dashboard]'")
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            raise SweepError(f"port {port} is in use; pass another --port") from None
+    # Become the dashboard (no child left running when this process is stopped).
+    os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(port)])
