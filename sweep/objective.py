@@ -211,9 +211,10 @@ class Objective:
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)
             seconds = time.perf_counter() - started
             for i, member, out in zip(live, ctx.members, outs, strict=True):
+                if isinstance(out, BaseException):  # already the trial's failure (_call)
+                    ended[i] = out
+                    continue
                 try:
-                    if isinstance(out, BaseException):
-                        raise out
                     seeds[i].add(
                         metrics_of(out, self.spec.objective.metric),
                         member,
