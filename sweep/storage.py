@@ -27,7 +27,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep import signals
+from sweep import connections, signals
 from sweep.errors import StorageError
 
 DEFAULT_URL = "sqlite:///sweeps.db"
@@ -112,6 +112,8 @@ def open_storage(
                 f"{sqlite_path(url)} is not a usable study database ({first_line(exc)}); "
                 "pass another --storage"
             ) from None
+        if connections.too_many(exc):
+            raise StorageError(connections.message(first_line(exc))) from None
         raise StorageError(f"cannot reach the PostgreSQL storage: {first_line(exc)}") from None
     if sqlite and not read_only:
         _begin_immediate(storage.engine)
@@ -307,6 +309,8 @@ def retrying(call: Callable[[], T], *, patience: float = OUTAGE_SECONDS) -> T:
                 raise
             deadline = deadline or time.monotonic() + patience
             if time.monotonic() > deadline:
+                if connections.too_many(exc):
+                    raise StorageError(connections.message(first_line(exc))) from None
                 raise StorageError(
                     f"lost the storage for {patience:.0f} s ({first_line(exc)}); "
                     "rerun the command when the database is back"
