@@ -6,6 +6,7 @@ Only argparse here; what each command does is in sweep/cli.py (and the library b
 from __future__ import annotations
 
 import argparse
+import time
 
 from sweep import __version__
 
@@ -45,6 +46,59 @@ def _float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
+def _duration(text: str) -> float:
+    from sweep.budget import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _gpus(text: str) -> tuple[str, ...]:
+    from sweep.devices import parse_gpus
+
+    try:
+        return parse_gpus(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cluster_options(p: argparse.ArgumentParser) -> None:
+    """--time-limit, --gpus and --workers-per-gpu (`run` and `worker`)."""
+    p.add_argument(
+        "--time-limit",
+        type=_duration,
+        metavar="DURATION",
+        help="start no trial that would end after this (seconds, or 90s, 10m, 2h; also "
+        "the job's end time, SLURM_JOB_END_TIME); running trials finish, exit 0",
+    )
+    p.add_argument(
+        "--gpus",
+        type=_gpus,
+        default=(),
+        metavar="LIST",
+        help="devices for the local workers, e.g. 0,1, or auto (CUDA_VISIBLE_DEVICES): "
+        "each worker process sees one through CUDA_VISIBLE_DEVICES (ctx.device)",
+    )
+    p.add_argument(
+        "--workers-per-gpu",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="workers sharing one device (default 1); --jobs <= devices x N",
+    )
+
+
+def cluster_options(args: argparse.Namespace) -> dict:
+    """The parsed --time-limit, --gpus and --workers-per-gpu, as run_study and join_study
+    take them."""
+    limit = args.time_limit
+    if limit is not None:  # counted from the command's start, not after its imports
+        limit -= time.time() - args.started
+    return {"time_limit": limit, "gpus": args.gpus, "workers_per_gpu": args.workers_per_gpu}
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors and exit code 2, like every other bad input.
 
@@ -55,6 +109,12 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
+def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
+    """Parse ``argv``, noting when (a --time-limit counts from then)."""
+    started = time.time()
+    return parser.parse_args(argv, namespace=argparse.Namespace(started=started))
 
 
 def build_parser() -> _Parser:
@@ -130,6 +190,7 @@ def build_parser() -> _Parser:
         action="store_true",
         help="let a fine stage narrow on a parent study that has not reached its target",
     )
+    _cluster_options(p)
 
     p = command("resume", "recover dead trials and top a study up to its target")
     p.add_argument("study", help="study name")
@@ -163,6 +224,7 @@ def build_parser() -> _Parser:
     )
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
+    _cluster_options(p)
 
     p = command("status", "every study: stage, target, counts, best, range")
     p.add_argument("--storage", help=storage_help)

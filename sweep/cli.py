@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from sweep import signals
-from sweep.arguments import build_parser
+from sweep.arguments import build_parser, cluster_options, parse
 from sweep.console import emit, print_progress, silence
 from sweep.errors import explain
 from sweep.output import check_out
@@ -70,6 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
         partial_parent=args.partial_parent,
+        **cluster_options(args),
     )
     _print_run(result, args.out, args.storage)
     return 0
@@ -95,7 +96,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from sweep.runner import join_study
 
-    ran = join_study(
+    ran, why = join_study(
         args.study,
         storage_url=args.storage,
         jobs=args.jobs,
@@ -103,7 +104,10 @@ def cmd_worker(args: argparse.Namespace) -> int:
         threads=args.threads,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
+        **cluster_options(args),
     )
+    if why:
+        print(f"worker stops: {why}; the study's other trials can run later", flush=True)
     print(f"worker done: ran {ran} trial(s) of {args.study!r}")
     return 0
 
@@ -239,7 +243,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = parse(parser, argv)
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return int(exc.code or 0)
     try:

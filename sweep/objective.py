@@ -79,14 +79,23 @@ def _exit_guard() -> Iterator[None]:
 
 
 class Context:
-    """What a function gets besides its params: ``report``, ``data_dir`` and ``trial``."""
+    """What a function gets besides its params: ``report``, ``data_dir``, ``trial`` and
+    ``device`` (the GPU this worker process sees as its only one, with --gpus; else None)."""
 
-    def __init__(self, trial: optuna.Trial, repeat: int, seed: int, data_dir: str | None):
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        repeat: int,
+        seed: int,
+        data_dir: str | None,
+        device: str | None = None,
+    ):
         self._trial = trial
         self._offset = repeat * STEP_STRIDE
         self._seed = seed
         self.trial = trial.number
         self.data_dir = data_dir
+        self.device = device
         self.curves: dict[str, list[float]] = {}
         self.outcomes: np.ndarray | None = None
         self.timings: dict[str, float] = {}  # optional: where the call's time went
@@ -147,10 +156,11 @@ class PackContext:
     """What a function's list form gets: one Context per member (``ctx.members[i]``), with
     ``report`` and ``keep_outcomes`` taking the member's index first."""
 
-    def __init__(self, members: list[Context], data_dir: str | None):
+    def __init__(self, members: list[Context], data_dir: str | None, device: str | None = None):
         self.members = members
         self.trials = [m.trial for m in members]
         self.data_dir = data_dir
+        self.device = device
         self.timings: dict[str, float] = {}  # shared by the members (one pack, one clock)
 
     def report(self, i: int, step: int, value: float, **more: float) -> None:
@@ -179,8 +189,10 @@ class Objective:
         data_dir: str | None,
         fingerprint: str | None = None,
         many: Callable[..., Any] | None = None,
+        device: str | None = None,
     ):
         self.spec = spec
+        self.device = device  # ctx.device
         self.space = space
         self.function = function
         self.many = many
@@ -205,7 +217,9 @@ class Objective:
                 break
             seed = self.spec.study.seed + r
             ctx = PackContext(
-                [Context(trials[i], r, seed, self.data_dir) for i in live], self.data_dir
+                [Context(trials[i], r, seed, self.data_dir, self.device) for i in live],
+                self.data_dir,
+                self.device,
             )
             started = time.perf_counter()
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)

@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import sqlalchemy
 
+from sweep import connections
 from sweep.errors import StorageError
 
 T = TypeVar("T")
@@ -73,6 +74,8 @@ def retrying(call: Callable[[], T], *, patience: float = OUTAGE_SECONDS) -> T:
                 raise
             deadline = deadline or time.monotonic() + patience
             if time.monotonic() > deadline:
+                if connections.too_many(exc):
+                    raise StorageError(connections.message(first_line(exc))) from None
                 raise StorageError(
                     f"lost the storage for {patience:.0f} s ({first_line(exc)}); "
                     "rerun the command when the database is back"

@@ -103,7 +103,10 @@ def run(
                 raise signals.Stopped  # a Ctrl-C that a callback swallowed
             if on_poll:
                 on_poll()
-        return sum(f.result() for f in futures), None
+        ran = sum(f.result() for f in futures)
+        if job.gpus:  # new processes next round: one that ran two workers holds one device
+            executor.shutdown(wait=True, kill_workers=True)  # (sweep/devices.py)
+        return ran, None
     except KeyboardInterrupt:
         executor.shutdown(wait=True, kill_workers=True)
         raise _stopped(job, stored) from None

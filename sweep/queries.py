@@ -10,6 +10,7 @@ test_study.py for count_states) pins the table and column names on SQLite and Po
 
 from __future__ import annotations
 
+import datetime
 import math
 from typing import Any, NamedTuple
 
@@ -123,3 +124,24 @@ def last_complete_step(storage: RDBStorage, study_id: int, low: int, high: int) 
     with storage.engine.connect() as conn:
         last = conn.execute(query, {"study": study_id, "low": low, "high": high}).scalar()
     return None if last is None else int(last)
+
+
+def recent_durations(storage: RDBStorage, study_id: int, limit: int) -> list[float]:
+    """How long the study's last ``limit`` COMPLETE trials took, from their claim to their
+    end (seconds): what a worker with a deadline expects the next one to take
+    (sweep/budget.py). The members of a pack train together, so each one's time is the
+    pack's. Differences of the worker's own clock, so clocks of other machines do not
+    matter."""
+    query = sqlalchemy.text(
+        "SELECT datetime_start, datetime_complete FROM trials"
+        " WHERE study_id = :id AND state = 'COMPLETE' AND datetime_start IS NOT NULL"
+        " AND datetime_complete IS NOT NULL ORDER BY datetime_complete DESC LIMIT :limit"
+    )
+    with storage.engine.connect() as conn:
+        rows = conn.execute(query, {"id": study_id, "limit": limit}).all()
+    return [(_when(end) - _when(start)).total_seconds() for start, end in rows]
+
+
+def _when(value: Any) -> datetime.datetime:
+    """A datetime column: SQLite hands text back to a textual query, PostgreSQL a datetime."""
+    return value if isinstance(value, datetime.datetime) else datetime.datetime.fromisoformat(value)

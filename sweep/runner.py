@@ -14,13 +14,12 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.data import FOLDER, DataError
-from sweep import datacache, pool
-from sweep.display import label, number, params
+from sweep import budget, datacache, devices, pool
+from sweep.budget import Budget
 from sweep.errors import StorageError, StudyNotFound, SweepError
 from sweep.functions import load_function, pack_size
 from sweep.outage import retrying, unreachable
@@ -29,6 +28,7 @@ from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.queue import exhausted, top_up
 from sweep.recovery import recover
+from sweep.result import RunResult
 from sweep.space import check_grid
 from sweep.storage import has_password, resolve_url, shown, validate_url
 from sweep.study import Stored, finished, open_study, prepare
@@ -36,64 +36,6 @@ from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
-
-
-@dataclass
-class RunResult:
-    study: str
-    stage: str
-    target: int
-    counts: dict[str, int]
-    best_value: float | None
-    best_params: dict[str, Any]
-    ranges: dict[str, tuple[float, float, bool]]
-    notes: list[str]
-    seconds: float
-    metric: str = "val_accuracy"
-    already_done: bool = False
-    tables: list[Path] = field(default_factory=list)
-
-    @classmethod
-    def of(
-        cls, stored: Stored, *, notes: list[str], seconds: float, already_done: bool = False
-    ) -> RunResult:
-        """The result as the storage now holds it."""
-        p = progress(stored)
-        return cls(
-            study=stored.name,
-            stage=stored.attrs.get("stage", "coarse"),
-            target=p.target,
-            counts=p.counts,
-            best_value=p.best_value,
-            best_params=p.best_params or {},
-            ranges=stored.ranges,
-            notes=notes,
-            seconds=seconds,
-            metric=stored.spec.metric,
-            already_done=already_done,
-        )
-
-    def text(self) -> str:
-        if self.already_done:
-            done = self.counts["COMPLETE"] + self.counts["PRUNED"]
-            return (
-                f"study {self.study!r} is already finished: {done}/{self.target} trials "
-                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
-            )
-        c = self.counts
-        lam = self.ranges.get("lambda")
-        lines = [*self.notes]
-        lines.append(
-            f"{self.study} ({self.stage}): {c['COMPLETE'] + c['PRUNED']}/{self.target} "
-            f"finished ({c['COMPLETE']} COMPLETE, {c['PRUNED']} pruned), {c['FAIL']} failed "
-            f"in {self.seconds:.1f} s"
-            + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
-        )
-        if self.best_value is not None:
-            value = number(self.metric, self.best_value)
-            lines.append(f"best: {params(self.best_params)} -> {label(self.metric)} {value}")
-        lines += [f"wrote {path}" for path in self.tables]
-        return "\n".join(lines)
 
 
 def check_jobs(jobs: int, oversubscribe: bool) -> None:
@@ -159,16 +101,23 @@ def run_study(
     oversubscribe: bool = False,
     objective_dir: str | None = None,
     partial_parent: bool = False,
+    time_limit: float | None = None,
+    gpus: tuple[str, ...] = (),
+    workers_per_gpu: int = 1,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
 
     A fine stage whose parent has not reached its target is refused unless
     ``partial_parent``. Each worker gets ``threads`` BLAS threads (default: cores // jobs,
-    so that parallel workers never oversubscribe the machine). Bad input fails before
-    anything is written.
+    so that parallel workers never oversubscribe the machine). With ``time_limit``
+    (seconds; or the job's end time, sweep/budget.py) the workers start no trial that would
+    end after it, and the run stops topping up and returns, resumable. With ``gpus`` each
+    worker process sees one device (sweep/devices.py). Bad input fails before anything is
+    written.
     """
     started = time.perf_counter()
+    limit = Budget.start(time_limit)
     name = spec.study.name
     try:
         url = validate_url(storage_url, create=not spec.parent)
@@ -180,6 +129,7 @@ def run_study(
             ) from None
         raise
     check_jobs(jobs, oversubscribe)
+    devices.check(gpus, workers_per_gpu, jobs)
     target = check_trials(trials or spec.study.trials, "--trials")
     check_grid(spec.study.sampler, target, spec.search, spec.path)
     load_function(spec.objective, objective_dir)  # a missing function fails before writing
@@ -205,6 +155,7 @@ def run_study(
         objective_dir=objective_dir,
         resume_command=_resume_command(name, url, data_dir),
         workers=max(jobs, 1),
+        **_limits(limit, gpus),
     )
     report = _reporter(stored, on_progress)
     try:
@@ -212,6 +163,12 @@ def run_study(
         # At the last progress: finished trials, FAIL count, the study's own failures.
         done, failed, own = finished(c), c["FAIL"], failures(stored)
         while done < target:
+            if why := budget.out_of_time(job, stored):
+                notes.append(
+                    f"run stops: {why}; {done}/{target} trials finished, the rest can run "
+                    f"later: {job.resume_command}"
+                )
+                break
             notes += _round(stored, spec, job, jobs, report, poll)
             c = retrying(stored.counts)
             if finished(c) > done:
@@ -294,14 +251,22 @@ def join_study(
     idle: float = 60.0,
     oversubscribe: bool = False,
     objective_dir: str | None = None,
-) -> int:
-    """`sweep worker`: run trials of an existing study (from any machine) until its target.
+    time_limit: float | None = None,
+    gpus: tuple[str, ...] = (),
+    workers_per_gpu: int = 1,
+) -> tuple[int, str | None]:
+    """`sweep worker`: run trials of an existing study (from any machine) until its target,
+    or until ``time_limit`` (as in run_study) leaves no time for another trial.
 
     With several jobs the trials run in worker processes, as in `sweep run` (a killed one
     is replaced); one job runs in this process (pool.run_here). Returns the number of
-    trials run.
+    trials run and, if the time ran out first, why the worker stopped.
     """
+    limit = Budget.start(time_limit)
     check_jobs(jobs, oversubscribe)
+    devices.check(gpus, workers_per_gpu, jobs)
+    if jobs == 1:  # the trials run in this process: its device before the function loads
+        devices.claim(gpus, 0)
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     spec = stored.spec
@@ -319,19 +284,28 @@ def join_study(
         first_index=_worker_index(),
         idle=idle,
         workers=max(jobs, 1),
+        **_limits(limit, gpus),
     )
     ran = 0
     try:
         if jobs == 1:
-            return pool.run_here(job, stored)
-        while True:
+            ran = pool.run_here(job, stored)
+        while jobs > 1:
             n, crashed = pool.run(job, jobs, stored)
             ran += n
-            if not crashed:
-                return ran
+            if not crashed or budget.out_of_time(job, stored):
+                break
             recover(stored)
+        done = finished(retrying(stored.counts)) >= stored.target
+        return ran, None if done else budget.out_of_time(job, stored)
     finally:
         stored.close()
+
+
+def _limits(limit: Budget | None, gpus: tuple[str, ...]) -> dict[str, Any]:
+    """The Job fields of a time budget and devices."""
+    deadline = {"deadline": limit.deadline, "deadline_by": limit.source} if limit else {}
+    return {**deadline, "gpus": tuple(gpus)}
 
 
 def _worker_index() -> int:

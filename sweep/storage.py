@@ -23,7 +23,7 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep import signals
+from sweep import connections, signals
 from sweep.errors import StorageError
 from sweep.outage import first_line
 from sweep.portable import FileLock
@@ -114,6 +114,8 @@ def open_storage(
                 f"{sqlite_path(url)} is not a usable study database ({first_line(exc)}); "
                 "pass another --storage"
             ) from None
+        if connections.too_many(exc):
+            raise StorageError(connections.message(first_line(exc))) from None
         raise StorageError(f"cannot reach the PostgreSQL storage: {first_line(exc)}") from None
     if sqlite and not read_only:
         _begin_immediate(storage.engine)

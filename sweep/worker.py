@@ -29,7 +29,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import plan, pruning, signals
+from sweep import budget, devices, plan, pruning, signals
 from sweep.functions import load_function, load_many, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.outage import disk_full, retrying, unreachable
@@ -64,6 +64,8 @@ class Heartbeat:
         self._ids = ids
         self._chore = chore
         self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        if devices.mine() is not None:  # --gpus: which device ran the trial
+            self._worker["device"] = devices.mine()
         self._unrecorded = list(ids)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -199,6 +201,9 @@ class Job:
     first_index: int = 0
     idle: float = 0.0
     workers: int = 1  # local workers of this run: a pack takes its share of what is left
+    deadline: float | None = None  # epoch seconds: no trial starts that would end later
+    deadline_by: str = "the time limit"  # what set it (sweep/budget.py)
+    gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
 
 
 def work(job: Job, index: int) -> int:
@@ -211,6 +216,7 @@ def work(job: Job, index: int) -> int:
     Returns the number of trials this worker ran.
     """
     quiet_optuna()
+    devices.claim(job.gpus, index - job.first_index)  # before the function is imported
     stored = open_study(job.study, job.url)
     spec = stored.spec
     objective = _objective(job, stored, index)
@@ -224,6 +230,8 @@ def work(job: Job, index: int) -> int:
             while True:
                 if signals.STOP.is_set():  # a Ctrl-C swallowed in this process (pool.run_here)
                     raise signals.Stopped
+                if job.deadline is not None and budget.out_of_time(job, stored):
+                    break  # the command says why (budget.out_of_time again)
                 while abandoned:
                     retrying(lambda n=abandoned[0]: requeue_abandoned(stored, n))
                     abandoned.pop(0)
@@ -272,7 +280,9 @@ def _objective(job: Job, stored: Stored, index: int) -> Objective:
     function = load_function(spec.objective, job.objective_dir)
     many = load_many(spec.objective, job.objective_dir)
     space = stored.space(spec)
-    return Objective(spec, space, function, job.data_dir, job.fingerprint, many)
+    return Objective(
+        spec, space, function, job.data_dir, job.fingerprint, many, device=devices.mine()
+    )
 
 
 def run_isolated(
@@ -285,7 +295,8 @@ def run_isolated(
     """
     if chore is not None:
         _unless_unreachable(chore)
-    payload = json.dumps({"job": dataclasses.asdict(job), "trial_id": popped.id})
+    given = {"job": dataclasses.asdict(job), "trial_id": popped.id, "device": devices.mine()}
+    payload = json.dumps(given)  # the device is in CUDA_VISIBLE_DEVICES, inherited
     code = "import sys; from sweep.worker import isolated_main; isolated_main(sys.stdin.read())"
     done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
     trial = retrying(lambda: stored.storage.get_trial(popped.id))
@@ -303,6 +314,7 @@ def isolated_main(payload: str) -> None:
     quiet_optuna()
     given = json.loads(payload)
     job = Job(**given["job"])
+    devices.adopt(given["device"])
     stored = open_study(job.study, job.url)
     popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
     with threadpool_limits(limits=job.threads):

@@ -1,0 +1,70 @@
+"""What `sweep run` and `sweep resume` return: a study's counts, best and notes, as the
+storage holds them, and the lines the CLI prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sweep.display import label, number, params
+from sweep.progress import progress
+from sweep.study import Stored
+
+
+@dataclass
+class RunResult:
+    study: str
+    stage: str
+    target: int
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any]
+    ranges: dict[str, tuple[float, float, bool]]
+    notes: list[str]
+    seconds: float
+    metric: str = "val_accuracy"
+    already_done: bool = False
+    tables: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def of(
+        cls, stored: Stored, *, notes: list[str], seconds: float, already_done: bool = False
+    ) -> RunResult:
+        """The result as the storage now holds it."""
+        p = progress(stored)
+        return cls(
+            study=stored.name,
+            stage=stored.attrs.get("stage", "coarse"),
+            target=p.target,
+            counts=p.counts,
+            best_value=p.best_value,
+            best_params=p.best_params or {},
+            ranges=stored.ranges,
+            notes=notes,
+            seconds=seconds,
+            metric=stored.spec.metric,
+            already_done=already_done,
+        )
+
+    def text(self) -> str:
+        if self.already_done:
+            done = self.counts["COMPLETE"] + self.counts["PRUNED"]
+            return (
+                f"study {self.study!r} is already finished: {done}/{self.target} trials "
+                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
+            )
+        c = self.counts
+        lam = self.ranges.get("lambda")
+        lines = [*self.notes]
+        lines.append(
+            f"{self.study} ({self.stage}): {c['COMPLETE'] + c['PRUNED']}/{self.target} "
+            f"finished ({c['COMPLETE']} COMPLETE, {c['PRUNED']} pruned), {c['FAIL']} failed "
+            f"in {self.seconds:.1f} s"
+            + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
+        )
+        if self.best_value is not None:
+            value = number(self.metric, self.best_value)
+            lines.append(f"best: {params(self.best_params)} -> {label(self.metric)} {value}")
+        lines += [f"wrote {path}" for path in self.tables]
+        return "\n".join(lines)
