@@ -39,7 +39,7 @@ def parent_results(
     parent = optuna.load_study(study_name=parent_name, storage=storage)
     attrs = parent.user_attrs
     searched = sorted(StudyFile.from_dict(attrs["spec"]).search) if "spec" in attrs else []
-    if pname not in searched:
+    if "spec" in attrs and pname not in searched:  # (a study made by Optuna alone: unknown)
         raise StudyFileError(
             f"{spec.path}: search.{pname}.narrow_from: study {parent_name!r} does not search "
             f"{pname!r} (it searches {', '.join(searched) or 'nothing'}); narrow from a study "
