@@ -219,3 +219,11 @@ def test_extracted_files_lose_set_id_and_write_bits(tmp_path, filtered):
     md5 = _by_hand(root, lambda tar: _member(tar, f"{data.FOLDER}/tool", mode=0o6777))
     data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
     assert (root / data.FOLDER / "tool").stat().st_mode & 0o7777 == 0o755
+
+
+def test_a_mistyped_data_dir_is_refused_without_creating_it(tmp_path, capsys):
+    from tests.test_cli_errors import check
+
+    missing = tmp_path / "nonexistent" / "x"
+    check(capsys, ["train", "--data-dir", str(missing), "--n-s", "2"], "does not exist")
+    assert not (tmp_path / "nonexistent").exists()
