@@ -175,7 +175,7 @@ def step(
 
     ``mask`` (n, M) is the batch's dropout multiplier (see `forward`), or None.
     Returns each member's batch loss and correct count (before the update), shape (K,).
-    As in `core.training.sgd_step`, the learning rate is folded into the output gradient so
+    As everywhere in this module, the learning rate is folded into the output gradient so
     the wide dW1 comes out of its product already scaled, and L2 is a decay factor.
     """
     n = len(y)

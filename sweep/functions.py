@@ -38,7 +38,7 @@ def load_function(section: ObjectiveSection, objective_dir: str | None = None) -
 
 def load_many(section: ObjectiveSection, objective_dir: str | None = None) -> Function | None:
     """The function's list form, ``<function>_many(params_list, ctx) -> list``, if its file
-    or module defines one: packed trials (DESIGN.md "Packed trials") need it."""
+    or module defines one: packed trials (README "Packed trials") need it."""
     found = getattr(_module(section, objective_dir), section.function + "_many", None)
     return found if callable(found) else None
 

@@ -1,4 +1,4 @@
-"""Open a study storage from a URL, applying the project's storage rules (DESIGN.md).
+"""Open a study storage from a URL, applying the project's storage rules (README, Development).
 
 SQLite: every transaction starts with BEGIN IMMEDIATE (SQLite ignores SELECT ... FOR
 UPDATE, so without it parallel workers pop the same queued trial twice), a busy timeout and

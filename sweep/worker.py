@@ -3,7 +3,7 @@
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
 Which trials it takes is sweep/queue.py's job (that is where counts are kept exact). A worker
-may pop a pack of trials and train them together (DESIGN.md "Packed trials"); each stays
+may pop a pack of trials and train them together (README "Packed trials"); each stays
 its own Optuna trial. Storage calls are retried through a database outage
 (storage.retrying).
 """

@@ -30,7 +30,7 @@ def objective(params, ctx):
 
 
 def objective_many(params_list, ctx):
-    """The list form of `objective` (a pack: DESIGN.md "Packed trials"): one call for
+    """The list form of `objective` (a pack: README "Packed trials"): one call for
     several trials, one result each, in order. A real function trains the members together;
     a member that must stop (ctx.report raises when it is pruned) leaves with its exception
     as its result, and the others go on."""
