@@ -1,4 +1,4 @@
-"""A study as stored: open it, count its trials, create it, top it up, re-queue a trial.
+"""A study as stored: open it, count its trials, create it with its settings and ranges.
 
 Everything a rerun needs lives in the storage (settings, derived ranges, target, the
 planned point of every trial), so any command continues correctly after any crash. Only
