@@ -171,6 +171,7 @@ def test_missing_and_corrupt_data_leave_the_storage_untouched(capsys, tmp_path, 
 
     monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
     (tmp_path / "s.toml").write_text(GOOD)
+    (tmp_path / "nodata").mkdir()  # an existing folder: the download is tried there
     url = f"sqlite:///{tmp_path}/new.db"
     check(
         capsys,

@@ -90,6 +90,7 @@ def test_bad_train_input_is_one_line_and_exit_2(capsys, cifar_dir, argv, message
 
 def test_missing_and_corrupt_data_are_exit_2(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    (tmp_path / "empty").mkdir()  # an existing folder: the download is tried there
     code, _, err = run(capsys, "train", "--data-dir", str(tmp_path / "empty"))
     assert code == 2 and "cannot download CIFAR-10" in err and "by hand" in err
     bad = tmp_path / "bad"

@@ -101,6 +101,7 @@ def test_the_installed_wheel_reproduces_with_its_own_seed_studies(venv, tmp_path
     folder, names = run(python, "-c", code, cwd=tmp_path).splitlines()
     assert Path(folder).resolve().is_relative_to(venv.resolve()) and names == "coarse fine"
 
+    (tmp_path / "nodata").mkdir()  # an existing folder: the download is tried there
     proc = subprocess.run(
         [venv / "bin" / "sweep", "reproduce", "--out", "rep", "--data-dir", "nodata"],
         cwd=tmp_path,
