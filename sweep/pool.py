@@ -4,6 +4,12 @@ A worker killed mid-trial (kill -9, out of memory) breaks the pool: the caller r
 the trials and starts new workers, so a crash costs the running trials' progress and
 nothing more. Ctrl-C stops the workers, fails their trials (queued again) and raises
 Interrupted with the exact command that resumes.
+
+Why loky, joblib's process engine, and not joblib.Parallel: the pool starts its processes
+before there is work for them (they import while the orchestrator prepares the data),
+polls the study while they run (progress, recovery) and must tell a worker that died from
+one that finished, to recover its trials and start a new one. Parallel blocks its caller
+until every task is done and offers no call for the other two.
 """
 
 from __future__ import annotations
