@@ -46,6 +46,12 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
 # study stored before them still compares equal to its file.
 LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
+# What a fine stage's narrowed range may not leave (a margin can reach past them).
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "dropout": (0.0, 0.9),
+    "hidden": (1, 2000),
+    "batch_size": (1, None),
+}
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
