@@ -192,11 +192,16 @@ def build_parser() -> _Parser:
     )
 
     p = command("reproduce", "the whole seed study end to end, resumable")
-    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--bonus", action="store_true", help="the bonus search and its final model")
+    p.add_argument("--out", help="output folder (default report/, with --bonus report_bonus/)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
-    p.add_argument("--studies", help="folder with coarse.toml and fine.toml (default studies/)")
+    p.add_argument(
+        "--studies",
+        help="folder with coarse.toml and fine.toml, with --bonus bonus_coarse.toml and "
+        "bonus_fine.toml (default studies/)",
+    )
 
     p = command("dashboard", "open optuna-dashboard on the study storage")
     p.add_argument("--storage", help=storage_help)

@@ -32,17 +32,21 @@ RUNS = {
 }
 
 
-def find_studies(studies_dir: str | Path | None) -> Path:
-    """--studies DIR, else the repository's studies/ beside the package, else ./studies."""
+def find_studies(
+    studies_dir: str | Path | None, names: tuple[str, str] = ("coarse", "fine")
+) -> Path:
+    """--studies DIR, else the repository's studies/ beside the package, else ./studies:
+    the first that holds the two stages' files ``names`` (.toml)."""
     candidates = (
         [Path(studies_dir)]
         if studies_dir
         else [Path(sweep.__file__).resolve().parent.parent / "studies", Path("studies")]
     )
     for folder in candidates:
-        if (folder / "coarse.toml").is_file() and (folder / "fine.toml").is_file():
+        if all((folder / f"{name}.toml").is_file() for name in names):
             return folder
-    raise StudyFileError(f"no coarse.toml and fine.toml in {candidates[0]}; pass --studies DIR")
+    files = " and ".join(f"{name}.toml" for name in names)
+    raise StudyFileError(f"no {files} in {candidates[0]}; pass --studies DIR")
 
 
 class State:
@@ -62,7 +66,7 @@ class State:
         os.replace(tmp, self.path)
 
 
-def _study_summary(r: RunResult) -> dict[str, Any]:
+def study_summary(r: RunResult) -> dict[str, Any]:
     low, high, _ = r.ranges["lambda"]
     return {
         "study": r.study,
@@ -113,7 +117,7 @@ def reproduce(
     )
 
     for name, config in runs_config.items():
-        _train_stage(state, name, config, "exercise", data_dir, out, say)
+        train_stage(state, name, config, "exercise", data_dir, out, say)
 
     for spec in (coarse, fine):
         done = state.get(spec.study.name)
@@ -122,7 +126,7 @@ def reproduce(
             result = run_study(
                 spec, storage_url=url, jobs=jobs, data_dir=data_dir, on_progress=on_progress
             )
-            done = _study_summary(result)
+            done = study_summary(result)
             state.put(spec.study.name, done)
         say(
             f"{spec.study.name}: best lambda {done['best_lambda']:.4g} -> "
@@ -134,7 +138,7 @@ def reproduce(
     final = dataclasses.replace(
         fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed, curves="full"
     )
-    _train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
+    train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}
     gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
@@ -165,7 +169,7 @@ def reproduce(
     return summary
 
 
-def _train_stage(
+def train_stage(
     state: State,
     name: str,
     config: TrainConfig,
