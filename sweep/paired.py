@@ -1,14 +1,15 @@
 """`pruner = "paired"`: stop a trial only when it is significantly worse than the best.
 
-At a few rungs (fractions of a seed's recordings, [study] rungs, default 1/4 and 1/2) each
+At a few rungs (fractions of a seed's recordings: [study] rungs, by default the end of
+every cycle but the last, where the learning rate is at its minimum) each
 trial keeps which validation images it classifies correctly at that recording, as a
 trial user attribute ``outcomes@STEP`` (one bit per image, sweep/uncertainty.py's
 packing; STEP is the Optuna step, so seed r is only ever compared with seed r). The
 built-in objective stores every pack member's bits before any member is judged
 (core.training.train_pack ``on_record``), so a member is compared with its packmates as
 well as with every other trial of the study that reached that step (RUNNING, COMPLETE
-or PRUNED; read with one listing of the study's trials per decision, two decisions per
-trial and seed by default).
+or PRUNED; read with one listing of the study's trials per decision, one decision per
+rung, trial and seed).
 
 The trial is pruned when McNemar's exact test on the images exactly one of the two gets
 right rejects equality with the best at that step at ``level`` (default 0.01, stricter
@@ -28,7 +29,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.uncertainty import discordant, mcnemar_exact, pack, unpack
 
 LEVEL = 0.01
-RUNGS = (0.25, 0.5)
+RUNGS = (0.5,)  # when not given; a study's default is the end of each cycle (StudyFile.rungs)
 PREFIX = "outcomes@"  # + the Optuna step: a trial's per-image outcomes at a rung
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 

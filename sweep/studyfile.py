@@ -78,7 +78,7 @@ class StudySection:
     pack: int | None = None  # trials a worker trains together; None: DEFAULT_PACK if it can
     trial_timeout: float | None = None  # seconds; a trial past it fails (None: no limit)
     prune_level: float = 0.01  # the paired pruner's McNemar level (sweep/paired.py)
-    rungs: tuple[float, ...] = (0.25, 0.5)  # its rungs, as fractions of a seed's recordings
+    rungs: tuple[float, ...] = ()  # its rungs, fractions of a seed's recordings (StudyFile.rungs)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rungs", tuple(self.rungs))  # a list when read back from JSON
@@ -130,6 +130,16 @@ class StudyFile:
     @property
     def metric(self) -> str:
         return self.objective.metric or "value"
+
+    @property
+    def rungs(self) -> tuple[float, ...]:
+        """Where the paired pruner compares: [study] rungs, else the end of every cycle but
+        the last. There the learning rate is at its minimum and the ranking is the final
+        one's (measured, README "Pruning"); at its peak trials rank by eta_max instead."""
+        if self.study.rungs:
+            return self.study.rungs
+        cycles = self.train.cycles if self.train else 1
+        return tuple(k / cycles for k in range(1, cycles))
 
     @property
     def per_seed_reports(self) -> int | None:

@@ -272,7 +272,7 @@ def _objective(job: Job, stored: Stored, index: int) -> Objective:
         stored.storage,
         reports=spec.per_seed_reports,
         level=spec.study.prune_level,
-        rungs=spec.study.rungs,
+        rungs=spec.rungs,
     )
     function = load_function(spec.objective, job.objective_dir)
     many = load_many(spec.objective, job.objective_dir)

@@ -69,14 +69,20 @@ def parse(text: str) -> studyfile.StudyFile:
     return studyfile.parse(tomllib.loads(text))
 
 
-PAIRED = study_text("p", pruner="paired", n_s=20, evals_per_cycle=8)
+# Two cycles of 4 recordings: the default rung is the end of the first, the 4th of 8.
+PAIRED = study_text("p", pruner="paired", n_s=20, evals_per_cycle=4).replace(
+    "cycles = 1", "cycles = 2"
+)
 
 
 def test_the_study_file_keys():
     spec = parse(PAIRED)
-    assert (spec.study.prune_level, spec.study.rungs) == (0.01, (0.25, 0.5))
+    assert (spec.study.prune_level, spec.study.rungs, spec.rungs) == (0.01, (), (0.5,))
+    three = parse(PAIRED.replace("cycles = 2", "cycles = 3"))
+    assert three.rungs == (1 / 3, 2 / 3)  # the ends of cycles 1 and 2
+    assert parse(PAIRED.replace("cycles = 2", "cycles = 1")).rungs == ()  # one cycle: none
     spec = parse(PAIRED.replace('pruner = "paired"', 'pruner = "paired"\nrungs = [0.5, 0.2]'))
-    assert spec.study.rungs == (0.2, 0.5)
+    assert spec.study.rungs == spec.rungs == (0.2, 0.5)
     assert studyfile.StudyFile.from_dict(spec.to_dict()) == spec
     for bad, message in [
         ("prune_level = 0.7", "study.prune_level (0.7) must lie between 0 and 0.5"),
@@ -92,7 +98,7 @@ def test_the_study_file_keys():
 def pack_of(params: list[dict], spec: studyfile.StudyFile, data_dir) -> tuple[list, list]:
     """Train ``params`` as one pack, each member a trial of one in-memory study with the
     paired pruner (no other trials: members are compared with their packmates)."""
-    pruner = paired.PairedPruner(reports=spec.per_seed_reports)
+    pruner = paired.PairedPruner(reports=spec.per_seed_reports, rungs=spec.rungs)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trials = [study.ask() for _ in params]
     ctx = PackContext([Context(t, 0, 3, str(data_dir)) for t in trials], str(data_dir))
@@ -100,14 +106,14 @@ def pack_of(params: list[dict], spec: studyfile.StudyFile, data_dir) -> tuple[li
 
 
 def test_a_member_far_worse_than_its_packmates_leaves_the_pack_and_the_rest_go_on(cifar_dir):
-    spec = parse(PAIRED.replace("cycles = 1", 'cycles = 1\ndtype = "float64"'))
+    spec = parse(PAIRED.replace("cycles = 2", 'cycles = 2\ndtype = "float64"'))
     base = {**spec.fixed, "seed": 3}
     good = {**base, "lambda": 0.001}
     # lambda 8 shrinks the weights by a factor ~0.2 a step: it learns next to nothing.
     outs, trials = pack_of([good, {**base, "lambda": 8.0}, good], spec, cifar_dir)
     assert isinstance(outs[1], optuna.TrialPruned)
     reason = str(outs[1])
-    assert "at step 10 of seed 3" in reason and "McNemar p = " in reason  # the first rung
+    assert "at step 40 of seed 3" in reason and "McNemar p = " in reason  # the rung
     # Two identical configs are never pruned: they complete, with the results they have
     # trained without the pruned member.
     alone, _ = pack_of([good, good], spec, cifar_dir)
@@ -116,7 +122,7 @@ def test_a_member_far_worse_than_its_packmates_leaves_the_pack_and_the_rest_go_o
         assert got["val_accuracy"] == want["val_accuracy"]
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-9)
     kept = [k for k in trials[0].study.trials[0].user_attrs if k.startswith(paired.PREFIX)]
-    assert kept == [paired.key(10), paired.key(20)]  # recordings 2 and 4 of 8
+    assert kept == [paired.key(40)]  # the end of the first cycle, recording 4 of 8
 
 
 def test_a_paired_study_prunes_the_hopeless_and_completes_the_rest(tmp_path, cifar_dir):
