@@ -148,3 +148,18 @@ def test_a_log_range_end_stays_inside_the_range():
 
     r = Dimension(low=1e-3, high=8.0, log=True)
     assert r.value(1.0) == 8.0 and r.value(0.0) == 1e-3
+
+
+def test_a_retried_trial_does_not_inherit_its_failed_attempts_rung_outcomes():
+    from sweep.enqueue import enqueue_again
+
+    study = optuna.create_study(direction="maximize")
+    dist = optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)
+    t = study.ask({"lambda": dist})
+    t.set_user_attr(paired.key(5), paired.stored(bits(10)))
+    t.set_user_attr("retry", 0)
+    study.tell(t, state=TrialState.FAIL)
+    enqueue_again(study, study.trials[0], crashed=False)
+    again = study.get_trials(states=(TrialState.WAITING,))
+    assert len(again) == 1 and paired.key(5) not in again[0].user_attrs
+    assert again[0].user_attrs["retry"] == 1
