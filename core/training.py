@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from core import augment, pack
+from core.curves import EvalPoint, Running, curve_rows
 from core.errors import ConfigError, DivergedError
 from core.network import CLASSES, Evaluation, Params  # noqa: F401 (CLASSES: v0.2's home)
-from core.pack import Pack
 from core.schedules import SCHEDULES, Schedule, eta
 from core.streams import Draws, initial_pack
 
@@ -90,21 +90,6 @@ class TrainConfig:
         return Schedule(self.schedule, self.eta_min, self.eta_max, max(self.step_size(n_train), 1))
 
 
-@dataclass(frozen=True)
-class EvalPoint:
-    """One row of the learning curves, handed to the evaluation callback."""
-
-    index: int  # 0-based evaluation number
-    step: int  # update steps done so far
-    eta: float
-    train_cost: float
-    train_loss: float
-    train_accuracy: float
-    val_cost: float
-    val_loss: float
-    val_accuracy: float
-
-
 @dataclass
 class TrainResult:
     params: Params
@@ -173,6 +158,7 @@ def train_pack(
     y_val: np.ndarray,
     *,
     on_eval: Callable[[int, EvalPoint], None] | None = None,
+    on_record: Callable[[list[tuple[int, EvalPoint, np.ndarray]]], None] | None = None,
     record: bool = True,
 ) -> list[TrainResult | Exception]:
     """Train K runs that differ only in lambda, schedule, width and dropout side by side
@@ -181,7 +167,9 @@ def train_pack(
     Returns one outcome per config: its TrainResult, or the exception that made it leave
     the pack early: DivergedError when its loss became non-finite, or whatever
     ``on_eval(k, point)`` raised for it (a pruned run). The others go on; ``seconds`` of
-    every result is the pack's wall time.
+    every result is the pack's wall time. ``on_record(rows)``, if given, gets every live
+    member's (k, point, validation outcomes) at each recording before ``on_eval`` judges
+    any of them, so a pruner comparing members with each other sees them all.
     """
     first = configs[0]
     for other in configs[1:]:
@@ -213,7 +201,7 @@ def train_pack(
     eval_seconds = final_eval_seconds = 0.0
     order = draws.permutation()
     next_eval = 0
-    since = [_Running() for _ in configs]  # the batches since the previous recording
+    since = [Running() for _ in configs]  # the batches since the previous recording
     val_correct: list[np.ndarray | None] = [None] * len(configs)  # from the last recording
 
     def leave(gone: dict[int, Exception]) -> None:
@@ -250,7 +238,7 @@ def train_pack(
                 t0 = time.perf_counter()
                 last = next_eval == len(when) - 1
                 cheap = first.curves == "cheap" and not last
-                rows = _record(
+                rows = curve_rows(
                     net,
                     next_eval,
                     step + 1,
@@ -261,10 +249,12 @@ def train_pack(
                     X_val,
                     y_val,
                 )
-                since = [_Running() for _ in configs]
+                since = [Running() for _ in configs]
                 eval_seconds += time.perf_counter() - t0
                 final_eval_seconds = time.perf_counter() - t0 if last else 0.0
                 next_eval += 1
+                if on_record is not None:
+                    on_record([(k, p, c) for k, (p, c) in zip(live, rows, strict=True)])
                 gone: dict[int, Exception] = {}
                 for k, (point, correct) in zip(live, rows, strict=True):
                     for key in CURVE_KEYS:
@@ -292,58 +282,3 @@ def train_pack(
             val_correct=val_correct[k],
         )
     return outcomes  # type: ignore[return-value]
-
-
-@dataclass
-class _Running:
-    """Loss and correct count summed over batches (each batch's loss is a mean)."""
-
-    loss: float = 0.0
-    correct: int = 0
-    images: int = 0
-
-    def add(self, loss: float, correct: int, images: int) -> None:
-        self.loss += loss * images
-        self.correct += correct
-        self.images += images
-
-
-def _record(
-    net: Pack,
-    index: int,
-    step: int,
-    etas: list[float],
-    lams: np.ndarray,
-    running: list[_Running] | None,
-    train_set: tuple[np.ndarray, np.ndarray],
-    X_val: np.ndarray,
-    y_val: np.ndarray,
-) -> list[tuple[EvalPoint, np.ndarray | None]]:
-    """One row of the curves of each member, and which validation images it classifies
-    correctly. The training columns come from ``running`` (the batches since the previous
-    recording) when given, else from the training set in full."""
-    if running is None:
-        tr = pack.evaluate(net, *train_set, lams)
-    else:
-        squares = net.sum_squared_weights()
-        tr = []
-        for j, r in enumerate(running):
-            loss = r.loss / max(r.images, 1)
-            accuracy = r.correct / max(r.images, 1)
-            tr.append(Evaluation(cost=loss + lams[j] * squares[j], loss=loss, accuracy=accuracy))
-    va = pack.evaluate(net, X_val, y_val, lams) if len(y_val) else tr
-    rows = []
-    for j in range(net.size):
-        point = EvalPoint(
-            index=index,
-            step=step,
-            eta=etas[j],
-            train_cost=tr[j].cost,
-            train_loss=tr[j].loss,
-            train_accuracy=tr[j].accuracy,
-            val_cost=va[j].cost,
-            val_loss=va[j].loss,
-            val_accuracy=va[j].accuracy,
-        )
-        rows.append((point, va[j].correct))
-    return rows

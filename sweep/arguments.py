@@ -257,12 +257,15 @@ def build_parser() -> _Parser:
     )
 
     p = command("reproduce", "the whole seed study end to end, resumable")
-    p.add_argument("--out", default="report", help="output folder (default report/)")
+    p.add_argument("--bonus", action="store_true", help="the bonus search and its final model")
+    p.add_argument("--out", help="output folder (default report/, with --bonus report_bonus/)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
     p.add_argument(
-        "--studies", help="folder with coarse.toml and fine.toml (default: the seed's, shipped)"
+        "--studies",
+        help="folder with coarse.toml and fine.toml, with --bonus bonus_coarse.toml and "
+        "bonus_fine.toml (default: the seed's, shipped with the package)",
     )
 
     p = command("init", "copy the seed's study files and an example into a folder to edit")

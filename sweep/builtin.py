@@ -40,6 +40,7 @@ def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
         ctx,
         report=lambda _k, *point, **more: ctx.report(*point, **more),
         keep=lambda _k, correct: ctx.keep_outcomes(correct),
+        keep_at=lambda _k, step, correct: ctx.keep_step_outcomes(step, correct),
     )
     if isinstance(out, Exception):
         raise out
@@ -69,6 +70,7 @@ def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]
             ctx,
             report=lambda k, *point, g=g, **more: ctx.report(g[k], *point, **more),
             keep=lambda k, correct, g=g: ctx.keep_outcomes(g[k], correct),
+            keep_at=lambda k, step, correct, g=g: ctx.keep_step_outcomes(g[k], step, correct),
         )
         for i, result in zip(g, results, strict=True):
             out[i] = result
@@ -81,9 +83,10 @@ def _train(
     ctx: Any,
     report: Callable[..., None],
     keep: Callable[[int, Any], None],
+    keep_at: Callable[[int, int, Any], None],
 ) -> list[Outcome]:
-    """Train the runs as one pack; ``report(k, step, value, **more)`` and ``keep(k, correct)``
-    address member k wherever the caller keeps it."""
+    """Train the runs as one pack; ``report(k, step, value, **more)``, ``keep(k, correct)``
+    and ``keep_at(k, step, correct)`` address member k wherever the caller keeps it."""
     d = cifar10(split, ctx.data_dir, configs[0].dtype)
 
     def on_eval(k: int, p: EvalPoint) -> None:
@@ -99,7 +102,14 @@ def _train(
             val_loss=p.val_loss,
         )
 
-    results = train_pack(configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=on_eval)
+    def on_record(rows: list[tuple[int, EvalPoint, Any]]) -> None:
+        # Every member's outcomes at this recording, before any is judged (paired pruner).
+        for k, p, correct in rows:
+            keep_at(k, p.step, correct)
+
+    results = train_pack(
+        configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=on_eval, on_record=on_record
+    )
     out: list[Outcome] = []
     for k, result in enumerate(results):
         if isinstance(result, Exception):

@@ -162,7 +162,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    args.out = args.out or ("report_bonus" if args.bonus else "report")
     check_out(args.out)
+    from sweep.bonus import reproduce_bonus
     from sweep.reproduce import reproduce
 
     def say(text: str) -> None:
@@ -170,7 +172,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             emit("\r\033[K", sys.stderr, end="")
         emit(text)
 
-    summary = reproduce(
+    summary = (reproduce_bonus if args.bonus else reproduce)(
         out=args.out,
         jobs=args.jobs,
         data_dir=args.data_dir,

@@ -11,6 +11,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import paired
+
 # A value whose trial's process died is queued again, to run alone in a process of its own
 # (sweep/worker.py run_isolated), so that a pack-mate or a neighbour of the culprit is never
 # blamed. It is not run again once it has ended that process MAX_CRASHES times, the last
@@ -59,7 +61,11 @@ def enqueue_again(
     if final or not values_of(trial) or crashes_of(trial) + int(crashed) > MAX_RETRY:
         return
     values = values_of(trial)
-    attrs = {k: v for k, v in trial.user_attrs.items() if k not in ATTEMPT_ATTRS}
+    attrs = {
+        k: v
+        for k, v in trial.user_attrs.items()
+        if k not in ATTEMPT_ATTRS and not k.startswith(paired.PREFIX)  # a rung's: this attempt's
+    }
     retry = int(trial.user_attrs.get("retry", 0)) + 1
     crashes = crashes_of(trial) + int(crashed)
     enqueue(

@@ -27,13 +27,15 @@ def narrow(
     minimize: bool = False,
     is_int: bool = False,
     keep: list[float] | None = None,
+    bounds: tuple[float | None, float | None] = (None, None),
 ) -> Narrowed:
     """Narrow around the ``top_k`` best of ``results`` = [(value searched, score)].
 
     The range is [min, max] of the top_k values, widened by ``margin`` each side. If the
     best value is the smallest (largest) value that was tried, the optimum may lie beyond
     it: the range then extends past it by at least the hull's width plus the margin (and
-    half a decade, or half the span tried), instead of shrinking onto the edge.
+    half a decade, or half the span tried), instead of shrinking onto the edge. ``bounds``
+    keeps the range inside the values the parameter may take (a dropout rate below 0).
     """
     if not results:
         raise ValueError("nothing to narrow from")
@@ -60,4 +62,9 @@ def narrow(
     if is_int:
         low, high = math.floor(low), math.ceil(high)
         high = max(high, low + 1)
+    floor, ceiling = bounds
+    if floor is not None and low < floor:
+        low, note = floor, f"{note}; cut at {floor:g}"
+    if ceiling is not None and high > ceiling:
+        high, note = ceiling, f"{note}; cut at {ceiling:g}"
     return Narrowed(low=low, high=high, note=note)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweep import __version__, pruning, signals
+from sweep import __version__, paired, pruning, signals
 from sweep.space import Dimension
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import pack as pack_bits
@@ -107,6 +107,15 @@ class Context:
         image): kept with the trial, one bit each, to test ties with the best."""
         self.outcomes = np.asarray(correct, dtype=bool)
 
+    def keep_step_outcomes(self, step: int, correct: np.ndarray) -> None:
+        """Which validation images the network classifies correctly at the recording about
+        to be reported at ``step``: stored with the trial when the study's pruner compares
+        trials there (the paired pruner's rungs), else dropped. Call it before ``report``."""
+        pruner = self._trial.study.pruner
+        recording = len(self.curves.get("step", ())) + 1
+        if isinstance(pruner, paired.PairedPruner) and pruner.wants(recording):
+            self._trial.set_user_attr(paired.key(self._offset + int(step)), paired.stored(correct))
+
     def report(self, step: int, value: float, **more: float) -> None:
         """An intermediate value at ``step`` (for pruners and the learning curves); ``more``
         adds other curves. Raises optuna.TrialPruned when the trial should stop."""
@@ -168,6 +177,9 @@ class PackContext:
 
     def keep_outcomes(self, i: int, correct: np.ndarray) -> None:
         self.members[i].keep_outcomes(correct)
+
+    def keep_step_outcomes(self, i: int, step: int, correct: np.ndarray) -> None:
+        self.members[i].keep_step_outcomes(step, correct)
 
 
 Outcome = float | BaseException  # a trial's value, or why it ended without one

@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import queries
+from sweep import paired, queries
 
 MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images
 WARMUP = 0.5  # the first half of each seed's recordings never prunes
@@ -125,15 +125,24 @@ class MedianMarginPruner(optuna.pruners.BasePruner):
         return value > bar.threshold
 
 
-def pruner_for(name: str, storage: BaseStorage | None = None) -> optuna.pruners.BasePruner:
+def pruner_for(
+    name: str,
+    storage: BaseStorage | None = None,
+    *,
+    reports: int | None = None,
+    level: float = paired.LEVEL,
+    rungs: tuple[float, ...] = paired.RUNGS,
+) -> optuna.pruners.BasePruner:
     """The pruner named in a study file, for studies in ``storage`` (the median pruner reads
-    an RDB storage directly: see MedianMarginPruner)."""
+    an RDB storage directly: see MedianMarginPruner). ``reports`` (recordings per seed),
+    ``level`` and ``rungs`` are the paired pruner's ([study] prune_level and rungs)."""
     rdb = storage if isinstance(storage, RDBStorage) else None
     table = {
         "none": optuna.pruners.NopPruner,
         "median": lambda: MedianMarginPruner(storage=rdb),
         # Successive halving by design prunes a fixed share at each rung, good trials too.
         "hyperband": optuna.pruners.HyperbandPruner,
+        "paired": lambda: paired.PairedPruner(reports=reports or 1, level=level, rungs=rungs),
     }
     return table[name]()
 
@@ -142,6 +151,8 @@ def reason(study: optuna.Study, number: int, step: int, value: float, where: str
     """Why a trial was pruned at ``step`` (``where`` says it for the user, e.g. the seed
     and update step)."""
     pruner = study.pruner
+    if isinstance(pruner, paired.PairedPruner):
+        return pruner.reason(study, number, step, where)
     if isinstance(pruner, MedianMarginPruner):
         bar = pruner.threshold(study, number, step)
         if bar is not None:

@@ -32,24 +32,29 @@ RUNS = {
     "cycle1": dataclasses.replace(EXERCISE, n_s=500, cycles=1),
     "cycle3": dataclasses.replace(EXERCISE, n_s=800, cycles=3),
 }
-STAGES = ("coarse.toml", "fine.toml")
 
 
-def find_studies(studies_dir: str | Path | None) -> Traversable:
-    """--studies DIR, else the seed's studies shipped with the package (sweep/starter.py)."""
+def find_studies(
+    studies_dir: str | Path | None, names: tuple[str, ...] = ("coarse", "fine")
+) -> Traversable:
+    """--studies DIR, else the seed's studies shipped with the package (sweep/starter.py):
+    the folder holding the stages' files ``names`` (.toml)."""
     folder = Path(studies_dir) if studies_dir else seed_studies()
-    if not all(folder.joinpath(name).is_file() for name in STAGES):
+    if not all(folder.joinpath(f"{name}.toml").is_file() for name in names):
         where = folder if studies_dir else "this installation of lambda-sweep"
-        raise StudyFileError(f"no coarse.toml and fine.toml in {where}; pass --studies DIR")
+        files = " and ".join(f"{name}.toml" for name in names)
+        raise StudyFileError(f"no {files} in {where}; pass --studies DIR")
     return folder
 
 
-def load_stages(studies_dir: str | Path | None) -> list[studyfile.StudyFile]:
-    """The coarse and fine study files, parsed (as_file: a zipped package works too)."""
-    folder = find_studies(studies_dir)
+def load_stages(
+    studies_dir: str | Path | None, names: tuple[str, ...] = ("coarse", "fine")
+) -> list[studyfile.StudyFile]:
+    """The stages' study files, parsed (as_file: a zipped package works too)."""
+    folder = find_studies(studies_dir, names)
     stages = []
-    for name in STAGES:
-        with as_file(folder.joinpath(name)) as path:
+    for name in names:
+        with as_file(folder.joinpath(f"{name}.toml")) as path:
             stages.append(studyfile.load(path))
     return stages
 
@@ -72,7 +77,7 @@ class State:
         os.replace(tmp, self.path)
 
 
-def _study_summary(r: RunResult) -> dict[str, Any]:
+def study_summary(r: RunResult) -> dict[str, Any]:
     low, high, _ = r.ranges["lambda"]
     return {
         "study": r.study,
@@ -121,7 +126,7 @@ def reproduce(
     )
 
     for name, config in runs_config.items():
-        _train_stage(state, name, config, "exercise", data_dir, out, say)
+        train_stage(state, name, config, "exercise", data_dir, out, say)
 
     for spec in (coarse, fine):
         done = state.get(spec.study.name)
@@ -130,7 +135,7 @@ def reproduce(
             result = run_study(
                 spec, storage_url=url, jobs=jobs, data_dir=data_dir, on_progress=on_progress
             )
-            done = _study_summary(result)
+            done = study_summary(result)
             state.put(spec.study.name, done)
         say(
             f"{spec.study.name}: best lambda {done['best_lambda']:.4g} -> "
@@ -142,7 +147,7 @@ def reproduce(
     final = dataclasses.replace(
         fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed, curves="full"
     )
-    _train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
+    train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}
     gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
@@ -173,7 +178,7 @@ def reproduce(
     return summary
 
 
-def _train_stage(
+def train_stage(
     state: State,
     name: str,
     config: TrainConfig,

@@ -33,6 +33,8 @@ class Dimension:
         assert self.low is not None and self.high is not None
         if self.log:
             x = 10 ** (math.log10(self.low) + u * (math.log10(self.high) - math.log10(self.low)))
+            # 10 ** log10(8.0) is 8.000000000000004: outside the range, which Optuna refuses.
+            x = min(max(x, self.low), self.high)
         else:
             x = self.low + u * (self.high - self.low)
         if self.is_int:

@@ -25,7 +25,7 @@ from sweep.parent import parent_results, tied_values
 from sweep.queries import count_states
 from sweep.space import Dimension
 from sweep.storage import StudyLock, open_storage
-from sweep.studyfile import StudyFile
+from sweep.studyfile import LIMITS, StudyFile
 
 
 @dataclass
@@ -186,6 +186,7 @@ def _derive_ranges(
                 log=r.log,
                 minimize=spec.objective.direction == "minimize",
                 is_int=r.is_int,
+                bounds=LIMITS.get(pname, (None, None)) if spec.objective.builtin else (None, None),
             )
             derived.ranges[pname] = [narrowed.low, narrowed.high, r.log]
             derived.notes.append(

@@ -19,10 +19,11 @@ from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
 from sweep.space import SearchRange, check_search, parse_range
+from sweep.strict import Parser as _Parser
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 DIRECTIONS = ("maximize", "minimize")
-PRUNERS = ("none", "median", "hyperband")
+PRUNERS = ("none", "median", "hyperband", "paired")
 
 # [train] key -> (TrainConfig field, accepted types). "lambda" is a Python keyword.
 TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
@@ -45,6 +46,12 @@ TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
 # study stored before them still compares equal to its file.
 LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
 SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
+# What a fine stage's narrowed range may not leave (a margin can reach past them).
+LIMITS: dict[str, tuple[float | None, float | None]] = {
+    "dropout": (0.0, 0.9),
+    "hidden": (1, 2000),
+    "batch_size": (1, None),
+}
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
@@ -70,6 +77,11 @@ class StudySection:
     repeats: int = 1
     pack: int | None = None  # trials a worker trains together; None: DEFAULT_PACK if it can
     trial_timeout: float | None = None  # seconds; a trial past it fails (None: no limit)
+    prune_level: float = 0.01  # the paired pruner's McNemar level (sweep/paired.py)
+    rungs: tuple[float, ...] = ()  # its rungs, fractions of a seed's recordings (StudyFile.rungs)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "rungs", tuple(self.rungs))  # a list when read back from JSON
 
 
 @dataclass(frozen=True)
@@ -118,6 +130,16 @@ class StudyFile:
     @property
     def metric(self) -> str:
         return self.objective.metric or "value"
+
+    @property
+    def rungs(self) -> tuple[float, ...]:
+        """Where the paired pruner compares: [study] rungs, else the end of every cycle but
+        the last. There the learning rate is at its minimum and the ranking is the final
+        one's (measured, README "Pruning"); at its peak trials rank by eta_max instead."""
+        if self.study.rungs:
+            return self.study.rungs
+        cycles = self.train.cycles if self.train else 1
+        return tuple(k / cycles for k in range(1, cycles))
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy, stored with the study so that resume needs no file."""
@@ -189,6 +211,8 @@ def parse(
     p.only(raw, "", ("study", "objective", "data", "train", "search"))
     study = _study(p, p.table(raw, "study"), overrides)
     objective = _objective(p, p.table(raw, "objective"), folder) if "objective" in raw else BUILTIN
+    if study.pruner == "paired" and not objective.builtin:
+        p.fail("study.pruner", '"paired" needs the built-in objective (its per-image outcomes)')
     if objective.builtin:
         split, train = _builtin_settings(p, raw, study.seed)
         fixed = builtin_fixed(split, train)
@@ -219,7 +243,7 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
     p.only(
         s,
         "study.",
-        ("name", "trials", "seed", "sampler", "pruner", "repeats", "pack", "trial_timeout"),
+        (*STUDY_KEYS, *PAIRED_KEYS),
     )
     study = StudySection(
         name=p.get(s, "study.name", (str,), required=True),
@@ -230,6 +254,7 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
         repeats=p.get(s, "study.repeats", (int,), 1),
         pack=p.get(s, "study.pack", (int,)),
         trial_timeout=p.get(s, "study.trial_timeout", (float, int)),
+        **_paired(p, s),
     )
     study = dataclasses.replace(study, **{k: v for k, v in overrides.items() if v is not None})
     if not NAME.fullmatch(study.name):
@@ -254,6 +279,30 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
             )
         study = dataclasses.replace(study, trial_timeout=float(study.trial_timeout))
     return study
+
+
+STUDY_KEYS = ("name", "trials", "seed", "sampler", "pruner", "repeats", "pack", "trial_timeout")
+PAIRED_KEYS = ("prune_level", "rungs")
+
+
+def _paired(p: _Parser, s: dict) -> dict[str, Any]:
+    """[study] prune_level and rungs, which only the paired pruner reads."""
+    given = [k for k in PAIRED_KEYS if k in s]
+    if given and s.get("pruner") != "paired":
+        p.fail(f"study.{given[0]}", 'is only used with pruner = "paired"')
+    out: dict[str, Any] = {}
+    level = p.get(s, "study.prune_level", (float, int))
+    if level is not None:
+        if not 0 < level < 0.5:
+            p.fail("study.prune_level", f"({level}) must lie between 0 and 0.5")
+        out["prune_level"] = float(level)
+    rungs = p.get(s, "study.rungs", (list,))
+    if rungs is not None:
+        ok = rungs and all(isinstance(f, float | int) and not isinstance(f, bool) for f in rungs)
+        if not ok or not all(0 < f < 1 for f in rungs):
+            p.fail("study.rungs", f"({rungs}) must be a list of fractions between 0 and 1")
+        out["rungs"] = tuple(sorted({float(f) for f in rungs}))
+    return out
 
 
 def _objective(p: _Parser, o: dict, folder: str) -> ObjectiveSection:
@@ -296,51 +345,3 @@ def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfi
         return split, TrainConfig(seed=seed, **values)
     except ConfigError as exc:
         raise StudyFileError(f"{p.where}: [train]: {exc}") from None
-
-
-class _Parser:
-    def __init__(self, where: str):
-        self.where = where
-
-    def fail(self, key: str, message: str):
-        raise StudyFileError(f"{self.where}: {key} {message}")
-
-    def only(self, table: dict, prefix: str, allowed: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in allowed:
-                self.fail(f"{prefix}{key}", f"is not a known key; known keys: {', '.join(allowed)}")
-
-    def table(self, raw: dict, name: str) -> dict:
-        value = raw.get(name, {})
-        if not isinstance(value, dict):
-            self.fail(name, f"must be a table [{name}]")
-        return value
-
-    def get(
-        self,
-        table: dict,
-        key: str,
-        types: tuple[type, ...],
-        default: Any = None,
-        required: bool = False,
-    ) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in table:
-            if required:
-                self.fail(key, "is required")
-            return default
-        value = table[short]
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(key, f"must be a finite number, not {value}")
-        # bool is a subclass of int in Python; TOML true is not a number.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types).replace("str", "string")
-            names = names.replace("float or int", "number")
-            self.fail(key, f"must be a {names}, not {type(value).__name__} {value!r}")
-        return value
-
-    def choice(self, table: dict, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(table, key, (str,), default)
-        if value not in choices:
-            self.fail(key, f"is {value!r}; choose one of {', '.join(choices)}")
-        return value

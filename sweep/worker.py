@@ -276,7 +276,13 @@ def _objective(job: Job, stored: Stored, index: int) -> Objective:
     """The study's objective in this process, with this worker's sampler and pruner."""
     spec = stored.spec
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
-    stored.study.pruner = pruning.pruner_for(spec.study.pruner, stored.storage)
+    stored.study.pruner = pruning.pruner_for(
+        spec.study.pruner,
+        stored.storage,
+        reports=spec.per_seed_reports,
+        level=spec.study.prune_level,
+        rungs=spec.rungs,
+    )
     function = load_function(spec.objective, job.objective_dir)
     many = load_many(spec.objective, job.objective_dir)
     space = stored.space(spec)

@@ -99,12 +99,18 @@ class PackCtx:
     def keep_outcomes(self, i, correct):
         pass
 
+    def keep_step_outcomes(self, i, step, correct):
+        pass
+
 
 class OneCtx(PackCtx):
     def report(self, step, value, **more):
         super().report(0, step, value)
 
     def keep_outcomes(self, correct):
+        pass
+
+    def keep_step_outcomes(self, step, correct):
         pass
 
 

@@ -131,3 +131,10 @@ def test_linear_ranges_widen_by_a_fraction_of_the_span_tried(results, top_k, exp
 def test_integer_ranges_round_outwards(results, kwargs, low, high):
     r = narrow(results, is_int=True, **kwargs)
     assert (r.low, r.high) == (low, high)
+
+
+def test_a_narrowed_range_stays_inside_the_parameters_bounds():
+    # the best dropout is the smallest tried: the range would extend below 0
+    results = [(0.0, 0.5), (0.2, 0.45), (0.4, 0.4)]
+    r = narrow(results, top_k=2, margin=0.25, log=False, bounds=(0.0, 0.9))
+    assert r.low == 0.0 and 0.2 < r.high < 0.9 and "cut at 0" in r.note

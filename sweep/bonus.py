@@ -1,0 +1,147 @@
+"""`sweep reproduce --bonus`: the bonus search and its final model, resumable.
+
+bonus_coarse study -> bonus_fine study (every range narrowed) -> final model (the best fine
+settings, the fine stage's training length, 49k/1k split) -> OUT/report.md with the
+studies' tables and parameter figures and the settings tied with the best, and
+OUT/summary.json with the same stage keys as `sweep reproduce` (coarse, fine, final).
+Finished stages are kept in OUT/state.json as `sweep reproduce` keeps them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from sweep import studyfile
+from sweep.reproduce import State, load_stages, study_summary, train_stage
+from sweep.runner import run_study
+from sweep.uncertainty import study_ties
+
+STAGES = ("bonus_coarse", "bonus_fine")
+
+
+def reproduce_bonus(
+    *,
+    out: str | Path = "report_bonus",
+    jobs: int = 2,
+    data_dir: str | None = None,
+    storage_url: str | None = None,
+    studies_dir: str | None = None,
+    say: Callable[[str], None] = print,
+    on_progress: Callable | None = None,
+) -> dict[str, Any]:
+    """Run (or continue) the bonus stages; return what OUT/summary.json holds."""
+    started = time.perf_counter()
+    coarse, fine = load_stages(studies_dir, STAGES)  # bad input fails before OUT is created
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
+    state = State(out / "state.json")
+
+    for spec in (coarse, fine):
+        done = state.get(spec.study.name)
+        if not done:
+            say(f"{spec.study.name} study: {spec.study.trials} trials, --jobs {jobs}")
+            result = run_study(
+                spec, storage_url=url, jobs=jobs, data_dir=data_dir, on_progress=on_progress
+            )
+            done = {
+                **study_summary(result),
+                "best_params": result.best_params,
+                "pruning": pruning_savings(spec, url),
+            }
+            state.put(spec.study.name, done)
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in done["best_params"].items())
+        saved = done["pruning"]["saved_share"]
+        say(
+            f"{spec.study.name}: best {shown} -> {done['best_value']:.2%} validation; "
+            f"pruning saved {saved:.0%} of the recordings"
+        )
+
+    # The best fine settings, trained as long as the fine stage's trials, on 49k/1k.
+    best = state.get(fine.study.name)["best_params"]
+    fields = {studyfile.TRAIN_KEYS[k][0]: v for k, v in best.items()}
+    final = dataclasses.replace(
+        fine.train, **fields, n_s="auto", seed=fine.study.seed, curves="full"
+    )
+    model = out / "final_model.npz"
+    train_stage(state, "bonus_final", final, "final", data_dir, out, say, save=model)
+
+    from sweep.report import write_report
+
+    runs = {"final": state.get("bonus_final")}
+    report = write_report([coarse.study.name, fine.study.name], storage_url=url, out=out, runs=runs)
+    with report.path.open("a", encoding="utf-8") as f:
+        f.write("\n".join(tied_settings(url, [coarse, fine])) + "\n")
+    summary = {
+        "coarse": state.get(coarse.study.name),
+        "fine": state.get(fine.study.name),
+        "final": {k: v for k, v in runs["final"].items() if k != "curves"},
+        "storage": url,
+        "report": str(report.path),
+        "stage_seconds": {
+            name: (state.get(name) or {}).get("seconds", 0.0) for name in (*STAGES, "bonus_final")
+        },
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def pruning_savings(spec: studyfile.StudyFile, url: str) -> dict[str, Any]:
+    """How much training the pruner saved: the share of the finished trials' recordings
+    (evenly spaced, so of their update steps) that pruned trials did not train."""
+    study = optuna.load_study(study_name=spec.study.name, storage=url)
+    finished = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+    full = (spec.per_seed_reports or 1) * spec.study.repeats
+    done = sum(min(len(t.intermediate_values), full) for t in finished)
+    planned = full * len(finished)
+    return {
+        "pruned": sum(t.state == TrialState.PRUNED for t in finished),
+        "finished": len(finished),
+        "recordings_done": done,
+        "recordings_planned": planned,
+        "saved_share": round(1 - done / planned, 4) if planned else 0.0,
+    }
+
+
+def tied_settings(url: str, specs: list[studyfile.StudyFile]) -> list[str]:
+    """A report section: per study, the COMPLETE trials that McNemar's test cannot tell
+    apart from the best (5% level), with their settings."""
+    md = ["## Settings tied with the best", ""]
+    for spec in specs:
+        study = optuna.load_study(study_name=spec.study.name, storage=url)
+        ties = study_ties(study, spec.metric)
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        tied = sorted(
+            (t for t in done if ties[t.number].tied), key=lambda t: t.value or 0, reverse=True
+        )
+        md += [
+            f"### `{spec.study.name}`: {len(tied)} of {len(done)} trials tied with the best",
+            "",
+        ]
+        if not tied:
+            continue
+        params = sorted(spec.search)
+        md += ["| trial | " + " | ".join(params) + " | validation | McNemar p |"]
+        md += ["|" + "---|" * (len(params) + 3)]
+        for t in tied:
+            shown = [f"{t.params[p]:.4g}" if p in t.params else "" for p in params]
+            p = ties[t.number].p_value
+            md += [
+                f"| {t.number} | "
+                + " | ".join(shown)
+                + f" | {t.value:.2%} | "
+                + (f"{p:.2g}" if p is not None else "")
+                + " |"
+            ]
+        md += [""]
+    return md
