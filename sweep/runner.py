@@ -29,10 +29,10 @@ from sweep.progress import Progress, failures, no_progress, progress
 from sweep.queue import exhausted, top_up
 from sweep.recovery import recover
 from sweep.result import RunResult
-from sweep.space import check_grid
+from sweep.space import check_grid, check_trials
 from sweep.storage import has_password, resolve_url, shown, validate_url
 from sweep.study import Stored, finished, open_study, prepare
-from sweep.studyfile import StudyFile, check_trials
+from sweep.studyfile import MAX_TRIALS, StudyFile
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
@@ -130,7 +130,7 @@ def run_study(
         raise
     check_jobs(jobs, oversubscribe)
     devices.check(gpus, workers_per_gpu, jobs)
-    target = check_trials(trials or spec.study.trials, "--trials")
+    target = check_trials(trials or spec.study.trials, "--trials", MAX_TRIALS)
     check_grid(spec.study.sampler, target, spec.search, spec.path)
     load_function(spec.objective, objective_dir)  # a missing function fails before writing
     pack_size(spec.objective, spec.study.pack, objective_dir)  # so does a pack it cannot do

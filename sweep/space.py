@@ -182,6 +182,13 @@ def distinct_values(r: SearchRange) -> int | None:
     return None
 
 
+def check_trials(n: int, where: str, maximum: int) -> int:
+    """A study's target (--trials) within 1..maximum."""
+    if not 1 <= n <= maximum:
+        raise StudyFileError(f"{where} ({n}) must be between 1 and {maximum}")
+    return n
+
+
 def check_grid(sampler: str, trials: int, search: dict[str, SearchRange], where: str) -> None:
     """A grid runs each of its points once: it cannot have more points than values."""
     if sampler != "grid":

@@ -61,12 +61,6 @@ DEFAULT_PACK = 8
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # safe as a file name in --out
 
 
-def check_trials(n: int, where: str) -> int:
-    if not 1 <= n <= MAX_TRIALS:
-        raise StudyFileError(f"{where} ({n}) must be between 1 and {MAX_TRIALS}")
-    return n
-
-
 @dataclass(frozen=True)
 class StudySection:
     name: str
@@ -140,6 +134,11 @@ class StudyFile:
             return self.study.rungs
         cycles = self.train.cycles if self.train else 1
         return tuple(k / cycles for k in range(1, cycles))
+
+    @property
+    def per_seed_reports(self) -> int | None:
+        """How many times the built-in objective reports per seed (None: unknown)."""
+        return self.train.cycles * self.train.evals_per_cycle if self.train else None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy, stored with the study so that resume needs no file."""

@@ -20,8 +20,7 @@ from sweep.reproduce import find_studies, reproduce
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = {
-    "studies/coarse.toml",
-    "studies/fine.toml",
+    *(f"studies/{f.name}" for f in (ROOT / "studies").glob("*.toml")),
     *(f"examples/synthetic/{f.name}" for f in (ROOT / "examples" / "synthetic").iterdir()),
 } - {"examples/synthetic/__pycache__"}
 
