@@ -173,7 +173,7 @@ def test_a_pruned_study_runs_exactly_its_target_and_says_why(tmp_path, cifar_dir
     )
     assert "PRUNED" in row and "below the threshold" in row
     assert main(["show", "p", str(number), "--storage", url]) == 0
-    assert "prune_reason: pruned at step" in capsys.readouterr().out
+    assert "reason: pruned at step" in capsys.readouterr().out
     assert main(["table", "p", "--storage", url, "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "p" / "table.md").read_text()
     assert "when pruned)" in table and "below the threshold" in table
