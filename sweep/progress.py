@@ -15,6 +15,15 @@ from sweep.studyfile import StudyFile
 
 
 @dataclass(frozen=True)
+class Best:
+    """A study's best COMPLETE trial: its number, searched values and objective value."""
+
+    number: int
+    params: dict[str, Any]
+    value: float
+
+
+@dataclass(frozen=True)
 class Progress:
     study: str
     target: int
@@ -22,6 +31,7 @@ class Progress:
     best_value: float | None = None
     best_params: dict[str, Any] | None = None
     metric: str = "val_accuracy"
+    best_trial: int | None = None
 
     def text(self) -> str:
         c = self.counts
@@ -43,6 +53,7 @@ def progress(stored: Stored) -> Progress:
         best.value if best else None,
         best.params if best else None,
         stored.spec.metric,
+        best.number if best else None,
     )
 
 

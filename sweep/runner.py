@@ -22,9 +22,9 @@ from typing import Any
 from core.data import FOLDER, DataError
 from sweep import datacache, pool
 from sweep.display import label, number, params
-from sweep.errors import StorageError, StudyNotFound, SweepError
-from sweep.functions import load_function, pack_size
-from sweep.progress import Progress, failures, no_progress, progress
+from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
+from sweep.functions import dumps, in_memory_error, load_function, pack_size
+from sweep.progress import Best, Progress, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.space import check_grid
 from sweep.storage import has_password, resolve_url, retrying, shown, unreachable, validate_url
@@ -49,6 +49,27 @@ class RunResult:
     metric: str = "val_accuracy"
     already_done: bool = False
     tables: list[Path] = field(default_factory=list)
+    best_trial: int | None = None
+
+    @property
+    def best(self) -> Best | None:
+        """The best COMPLETE trial (None before the first one)."""
+        if self.best_trial is None or self.best_value is None:
+            return None
+        return Best(self.best_trial, self.best_params, self.best_value)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards the target (COMPLETE and PRUNED)."""
+        return finished(self.counts)
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"RunResult(study={self.study!r}, stage={self.stage!r}, "
+            f"finished={self.finished}/{self.target}, failed={c.get('FAIL', 0)}, "
+            f"best={self.best!r}, seconds={self.seconds:.1f})"
+        )
 
     @classmethod
     def of(
@@ -68,6 +89,7 @@ class RunResult:
             seconds=seconds,
             metric=stored.spec.metric,
             already_done=already_done,
+            best_trial=p.best_trial,
         )
 
     def text(self) -> str:
@@ -131,9 +153,30 @@ def _prepare_data(
     return cached
 
 
-def _resume_command(name: str, url: str, data_dir: str | None) -> str:
+def _check_function(
+    spec: StudyFile, function: Callable[..., Any] | None, objective_dir: str | None
+) -> bytes | None:
+    """Check that the study's function can be had, before anything is written; returns a
+    function given in memory as the bytes its workers load (None: they load the study's)."""
+    name, section = spec.study.name, spec.objective
+    if function is None and section.in_memory:
+        raise in_memory_error(name, section)
+    if function is not None and not section.in_memory:
+        raise StudyFileError(
+            f"study {name!r} optimises {section.source}, named in its [objective] section; "
+            "objective= is for a study whose function is given in memory"
+        )
+    if function is None:
+        load_function(section, objective_dir)  # says what to copy or install, if missing
+    pack_size(section, spec.study.pack, objective_dir)  # a pack it cannot do fails too
+    return None if function is None else dumps(function)
+
+
+def _resume_command(name: str, url: str, data_dir: str | None, given: bytes | None = None) -> str:
     """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
-    never with the storage's password."""
+    never with the storage's password. A function given in memory is passed again."""
+    if given is not None:
+        return f"sweep.resume({name!r}, objective=...) with the same function"
     secret = has_password(url)
     given = os.environ.get("SWEEP_STORAGE") == url
     args = ["sweep", "resume", name] + ([] if given else ["--storage", shown(url)])
@@ -156,14 +199,16 @@ def run_study(
     oversubscribe: bool = False,
     objective_dir: str | None = None,
     partial_parent: bool = False,
+    function: Callable[..., Any] | None = None,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
 
     A fine stage whose parent has not reached its target is refused unless
     ``partial_parent``. Each worker gets ``threads`` BLAS threads (default: cores // jobs,
-    so that parallel workers never oversubscribe the machine). Bad input fails before
-    anything is written.
+    so that parallel workers never oversubscribe the machine). ``function``: the function of
+    a study whose [objective] is given in memory (it goes to the workers by value). Bad
+    input fails before anything is written.
     """
     started = time.perf_counter()
     name = spec.study.name
@@ -179,8 +224,7 @@ def run_study(
     check_jobs(jobs, oversubscribe)
     target = check_trials(trials or spec.study.trials, "--trials")
     check_grid(spec.study.sampler, target, spec.search, spec.path)
-    load_function(spec.objective, objective_dir)  # a missing function fails before writing
-    pack_size(spec.objective, spec.study.pack, objective_dir)  # so does a pack it cannot do
+    given = _check_function(spec, function, objective_dir)  # fails before anything is written
     recorded = _recorded_data(url, name)
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
@@ -200,8 +244,9 @@ def run_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir),
+        resume_command=_resume_command(name, url, data_dir, given),
         workers=max(jobs, 1),
+        function=given,
     )
     report = _reporter(stored, on_progress)
     try:
@@ -291,6 +336,7 @@ def join_study(
     idle: float = 60.0,
     oversubscribe: bool = False,
     objective_dir: str | None = None,
+    function: Callable[..., Any] | None = None,
 ) -> int:
     """`sweep worker`: run trials of an existing study (from any machine) until its target.
 
@@ -302,8 +348,7 @@ def join_study(
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     spec = stored.spec
-    load_function(spec.objective, objective_dir)  # says what to copy or install, if missing
-    pack_size(spec.objective, spec.study.pack, objective_dir)
+    given = _check_function(spec, function, objective_dir)  # says what to copy or install
     data = _prepare_data(spec, data_dir, stored.attrs.get("data"))
     job = Job(
         url=url,
@@ -312,10 +357,11 @@ def join_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir),
+        resume_command=_resume_command(name, url, data_dir, given),
         first_index=_worker_index(),
         idle=idle,
         workers=max(jobs, 1),
+        function=given,
     )
     ran = 0
     try:

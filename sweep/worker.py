@@ -10,6 +10,7 @@ its own Optuna trial. Storage calls are retried through a database outage
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -30,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
 from sweep import plan, pruning, signals
-from sweep.functions import load_function, load_many, pack_size
+from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.pop import Popped, next_trials, refill
 from sweep.recovery import recover, requeue_abandoned
@@ -198,6 +199,9 @@ class Job:
     first_index: int = 0
     idle: float = 0.0
     workers: int = 1  # local workers of this run: a pack takes its share of what is left
+    # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
+    # used instead of loading the study's [objective], which names no file or module then.
+    function: bytes | None = None
 
 
 def work(job: Job, index: int) -> int:
@@ -213,7 +217,7 @@ def work(job: Job, index: int) -> int:
     stored = open_study(job.study, job.url)
     spec = stored.spec
     objective = _objective(job, stored, index)
-    size = pack_size(spec.objective, spec.study.pack, job.objective_dir)
+    size = 1 if job.function else pack_size(spec.objective, spec.study.pack, job.objective_dir)
     plans = spec if spec.study.sampler in plan.PLANNED else None  # workers queue them
     ran = failed_in_a_row = 0
     idle_since, wait = None, WAIT_SECONDS
@@ -268,8 +272,11 @@ def _objective(job: Job, stored: Stored, index: int) -> Objective:
     spec = stored.spec
     stored.study.sampler = plan.sampler_for(spec.study.sampler, spec.study.seed + 1 + index)
     stored.study.pruner = pruning.pruner_for(spec.study.pruner, stored.storage)
-    function = load_function(spec.objective, job.objective_dir)
-    many = load_many(spec.objective, job.objective_dir)
+    if job.function is not None:
+        function, many = loads(job.function), None
+    else:
+        function = load_function(spec.objective, job.objective_dir)
+        many = load_many(spec.objective, job.objective_dir)
     space = stored.space(spec)
     return Objective(spec, space, function, job.data_dir, job.fingerprint, many)
 
@@ -284,7 +291,8 @@ def run_isolated(
     """
     if chore is not None:
         _unless_unreachable(chore)
-    payload = json.dumps({"job": dataclasses.asdict(job), "trial_id": popped.id})
+    given = {**dataclasses.asdict(job), "function": _b64(job.function)}
+    payload = json.dumps({"job": given, "trial_id": popped.id})
     code = "import sys; from sweep.worker import isolated_main; isolated_main(sys.stdin.read())"
     done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
     trial = retrying(lambda: stored.storage.get_trial(popped.id))
@@ -301,12 +309,20 @@ def isolated_main(payload: str) -> None:
     init_process()
     quiet_optuna()
     given = json.loads(payload)
-    job = Job(**given["job"])
+    job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})
     stored = open_study(job.study, job.url)
     popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
     with threadpool_limits(limits=job.threads):
         run_trials(stored, [popped], _objective(job, stored, job.first_index))
     stored.close()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
 
 
 def init_process() -> None:
