@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import sweep
 from sweep import signals
 from sweep.arguments import build_parser
 from sweep.errors import SweepError, explain
@@ -62,18 +63,15 @@ def _print_run(result, out: str, storage: str | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep import studyfile
-    from sweep.runner import run_study
-
-    spec = studyfile.load(args.study_file, seed=args.seed)
-    result = run_study(
-        spec,
-        storage_url=args.storage,
+    result = sweep.run(
+        args.study_file,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
         trials=args.trials,
+        seed=args.seed,
         threads=args.threads,
-        on_progress=_print_progress,
+        progress=_print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
         partial_parent=args.partial_parent,
@@ -84,14 +82,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep.resume import resume_study
-
-    result = resume_study(
+    result = sweep.resume(
         args.study,
-        storage_url=args.storage,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
-        on_progress=_print_progress,
+        progress=_print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
     )
@@ -100,11 +96,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from sweep.runner import join_study
-
-    ran = join_study(
+    ran = sweep.worker(
         args.study,
-        storage_url=args.storage,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
         threads=args.threads,
@@ -116,9 +110,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweep.inspection import status
-
-    result = status(args.storage)
+    result = sweep.status(args.storage)
     print(result.json() if args.json else result.text())
     return 0
 
