@@ -17,6 +17,7 @@ Example:
     >>> sweep.open("demo", storage="sqlite:///demo.db").trials()
 """
 
+import importlib as _importlib
 import logging as _logging
 import sys as _sys
 import types as _types
@@ -59,6 +60,11 @@ class _Package(_types.ModuleType):
         if name in _FUNCTIONS and isinstance(value, _types.ModuleType):
             return
         super().__setattr__(name, value)
+
+    def __reduce__(self) -> tuple:
+        # A function that uses `sweep` (sent to workers by cloudpickle) refers to it by
+        # name, as to any module.
+        return (_importlib.import_module, (self.__name__,))
 
 
 _sys.modules[__name__].__class__ = _Package
