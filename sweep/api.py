@@ -144,10 +144,10 @@ def run(
         >>> result
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
-    from sweep.functions import given_name
-    from sweep.runner import run_study
-
     with quieted(quiet):
+        from sweep.functions import given_name
+        from sweep.runner import run_study
+
         spec = _study_file(study, None if objective is None else given_name(objective), seed)
         result = run_study(
             spec,
@@ -187,9 +187,9 @@ def resume(
     Example:
         >>> sweep.resume("quadratic", objective=f, storage="sqlite:///quadratic.db")
     """
-    from sweep.resume import resume_study
-
     with quieted(quiet):
+        from sweep.resume import resume_study
+
         result = resume_study(
             name,
             storage_url=_url(storage),
@@ -225,9 +225,9 @@ def worker(
         >>> sweep.worker("quadratic", objective=f, storage="postgresql+psycopg://...")
         3
     """
-    from sweep.runner import join_study
-
     with quieted(quiet):
+        from sweep.runner import join_study
+
         return join_study(
             name,
             storage_url=_url(storage),
@@ -248,9 +248,9 @@ def status(storage: Storage = None) -> Status:
         >>> print(sweep.status("sqlite:///quadratic.db").text())
         quadratic [coarse] target 6: COMPLETE 6; best trial 4 x 0.1021 -> loss 0.002608
     """
-    from sweep.inspection import status as read_status
-
     with quieted():
+        from sweep.inspection import status as read_status
+
         return read_status(_url(storage))
 
 
@@ -271,9 +271,9 @@ def reproduce(
         >>> summary["final"]["test_accuracy"]
         0.5213
     """
-    from sweep.reproduce import reproduce as run_all
-
     with quieted():
+        from sweep.reproduce import reproduce as run_all
+
         return run_all(
             out=out,
             jobs=jobs,
@@ -313,9 +313,9 @@ class Study:
     storage: str | None = None  # its URL (None: $SWEEP_STORAGE or sqlite:///sweeps.db)
 
     def _stored(self) -> Stored:
-        from sweep.inspection import load
-
         with quieted():
+            from sweep.inspection import load
+
             return load(self.name, self.storage)
 
     def status(self) -> StudyStatus:
@@ -330,25 +330,25 @@ class Study:
     @property
     def best(self) -> Best | None:
         """The best COMPLETE trial: number, params, value (None before the first one)."""
-        from sweep.progress import Best
-
         best = self._stored().best()
+        from sweep.progress import Best  # after _stored: Optuna is first imported quietly
+
         return None if best is None else Best(best.number, dict(best.params), float(best.value))
 
     def trials(self, sort: str = "number") -> pd.DataFrame:
         """One row per trial, the columns of `sweep trials --format csv`: number, state,
         each searched parameter, value, se, tied, each metric, seconds, reason."""
-        from sweep.inspection import trials
-
         with quieted():
+            from sweep.inspection import trials
+
             return trials(self.name, self.storage, sort).frame()
 
     def table(self) -> pd.DataFrame:
         """The study table (table.csv of `sweep table`): one row per finished trial, sorted
         by the first parameter, with rank and the best marked."""
-        from sweep.tables import study_table
-
         with quieted():
+            from sweep.tables import study_table
+
             return study_table(self._stored().study)
 
     def figure(self, kind: str = "param", param: str | None = None) -> Figure:
@@ -359,9 +359,9 @@ class Study:
         range shaded, as in the report. ``kind="history"``: the metric in the order the
         trials finished, with the best so far.
         """
-        from sweep import figures
-
         with quieted():
+            from sweep import figures
+
             stored = self._stored()
             spec = stored.spec
             if kind == "history":
@@ -395,9 +395,9 @@ class Study:
     def report(self, out: str | os.PathLike[str] = "reports", *, fmt: str = "png") -> Path:
         """Write tables, figures and report.md into ``out`` (`sweep report`), with the
         stages this study was narrowed from; returns the path of report.md."""
-        from sweep.report import write_report
-
         with quieted():
+            from sweep.report import write_report
+
             names = [s.name for s in self._parents(self._stored())] + [self.name]
             return write_report(names, storage_url=self.storage, out=out, fmt=fmt).path
 
@@ -458,14 +458,17 @@ def quieted(quiet: bool = True) -> Iterator[None]:
     if not quiet:
         yield
         return
-    import optuna
-
-    from sweep.storage import quiet_optuna
-
-    verbosity = optuna.logging.get_verbosity()
-    pool = logging.getLogger("sqlalchemy.pool")
-    level = pool.level
     with warnings.catch_warnings():
+        # Optuna imports tqdm.auto, which warns in a notebook without ipywidgets; the
+        # sweep draws no progress bars.
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import optuna
+
+        from sweep.storage import quiet_optuna
+
+        verbosity = optuna.logging.get_verbosity()
+        pool = logging.getLogger("sqlalchemy.pool")
+        level = pool.level
         quiet_optuna()
         try:
             yield
