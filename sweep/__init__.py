@@ -23,8 +23,10 @@ import sys as _sys
 import types as _types
 from importlib.metadata import PackageNotFoundError, version
 
-from sweep.api import Context, Study, open, reproduce, resume, run, status, worker
+from sweep.api import reproduce, resume, run, status, worker
+from sweep.context import Context
 from sweep.errors import SweepError
+from sweep.reading import Study, open
 
 try:
     __version__ = version("lambda-sweep")

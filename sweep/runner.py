@@ -15,16 +15,14 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.data import FOLDER, DataError
 from sweep import datacache, pool
-from sweep.display import label, number, params
 from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
 from sweep.functions import dumps, in_memory_error, load_function, pack_size
-from sweep.progress import Best, Progress, failures, no_progress, progress
+from sweep.progress import Progress, RunResult, failures, no_progress, progress
 from sweep.recovery import recover
 from sweep.space import check_grid
 from sweep.storage import has_password, resolve_url, retrying, shown, unreachable, validate_url
@@ -33,86 +31,6 @@ from sweep.studyfile import StudyFile, check_trials
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
-
-
-@dataclass
-class RunResult:
-    study: str
-    stage: str
-    target: int
-    counts: dict[str, int]
-    best_value: float | None
-    best_params: dict[str, Any]
-    ranges: dict[str, tuple[float, float, bool]]
-    notes: list[str]
-    seconds: float
-    metric: str = "val_accuracy"
-    already_done: bool = False
-    tables: list[Path] = field(default_factory=list)
-    best_trial: int | None = None
-
-    @property
-    def best(self) -> Best | None:
-        """The best COMPLETE trial (None before the first one)."""
-        if self.best_trial is None or self.best_value is None:
-            return None
-        return Best(self.best_trial, self.best_params, self.best_value)
-
-    @property
-    def finished(self) -> int:
-        """Trials that count towards the target (COMPLETE and PRUNED)."""
-        return finished(self.counts)
-
-    def __repr__(self) -> str:
-        c = self.counts
-        return (
-            f"RunResult(study={self.study!r}, stage={self.stage!r}, "
-            f"finished={self.finished}/{self.target}, failed={c.get('FAIL', 0)}, "
-            f"best={self.best!r}, seconds={self.seconds:.1f})"
-        )
-
-    @classmethod
-    def of(
-        cls, stored: Stored, *, notes: list[str], seconds: float, already_done: bool = False
-    ) -> RunResult:
-        """The result as the storage now holds it."""
-        p = progress(stored)
-        return cls(
-            study=stored.name,
-            stage=stored.attrs.get("stage", "coarse"),
-            target=p.target,
-            counts=p.counts,
-            best_value=p.best_value,
-            best_params=p.best_params or {},
-            ranges=stored.ranges,
-            notes=notes,
-            seconds=seconds,
-            metric=stored.spec.metric,
-            already_done=already_done,
-            best_trial=p.best_trial,
-        )
-
-    def text(self) -> str:
-        if self.already_done:
-            done = self.counts["COMPLETE"] + self.counts["PRUNED"]
-            return (
-                f"study {self.study!r} is already finished: {done}/{self.target} trials "
-                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
-            )
-        c = self.counts
-        lam = self.ranges.get("lambda")
-        lines = [*self.notes]
-        lines.append(
-            f"{self.study} ({self.stage}): {c['COMPLETE'] + c['PRUNED']}/{self.target} "
-            f"finished ({c['COMPLETE']} COMPLETE, {c['PRUNED']} pruned), {c['FAIL']} failed "
-            f"in {self.seconds:.1f} s"
-            + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
-        )
-        if self.best_value is not None:
-            value = number(self.metric, self.best_value)
-            lines.append(f"best: {params(self.best_params)} -> {label(self.metric)} {value}")
-        lines += [f"wrote {path}" for path in self.tables]
-        return "\n".join(lines)
 
 
 def check_jobs(jobs: int, oversubscribe: bool) -> None:

@@ -19,6 +19,7 @@ from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
 from sweep.space import SearchRange, check_search, parse_range
+from sweep.strict import Parser as _Parser
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 DIRECTIONS = ("maximize", "minimize")
@@ -82,9 +83,8 @@ class ObjectiveSection:
     folder: str = "."  # the study file's folder (absolute), where `file` is looked up
     metric: str | None = None  # the returned dict's key to optimise
     direction: str = "maximize"
-    # A function given in memory (`sweep.run(study, objective=f)`, e.g. from a notebook):
-    # its name. No file or module holds it, so every process that runs trials gets it from
-    # the caller (sweep/functions.py dumps), and `sweep worker` / `sweep resume` cannot.
+    # A function given in memory (`sweep.run(study, objective=f)`): its name. No file holds
+    # it: workers get it from the caller (functions.dumps); `sweep worker` cannot.
     in_memory: str | None = None
 
     @property
@@ -348,51 +348,3 @@ def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfi
         return split, TrainConfig(seed=seed, **values)
     except ConfigError as exc:
         raise StudyFileError(f"{p.where}: [train]: {exc}") from None
-
-
-class _Parser:
-    def __init__(self, where: str):
-        self.where = where
-
-    def fail(self, key: str, message: str):
-        raise StudyFileError(f"{self.where}: {key} {message}")
-
-    def only(self, table: dict, prefix: str, allowed: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in allowed:
-                self.fail(f"{prefix}{key}", f"is not a known key; known keys: {', '.join(allowed)}")
-
-    def table(self, raw: dict, name: str) -> dict:
-        value = raw.get(name, {})
-        if not isinstance(value, dict):
-            self.fail(name, f"must be a table [{name}]")
-        return value
-
-    def get(
-        self,
-        table: dict,
-        key: str,
-        types: tuple[type, ...],
-        default: Any = None,
-        required: bool = False,
-    ) -> Any:
-        short = key.rsplit(".", 1)[-1]
-        if short not in table:
-            if required:
-                self.fail(key, "is required")
-            return default
-        value = table[short]
-        if isinstance(value, float) and not math.isfinite(value):
-            self.fail(key, f"must be a finite number, not {value}")
-        # bool is a subclass of int in Python; TOML true is not a number.
-        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types).replace("str", "string")
-            names = names.replace("float or int", "number")
-            self.fail(key, f"must be a {names}, not {type(value).__name__} {value!r}")
-        return value
-
-    def choice(self, table: dict, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.get(table, key, (str,), default)
-        if value not in choices:
-            self.fail(key, f"is {value!r}; choose one of {', '.join(choices)}")
-        return value

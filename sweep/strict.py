@@ -1,0 +1,59 @@
+"""Strict reading of study files' tables: unknown keys, wrong types and bad values are
+errors that name the file and the key (sweep/studyfile.py and sweep/space.py use it)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from sweep.errors import StudyFileError
+
+
+class Parser:
+    """Strict reads of a parsed TOML table: every failure names the file and the key."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def fail(self, key: str, message: str):
+        raise StudyFileError(f"{self.where}: {key} {message}")
+
+    def only(self, table: dict, prefix: str, allowed: tuple[str, ...]) -> None:
+        for key in table:
+            if key not in allowed:
+                self.fail(f"{prefix}{key}", f"is not a known key; known keys: {', '.join(allowed)}")
+
+    def table(self, raw: dict, name: str) -> dict:
+        value = raw.get(name, {})
+        if not isinstance(value, dict):
+            self.fail(name, f"must be a table [{name}]")
+        return value
+
+    def get(
+        self,
+        table: dict,
+        key: str,
+        types: tuple[type, ...],
+        default: Any = None,
+        required: bool = False,
+    ) -> Any:
+        short = key.rsplit(".", 1)[-1]
+        if short not in table:
+            if required:
+                self.fail(key, "is required")
+            return default
+        value = table[short]
+        if isinstance(value, float) and not math.isfinite(value):
+            self.fail(key, f"must be a finite number, not {value}")
+        # bool is a subclass of int in Python; TOML true is not a number.
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types).replace("str", "string")
+            names = names.replace("float or int", "number")
+            self.fail(key, f"must be a {names}, not {type(value).__name__} {value!r}")
+        return value
+
+    def choice(self, table: dict, key: str, choices: tuple[str, ...], default: str) -> str:
+        value = self.get(table, key, (str,), default)
+        if value not in choices:
+            self.fail(key, f"is {value!r}; choose one of {', '.join(choices)}")
+        return value
