@@ -3,6 +3,8 @@ memory, read back as DataFrames and figures, quiet while they run."""
 
 import logging
 import math
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -223,3 +225,26 @@ def test_a_script_s_own_function_runs_quietly_by_value(tmp_path):
     assert out.stdout.split()[0] == "4"
     assert "A new study created" not in out.stderr + out.stdout
     assert "Warning" not in out.stderr, out.stderr
+
+
+def test_a_trial_run_alone_after_a_crash_gets_the_function_too(tmp_path):
+    """After a crash a trial runs in a process of its own (worker.run_isolated), which
+    receives the function in memory through its Job as well."""
+    marker = tmp_path / "crashed-once"
+
+    def crashes_once(params, ctx):
+        if not marker.exists():
+            marker.write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return params["x"]
+
+    study = {
+        "study": {"name": "crash", "trials": 3, "seed": 1},
+        "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+    }
+    url = f"sqlite:///{tmp_path}/crash.db"
+    result = sweep.run(study, objective=crashes_once, storage=url, jobs=2)
+    assert marker.exists() and result.counts["COMPLETE"] == 3
+    df = sweep.open("crash", storage=url).trials()
+    assert (df["state"] == "FAIL").sum() >= 1  # the crashed attempt, queued again
+    assert df[df["state"] == "COMPLETE"]["value"].nunique() == 3
