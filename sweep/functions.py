@@ -68,22 +68,23 @@ def _name_of(function: Any) -> str:
     return str(getattr(function, "__name__", None) or type(function).__name__)
 
 
-def in_memory_error(name: str, section: ObjectiveSection) -> StudyFileError:
+def in_memory_error(name: str | None, section: ObjectiveSection) -> StudyFileError:
     """Why a study of a function given in memory cannot run here: no file holds it."""
     given = section.in_memory or ""
     shown = given if given.isidentifier() else "your_function"
+    study, call = (f"study {name!r}", repr(name)) if name else ("the study", "NAME")
     return StudyFileError(
-        f"study {name!r} optimises {given}, a function given in memory (from a notebook or "
-        "a script) that no file or module holds, so it cannot be loaded here; pass it again "
-        f"from Python: sweep.resume({name!r}, objective={shown}) or "
-        f"sweep.worker({name!r}, objective={shown})"
+        f"{study} optimises {given}, a function given in memory (from a notebook or a "
+        "script) that no file or module holds, so it cannot be loaded here; pass it again "
+        f"from Python: sweep.resume({call}, objective={shown}) or "
+        f"sweep.worker({call}, objective={shown})"
     )
 
 
 def load_function(section: ObjectiveSection, objective_dir: str | None = None) -> Function:
     """The study's function, ``function(params, ctx)``."""
     if section.in_memory:
-        raise in_memory_error("?", section)  # callers name the study first (runner.py)
+        raise in_memory_error(None, section)  # runner.py names the study before this
     module = _module(section, objective_dir)
     return _attribute(module, section.function, section.module or module.__file__)
 
