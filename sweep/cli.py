@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import sweep
 from sweep import signals
 from sweep.arguments import build_parser, cluster_options, parse
 from sweep.console import emit, print_progress, silence
@@ -55,18 +56,15 @@ def _print_run(result, out: str, storage: str | None) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep import studyfile
-    from sweep.runner import run_study
-
-    spec = studyfile.load(args.study_file, seed=args.seed)
-    result = run_study(
-        spec,
-        storage_url=args.storage,
+    result = sweep.run(
+        args.study_file,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
         trials=args.trials,
+        seed=args.seed,
         threads=args.threads,
-        on_progress=print_progress,
+        progress=print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
         partial_parent=args.partial_parent,
@@ -78,14 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep.resume import resume_study
-
-    result = resume_study(
+    result = sweep.resume(
         args.study,
-        storage_url=args.storage,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
-        on_progress=print_progress,
+        progress=print_progress,
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
     )
@@ -94,11 +90,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from sweep.runner import join_study
-
-    ran, why = join_study(
+    ran, why = sweep.worker(
         args.study,
-        storage_url=args.storage,
+        storage=args.storage,
         jobs=args.jobs,
         data_dir=args.data_dir,
         threads=args.threads,
@@ -113,9 +107,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from sweep.inspection import status
-
-    result = status(args.storage)
+    result = sweep.status(args.storage)
     print(result.json() if args.json else result.text())
     return 0
 

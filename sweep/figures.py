@@ -5,6 +5,7 @@ The format follows the file's suffix (.png by default; .pdf and .svg work too).
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,16 @@ from sweep.studyfile import StudyFile
 from sweep.tables import study_table
 
 DPI = 120
+
+
+class InlineFigure(Figure):
+    """A Figure that Jupyter shows inline as a PNG whatever matplotlib's backend (no pyplot
+    state is needed for it)."""
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def _save(fig, path: str | Path) -> Path:
@@ -151,8 +162,20 @@ def plot_param(
     log: bool = True,
 ) -> Path:
     """``ranges``: study name -> the parameter's searched range; fine stages' are shaded."""
+    return _save(param_figure(df, ranges, param=param, metric=metric, log=log), path)
+
+
+def param_figure(
+    df: pd.DataFrame,
+    ranges: dict[str, tuple[float, float]],
+    *,
+    param: str = "lambda",
+    metric: str = "val_accuracy",
+    log: bool = True,
+) -> Figure:
+    """The figure of `plot_param`, not saved (Jupyter shows a returned Figure inline)."""
     x = param_column(param)
-    fig = Figure(figsize=(7, 4))
+    fig = InlineFigure(figsize=(7, 4))
     ax = fig.subplots()
     scale, ylabel = _scale(metric)
     colours = {"coarse": "tab:blue", "fine": "tab:orange"}
@@ -204,7 +227,7 @@ def plot_param(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
-    return _save(fig, path)
+    return fig
 
 
 def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:
@@ -239,7 +262,12 @@ def history_data(study: optuna.Study) -> pd.DataFrame:
 def plot_history(
     df: pd.DataFrame, path: str | Path, title: str = "", metric: str = "val_accuracy"
 ) -> Path:
-    fig = Figure(figsize=(6, 3.5))
+    return _save(history_figure(df, title, metric), path)
+
+
+def history_figure(df: pd.DataFrame, title: str = "", metric: str = "val_accuracy") -> Figure:
+    """The figure of `plot_history`, not saved."""
+    fig = InlineFigure(figsize=(6, 3.5))
     ax = fig.subplots()
     scale, ylabel = _scale(metric)
     ax.plot(df["order"], df["value"] * scale, "o", label="trial", color="tab:blue")
@@ -251,4 +279,4 @@ def plot_history(
     ax.set_title(title or "Optimisation history")
     ax.grid(alpha=0.3)
     ax.legend()
-    return _save(fig, path)
+    return fig

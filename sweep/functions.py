@@ -30,15 +30,71 @@ def objective_path(section: ObjectiveSection, objective_dir: str | None = None) 
     return Path(objective_dir or section.folder) / section.file
 
 
+def dumps(function: Function) -> bytes:
+    """A function given in memory, as bytes a worker process can load: by value
+    (cloudpickle), so that one defined in a notebook cell, a lambda or a closure travels
+    with what it refers to. A function of an importable module travels by reference, and
+    the worker imports that module."""
+    import cloudpickle
+
+    if not callable(function):
+        raise StudyFileError(
+            f"objective= must be a function f(params, ctx), not {type(function).__name__}"
+        )
+    try:
+        return cloudpickle.dumps(function)
+    except Exception as exc:
+        raise StudyFileError(
+            f"the objective {_name_of(function)} cannot be sent to worker processes "
+            f"({type(exc).__name__}: {exc})".splitlines()[0]
+            + "; keep what it uses picklable (open files, locks and connections are not)"
+        ) from None
+
+
+@functools.cache
+def loads(payload: bytes) -> Function:
+    """The function of `dumps`, once per process."""
+    import cloudpickle
+
+    return cloudpickle.loads(payload)
+
+
+def given_name(function: Function) -> str:
+    """The name a function given in memory is stored and shown under."""
+    return _name_of(function)
+
+
+def _name_of(function: Any) -> str:
+    return str(getattr(function, "__name__", None) or type(function).__name__)
+
+
+def in_memory_error(name: str | None, section: ObjectiveSection) -> StudyFileError:
+    """Why a study of a function given in memory cannot run here: no file holds it."""
+    given = section.in_memory or ""
+    shown = given if given.isidentifier() else "your_function"
+    study, call = (f"study {name!r}", repr(name)) if name else ("the study", "NAME")
+    return StudyFileError(
+        f"{study} optimises {given}, a function given in memory (from a notebook or a "
+        "script) that no file or module holds, so it cannot be loaded here; pass it again "
+        f"from Python: sweep.resume({call}, objective={shown}) or "
+        f"sweep.worker({call}, objective={shown})"
+    )
+
+
 def load_function(section: ObjectiveSection, objective_dir: str | None = None) -> Function:
     """The study's function, ``function(params, ctx)``."""
+    if section.in_memory:
+        raise in_memory_error(None, section)  # runner.py names the study before this
     module = _module(section, objective_dir)
     return _attribute(module, section.function, section.module or module.__file__)
 
 
 def load_many(section: ObjectiveSection, objective_dir: str | None = None) -> Function | None:
     """The function's list form, ``<function>_many(params_list, ctx) -> list``, if its file
-    or module defines one: packed trials (README "Packed trials") need it."""
+    or module defines one: packed trials (README "Packed trials") need it. A function
+    given in memory has none."""
+    if section.in_memory:
+        return None
     found = getattr(_module(section, objective_dir), section.function + "_many", None)
     return found if callable(found) else None
 
@@ -52,7 +108,7 @@ def pack_size(section: ObjectiveSection, pack: int | None, objective_dir: str | 
         raise StudyFileError(
             f"[study] pack = {pack} needs a list form of the function: define "
             f"{section.function}_many(params_list, ctx) -> list beside {section.function} "
-            "in " + (section.file or section.module or "its file") + ", or set pack = 1"
+            "in " + (section.file or section.module or "a file") + ", or set pack = 1"
         )
     return 1
 

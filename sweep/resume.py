@@ -8,7 +8,9 @@ needed on the machine that ran it).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+from sweep.functions import in_memory_error
 from sweep.progress import Progress
 from sweep.recovery import recover
 from sweep.runner import RunResult, check_jobs, run_study
@@ -25,13 +27,17 @@ def resume_study(
     on_progress: Callable[[Progress], None] | None = None,
     oversubscribe: bool = False,
     objective_dir: str | None = None,
+    function: Callable[..., Any] | None = None,
 ) -> RunResult:
-    """Recover dead trials of a stored study and top it up to its stored target."""
+    """Recover dead trials of a stored study and top it up to its stored target.
+    ``function``: a study's function given in memory, passed again (runner.run_study)."""
     check_jobs(jobs, oversubscribe)
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     try:
         spec, target = stored.spec, stored.target
+        if function is None and spec.objective.in_memory:  # before recovering anything
+            raise in_memory_error(name, spec.objective)
         notes = recover(stored)
         if finished(stored.counts()) >= target and stored.counts()["RUNNING"] == 0:
             return RunResult.of(stored, notes=notes, seconds=0.0, already_done=True)
@@ -46,6 +52,7 @@ def resume_study(
         on_progress=on_progress,
         oversubscribe=oversubscribe,
         objective_dir=objective_dir,
+        function=function,
     )
     result.notes[:0] = notes
     return result

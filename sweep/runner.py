@@ -20,8 +20,8 @@ from typing import Any
 from core.data import FOLDER, DataError
 from sweep import budget, datacache, devices, pool
 from sweep.budget import Budget
-from sweep.errors import StorageError, StudyNotFound, SweepError
-from sweep.functions import load_function, pack_size
+from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
+from sweep.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.outage import retrying, unreachable
 from sweep.parent import run_parent_first
 from sweep.portable import shell_join
@@ -76,9 +76,30 @@ def _prepare_data(
     return cached
 
 
-def _resume_command(name: str, url: str, data_dir: str | None) -> str:
+def _check_function(
+    spec: StudyFile, function: Callable[..., Any] | None, objective_dir: str | None
+) -> bytes | None:
+    """Check that the study's function can be had, before anything is written; returns a
+    function given in memory as the bytes its workers load (None: they load the study's)."""
+    name, section = spec.study.name, spec.objective
+    if function is None and section.in_memory:
+        raise in_memory_error(name, section)
+    if function is not None and not section.in_memory:
+        raise StudyFileError(
+            f"study {name!r} optimises {section.source}, named in its [objective] section; "
+            "objective= is for a study whose function is given in memory"
+        )
+    if function is None:
+        load_function(section, objective_dir)  # says what to copy or install, if missing
+    pack_size(section, spec.study.pack, objective_dir)  # a pack it cannot do fails too
+    return None if function is None else dumps(function)
+
+
+def _resume_command(name: str, url: str, data_dir: str | None, given: bytes | None = None) -> str:
     """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
-    never with the storage's password."""
+    never with the storage's password. A function given in memory is passed again."""
+    if given is not None:
+        return f"sweep.resume({name!r}, objective=...) with the same function"
     secret = has_password(url)
     given = os.environ.get("SWEEP_STORAGE") == url
     args = ["sweep", "resume", name] + ([] if given else ["--storage", shown(url)])
@@ -104,6 +125,7 @@ def run_study(
     time_limit: float | None = None,
     gpus: tuple[str, ...] = (),
     workers_per_gpu: int = 1,
+    function: Callable[..., Any] | None = None,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
@@ -113,8 +135,9 @@ def run_study(
     so that parallel workers never oversubscribe the machine). With ``time_limit``
     (seconds; or the job's end time, sweep/budget.py) the workers start no trial that would
     end after it, and the run stops topping up and returns, resumable. With ``gpus`` each
-    worker process sees one device (sweep/devices.py). Bad input fails before anything is
-    written.
+    worker process sees one device (sweep/devices.py). ``function``: the function of a
+    study whose [objective] is given in memory (it goes to the workers by value). Bad input
+    fails before anything is written.
     """
     started = time.perf_counter()
     limit = Budget.start(time_limit)
@@ -132,8 +155,7 @@ def run_study(
     devices.check(gpus, workers_per_gpu, jobs)
     target = check_trials(trials or spec.study.trials, "--trials", MAX_TRIALS)
     check_grid(spec.study.sampler, target, spec.search, spec.path)
-    load_function(spec.objective, objective_dir)  # a missing function fails before writing
-    pack_size(spec.objective, spec.study.pack, objective_dir)  # so does a pack it cannot do
+    given = _check_function(spec, function, objective_dir)  # fails before anything is written
     recorded = _recorded_data(url, name)
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
@@ -153,9 +175,10 @@ def run_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir),
+        resume_command=_resume_command(name, url, data_dir, given),
         workers=max(jobs, 1),
         **_limits(limit, gpus),
+        function=given,
     )
     report = _reporter(stored, on_progress)
     try:
@@ -254,6 +277,7 @@ def join_study(
     time_limit: float | None = None,
     gpus: tuple[str, ...] = (),
     workers_per_gpu: int = 1,
+    function: Callable[..., Any] | None = None,
 ) -> tuple[int, str | None]:
     """`sweep worker`: run trials of an existing study (from any machine) until its target,
     or until ``time_limit`` (as in run_study) leaves no time for another trial.
@@ -270,8 +294,7 @@ def join_study(
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     spec = stored.spec
-    load_function(spec.objective, objective_dir)  # says what to copy or install, if missing
-    pack_size(spec.objective, spec.study.pack, objective_dir)
+    given = _check_function(spec, function, objective_dir)  # says what to copy or install
     data = _prepare_data(spec, data_dir, stored.attrs.get("data"))
     job = Job(
         url=url,
@@ -280,11 +303,12 @@ def join_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir),
+        resume_command=_resume_command(name, url, data_dir, given),
         first_index=_worker_index(),
         idle=idle,
         workers=max(jobs, 1),
         **_limits(limit, gpus),
+        function=given,
     )
     ran = 0
     try:

@@ -88,6 +88,9 @@ class ObjectiveSection:
     folder: str = "."  # the study file's folder (absolute), where `file` is looked up
     metric: str | None = None  # the returned dict's key to optimise
     direction: str = "maximize"
+    # A function given in memory (`sweep.run(study, objective=f)`): its name. No file holds
+    # it: workers get it from the caller (functions.dumps); `sweep worker` cannot.
+    in_memory: str | None = None
 
     @property
     def builtin(self) -> bool:
@@ -95,6 +98,8 @@ class ObjectiveSection:
 
     @property
     def source(self) -> str:
+        if self.in_memory:
+            return f"{self.in_memory} (given in memory)"
         return f"{self.file or self.module}:{self.function}"
 
 
@@ -145,7 +150,7 @@ class StudyFile:
         return {
             "path": self.path,
             "study": dataclasses.asdict(self.study),
-            "objective": dataclasses.asdict(self.objective),
+            "objective": _objective_dict(self.objective),
             "split": self.split,
             "train": dataclasses.asdict(self.train) if self.train else None,
             "fixed": self.fixed,
@@ -167,6 +172,15 @@ class StudyFile:
         )
 
 
+def _objective_dict(section: ObjectiveSection) -> dict[str, Any]:
+    """[objective] as stored; ``in_memory`` only when set, so that a study of a file or a
+    module is stored exactly as before it existed."""
+    d = dataclasses.asdict(section)
+    if d["in_memory"] is None:
+        del d["in_memory"]
+    return d
+
+
 def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any]:
     """The built-in objective's fixed params: [train] under its study-file names, the split."""
     if train is None:
@@ -179,8 +193,9 @@ def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any
     return {**values, "split": split}
 
 
-def load(path: str | Path, **overrides: Any) -> StudyFile:
-    """Parse a study file. ``overrides`` replace [study] values (e.g. trials, seed)."""
+def load(path: str | Path, *, given: str | None = None, **overrides: Any) -> StudyFile:
+    """Parse a study file. ``overrides`` replace [study] values (e.g. trials, seed);
+    ``given`` as for `parse`."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -199,17 +214,31 @@ def load(path: str | Path, **overrides: Any) -> StudyFile:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise StudyFileError(f"{path}: TOML syntax error: {exc}") from None
-    return parse(raw, str(path), str(path.parent), **overrides)
+    return parse(raw, str(path), str(path.parent), given=given, **overrides)
 
 
 def parse(
-    raw: dict[str, Any], where: str = "<study>", folder: str = ".", **overrides: Any
+    raw: dict[str, Any],
+    where: str = "<study>",
+    folder: str = ".",
+    *,
+    given: str | None = None,
+    **overrides: Any,
 ) -> StudyFile:
-    """A parsed study file; ``folder`` is where its objective file is looked up."""
+    """A parsed study file; ``folder`` is where its objective file is looked up.
+
+    ``given``: the name of a function given in memory (`sweep.run(objective=f)`); the
+    [objective] section may then hold only metric and direction, or be absent.
+    """
     p = _Parser(where)
     p.only(raw, "", ("study", "objective", "data", "train", "search"))
     study = _study(p, p.table(raw, "study"), overrides)
-    objective = _objective(p, p.table(raw, "objective"), folder) if "objective" in raw else BUILTIN
+    if given is not None:
+        objective = _given(p, p.table(raw, "objective"), given)
+    elif "objective" in raw:
+        objective = _objective(p, p.table(raw, "objective"), folder)
+    else:
+        objective = BUILTIN
     if study.pruner == "paired" and not objective.builtin:
         p.fail("study.pruner", '"paired" needs the built-in objective (its per-image outcomes)')
     if objective.builtin:
@@ -321,6 +350,24 @@ def _objective(p: _Parser, o: dict, folder: str) -> ObjectiveSection:
     if not objective.function.isidentifier():
         p.fail("objective.function", f"({objective.function!r}) is not a Python name")
     return objective
+
+
+def _given(p: _Parser, o: dict, name: str) -> ObjectiveSection:
+    """[objective] of a study whose function is given in memory: metric and direction."""
+    p.only(o, "objective.", ("file", "module", "function", "metric", "direction"))
+    for key in ("file", "module", "function"):
+        if key in o:
+            p.fail(
+                f"objective.{key}",
+                "names a function, but one was given in memory (objective=); give one or the "
+                "other (with objective=, [objective] holds only metric and direction)",
+            )
+    return ObjectiveSection(
+        function=name if name.isidentifier() else "objective",
+        metric=p.get(o, "objective.metric", (str,)),
+        direction=p.choice(o, "objective.direction", DIRECTIONS, "maximize"),
+        in_memory=name,
+    )
 
 
 def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfig]:

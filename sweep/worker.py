@@ -10,6 +10,7 @@ its own Optuna trial. Storage calls are retried through a database outage
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -30,7 +31,7 @@ from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
 from sweep import budget, devices, plan, pruning, signals
-from sweep.functions import load_function, load_many, pack_size
+from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.outage import disk_full, retrying, unreachable
 from sweep.queue import Popped, next_trials, refill, requeue
@@ -204,6 +205,9 @@ class Job:
     deadline: float | None = None  # epoch seconds: no trial starts that would end later
     deadline_by: str = "the time limit"  # what set it (sweep/budget.py)
     gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
+    # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
+    # used instead of loading the study's [objective], which names no file or module then.
+    function: bytes | None = None
 
 
 def work(job: Job, index: int) -> int:
@@ -220,7 +224,7 @@ def work(job: Job, index: int) -> int:
     stored = open_study(job.study, job.url)
     spec = stored.spec
     objective = _objective(job, stored, index)
-    size = pack_size(spec.objective, spec.study.pack, job.objective_dir)
+    size = 1 if job.function else pack_size(spec.objective, spec.study.pack, job.objective_dir)
     plans = spec if spec.study.sampler in plan.PLANNED else None  # workers queue them
     ran = failed_in_a_row = 0
     idle_since, wait = None, WAIT_SECONDS
@@ -283,8 +287,11 @@ def _objective(job: Job, stored: Stored, index: int) -> Objective:
         level=spec.study.prune_level,
         rungs=spec.rungs,
     )
-    function = load_function(spec.objective, job.objective_dir)
-    many = load_many(spec.objective, job.objective_dir)
+    if job.function is not None:
+        function, many = loads(job.function), None
+    else:
+        function = load_function(spec.objective, job.objective_dir)
+        many = load_many(spec.objective, job.objective_dir)
     space = stored.space(spec)
     return Objective(
         spec, space, function, job.data_dir, job.fingerprint, many, device=devices.mine()
@@ -301,7 +308,8 @@ def run_isolated(
     """
     if chore is not None:
         _unless_unreachable(chore)
-    given = {"job": dataclasses.asdict(job), "trial_id": popped.id, "device": devices.mine()}
+    job_values = {**dataclasses.asdict(job), "function": _b64(job.function)}
+    given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
     payload = json.dumps(given)  # the device is in CUDA_VISIBLE_DEVICES, inherited
     code = "import sys; from sweep.worker import isolated_main; isolated_main(sys.stdin.read())"
     done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
@@ -319,13 +327,21 @@ def isolated_main(payload: str) -> None:
     init_process()
     quiet_optuna()
     given = json.loads(payload)
-    job = Job(**given["job"])
+    job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})
     devices.adopt(given["device"])
     stored = open_study(job.study, job.url)
     popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
     with threadpool_limits(limits=job.threads):
         run_trials(stored, [popped], _objective(job, stored, job.first_index))
     stored.close()
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _unb64(text: str | None) -> bytes | None:
+    return None if text is None else base64.b64decode(text)
 
 
 def init_process() -> None:

@@ -1,0 +1,250 @@
+"""The public Python API (`import sweep`): studies run from dicts with functions given in
+memory, read back as DataFrames and figures, quiet while they run."""
+
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import pytest
+from matplotlib.figure import Figure
+
+import sweep
+from sweep.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def coarse_study(name: str = "api-coarse", trials: int = 6) -> dict:
+    return {
+        "study": {"name": name, "trials": trials, "seed": 11},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "train": {"epochs": 2},
+        "search": {"lambda": {"low": 1e-5, "high": 1e-1, "log": True}},
+    }
+
+
+def make_objective(centre: float):
+    """A closure over a local variable: not importable by name, so it must travel to the
+    workers by value."""
+
+    def objective(params, ctx):
+        x = math.log10(params["lambda"])
+        for epoch in range(params["epochs"]):
+            ctx.report(epoch, (x - centre) ** 2 + 1 / (epoch + 1))
+        return {
+            "loss": (x - centre) ** 2,
+            "is_context": float(isinstance(ctx, sweep.Context)),
+        }
+
+    return objective
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("api")
+    url = f"sqlite:///{folder}/api.db"
+    seen = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = sweep.run(
+            coarse_study(),
+            objective=make_objective(-3.0),
+            storage=url,
+            jobs=2,
+            progress=seen.append,
+        )
+    return {"url": url, "result": result, "progress": seen, "warnings": caught, "folder": folder}
+
+
+def test_importing_sweep_is_cheap_and_exports_the_api():
+    code = (
+        "import sys, sweep; heavy = ('optuna', 'pandas', 'matplotlib', 'sqlalchemy', 'numpy',"
+        " 'loky', 'cloudpickle'); print(','.join(m for m in heavy if m in sys.modules));"
+        "print(','.join(sorted(sweep.__all__)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    loaded, names = out.stdout.splitlines()
+    assert loaded == ""
+    assert set(names.split(",")) >= {
+        *("run", "resume", "worker", "open", "status", "reproduce"),
+        *("Context", "SweepError", "__version__"),
+    }
+
+
+def test_api_functions_are_not_hidden_by_their_namesake_modules():
+    import sweep.reproduce
+    import sweep.resume
+    import sweep.worker
+
+    assert callable(sweep.worker) and sweep.worker.__module__ == "sweep.api"
+    assert sweep.resume.__module__ == "sweep.api" and sweep.reproduce.__module__ == "sweep.api"
+    from sweep.worker import Job  # the modules themselves are still there
+
+    assert Job.__module__ == "sweep.worker"
+
+
+def test_a_dict_study_with_a_closure_runs_in_two_workers(ran):
+    result = ran["result"]
+    assert result.counts["COMPLETE"] == 6 and result.counts["FAIL"] == 0
+    assert result.finished == 6 and result.target == 6
+    assert result.best is not None and result.best.value == min(
+        (math.log10(lam) + 3.0) ** 2
+        for lam in sweep.open("api-coarse", storage=ran["url"]).trials()["lambda"]
+    )
+    assert "api-coarse" in repr(result) and "finished=6/6" in repr(result)
+    assert ran["progress"][-1].counts["COMPLETE"] == 6
+
+
+def test_trials_are_the_csv_columns_with_the_closure_s_values(ran, capsys):
+    study = sweep.open("api-coarse", storage=ran["url"])
+    df = study.trials()
+    assert main(["trials", "api-coarse", "--storage", ran["url"], "--format", "csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert list(df.columns) == header.split(",")
+    assert list(df.columns)[:3] == ["number", "state", "lambda"]
+    assert len(df) == 6 and set(df["state"]) == {"COMPLETE"}
+    for lam, loss in zip(df["lambda"], df["loss"], strict=True):  # centre -3 came along
+        assert loss == pytest.approx((math.log10(lam) + 3.0) ** 2)
+    assert list(df["value"]) == list(df["loss"])
+    assert set(df["is_context"]) == {1.0}  # the real Context satisfies sweep.Context
+
+
+def test_best_table_figure_html_and_report(ran, tmp_path):
+    study = sweep.open("api-coarse", storage=ran["url"])
+    df = study.trials()
+    best = study.best
+    assert best.value == df["value"].min()
+    assert best.number == int(df.loc[df["value"].idxmin(), "number"])
+    assert best.params == {"lambda": df.loc[df["value"].idxmin(), "lambda"]}
+    assert best == ran["result"].best
+
+    table = study.table()
+    assert sorted(table["trial"]) == list(range(6))
+    assert table["best"].sum() == 1 and table.loc[table["best"], "trial"].item() == best.number
+    assert list(table["lambda"]) == sorted(table["lambda"])
+
+    assert isinstance(study.figure(), Figure)
+    assert isinstance(study.figure(kind="history"), Figure)
+    assert study.figure()._repr_png_().startswith(b"\x89PNG")
+    with pytest.raises(sweep.SweepError, match="choose one of: lambda"):
+        study.figure(param="x")
+
+    shown = study._repr_html_()
+    assert "api-coarse" in shown and "COMPLETE 6" in shown and "<table" in shown
+
+    path = study.report(out=tmp_path / "report")
+    assert path == tmp_path / "report" / "report.md" and path.is_file()
+    assert "api-coarse" in path.read_text() and "(given in memory)" in path.read_text()
+
+
+def test_a_study_of_a_function_in_memory_needs_it_again_to_resume(ran, capsys):
+    with pytest.raises(sweep.SweepError) as info:
+        sweep.resume("api-coarse", storage=ran["url"])
+    message = str(info.value)
+    assert "\n" not in message
+    assert "given in memory" in message and "sweep.resume('api-coarse', objective=" in message
+    with pytest.raises(sweep.SweepError, match="objective="):
+        sweep.worker("api-coarse", storage=ran["url"])
+    for command in ("resume", "worker"):
+        assert main([command, "api-coarse", "--storage", ran["url"]]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: study 'api-coarse' optimises objective, a function given")
+        assert len(err.strip().splitlines()) == 1
+    again = sweep.resume("api-coarse", objective=make_objective(-3.0), storage=ran["url"])
+    assert again.already_done
+
+
+def test_a_rerun_with_the_function_tops_the_study_up(tmp_path):
+    url = f"sqlite:///{tmp_path}/top.db"
+    f = make_objective(-2.0)
+    first = sweep.run(coarse_study("top", trials=2), objective=f, storage=url, jobs=1)
+    assert first.counts["COMPLETE"] == 2
+    more = sweep.run(coarse_study("top", trials=2), objective=f, storage=url, trials=4)
+    assert more.counts["COMPLETE"] == 4
+    assert len(sweep.open("top", storage=url).trials()) == 4
+    assert [s.study for s in sweep.status(url).studies] == ["top"]
+
+
+def test_objective_conflicts_are_one_line_errors(tmp_path):
+    url = f"sqlite:///{tmp_path}/bad.db"
+    named = {**coarse_study("bad"), "objective": {"file": "f.py", "metric": "loss"}}
+    with pytest.raises(sweep.SweepError, match=r"objective\.file names a function"):
+        sweep.run(named, objective=make_objective(0.0), storage=url)
+    with pytest.raises(sweep.SweepError, match="must be a function"):
+        sweep.run(coarse_study("bad"), objective="not a function", storage=url)
+    with pytest.raises(sweep.SweepError, match="no study database"):
+        sweep.open("nothing", storage=url)
+
+
+def test_library_calls_leave_no_optuna_lines_or_warnings(ran, caplog):
+    assert not [w for w in ran["warnings"] if "Experimental" in type(w.message).__name__]
+    import optuna
+
+    filters, verbosity = list(warnings.filters), optuna.logging.get_verbosity()
+    with caplog.at_level(logging.INFO), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sweep.run(coarse_study("quiet", 2), objective=make_objective(0.0), storage=ran["url"])
+        sweep.open("quiet", storage=ran["url"]).trials()
+    assert not [w for w in caught if "Experimental" in type(w.message).__name__]
+    assert "A new study created" not in caplog.text
+    assert warnings.filters == filters and optuna.logging.get_verbosity() == verbosity
+
+
+def test_a_script_s_own_function_runs_quietly_by_value(tmp_path):
+    """As in a notebook: the function lives in __main__, which workers cannot import."""
+    script = textwrap.dedent(
+        """
+        import sweep
+
+        def objective(params, ctx):
+            return (params["x"] - 0.5) ** 2
+
+        study = {
+            "study": {"name": "main", "trials": 4},
+            "objective": {"direction": "minimize"},
+            "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+        }
+        result = sweep.run(study, objective=objective, storage="sqlite:///main.db", jobs=2)
+        print(result.counts["COMPLETE"], round(result.best.value, 6))
+        """
+    )
+    (tmp_path / "script.py").write_text(script)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[0] == "4"
+    assert "A new study created" not in out.stderr + out.stdout
+    assert "Warning" not in out.stderr, out.stderr
+
+
+def test_a_trial_run_alone_after_a_crash_gets_the_function_too(tmp_path):
+    """After a crash a trial runs in a process of its own (worker.run_isolated), which
+    receives the function in memory through its Job as well."""
+    marker = tmp_path / "crashed-once"
+
+    def crashes_once(params, ctx):
+        if not marker.exists():
+            marker.write_text("x")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return params["x"]
+
+    study = {
+        "study": {"name": "crash", "trials": 3, "seed": 1},
+        "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+    }
+    url = f"sqlite:///{tmp_path}/crash.db"
+    result = sweep.run(study, objective=crashes_once, storage=url, jobs=2)
+    assert marker.exists() and result.counts["COMPLETE"] == 3
+    df = sweep.open("crash", storage=url).trials()
+    assert (df["state"] == "FAIL").sum() >= 1  # the crashed attempt, queued again
+    assert df[df["state"] == "COMPLETE"]["value"].nunique() == 3
