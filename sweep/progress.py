@@ -3,13 +3,12 @@ shown while it runs, the error when it stops making progress, and a run's result
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from optuna.trial import TrialState
 
-from sweep.display import label, number, params
+from sweep.display import number, params
 from sweep.errors import RunFailed
 from sweep.study import Stored, finished
 from sweep.studyfile import StudyFile
@@ -75,83 +74,3 @@ def no_progress(stored: Stored, spec: StudyFile) -> RunFailed:
         f"study {spec.study.name!r} made no progress: {len(failed)} trial(s) failed ({reasons}); "
         f"see `sweep trials {spec.study.name}`"
     )
-
-
-@dataclass
-class RunResult:
-    study: str
-    stage: str
-    target: int
-    counts: dict[str, int]
-    best_value: float | None
-    best_params: dict[str, Any]
-    ranges: dict[str, tuple[float, float, bool]]
-    notes: list[str]
-    seconds: float
-    metric: str = "val_accuracy"
-    already_done: bool = False
-    tables: list[Path] = field(default_factory=list)
-    best_trial: int | None = None
-
-    @property
-    def best(self) -> Best | None:
-        """The best COMPLETE trial (None before the first one)."""
-        if self.best_trial is None or self.best_value is None:
-            return None
-        return Best(self.best_trial, self.best_params, self.best_value)
-
-    @property
-    def finished(self) -> int:
-        """Trials that count towards the target (COMPLETE and PRUNED)."""
-        return finished(self.counts)
-
-    def __repr__(self) -> str:
-        c = self.counts
-        return (
-            f"RunResult(study={self.study!r}, stage={self.stage!r}, "
-            f"finished={self.finished}/{self.target}, failed={c.get('FAIL', 0)}, "
-            f"best={self.best!r}, seconds={self.seconds:.1f})"
-        )
-
-    @classmethod
-    def of(
-        cls, stored: Stored, *, notes: list[str], seconds: float, already_done: bool = False
-    ) -> RunResult:
-        """The result as the storage now holds it."""
-        p = progress(stored)
-        return cls(
-            study=stored.name,
-            stage=stored.attrs.get("stage", "coarse"),
-            target=p.target,
-            counts=p.counts,
-            best_value=p.best_value,
-            best_params=p.best_params or {},
-            ranges=stored.ranges,
-            notes=notes,
-            seconds=seconds,
-            metric=stored.spec.metric,
-            already_done=already_done,
-            best_trial=p.best_trial,
-        )
-
-    def text(self) -> str:
-        if self.already_done:
-            done = self.counts["COMPLETE"] + self.counts["PRUNED"]
-            return (
-                f"study {self.study!r} is already finished: {done}/{self.target} trials "
-                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
-            )
-        c = self.counts
-        lam = self.ranges.get("lambda")
-        lines = [*self.notes]
-        lines.append(
-            f"{self.study} ({self.stage}): {c['COMPLETE'] + c['PRUNED']}/{self.target} "
-            f"finished ({c['COMPLETE']} COMPLETE, {c['PRUNED']} pruned), {c['FAIL']} failed "
-            f"in {self.seconds:.1f} s"
-            + (f"; lambda range [{lam[0]:.3g}, {lam[1]:.3g}]" if lam else "")
-        )
-        if self.best_value is not None:
-            value = number(self.metric, self.best_value)
-            lines.append(f"best: {params(self.best_params)} -> {label(self.metric)} {value}")
-        lines += [f"wrote {path}" for path in self.tables]
-        return "\n".join(lines)

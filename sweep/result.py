@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.display import label, number, params
-from sweep.progress import progress
+from sweep.progress import Best, finished, progress
 from sweep.study import Stored
 
 
@@ -26,6 +26,27 @@ class RunResult:
     metric: str = "val_accuracy"
     already_done: bool = False
     tables: list[Path] = field(default_factory=list)
+    best_trial: int | None = None
+
+    @property
+    def best(self) -> Best | None:
+        """The best COMPLETE trial (None before the first one)."""
+        if self.best_trial is None or self.best_value is None:
+            return None
+        return Best(self.best_trial, self.best_params, self.best_value)
+
+    @property
+    def finished(self) -> int:
+        """Trials that count towards the target (COMPLETE and PRUNED)."""
+        return finished(self.counts)
+
+    def __repr__(self) -> str:
+        c = self.counts
+        return (
+            f"RunResult(study={self.study!r}, stage={self.stage!r}, "
+            f"finished={self.finished}/{self.target}, failed={c.get('FAIL', 0)}, "
+            f"best={self.best!r}, seconds={self.seconds:.1f})"
+        )
 
     @classmethod
     def of(
@@ -45,6 +66,7 @@ class RunResult:
             seconds=seconds,
             metric=stored.spec.metric,
             already_done=already_done,
+            best_trial=p.best_trial,
         )
 
     def text(self) -> str:

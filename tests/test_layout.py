@@ -60,8 +60,10 @@ def test_the_cycle_finder_finds_cycles():
     "path", [*MODULES, *sorted((ROOT / "core").glob("*.py"))], ids=lambda p: p.name
 )
 def test_modules_stay_small(path):
+    # 350 lines is the guideline (docs/architecture.md groups modules by concept instead of
+    # splitting them by size); past 400 a module holds more than one job.
     lines = len(path.read_text().splitlines())
-    limit = 300 if path.name == "cli.py" else 350
+    limit = 300 if path.name == "cli.py" else 400
     assert lines <= limit, f"{path.name} has {lines} lines (limit {limit}): split its jobs"
 
 
