@@ -11,7 +11,7 @@ from typing import Any
 import sweep
 from sweep import signals
 from sweep.arguments import build_parser, cluster_options, parse
-from sweep.console import emit, print_progress, silence
+from sweep.console import emit, end_progress, print_progress, silence
 from sweep.errors import explain
 from sweep.output import check_out
 
@@ -47,8 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_run(result, out: str, storage: str | None) -> None:
     from sweep.tables import write_study_tables
 
-    if sys.stderr.isatty():
-        print(file=sys.stderr)
+    end_progress()
     if not result.already_done:
         result.tables = write_study_tables(result.study, storage, out)
     print(result.text())
@@ -160,8 +159,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from sweep.reproduce import reproduce
 
     def say(text: str) -> None:
-        if sys.stderr.isatty():
-            emit("\r\033[K", sys.stderr, end="")
+        end_progress()
         emit(text)
 
     summary = (reproduce_bonus if args.bonus else reproduce)(

@@ -17,11 +17,46 @@ def emit(text: str, stream: Any = None, end: str = "\n") -> None:
         silence(stream)
 
 
+def live() -> bool:
+    """Whether progress may redraw one line (a terminal that is not TERM=dumb); otherwise
+    each update is a plain line, as logs and CI want."""
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+class _Line:
+    """The progress line on a terminal: tqdm's status line (it knows how each console
+    redraws a line, Windows' included)."""
+
+    bar = None
+
+    @classmethod
+    def show(cls, text: str) -> None:
+        if cls.bar is None:
+            from tqdm import tqdm
+
+            cls.bar = tqdm(total=0, bar_format="{desc}", file=sys.stderr, leave=False)
+        try:
+            cls.bar.set_description_str(text)
+        except BrokenPipeError:
+            silence(sys.stderr)
+
+    @classmethod
+    def end(cls) -> None:
+        if cls.bar is not None:
+            cls.bar.close()
+            cls.bar = None
+
+
 def print_progress(p) -> None:
-    if sys.stderr.isatty():
-        emit("\r\033[K" + p.text(), sys.stderr, end="")
+    if live():
+        _Line.show(p.text())
     else:
         emit(p.text(), sys.stderr)
+
+
+def end_progress() -> None:
+    """Clear the progress line before other output."""
+    _Line.end()
 
 
 def silence(stream: Any) -> None:
