@@ -165,6 +165,7 @@ def build_parser() -> _Parser:
     OBJECTIVE_DIR = "folder holding the study's objective file (default: beside the study file)"
 
     p = command("run", "create or load a study and run trials until its target")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("study_file", help="a study file (`sweep init` writes some to start from)")
     p.add_argument(
         "--jobs",
@@ -193,6 +194,7 @@ def build_parser() -> _Parser:
     _cluster_options(p)
 
     p = command("resume", "recover dead trials and top a study up to its target")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("study", help="study name")
     p.add_argument("--jobs", type=_positive_int, default=1)
     p.add_argument("--storage", help=storage_help)
@@ -204,6 +206,7 @@ def build_parser() -> _Parser:
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
 
     p = command("worker", "join a study from any machine and run its trials")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
     p.add_argument(

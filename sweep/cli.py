@@ -44,13 +44,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(result, out: str, storage: str | None) -> None:
+def _print_run(result, out: str, storage: str | None, as_json: bool) -> None:
     from sweep.tables import write_study_tables
 
     end_progress()
     if not result.already_done:
         result.tables = write_study_tables(result.study, storage, out)
-    print(result.text())
+    print(result.json() if as_json else result.text())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         partial_parent=args.partial_parent,
         **cluster_options(args),
     )
-    _print_run(result, args.out, args.storage)
+    _print_run(result, args.out, args.storage, args.json)
     return 0
 
 
@@ -84,7 +84,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
     )
-    _print_run(result, args.out, args.storage)
+    _print_run(result, args.out, args.storage, args.json)
     return 0
 
 
@@ -99,6 +99,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
         objective_dir=args.objective_dir,
         **cluster_options(args),
     )
+    if args.json:
+        print(json.dumps({"study": args.study, "ran": ran, "stopped": why}))
+        return 0
     if why:
         print(f"worker stops: {why}; the study's other trials can run later", flush=True)
     print(f"worker done: ran {ran} trial(s) of {args.study!r}")

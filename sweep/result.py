@@ -3,6 +3,8 @@ storage holds them, and the lines the CLI prints."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,27 @@ class RunResult:
         if self.best_trial is None or self.best_value is None:
             return None
         return Best(self.best_trial, self.best_params, self.best_value)
+
+    def json(self) -> str:
+        """`sweep run/resume --json`: {"study", "stage", "target", "finished", "states",
+        "best": {"trial", "params", "value"} or null, "ranges", "notes", "seconds",
+        "tables"}."""
+        best = self.best
+        return json.dumps(
+            {
+                "study": self.study,
+                "stage": self.stage,
+                "target": self.target,
+                "finished": self.finished,
+                "states": self.counts,
+                "best": None if best is None else dataclasses.asdict(best),
+                "ranges": {k: {"low": v[0], "high": v[1]} for k, v in self.ranges.items()},
+                "notes": self.notes,
+                "seconds": round(self.seconds, 2),
+                "tables": [str(p) for p in self.tables],
+            },
+            indent=2,
+        )
 
     @property
     def finished(self) -> int:

@@ -374,3 +374,27 @@ def test_a_bare_float_is_one_value_column(tmp_path, capsys):
     assert main(["show", "b", "1", "--storage", url]) == 0
     assert "curves: 1 points of value" in capsys.readouterr().out
     assert main(["report", "b", "--storage", url, "--out", str(tmp_path / "r")]) == 0
+
+
+def test_run_resume_and_worker_print_their_result_as_json(folder, capsys):
+    path = study(
+        folder,
+        "j",
+        'file = "funcs.py"\nfunction = "picky"',
+        "[search.x]\nlow = 1.0\nhigh = 5.0\nlog = false",
+    )
+    url = f"sqlite:///{folder}/j.db"
+    out = str(folder / "o")
+    assert main(["run", str(path), "--storage", url, "--json", "--out", out]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["study"] == "j" and result["finished"] == 6 == result["target"]
+    assert result["states"]["COMPLETE"] == 6 and set(result["best"]) == {
+        "number",
+        "params",
+        "value",
+    }
+    assert result["ranges"]["x"] == {"low": 1.0, "high": 5.0}
+    assert main(["resume", "j", "--storage", url, "--json", "--out", out]) == 0
+    assert json.loads(capsys.readouterr().out)["finished"] == 6
+    assert main(["worker", "j", "--storage", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"study": "j", "ran": 0, "stopped": None}
