@@ -336,8 +336,10 @@ def test_trials_formats_and_sorting(setup, capsys):
     capsys.readouterr()
     assert main(["trials", "e2e", "--storage", url, "--format", "json", "--sort", "lambda"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    keys = {"number", "state", "lambda", "value", "seconds", "se", "tied", "params", "metrics"}
+    keys = {"number", "state", "lambda", "value", "seconds", "se", "tied", "reason"}
+    keys |= {"params", "metrics"}
     assert [set(r) for r in rows] == [keys] * 3
+    assert all(r["reason"] == "" for r in rows)  # COMPLETE trials have none
     assert all(r["metrics"]["val_accuracy"] == r["value"] for r in rows)
     assert [r["lambda"] for r in rows] == sorted(r["lambda"] for r in rows)
     assert main(["trials", "e2e", "--storage", url, "--format", "csv"]) == 0

@@ -135,6 +135,9 @@ def test_failures_are_reasons_and_the_study_goes_on(folder, capsys):
     number = next(t.number for t in failed if "too large" in t.user_attrs["fail_reason"])
     main(["show", "p", str(number), "--storage", url])
     assert "reason: ValueError: x is too large" in capsys.readouterr().out
+    assert main(["trials", "p", "--storage", url, "--format", "json"]) == 0
+    rows = {r["number"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows[number]["reason"].startswith("ValueError: x is too large")
 
 
 def test_a_metric_the_function_does_not_return_fails_every_trial_with_that_reason(folder, capsys):
