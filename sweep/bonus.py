@@ -92,7 +92,7 @@ def reproduce_bonus(
         },
         "seconds": round(time.perf_counter() - started, 2),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return summary
 
 

@@ -57,7 +57,7 @@ def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
-def write_text(path: str | Path, text: str) -> Path:
+def save_text(path: str | Path, text: str) -> Path:
     return write_with(path, lambda tmp: tmp.write_text(text, encoding="utf-8", newline="\n"))
 
 

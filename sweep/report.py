@@ -11,7 +11,7 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.display import label, number
 from sweep.inspection import load
-from sweep.output import markdown_cell, out_folder, write_text
+from sweep.output import markdown_cell, out_folder, save_text
 from sweep.study import Stored
 from sweep.studyfile import StudyFile
 from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
@@ -128,7 +128,7 @@ def write_report(
         md += _uncertainty(study, by_name.get(study.spec.parent or ""))
 
     report = out / "report.md"
-    write_text(report, "\n".join(md) + "\n")
+    save_text(report, "\n".join(md) + "\n")
     return Report(path=report, files=[report, *files])
 
 

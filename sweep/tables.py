@@ -12,7 +12,7 @@ from sweep.display import label, metric_column, number, param_column
 from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
-from sweep.output import latex_escape, markdown_cell, write_text
+from sweep.output import latex_escape, markdown_cell, save_text
 from sweep.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 
@@ -150,9 +150,9 @@ def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     shown = display_table(df, spec.metric, sorted(spec.search))
     caption = f"Study {study.study_name}: {label(spec.metric)} by trial"
     return [
-        write_text(out / "table.csv", df.to_csv(index=False)),
-        write_text(out / "table.md", markdown(shown) + "\n"),
-        write_text(out / "table.tex", latex(shown, caption=caption)),
+        save_text(out / "table.csv", df.to_csv(index=False)),
+        save_text(out / "table.md", markdown(shown) + "\n"),
+        save_text(out / "table.tex", latex(shown, caption=caption)),
     ]
 
 

@@ -19,7 +19,7 @@ NASTY = r"$5 {x} ~/a ^2 & 50% #1 _b \c | d"
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch):
     target = tmp_path / "table.md"
-    output.write_text(target, "old\n")
+    output.save_text(target, "old\n")
 
     def full(self, text, **kwargs):
         with open(self, "w", encoding="utf-8") as f:
@@ -28,7 +28,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(OSError):
-        output.write_text(target, "new content\n")
+        output.save_text(target, "new content\n")
     assert target.read_text() == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["table.md"]
 
