@@ -255,8 +255,8 @@ class Objective:
         for i, trial in enumerate(trials):
             try:
                 outcomes.append(ended[i] if i in ended else self._finish(trial, seeds[i], together))
-            except ObjectiveError as exc:
-                outcomes.append(exc)
+            except (ObjectiveError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                outcomes.append(exc)  # (the latter: ended elsewhere meanwhile, e.g. stale)
         return outcomes
 
     def _call(self, params_list: list[dict[str, Any]], ctx: PackContext) -> list[Any]:

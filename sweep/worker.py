@@ -331,9 +331,14 @@ def isolated_main(payload: str) -> None:
     devices.adopt(given["device"])
     stored = open_study(job.study, job.url)
     popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
-    with threadpool_limits(limits=job.threads):
-        run_trials(stored, [popped], _objective(job, stored, job.first_index))
-    stored.close()
+    try:
+        with threadpool_limits(limits=job.threads):
+            run_trials(stored, [popped], _objective(job, stored, job.first_index))
+    except Exception as exc:  # the parent records the trial's end: one line, no traceback
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        sys.exit(1)
+    finally:
+        stored.close()
 
 
 def _b64(data: bytes | None) -> str | None:

@@ -57,13 +57,17 @@ def test_same_seed_gives_bit_identical_weights(exercise):
 
 def reference_sgd(X, y, *, lam, hidden, batch_size, eta_min, eta_max, n_s, cycles, seed):
     """Mini-batch gradient descent written out from the assignment's formulas in float64,
-    sharing nothing with core but the contract: the seeded generator draws W1, then W2,
-    then a permutation of the images per epoch; triangular eta by update step t."""
+    sharing nothing with core but the contract: the seeded generator draws W1, then W2;
+    a second generator of the same seed draws a width-50 W1 and W2 (whatever the width,
+    so runs of every width see the same batches: core/streams.py), then a permutation of
+    the images per epoch; triangular eta by update step t."""
     n, d = X.shape
     X = X.astype(np.float64)
     rng = np.random.default_rng(seed)
     W1 = rng.standard_normal((d, hidden)) / np.sqrt(d)
     W2 = rng.standard_normal((hidden, 10)) / np.sqrt(hidden)
+    rng = np.random.default_rng(seed)
+    rng.standard_normal((d, 50)), rng.standard_normal((50, 10))  # the order's stream
     b1, b2 = np.zeros(hidden), np.zeros(10)
     batches = n // batch_size
     for t in range(2 * n_s * cycles):
