@@ -9,11 +9,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sweep
-from sweep import signals
 from sweep.arguments import build_parser, cluster_options, parse
-from sweep.console import emit, end_progress, print_progress, silence
 from sweep.errors import explain
-from sweep.output import check_out
+from sweep.system import signals
+from sweep.system.console import emit, end_progress, print_progress, silence
+from sweep.system.output import check_out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -261,12 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def entry() -> None:
-    """The `sweep` console script: main() with Ctrl-C and SIGTERM handled (sweep/signals.py),
+    """The `sweep` console script: main() with Ctrl-C and SIGTERM handled (sweep/system/signals.py),
     then exit with them ignored: the command's work is done by then, and an interrupt
     during interpreter shutdown (loky's exit handlers) would only print a traceback. One
     that a garbage-collection callback swallows prints nothing there (signals.STOP keeps
     it)."""
-    from sweep.portable import tolerant_output
+    from sweep.system.portable import tolerant_output
 
     signals.install()
     sys.unraisablehook = _unraisable

@@ -7,8 +7,8 @@ import shutil
 import socket
 
 from sweep.errors import SweepError
-from sweep.portable import console_script
 from sweep.storage import open_storage, validate_url
+from sweep.system.portable import console_script
 
 
 def launch(storage: str | None, port: int) -> None:

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from core import data
-from sweep.portable import user_cache_dir
+from sweep.system.portable import user_cache_dir
 
 
 def resolve_root(data_dir: str | Path | None) -> Path:
@@ -21,7 +21,7 @@ def resolve_root(data_dir: str | Path | None) -> Path:
 
 def default_root() -> Path:
     """``$SWEEP_DATA_DIR``, else the per-user cache folder of this system
-    (sweep.portable.user_cache_dir), else the old ~/.cache/lambda-sweep when only that one
+    (sweep.system.portable.user_cache_dir), else the old ~/.cache/lambda-sweep when only that one
     holds the data (macOS and Windows users of version 0.2 keep their download)."""
     if env := os.environ.get("SWEEP_DATA_DIR"):
         return Path(env)

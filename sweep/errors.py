@@ -32,7 +32,7 @@ class RunFailed(SweepError):
 
 class Interrupted(SweepError):
     """Ctrl-C (exit code 130) or SIGTERM (143) stopped the command; its running trials
-    were marked failed and queued again (sweep/signals.py)."""
+    were marked failed and queued again (sweep/system/signals.py)."""
 
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
@@ -44,7 +44,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     None for a bug (shown as a traceback). Exit codes: 1 a run or check failed, 2 bad
     input, 130 Ctrl-C, 143 SIGTERM (README "Exit codes")."""
     from core.errors import ConfigError, DataError, DivergedError  # the core's, translated here
-    from sweep import signals
+    from sweep.system import signals
 
     if isinstance(exc, SweepError):
         return str(exc), exc.exit_code

@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweep import signals
 from sweep.errors import StudyFileError
 from sweep.studyfile import DEFAULT_PACK, ObjectiveSection
+from sweep.system import signals
 
 Function = Callable[..., Any]
 

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweep import __version__, paired, pruning, signals
+from sweep import __version__, paired, pruning
 from sweep.space import Dimension
 from sweep.studyfile import StudyFile
+from sweep.system import signals
 from sweep.uncertainty import pack as pack_bits
 
 # Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.

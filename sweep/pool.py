@@ -21,11 +21,11 @@ from collections.abc import Callable
 import loky
 from loky.process_executor import BrokenProcessPool
 
-from sweep import signals
 from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
 from sweep.outage import NO_SPACE, disk_full
 from sweep.recovery import fail_running
 from sweep.study import Stored
+from sweep.system import signals
 from sweep.worker import Job, init_process, work
 
 IDLE_TIMEOUT = 60  # seconds an idle loky process lives before it exits

@@ -3,7 +3,7 @@
 A RUNNING trial is recovered (marked FAIL with a reason, its values queued again once) when
 its heartbeat is stale, or when it was started on this host by a process that no longer
 exists, or when it never sent a heartbeat and is older than the grace period.
-Whether a process exists: sweep.portable.pid_alive (psutil, any system).
+Whether a process exists: sweep.system.portable.pid_alive (psutil, any system).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.portable import pid_alive
 from sweep.queue import requeue
 from sweep.storage import GRACE_SECONDS
 from sweep.study import Stored
+from sweep.system.portable import pid_alive
 
 
 def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | None:

@@ -24,7 +24,6 @@ from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
 from sweep.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.outage import retrying, unreachable
 from sweep.parent import run_parent_first
-from sweep.portable import shell_join
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.queue import exhausted, top_up
 from sweep.recovery import recover
@@ -33,6 +32,7 @@ from sweep.space import check_grid, check_trials
 from sweep.storage import has_password, resolve_url, shown, validate_url
 from sweep.study import Stored, finished, open_study, prepare
 from sweep.studyfile import MAX_TRIALS, StudyFile
+from sweep.system.portable import shell_join
 from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)

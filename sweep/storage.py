@@ -23,10 +23,11 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep import connections, signals
+from sweep import connections
 from sweep.errors import StorageError
 from sweep.outage import first_line
-from sweep.portable import FileLock
+from sweep.system import signals
+from sweep.system.portable import FileLock
 
 DEFAULT_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
@@ -266,7 +267,7 @@ class StudyLock:
     Workers hold it from checking the counts until their trial is popped; the orchestrator
     holds it while it creates, checks or tops up a study. Without it two processes can both
     see one trial missing and both add or start one. SQLite: a file lock beside the
-    database (sweep/portable.py; workers of one SQLite file share a machine). PostgreSQL: a
+    database (sweep/system/portable.py; workers of one SQLite file share a machine). PostgreSQL: a
     session advisory lock per study, which works across machines.
     """
 

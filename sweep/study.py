@@ -17,7 +17,7 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import plan, signals
+from sweep import plan
 from sweep.enqueue import enqueue_again
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.narrowing import narrow
@@ -26,6 +26,7 @@ from sweep.queries import count_states
 from sweep.space import Dimension
 from sweep.storage import StudyLock, open_storage
 from sweep.studyfile import LIMITS, StudyFile
+from sweep.system import signals
 
 
 @dataclass

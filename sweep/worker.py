@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import budget, devices, plan, pruning, signals
+from sweep import budget, devices, plan, pruning
 from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.outage import disk_full, retrying, unreachable
@@ -38,6 +38,7 @@ from sweep.queue import Popped, next_trials, refill, requeue
 from sweep.recovery import recover, requeue_abandoned
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
 from sweep.study import Stored, open_study
+from sweep.system import signals
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
 # WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle
@@ -353,7 +354,7 @@ def init_process() -> None:
     """Runs first in every worker process.
 
     Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
-    their trials; sweep/signals.py); a worker whose orchestrator was killed (kill -9) exits
+    their trials; sweep/system/signals.py); a worker whose orchestrator was killed (kill -9) exits
     at once instead of training on for minutes while holding the orchestrator's output
     pipes open.
     """

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.data import FOLDER, TEST_BATCH, TRAIN_BATCHES
-from sweep.portable import console_script
+from sweep.system.portable import console_script
 
 
 def write_cifar(

@@ -199,7 +199,7 @@ def test_ctrl_c_while_workers_start_prints_no_traceback(setup):
     # a Ctrl-C then used to print a KeyboardInterrupt traceback from each of them.
     path, url, common = setup(trials=4, n_s=4000)  # packs of 2 train for seconds
     # From 50 ms after they appear: while they are launched this process ignores the
-    # signal too, and one that loky's threads take then is lost (sweep/signals.py).
+    # signal too, and one that loky's threads take then is lost (sweep/system/signals.py).
     for delay in (0.05, 0.3, 0.6):
         # A new study each time, so that it is still running when the Ctrl-C comes.
         fresh = ["--storage", url.replace("e2e.db", f"e2e-{delay}.db"), *common[2:]]

@@ -1,4 +1,4 @@
-"""sweep/portable.py: file locks, process liveness, the cache folder, shell quoting; and a
+"""sweep/system/portable.py: file locks, process liveness, the cache folder, shell quoting; and a
 study run end to end on a Python without POSIX-only modules (as on Windows)."""
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ import psutil
 import pytest
 
 from sweep import data as sweep_data
-from sweep.portable import FileLock, pid_alive, shell_join, user_cache_dir
+from sweep.system.portable import FileLock, pid_alive, shell_join, user_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 
 HOLD = """
 import sys, time
 sys.path.insert(0, sys.argv[2])
-from sweep.portable import FileLock
+from sweep.system.portable import FileLock
 lock = FileLock(sys.argv[1])
 lock.acquire()
 print("held", flush=True)
@@ -116,7 +116,7 @@ def test_the_cache_folder_and_the_old_one(tmp_path, monkeypatch):
 
 
 def test_no_module_imports_fcntl():
-    """Not even guarded: the one POSIX file lock is filelock's business (sweep/portable.py)."""
+    """Not even guarded: the one POSIX file lock is filelock's business (sweep/system/)."""
     hits = []
     for path in [*(ROOT / "sweep").rglob("*.py"), *(ROOT / "core").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -194,7 +194,7 @@ def test_a_study_runs_without_posix_modules_and_with_a_cp1252_console(tmp_path):
 
 
 def test_output_a_console_cannot_encode_becomes_question_marks():
-    code = "from sweep.portable import tolerant_output; tolerant_output(); print('λ ★ ok')"
+    code = "from sweep.system.portable import tolerant_output; tolerant_output(); print('λ ★ ok')"
     env = {**os.environ, "PYTHONIOENCODING": "cp1252", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True)
     assert (proc.returncode, proc.stdout.strip()) == (0, b"? ? ok")

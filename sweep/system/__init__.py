@@ -1,0 +1,2 @@
+"""The process and its operating system: what differs between systems (portable), Ctrl-C and
+SIGTERM (signals), lines printed while work goes on (console), files written whole (output)."""
