@@ -64,8 +64,8 @@ def stage_flops() -> float:
 
 
 def planned_lambdas() -> list[float]:
-    from sweep import plan, studyfile
-    from sweep.space import SearchRange
+    from sweep.spec import plan, studyfile
+    from sweep.spec.space import SearchRange
 
     spec = studyfile.load(ROOT / "studies" / "coarse.toml")
     space = {n: SearchRange.fixed(r) for n, r in spec.search.items()}

@@ -46,9 +46,10 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from sweep import datacache, studyfile  # noqa: E402
+from sweep import datacache  # noqa: E402
 from sweep.functions import pack_size  # noqa: E402
 from sweep.runner import run_study  # noqa: E402
+from sweep.spec import studyfile  # noqa: E402
 from sweep.storage import quiet_optuna  # noqa: E402
 
 STUDY = """

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from sweep.inspection import Status
     from sweep.progress import Progress
     from sweep.runner import RunResult
-    from sweep.studyfile import StudyFile
+    from sweep.spec.studyfile import StudyFile
 
 logger = logging.getLogger("sweep")
 
@@ -302,7 +302,7 @@ def _study_file(
 ) -> StudyFile:
     """The study as parsed: from a path, a dict or a StudyFile; ``given``: the name of a
     function given in memory."""
-    from sweep import studyfile
+    from sweep.spec import studyfile
 
     if isinstance(study, studyfile.StudyFile):
         if given is not None and not study.objective.in_memory:

@@ -14,7 +14,7 @@ from typing import Any
 from core.data import Split
 from core.training import EvalPoint, TrainConfig, packable, train_pack
 from sweep import datacache
-from sweep.studyfile import TRAIN_KEYS
+from sweep.spec.studyfile import TRAIN_KEYS
 from sweep.uncertainty import standard_error
 
 

@@ -183,7 +183,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_init(args: argparse.Namespace) -> int:
-    from sweep.starter import init
+    from sweep.spec.starter import init
 
     print(init(args.dir).text())
     return 0

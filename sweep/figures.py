@@ -16,7 +16,7 @@ from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
 from sweep.display import metric_column, param_column
-from sweep.studyfile import StudyFile
+from sweep.spec.studyfile import StudyFile
 from sweep.system.output import save_figure
 from sweep.tables import study_table
 

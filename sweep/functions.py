@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import StudyFileError
-from sweep.studyfile import DEFAULT_PACK, ObjectiveSection
+from sweep.spec.studyfile import DEFAULT_PACK, ObjectiveSection
 from sweep.system import signals
 
 Function = Callable[..., Any]

@@ -18,9 +18,9 @@ from optuna.trial import FrozenTrial
 from sweep.display import label, metric_column, number, param_column, params
 from sweep.enqueue import values_of
 from sweep.errors import StudyNotFound
+from sweep.spec.studyfile import StudyFile
 from sweep.storage import open_storage, resolve_url
 from sweep.study import Stored, open_study
-from sweep.studyfile import StudyFile
 from sweep.uncertainty import Tied, study_ties, tied_span
 
 

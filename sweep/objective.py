@@ -19,8 +19,8 @@ import numpy as np
 import optuna
 
 from sweep import __version__, paired, pruning
-from sweep.space import Dimension
-from sweep.studyfile import StudyFile
+from sweep.spec.space import Dimension
+from sweep.spec.studyfile import StudyFile
 from sweep.system import signals
 from sweep.uncertainty import pack as pack_bits
 

@@ -11,7 +11,7 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound, SweepError
-from sweep.studyfile import StudyFile
+from sweep.spec.studyfile import StudyFile
 from sweep.uncertainty import study_ties
 
 

@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 from sweep.display import number, params
 from sweep.errors import RunFailed
+from sweep.spec.studyfile import StudyFile
 from sweep.study import Stored, finished
-from sweep.studyfile import StudyFile
 
 
 @dataclass(frozen=True)

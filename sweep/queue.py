@@ -20,11 +20,11 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import plan
 from sweep.enqueue import MAX_CRASHES, MAX_RETRY, crashes_of, enqueue, enqueue_again, values_of
 from sweep.queries import earlier_holder, queued_trials
+from sweep.spec import plan
+from sweep.spec.studyfile import StudyFile
 from sweep.study import Stored, finished
-from sweep.studyfile import StudyFile
 
 # A point is queued twice only by two top-ups at once (see pop_waiting), each of at most a
 # few QUEUE_AHEAD trials, so its copies were created within this many trial ids.

@@ -11,8 +11,8 @@ from core.schedules import Schedule
 from sweep import figures
 from sweep.display import label, number
 from sweep.inspection import load
+from sweep.spec.studyfile import StudyFile
 from sweep.study import Stored
-from sweep.studyfile import StudyFile
 from sweep.system.output import markdown_cell, out_folder, save_text
 from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
 from sweep.uncertainty import LEVEL, compare, tied_span

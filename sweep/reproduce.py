@@ -21,10 +21,10 @@ from typing import Any
 
 from core.gradcheck import check, passed
 from core.training import TrainConfig
-from sweep import studyfile
 from sweep.errors import RunFailed, StudyFileError
 from sweep.runner import RunResult, run_study
-from sweep.starter import seed_studies
+from sweep.spec import studyfile
+from sweep.spec.starter import seed_studies
 from sweep.train import run_training
 
 EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
@@ -37,7 +37,7 @@ RUNS = {
 def find_studies(
     studies_dir: str | Path | None, names: tuple[str, ...] = ("coarse", "fine")
 ) -> Traversable:
-    """--studies DIR, else the seed's studies shipped with the package (sweep/starter.py):
+    """--studies DIR, else the seed's studies shipped with the package (sweep/spec/starter.py):
     the folder holding the stages' files ``names`` (.toml)."""
     folder = Path(studies_dir) if studies_dir else seed_studies()
     if not all(folder.joinpath(f"{name}.toml").is_file() for name in names):

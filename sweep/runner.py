@@ -28,10 +28,10 @@ from sweep.progress import Progress, failures, no_progress, progress
 from sweep.queue import exhausted, top_up
 from sweep.recovery import recover
 from sweep.result import RunResult
-from sweep.space import check_grid, check_trials
+from sweep.spec.space import check_grid, check_trials
+from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.storage import has_password, resolve_url, shown, validate_url
 from sweep.study import Stored, finished, open_study, prepare
-from sweep.studyfile import MAX_TRIALS, StudyFile
 from sweep.system.portable import shell_join
 from sweep.worker import Job
 

@@ -17,15 +17,15 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import plan
 from sweep.enqueue import enqueue_again
 from sweep.errors import StudyFileError, StudyNotFound
-from sweep.narrowing import narrow
 from sweep.parent import parent_results, tied_values
 from sweep.queries import count_states
-from sweep.space import Dimension
+from sweep.spec import plan
+from sweep.spec.narrowing import narrow
+from sweep.spec.space import Dimension
+from sweep.spec.studyfile import LIMITS, StudyFile
 from sweep.storage import StudyLock, open_storage
-from sweep.studyfile import LIMITS, StudyFile
 from sweep.system import signals
 
 

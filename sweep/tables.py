@@ -12,7 +12,7 @@ from sweep.display import label, metric_column, number, param_column
 from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
-from sweep.studyfile import StudyFile
+from sweep.spec.studyfile import StudyFile
 from sweep.system.output import latex_escape, markdown_cell, save_text
 from sweep.uncertainty import study_ties
 

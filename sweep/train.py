@@ -137,7 +137,7 @@ def resolve_config(
 
     ``lam`` is a number or ``best:STUDY`` (the best lambda found by that stored study).
     """
-    from sweep import studyfile
+    from sweep.spec import studyfile
 
     base = studyfile.load(study_file) if study_file else None
     if base is not None and base.train is None:

@@ -30,12 +30,13 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import budget, devices, plan, pruning
+from sweep import budget, devices, pruning
 from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.outage import disk_full, retrying, unreachable
 from sweep.queue import Popped, next_trials, refill, requeue
 from sweep.recovery import recover, requeue_abandoned
+from sweep.spec import plan
 from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
 from sweep.study import Stored, open_study
 from sweep.system import signals

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep import studyfile
 from sweep.cli import main
+from sweep.spec import studyfile
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"
 

@@ -9,9 +9,10 @@ import pytest
 from optuna.trial import TrialState
 
 from core import training
-from sweep import builtin, studyfile
+from sweep import builtin
 from sweep.errors import StudyFileError
 from sweep.runner import run_study
+from sweep.spec import studyfile
 from tests.conftest import study_text
 
 GOOD = study_text("s", trials=3, n_s=5)

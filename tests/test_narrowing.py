@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from sweep.narrowing import narrow
+from sweep.spec.narrowing import narrow
 
 lambdas = st.lists(st.floats(-5, -1).map(lambda e: 10**e), min_size=3, max_size=20, unique=True)
 

@@ -6,10 +6,10 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import studyfile
 from sweep.cli import main
 from sweep.queue import next_trials
 from sweep.runner import run_study
+from sweep.spec import studyfile
 from sweep.study import open_study, prepare
 from tests.conftest import study_text
 from tests.test_cli_errors import check

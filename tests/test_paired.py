@@ -8,10 +8,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import builtin, paired, studyfile
+from sweep import builtin, paired
 from sweep.errors import StudyFileError
 from sweep.objective import Context, PackContext
 from sweep.runner import run_study
+from sweep.spec import studyfile
 from tests.conftest import study_text
 
 N = 1000
@@ -144,7 +145,7 @@ def test_a_paired_study_prunes_the_hopeless_and_completes_the_rest(tmp_path, cif
 
 def test_a_log_range_end_stays_inside_the_range():
     # 10 ** log10(8.0) is 8.000000000000004, which Optuna refuses as outside [1e-3, 8.0].
-    from sweep.space import Dimension
+    from sweep.spec.space import Dimension
 
     r = Dimension(low=1e-3, high=8.0, log=True)
     assert r.value(1.0) == 8.0 and r.value(0.0) == 1e-3

@@ -7,10 +7,10 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep import studyfile
 from sweep.cli import main
 from sweep.pruning import STEP_STRIDE, MedianMarginPruner, Threshold
 from sweep.runner import run_study
+from sweep.spec import studyfile
 from sweep.storage import open_storage
 from sweep.study import open_study
 from tests.conftest import study_text

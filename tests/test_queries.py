@@ -7,7 +7,6 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from sweep import studyfile
 from sweep.enqueue import enqueue
 from sweep.pruning import COUNTED
 from sweep.queries import (
@@ -18,6 +17,7 @@ from sweep.queries import (
     values_at_step,
 )
 from sweep.queue import pop_waiting, queue_next
+from sweep.spec import studyfile
 from sweep.storage import StudyLock, open_storage
 from sweep.study import open_study, prepare
 from tests.conftest import study_text

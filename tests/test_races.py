@@ -20,7 +20,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import plan
+from sweep.spec import plan
 from tests.conftest import study_text
 
 pytestmark = pytest.mark.slow

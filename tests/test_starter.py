@@ -1,4 +1,4 @@
-"""The shipped files (sweep/starter.py): `sweep init`, reproduce's seed studies, the
+"""The shipped files (sweep/spec/starter.py): `sweep init`, reproduce's seed studies, the
 version, and our `core` against other packages of that name."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 import sweep
-from sweep import starter
 from sweep.cli import main
 from sweep.errors import StudyFileError, SweepError
 from sweep.reproduce import find_studies, reproduce
+from sweep.spec import starter
 
 ROOT = Path(__file__).resolve().parent.parent
 COPIED = {

@@ -100,8 +100,8 @@ def _pop_waiting_worker(url: str, errors) -> None:
 def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp_path, round_):
     # pop_waiting is ask()'s pop without ask()'s fallback of sampling a new trial (why:
     # see its docstring): 8 processes racing over 80 queued trials, 5 rounds.
-    from sweep import studyfile
     from sweep.queue import queue_next
+    from sweep.spec import studyfile
     from sweep.study import prepare
     from tests.conftest import study_text
 

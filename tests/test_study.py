@@ -9,11 +9,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import plan, studyfile
 from sweep.enqueue import MAX_RETRY
 from sweep.queries import count_states
 from sweep.queue import pending_points, pop_waiting, top_up
 from sweep.recovery import fail_running, recover
+from sweep.spec import plan, studyfile
 from sweep.storage import open_storage
 from sweep.study import open_study, prepare
 from tests.conftest import study_text

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sweep import studyfile
 from sweep.errors import StudyFileError
+from sweep.spec import studyfile
 from tests.conftest import study_text
 
 GOOD = study_text("s", trials=4, n_s=10)

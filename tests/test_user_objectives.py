@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.runner import run_study
-from sweep.studyfile import load
+from sweep.spec.studyfile import load
 from tests.test_cli_errors import check
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -18,8 +18,8 @@ from core.data import SPLITS
 from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
-from sweep.space import SearchRange, check_search, parse_range
-from sweep.strict import Parser as _Parser
+from sweep.spec.space import SearchRange, check_search, parse_range
+from sweep.spec.strict import Parser as _Parser
 
 SAMPLERS = ("random", "qmc", "tpe", "grid")
 DIRECTIONS = ("maximize", "minimize")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sweep.errors import SweepError
 
-CHECKOUT = Path(__file__).resolve().parent.parent  # the repository, when run from one
+CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when run from one
 
 # (folder inside the package, the same folder in the repository, where `sweep init` puts it)
 SHIPPED = {

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweep.space import Dimension, dimension
+from sweep.spec.space import Dimension, dimension
 
 PLANNED = ("random", "qmc", "grid")
 PRIMES = (2, 3, 5, 7, 11, 13)
