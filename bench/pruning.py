@@ -35,7 +35,7 @@ from optuna.trial import TrialState, create_trial  # noqa: E402
 
 from sweep import pruning  # noqa: E402
 from sweep.objective import Context  # noqa: E402
-from sweep.storage import open_storage, quiet_optuna  # noqa: E402
+from sweep.store.storage import open_storage, quiet_optuna  # noqa: E402
 
 
 def study_with_others(storage, steps: int, others: int) -> optuna.Study:

@@ -50,7 +50,7 @@ from sweep import datacache  # noqa: E402
 from sweep.functions import pack_size  # noqa: E402
 from sweep.runner import run_study  # noqa: E402
 from sweep.spec import studyfile  # noqa: E402
-from sweep.storage import quiet_optuna  # noqa: E402
+from sweep.store.storage import quiet_optuna  # noqa: E402
 
 STUDY = """
 [study]

@@ -282,7 +282,7 @@ def quieted(quiet: bool = True) -> Iterator[None]:
         warnings.filterwarnings("ignore", message="IProgress not found")
         import optuna
 
-        from sweep.storage import quiet_optuna
+        from sweep.store.storage import quiet_optuna
 
         verbosity = optuna.logging.get_verbosity()
         pool = logging.getLogger("sqlalchemy.pool")

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from sweep.reproduce import State, load_stages, study_summary, train_stage
 from sweep.runner import run_study
 from sweep.spec import studyfile
-from sweep.uncertainty import study_ties
+from sweep.store.uncertainty import study_ties
 
 STAGES = ("bonus_coarse", "bonus_fine")
 

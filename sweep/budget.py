@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.outage import retrying
-from sweep.queries import recent_durations
+from sweep.store.outage import retrying
+from sweep.store.queries import recent_durations
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 RECENT = 10  # COMPLETE trials the estimate of a trial's duration is taken from

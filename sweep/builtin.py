@@ -15,7 +15,7 @@ from core.data import Split
 from core.training import EvalPoint, TrainConfig, packable, train_pack
 from sweep import datacache
 from sweep.spec.studyfile import TRAIN_KEYS
-from sweep.uncertainty import standard_error
+from sweep.store.uncertainty import standard_error
 
 
 @functools.cache

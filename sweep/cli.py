@@ -242,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return int(exc.code or 0)
     try:
-        from sweep.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
+        from sweep.store.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
 
         quiet_optuna()
         return COMMANDS[args.command](args)

@@ -7,7 +7,7 @@ import shutil
 import socket
 
 from sweep.errors import SweepError
-from sweep.storage import open_storage, validate_url
+from sweep.store.storage import open_storage, validate_url
 from sweep.system.portable import console_script
 
 

@@ -16,12 +16,12 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from sweep.display import label, metric_column, number, param_column, params
-from sweep.enqueue import values_of
 from sweep.errors import StudyNotFound
 from sweep.spec.studyfile import StudyFile
-from sweep.storage import open_storage, resolve_url
-from sweep.study import Stored, open_study
-from sweep.uncertainty import Tied, study_ties, tied_span
+from sweep.store.enqueue import values_of
+from sweep.store.storage import open_storage, resolve_url
+from sweep.store.study import Stored, open_study
+from sweep.store.uncertainty import Tied, study_ties, tied_span
 
 
 def load(name: str, storage_url: str | None = None) -> Stored:

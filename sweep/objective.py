@@ -21,8 +21,8 @@ import optuna
 from sweep import __version__, paired, pruning
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
+from sweep.store.uncertainty import pack as pack_bits
 from sweep.system import signals
-from sweep.uncertainty import pack as pack_bits
 
 # Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
 STEP_STRIDE = pruning.STEP_STRIDE

@@ -3,7 +3,7 @@
 At a few rungs (fractions of a seed's recordings: [study] rungs, by default the end of
 every cycle but the last, where the learning rate is at its minimum) each
 trial keeps which validation images it classifies correctly at that recording, as a
-trial user attribute ``outcomes@STEP`` (one bit per image, sweep/uncertainty.py's
+trial user attribute ``outcomes@STEP`` (one bit per image, sweep/store/uncertainty.py's
 packing; STEP is the Optuna step, so seed r is only ever compared with seed r). The
 built-in objective stores every pack member's bits before any member is judged
 (core.training.train_pack ``on_record``), so a member is compared with its packmates as
@@ -26,7 +26,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.uncertainty import discordant, mcnemar_exact, pack, unpack
+from sweep.store.uncertainty import discordant, mcnemar_exact, pack, unpack
 
 LEVEL = 0.01
 RUNGS = (0.5,)  # when not given; a study's default is the end of each cycle (StudyFile.rungs)

@@ -22,9 +22,9 @@ import loky
 from loky.process_executor import BrokenProcessPool
 
 from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
-from sweep.outage import NO_SPACE, disk_full
-from sweep.recovery import fail_running
-from sweep.study import Stored
+from sweep.store.outage import NO_SPACE, disk_full
+from sweep.store.recovery import fail_running
+from sweep.store.study import Stored
 from sweep.system import signals
 from sweep.worker import Job, init_process, work
 
@@ -118,7 +118,7 @@ def run(
         raise _stopped(job, stored) from None
     except BrokenProcessPool as exc:
         # The caller recovers every trial that was running: each runs alone next time, in
-        # a process of its own, where a crash is its own (sweep/enqueue.py MAX_CRASHES).
+        # a process of its own, where a crash is its own (sweep/store/enqueue.py MAX_CRASHES).
         executor.shutdown(wait=True, kill_workers=True)
         return 0, str(exc).splitlines()[0]
     except SweepError:

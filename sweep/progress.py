@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from sweep.display import number, params
 from sweep.errors import RunFailed
 from sweep.spec.studyfile import StudyFile
-from sweep.study import Stored, finished
+from sweep.store.study import Stored, finished
 
 
 @dataclass(frozen=True)

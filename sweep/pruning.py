@@ -14,7 +14,7 @@ so with repeats a trial is compared with other trials' same seed at the same ste
 a seed's training is (for the warm-up) is read off the completed trials.
 
 A decision reads only what it compares: the other trials' values at that one step and
-each completed trial's last step (sweep/queries.py, on the RDB storages the sweep opens),
+each completed trial's last step (sweep/store/queries.py, on the RDB storages the sweep opens),
 one index lookup per trial. Listing the trials instead read every value of every
 unfinished trial, the deciding trial's own included, so a trial reporting N steps cost
 O(N^2): 48 s of CPU for 1,000 reports and 206 s for 2,000, where the reports alone took 4
@@ -31,7 +31,8 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import paired, queries
+from sweep import paired
+from sweep.store import queries
 
 MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images
 WARMUP = 0.5  # the first half of each seed's recordings never prunes
@@ -52,7 +53,7 @@ class MedianMarginPruner(optuna.pruners.BasePruner):
     step, of every other trial that reached it.
 
     ``storage``: the RDB storage the judged studies are in, read at one step per decision
-    (sweep/queries.py); without it (other storages) the trials are listed through Optuna.
+    (sweep/store/queries.py); without it (other storages) the trials are listed through Optuna.
     """
 
     def __init__(

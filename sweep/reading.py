@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from sweep.inspection import StudyStatus
     from sweep.progress import Best
-    from sweep.study import Stored
+    from sweep.store.study import Stored
 
 
 def open(name: str, *, storage: Storage = None) -> Study:

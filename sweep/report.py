@@ -12,10 +12,10 @@ from sweep import figures
 from sweep.display import label, number
 from sweep.inspection import load
 from sweep.spec.studyfile import StudyFile
-from sweep.study import Stored
+from sweep.store.study import Stored
+from sweep.store.uncertainty import LEVEL, compare, tied_span
 from sweep.system.output import markdown_cell, out_folder, save_text
 from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
-from sweep.uncertainty import LEVEL, compare, tied_span
 
 
 @dataclass

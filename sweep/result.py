@@ -11,7 +11,7 @@ from typing import Any
 
 from sweep.display import label, number, params
 from sweep.progress import Best, finished, progress
-from sweep.study import Stored
+from sweep.store.study import Stored
 
 
 @dataclass

@@ -12,10 +12,10 @@ from typing import Any
 
 from sweep.functions import in_memory_error
 from sweep.progress import Progress
-from sweep.recovery import recover
 from sweep.runner import RunResult, check_jobs, run_study
-from sweep.storage import resolve_url
-from sweep.study import finished, open_study
+from sweep.store.recovery import recover
+from sweep.store.storage import resolve_url
+from sweep.store.study import finished, open_study
 
 
 def resume_study(

@@ -22,16 +22,16 @@ from sweep import budget, datacache, devices, pool
 from sweep.budget import Budget
 from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
 from sweep.functions import dumps, in_memory_error, load_function, pack_size
-from sweep.outage import retrying, unreachable
-from sweep.parent import run_parent_first
 from sweep.progress import Progress, failures, no_progress, progress
-from sweep.queue import exhausted, top_up
-from sweep.recovery import recover
 from sweep.result import RunResult
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
-from sweep.storage import has_password, resolve_url, shown, validate_url
-from sweep.study import Stored, finished, open_study, prepare
+from sweep.store.outage import retrying, unreachable
+from sweep.store.parent import run_parent_first
+from sweep.store.queue import exhausted, top_up
+from sweep.store.recovery import recover
+from sweep.store.storage import has_password, resolve_url, shown, validate_url
+from sweep.store.study import Stored, finished, open_study, prepare
 from sweep.system.portable import shell_join
 from sweep.worker import Job
 

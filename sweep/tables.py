@@ -9,12 +9,12 @@ import pandas as pd
 import tabulate
 
 from sweep.display import label, metric_column, number, param_column
-from sweep.enqueue import values_of
 from sweep.errors import SweepError
 from sweep.inspection import load, reason_of
 from sweep.spec.studyfile import StudyFile
+from sweep.store.enqueue import values_of
+from sweep.store.uncertainty import study_ties
 from sweep.system.output import latex_escape, markdown_cell, save_text
-from sweep.uncertainty import study_ties
 
 
 def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:

@@ -2,7 +2,7 @@
 
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
-Which trials it takes is sweep/queue.py's job (that is where counts are kept exact). A worker
+Which trials it takes is sweep/store/queue.py's job (that is where counts are kept exact). A worker
 may pop a pack of trials and train them together (README "Packed trials"); each stays
 its own Optuna trial. Storage calls are retried through a database outage
 (storage.retrying).
@@ -33,12 +33,12 @@ from core.errors import DivergedError
 from sweep import budget, devices, pruning
 from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
-from sweep.outage import disk_full, retrying, unreachable
-from sweep.queue import Popped, next_trials, refill, requeue
-from sweep.recovery import recover, requeue_abandoned
 from sweep.spec import plan
-from sweep.storage import HEARTBEAT_SECONDS, quiet_optuna
-from sweep.study import Stored, open_study
+from sweep.store.outage import disk_full, retrying, unreachable
+from sweep.store.queue import Popped, next_trials, refill, requeue
+from sweep.store.recovery import recover, requeue_abandoned
+from sweep.store.storage import HEARTBEAT_SECONDS, quiet_optuna
+from sweep.store.study import Stored, open_study
 from sweep.system import signals
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
@@ -58,7 +58,7 @@ class Heartbeat:
 
     Who runs a trial is written before the objective starts (one write per trial on its
     path), so a worker that dies at once, by a function that kills its process, is told
-    from a live one at once, not after the grace period (sweep/recovery.py). A database
+    from a live one at once, not after the grace period (sweep/store/recovery.py). A database
     hiccup is not fatal: a write that failed is tried again a second later.
     """
 
@@ -305,7 +305,7 @@ def run_isolated(
 ) -> TrialState | None:
     """Run one trial in a process of its own, which only it can crash.
 
-    For a trial that was running when a process died (sweep/enqueue.py MAX_CRASHES): if
+    For a trial that was running when a process died (sweep/store/enqueue.py MAX_CRASHES): if
     this process dies too, the crash is its values' own. Costs a new interpreter (~1 s).
     """
     if chore is not None:

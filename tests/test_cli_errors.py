@@ -230,7 +230,7 @@ def test_dashboard_checks_port_and_storage_first(tmp_path, capsys):
         "cannot reach the PostgreSQL storage",
     )
     url = f"sqlite:///{tmp_path}/d.db"
-    from sweep.storage import open_storage
+    from sweep.store.storage import open_storage
 
     open_storage(url)
     with socket.socket() as busy:

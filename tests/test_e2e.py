@@ -18,8 +18,8 @@ from optuna.trial import TrialState
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.inspection import lambda_of
-from sweep.recovery import pid_alive
-from sweep.storage import open_storage
+from sweep.store.recovery import pid_alive
+from sweep.store.storage import open_storage
 from tests.conftest import children, start, study_text, sweep, wait_for
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def ctrl_c_mid_trial(proc: subprocess.Popen, url: str) -> str:
 
 def running_workers(url: str) -> list[int]:
     """Pids of live workers that are in the middle of a trial."""
-    from sweep.recovery import pid_alive
+    from sweep.store.recovery import pid_alive
 
     pids = [
         t.user_attrs["worker"]["pid"]

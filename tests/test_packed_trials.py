@@ -7,10 +7,10 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.queue import next_trials
 from sweep.runner import run_study
 from sweep.spec import studyfile
-from sweep.study import open_study, prepare
+from sweep.store.queue import next_trials
+from sweep.store.study import open_study, prepare
 from tests.conftest import study_text
 from tests.test_cli_errors import check
 from tests.test_user_objectives import EXAMPLES, digest_of

@@ -152,7 +152,7 @@ def test_a_log_range_end_stays_inside_the_range():
 
 
 def test_a_retried_trial_does_not_inherit_its_failed_attempts_rung_outcomes():
-    from sweep.enqueue import enqueue_again
+    from sweep.store.enqueue import enqueue_again
 
     study = optuna.create_study(direction="maximize")
     dist = optuna.distributions.FloatDistribution(1e-5, 1.0, log=True)

@@ -21,9 +21,9 @@ from optuna.trial import TrialState
 from sweep.cli import main
 from sweep.errors import StorageError
 from sweep.inspection import reason_of
-from sweep.queue import QUEUE_AHEAD
 from sweep.spec import plan
-from sweep.storage import open_storage
+from sweep.store.queue import QUEUE_AHEAD
+from sweep.store.storage import open_storage
 from tests.conftest import children, start, study_text, sweep, wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]

@@ -11,8 +11,8 @@ from sweep.cli import main
 from sweep.pruning import STEP_STRIDE, MedianMarginPruner, Threshold
 from sweep.runner import run_study
 from sweep.spec import studyfile
-from sweep.storage import open_storage
-from sweep.study import open_study
+from sweep.store.storage import open_storage
+from sweep.store.study import open_study
 from tests.conftest import study_text
 
 PER_SEED = 4  # recordings per seed in these studies
@@ -21,7 +21,7 @@ PER_SEED = 4  # recordings per seed in these studies
 @pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def storage(request, tmp_path):
     """Where the judged studies live. On an RDB storage the pruner reads the values at one
-    step (sweep/queries.py); on any other it lists the trials through Optuna."""
+    step (sweep/store/queries.py); on any other it lists the trials through Optuna."""
     if request.param == "memory":
         return None
     if request.param == "postgres":

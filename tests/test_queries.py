@@ -1,4 +1,4 @@
-"""The reads of Optuna's tables in sweep/queries.py, on SQLite and PostgreSQL: they must
+"""The reads of Optuna's tables in sweep/store/queries.py, on SQLite and PostgreSQL: they must
 agree with what Optuna's own (slower) calls say, so a schema change shows up here."""
 
 import math
@@ -7,19 +7,19 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from sweep.enqueue import enqueue
 from sweep.pruning import COUNTED
-from sweep.queries import (
+from sweep.spec import studyfile
+from sweep.store.enqueue import enqueue
+from sweep.store.queries import (
     Queued,
     earlier_holder,
     last_complete_step,
     queued_trials,
     values_at_step,
 )
-from sweep.queue import pop_waiting, queue_next
-from sweep.spec import studyfile
-from sweep.storage import StudyLock, open_storage
-from sweep.study import open_study, prepare
+from sweep.store.queue import pop_waiting, queue_next
+from sweep.store.storage import StudyLock, open_storage
+from sweep.store.study import open_study, prepare
 from tests.conftest import study_text
 
 
@@ -109,7 +109,7 @@ def test_a_claim_that_loses_never_pops_the_trial(tmp_path, url, monkeypatch):
             taken.append(q.number)
         return found
 
-    monkeypatch.setattr("sweep.queue.queued_trials", listed_then_claimed_elsewhere)
+    monkeypatch.setattr("sweep.store.queue.queued_trials", listed_then_claimed_elsewhere)
     (mine,) = pop_waiting(stored, 1)  # 0 and 1 were lost: 2 or 3 (tried in random order)
     assert taken == [0, 1] and mine.number in (2, 3)
     assert pop_waiting(stored, 1) == []  # the last one was lost too

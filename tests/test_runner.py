@@ -9,7 +9,7 @@ from sweep.errors import RunFailed, StudyFileError, StudyNotFound
 from sweep.resume import resume_study
 from sweep.runner import run_study
 from sweep.spec import plan, studyfile
-from sweep.study import open_study
+from sweep.store.study import open_study
 from sweep.tables import display_table, study_table, write_tables
 from tests.conftest import study_text, write_cifar
 

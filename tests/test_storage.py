@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import StorageError
-from sweep.storage import open_storage
+from sweep.store.storage import open_storage
 
 WORKERS, TRIALS = 8, 80
 
@@ -81,11 +81,11 @@ def test_readers_never_create_a_database(tmp_path):
 
 
 def _pop_waiting_worker(url: str, errors) -> None:
-    """A worker that pops with sweep.queue.pop_waiting (no study lock) until the queue is
+    """A worker that pops with sweep.store.queue.pop_waiting (no study lock) until the queue is
     empty, one trial at a time, and tells each."""
     try:
-        from sweep.queue import pop_waiting
-        from sweep.study import open_study
+        from sweep.store.queue import pop_waiting
+        from sweep.store.study import open_study
 
         stored = open_study("queue", url)
         while popped := pop_waiting(stored, 1):
@@ -100,9 +100,9 @@ def _pop_waiting_worker(url: str, errors) -> None:
 def test_eight_processes_pop_without_the_lock_each_queued_trial_exactly_once(tmp_path, round_):
     # pop_waiting is ask()'s pop without ask()'s fallback of sampling a new trial (why:
     # see its docstring): 8 processes racing over 80 queued trials, 5 rounds.
-    from sweep.queue import queue_next
     from sweep.spec import studyfile
-    from sweep.study import prepare
+    from sweep.store.queue import queue_next
+    from sweep.store.study import prepare
     from tests.conftest import study_text
 
     (tmp_path / "queue.toml").write_text(

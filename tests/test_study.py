@@ -9,13 +9,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.enqueue import MAX_RETRY
-from sweep.queries import count_states
-from sweep.queue import pending_points, pop_waiting, top_up
-from sweep.recovery import fail_running, recover
 from sweep.spec import plan, studyfile
-from sweep.storage import open_storage
-from sweep.study import open_study, prepare
+from sweep.store.enqueue import MAX_RETRY
+from sweep.store.queries import count_states
+from sweep.store.queue import pending_points, pop_waiting, top_up
+from sweep.store.recovery import fail_running, recover
+from sweep.store.storage import open_storage
+from sweep.store.study import open_study, prepare
 from tests.conftest import study_text
 
 

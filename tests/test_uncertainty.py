@@ -12,11 +12,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import uncertainty
 from sweep.cli import main
 from sweep.runner import run_study
 from sweep.spec import studyfile
-from sweep.study import prepare
+from sweep.store import uncertainty
+from sweep.store.study import prepare
 from tests.conftest import study_text, sweep, wait_for
 
 

@@ -43,7 +43,7 @@ class Dimension:
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         """What the parameter is recorded with: by `suggest`, and with a queued trial's
-        values when it is queued (sweep/enqueue.py), so the two always agree."""
+        values when it is queued (sweep/store/enqueue.py), so the two always agree."""
         if self.choices is not None:
             return optuna.distributions.CategoricalDistribution(list(self.choices))
         if self.is_int:

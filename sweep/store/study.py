@@ -17,15 +17,15 @@ import optuna
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.enqueue import enqueue_again
 from sweep.errors import StudyFileError, StudyNotFound
-from sweep.parent import parent_results, tied_values
-from sweep.queries import count_states
 from sweep.spec import plan
 from sweep.spec.narrowing import narrow
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import LIMITS, StudyFile
-from sweep.storage import StudyLock, open_storage
+from sweep.store.enqueue import enqueue_again
+from sweep.store.parent import parent_results, tied_values
+from sweep.store.queries import count_states
+from sweep.store.storage import StudyLock, open_storage
 from sweep.system import signals
 
 

@@ -15,8 +15,8 @@ from typing import TypeVar
 
 import sqlalchemy
 
-from sweep import connections
 from sweep.errors import StorageError
+from sweep.store import connections
 
 T = TypeVar("T")
 

@@ -15,9 +15,9 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.queue import requeue
-from sweep.storage import GRACE_SECONDS
-from sweep.study import Stored
+from sweep.store.queue import requeue
+from sweep.store.storage import GRACE_SECONDS
+from sweep.store.study import Stored
 from sweep.system.portable import pid_alive
 
 

@@ -23,9 +23,9 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep import connections
 from sweep.errors import StorageError
-from sweep.outage import first_line
+from sweep.store import connections
+from sweep.store.outage import first_line
 from sweep.system import signals
 from sweep.system.portable import FileLock
 

@@ -20,11 +20,18 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.enqueue import MAX_CRASHES, MAX_RETRY, crashes_of, enqueue, enqueue_again, values_of
-from sweep.queries import earlier_holder, queued_trials
 from sweep.spec import plan
 from sweep.spec.studyfile import StudyFile
-from sweep.study import Stored, finished
+from sweep.store.enqueue import (
+    MAX_CRASHES,
+    MAX_RETRY,
+    crashes_of,
+    enqueue,
+    enqueue_again,
+    values_of,
+)
+from sweep.store.queries import earlier_holder, queued_trials
+from sweep.store.study import Stored, finished
 
 # A point is queued twice only by two top-ups at once (see pop_waiting), each of at most a
 # few QUEUE_AHEAD trials, so its copies were created within this many trial ids.
@@ -127,10 +134,10 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
     False when another worker claimed it first) and wrap it in `optuna.trial.Trial`, as
     ask() does. Pinned by tests/test_storage.py (8 processes, each queued value once).
 
-    Queued trials hold their values as parameters already (sweep/enqueue.py), so
+    Queued trials hold their values as parameters already (sweep/store/enqueue.py), so
     the objective's `suggest` calls find them and write nothing. ask() also lists every
     unfinished trial on each pop (to fill Optuna's storage cache), which cost more CPU than
-    the rest of a pop together (sweep/queries.py); this pop lists only the oldest queued.
+    the rest of a pop together (sweep/store/queries.py); this pop lists only the oldest queued.
 
     A queued point that a live trial with a lower number already holds is dropped (FAIL,
     "a duplicate"): it can only be queued twice when a database restart ended the session
@@ -158,7 +165,7 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
             continue
         if not queued.params:
             # Queued without its parameters (by enqueue_trial, or by a sweep older than
-            # sweep/enqueue.py): the objective's `suggest` records them, which Optuna's
+            # sweep/store/enqueue.py): the objective's `suggest` records them, which Optuna's
             # storage cache can only do for a trial it has listed.
             stored.trials()
         trial = optuna.trial.Trial(stored.study, queued.trial_id)
@@ -257,7 +264,7 @@ def requeue(
     """Fail a RUNNING trial whose worker is gone and queue its values again.
 
     ``crashed``: its process died (it then runs alone next time); ``proven``: it was
-    running alone, so its values killed it. See sweep/enqueue.py MAX_CRASHES and
+    running alone, so its values killed it. See sweep/store/enqueue.py MAX_CRASHES and
     MAX_RETRY for when its values are not run again. Returns False when another process
     finished or recovered it first.
     """

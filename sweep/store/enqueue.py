@@ -33,7 +33,7 @@ def enqueue(
     """Queue a trial of these values: what `study.enqueue_trial` adds (the values as its
     fixed params), holding them as its parameters already, so that the worker that pops it
     writes nothing before the objective runs (each write is a round trip on the trial's
-    path: sweep/queue.py). Without every value's distribution, as enqueue_trial does."""
+    path: sweep/store/queue.py). Without every value's distribution, as enqueue_trial does."""
     params = values if set(distributions) == set(values) else None
     trial = optuna.trial.create_trial(
         state=TrialState.WAITING,

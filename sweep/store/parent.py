@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound, SweepError
 from sweep.spec.studyfile import StudyFile
-from sweep.uncertainty import study_ties
+from sweep.store.uncertainty import study_ties
 
 
 @dataclass(frozen=True)
