@@ -33,8 +33,8 @@ import optuna  # noqa: E402
 from optuna.distributions import FloatDistribution  # noqa: E402
 from optuna.trial import TrialState, create_trial  # noqa: E402
 
-from sweep import pruning  # noqa: E402
-from sweep.objective import Context  # noqa: E402
+from sweep.objectives import pruning  # noqa: E402
+from sweep.objectives.objective import Context  # noqa: E402
 from sweep.store.storage import open_storage, quiet_optuna  # noqa: E402
 
 

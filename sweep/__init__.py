@@ -60,8 +60,8 @@ import sys as _sys  # noqa: E402
 import types as _types  # noqa: E402
 
 from sweep.api import reproduce, resume, run, status, worker  # noqa: E402
-from sweep.context import Context  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
+from sweep.objectives.context import Context  # noqa: E402
 from sweep.reading import Study, open  # noqa: E402
 
 __all__ = [

@@ -39,8 +39,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.context import Objective
 from sweep.errors import StudyFileError
+from sweep.objectives.context import Objective
 
 if TYPE_CHECKING:
     from sweep.inspection import Status
@@ -115,7 +115,7 @@ def run(
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
     with quieted(quiet):
-        from sweep.functions import given_name
+        from sweep.objectives.functions import given_name
         from sweep.runner import run_study
 
         spec = _study_file(study, None if objective is None else given_name(objective), seed)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sweep.functions import in_memory_error
+from sweep.objectives.functions import in_memory_error
 from sweep.progress import Progress
 from sweep.runner import RunResult, check_jobs, run_study
 from sweep.store.recovery import recover

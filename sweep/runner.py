@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from core.data import FOLDER, DataError
-from sweep import budget, datacache, devices, pool
+from sweep import budget, devices, pool
 from sweep.budget import Budget
 from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
-from sweep.functions import dumps, in_memory_error, load_function, pack_size
+from sweep.objectives import datacache
+from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.progress import Progress, failures, no_progress, progress
 from sweep.result import RunResult
 from sweep.spec.space import check_grid, check_trials

@@ -12,7 +12,7 @@ import numpy as np
 from core.errors import ConfigError
 from core.network import evaluate
 from core.training import TrainConfig, TrainResult, train
-from sweep.data import load_split
+from sweep.objectives.data import load_split
 
 
 @dataclass

@@ -30,9 +30,10 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import budget, devices, pruning
-from sweep.functions import load_function, load_many, loads, pack_size
-from sweep.objective import Objective, ObjectiveError, TrialTimeout
+from sweep import budget, devices
+from sweep.objectives import pruning
+from sweep.objectives.functions import load_function, load_many, loads, pack_size
+from sweep.objectives.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.spec import plan
 from sweep.store.outage import disk_full, retrying, unreachable
 from sweep.store.queue import Popped, next_trials, refill, requeue

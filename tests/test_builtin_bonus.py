@@ -9,8 +9,8 @@ import pytest
 from optuna.trial import TrialState
 
 from core import training
-from sweep import builtin
 from sweep.errors import StudyFileError
+from sweep.objectives import builtin
 from sweep.runner import run_study
 from sweep.spec import studyfile
 from tests.conftest import study_text
@@ -87,7 +87,7 @@ def test_flip_and_translate_cannot_be_searched():
 
 
 class PackCtx:
-    """A stand-in for sweep.objective.PackContext: records what each member reports."""
+    """A stand-in for sweep.objectives.objective.PackContext: records what each member reports."""
 
     def __init__(self, data_dir):
         self.data_dir = str(data_dir)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.data import FOLDER, DataError
-from sweep import datacache
+from sweep.objectives import datacache
 from tests.conftest import write_cifar
 
 

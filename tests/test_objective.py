@@ -7,8 +7,8 @@ import optuna
 import pytest
 
 from core.errors import DivergedError
-from sweep import builtin
-from sweep.objective import STEP_STRIDE, Objective, ObjectiveError, metrics_of
+from sweep.objectives import builtin
+from sweep.objectives.objective import STEP_STRIDE, Objective, ObjectiveError, metrics_of
 from sweep.spec import studyfile
 from tests.conftest import study_text
 

@@ -8,9 +8,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep import builtin, paired
 from sweep.errors import StudyFileError
-from sweep.objective import Context, PackContext
+from sweep.objectives import builtin, paired
+from sweep.objectives.objective import Context, PackContext
 from sweep.runner import run_study
 from sweep.spec import studyfile
 from tests.conftest import study_text

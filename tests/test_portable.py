@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sweep import data as sweep_data
+from sweep.objectives import data as sweep_data
 from sweep.system.portable import FileLock, pid_alive, shell_join, user_cache_dir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState, create_trial
 
-from sweep.pruning import COUNTED
+from sweep.objectives.pruning import COUNTED
 from sweep.spec import studyfile
 from sweep.store.enqueue import enqueue
 from sweep.store.queries import (

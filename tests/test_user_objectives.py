@@ -279,7 +279,10 @@ def test_the_softmax_gradients_match_numerical_ones():
 
     namespace: dict = {"__name__": "softmax"}
     source = (EXAMPLES / "softmax" / "objective.py").read_text()
-    exec(compile(source.replace("from sweep.builtin import cifar10\n", ""), "o", "exec"), namespace)
+    exec(
+        compile(source.replace("from sweep.objectives.builtin import cifar10\n", ""), "o", "exec"),
+        namespace,
+    )
     rng = np.random.default_rng(0)
     X, y = rng.standard_normal((20, 30)), rng.integers(0, 10, 20)
     W, b = rng.standard_normal((10, 30)) * 0.1, rng.standard_normal(10) * 0.1

@@ -3,13 +3,13 @@
     s = W x + b,  p = softmax(s),  J = mean cross-entropy + lambda * ||W||^2
 
 trained with mini-batch gradient descent (DD2424 assignment 1). The data comes from the
-same loader as the built-in network (`sweep.builtin.cifar10`): normalised once, cached on
+same loader as the built-in network (`sweep.objectives.builtin.cifar10`): normalised once, cached on
 disk and memory-mapped once per worker process, never loaded per trial.
 """
 
 import numpy as np
 
-from sweep.builtin import cifar10
+from sweep.objectives.builtin import cifar10
 
 CLASSES = 10
 

@@ -71,7 +71,7 @@ class StudySection:
     repeats: int = 1
     pack: int | None = None  # trials a worker trains together; None: DEFAULT_PACK if it can
     trial_timeout: float | None = None  # seconds; a trial past it fails (None: no limit)
-    prune_level: float = 0.01  # the paired pruner's McNemar level (sweep/paired.py)
+    prune_level: float = 0.01  # the paired pruner's McNemar level (sweep/objectives/paired.py)
     rungs: tuple[float, ...] = ()  # its rungs, fractions of a seed's recordings (StudyFile.rungs)
 
     def __post_init__(self) -> None:
@@ -104,7 +104,7 @@ class ObjectiveSection:
 
 
 # The two-layer network, called through the same interface as any user function.
-BUILTIN = ObjectiveSection(module="sweep.builtin", metric="val_accuracy")
+BUILTIN = ObjectiveSection(module="sweep.objectives.builtin", metric="val_accuracy")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import paired
+from sweep.objectives import paired
 
 # A value whose trial's process died is queued again, to run alone in a process of its own
 # (sweep/worker.py run_isolated), so that a pack-mate or a neighbour of the culprit is never

@@ -1,6 +1,6 @@
 """What an objective receives: the Context protocol (`sweep.Context`), for type hints.
 
-sweep/objective.py Context is the real one, and satisfies it.
+sweep/objectives/objective.py Context is the real one, and satisfies it.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @runtime_checkable
 class Context(Protocol):
-    """What an objective receives besides its params (sweep/objective.py Context is one).
+    """What an objective receives besides its params (sweep/objectives/objective.py Context is one).
 
     Example:
         >>> import sweep

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.data import Split
 from core.training import EvalPoint, TrainConfig, packable, train_pack
-from sweep import datacache
+from sweep.objectives import datacache
 from sweep.spec.studyfile import TRAIN_KEYS
 from sweep.store.uncertainty import standard_error
 

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import optuna
 
-from sweep import __version__, paired, pruning
+from sweep import __version__
+from sweep.objectives import paired, pruning
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
 from sweep.store.uncertainty import pack as pack_bits

@@ -31,7 +31,7 @@ from optuna.storages import BaseStorage, RDBStorage
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import paired
+from sweep.objectives import paired
 from sweep.store import queries
 
 MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images

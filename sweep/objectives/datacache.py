@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core import data
-from sweep.data import ensure_data
+from sweep.objectives.data import ensure_data
 
 ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std")
 CACHE = ".lambda-sweep-cache"
