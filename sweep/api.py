@@ -43,8 +43,8 @@ from sweep.errors import StudyFileError
 from sweep.objectives.context import Objective
 
 if TYPE_CHECKING:
-    from sweep.inspection import Status
     from sweep.progress import Progress
+    from sweep.results.inspection import Status
     from sweep.runner import RunResult
     from sweep.spec.studyfile import StudyFile
 
@@ -230,7 +230,7 @@ def status(storage: Storage = None) -> Status:
         quadratic [coarse] target 6: COMPLETE 6; best trial 4 x 0.1021 -> loss 0.002608
     """
     with quieted():
-        from sweep.inspection import status as read_status
+        from sweep.results.inspection import status as read_status
 
         return read_status(url_of(storage))
 

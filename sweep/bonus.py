@@ -75,7 +75,7 @@ def reproduce_bonus(
     model = out / "final_model.npz"
     train_stage(state, "bonus_final", final, "final", data_dir, out, say, save=model)
 
-    from sweep.report import write_report
+    from sweep.results.report import write_report
 
     runs = {"final": state.get("bonus_final")}
     report = write_report([coarse.study.name, fine.study.name], storage_url=url, out=out, runs=runs)

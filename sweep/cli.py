@@ -45,7 +45,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _print_run(result, out: str, storage: str | None, as_json: bool) -> None:
-    from sweep.tables import write_study_tables
+    from sweep.results.tables import write_study_tables
 
     end_progress()
     if not result.already_done:
@@ -115,7 +115,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
-    from sweep.inspection import trials
+    from sweep.results.inspection import trials
 
     result = trials(args.study, args.storage, args.sort)
     text = {"json": result.json, "csv": result.csv, "table": result.text}[args.format]()
@@ -124,11 +124,11 @@ def cmd_trials(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from sweep.inspection import show
+    from sweep.results.inspection import show
 
     info = show(args.study, args.trial, args.storage)
     if args.plot:
-        from sweep.figures import plot_curves
+        from sweep.results.figures import plot_curves
 
         plot_curves(info.curves, args.plot, title=f"{args.study} trial {args.trial}")
     print(info.json() if args.json else info.text())
@@ -139,7 +139,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_table(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep.tables import write_study_tables
+    from sweep.results.tables import write_study_tables
 
     for path in write_study_tables(args.study, args.storage, args.out):
         print(f"wrote {path}")
@@ -148,7 +148,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     check_out(args.out)
-    from sweep.report import write_report
+    from sweep.results.report import write_report
 
     report = write_report(args.studies, storage_url=args.storage, out=args.out, fmt=args.format)
     print(f"wrote {report.path} ({len(report.files)} files)")

@@ -8,8 +8,8 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from sweep.display import number, params
 from sweep.errors import RunFailed
+from sweep.results.display import number, params
 from sweep.spec.studyfile import StudyFile
 from sweep.store.study import Stored, finished
 

@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from sweep.inspection import StudyStatus
     from sweep.progress import Best
+    from sweep.results.inspection import StudyStatus
     from sweep.store.study import Stored
 
 
@@ -49,7 +49,7 @@ class Study:
 
     def _stored(self) -> Stored:
         with quieted():
-            from sweep.inspection import load
+            from sweep.results.inspection import load
 
             return load(self.name, self.storage)
 
@@ -74,7 +74,7 @@ class Study:
         """One row per trial, the columns of `sweep trials --format csv`: number, state,
         each searched parameter, value, se, tied, each metric, seconds, reason."""
         with quieted():
-            from sweep.inspection import trials
+            from sweep.results.inspection import trials
 
             return trials(self.name, self.storage, sort).frame()
 
@@ -82,7 +82,7 @@ class Study:
         """The study table (table.csv of `sweep table`): one row per finished trial, sorted
         by the first parameter, with rank and the best marked."""
         with quieted():
-            from sweep.tables import study_table
+            from sweep.results.tables import study_table
 
             return study_table(self._stored().study)
 
@@ -95,7 +95,7 @@ class Study:
         trials finished, with the best so far.
         """
         with quieted():
-            from sweep import figures
+            from sweep.results import figures
 
             stored = self._stored()
             spec = stored.spec
@@ -131,7 +131,7 @@ class Study:
         """Write tables, figures and report.md into ``out`` (`sweep report`), with the
         stages this study was narrowed from; returns the path of report.md."""
         with quieted():
-            from sweep.report import write_report
+            from sweep.results.report import write_report
 
             names = [s.name for s in self._parents(self._stored())] + [self.name]
             return write_report(names, storage_url=self.storage, out=out, fmt=fmt).path
@@ -139,7 +139,7 @@ class Study:
     def _parents(self, stored: Stored) -> list[Stored]:
         """The studies this one narrows from, oldest first, as far as the storage has them."""
         from sweep.errors import StudyNotFound
-        from sweep.inspection import load
+        from sweep.results.inspection import load
 
         chain: list[Stored] = []
         parent = stored.attrs.get("parent")
@@ -156,7 +156,7 @@ class Study:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: name, stage, counts, best, and the table's first rows."""
-        from sweep.display import label, number, params
+        from sweep.results.display import label, number, params
 
         s = self.status()
         states = ", ".join(f"{k} {v}" for k, v in s.states.items()) or "no trials"

@@ -151,7 +151,7 @@ def reproduce(
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}
     gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
-    from sweep.report import write_report
+    from sweep.results.report import write_report
 
     report = write_report(
         [coarse.study.name, fine.study.name],

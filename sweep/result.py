@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.display import label, number, params
 from sweep.progress import Best, finished, progress
+from sweep.results.display import label, number, params
 from sweep.store.study import Stored
 
 

@@ -162,7 +162,7 @@ def resolve_config(
 
 def _parse_lambda(text: str | float, storage: str | None) -> float:
     if isinstance(text, str) and text.startswith("best:"):
-        from sweep.inspection import best_lambda
+        from sweep.results.inspection import best_lambda
 
         return best_lambda(text.removeprefix("best:"), storage=storage)
     try:

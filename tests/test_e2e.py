@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import StorageError
-from sweep.inspection import lambda_of
+from sweep.results.inspection import lambda_of
 from sweep.store.recovery import pid_alive
 from sweep.store.storage import open_storage
 from tests.conftest import children, start, study_text, sweep, wait_for

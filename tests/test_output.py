@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import main
+from sweep.results.tables import latex, markdown
 from sweep.system import output
-from sweep.tables import latex, markdown
 from tests.conftest import study_text, sweep
 from tests.test_cli_errors import check
 

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import StorageError
-from sweep.inspection import reason_of
+from sweep.results.inspection import reason_of
 from sweep.spec import plan
 from sweep.store.queue import QUEUE_AHEAD
 from sweep.store.storage import open_storage

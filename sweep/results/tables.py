@@ -8,9 +8,9 @@ import optuna
 import pandas as pd
 import tabulate
 
-from sweep.display import label, metric_column, number, param_column
 from sweep.errors import SweepError
-from sweep.inspection import load, reason_of
+from sweep.results.display import label, metric_column, number, param_column
+from sweep.results.inspection import load, reason_of
 from sweep.spec.studyfile import StudyFile
 from sweep.store.enqueue import values_of
 from sweep.store.uncertainty import study_ties

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from core.schedules import Schedule
-from sweep import figures
-from sweep.display import label, number
-from sweep.inspection import load
+from sweep.results import figures
+from sweep.results.display import label, number
+from sweep.results.inspection import load
+from sweep.results.tables import display_table, markdown, study_folder, study_table, write_tables
 from sweep.spec.studyfile import StudyFile
 from sweep.store.study import Stored
 from sweep.store.uncertainty import LEVEL, compare, tied_span
 from sweep.system.output import markdown_cell, out_folder, save_text
-from sweep.tables import display_table, markdown, study_folder, study_table, write_tables
 
 
 @dataclass

@@ -15,8 +15,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from sweep.display import label, metric_column, number, param_column, params
 from sweep.errors import StudyNotFound
+from sweep.results.display import label, metric_column, number, param_column, params
 from sweep.spec.studyfile import StudyFile
 from sweep.store.enqueue import values_of
 from sweep.store.storage import open_storage, resolve_url

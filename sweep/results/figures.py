@@ -15,10 +15,10 @@ from matplotlib.figure import Figure
 from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
-from sweep.display import metric_column, param_column
+from sweep.results.display import metric_column, param_column
+from sweep.results.tables import study_table
 from sweep.spec.studyfile import StudyFile
 from sweep.system.output import save_figure
-from sweep.tables import study_table
 
 DPI = 120
 
