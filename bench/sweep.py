@@ -46,9 +46,9 @@ import numpy as np  # noqa: E402
 import optuna  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from sweep.execution.runner import run_study  # noqa: E402
 from sweep.objectives import datacache  # noqa: E402
 from sweep.objectives.functions import pack_size  # noqa: E402
-from sweep.runner import run_study  # noqa: E402
 from sweep.spec import studyfile  # noqa: E402
 from sweep.store.storage import quiet_optuna  # noqa: E402
 

@@ -83,10 +83,10 @@ _FUNCTIONS = frozenset({"reproduce", "resume", "worker"})
 
 
 class _Package(_types.ModuleType):
-    """sweep/reproduce.py, resume.py and worker.py share their names with API functions.
+    """sweep/execution/reproduce.py, resume.py and worker.py share their names with API functions.
     Importing such a module sets it as an attribute of this package, which would hide the
-    function (``sweep.resume`` would become the module): the function is kept.
-    ``from sweep.resume import resume_study`` and pickling are unaffected (they look the
+    function (``sweep.execution.resume`` would become the module): the function is kept.
+    ``from sweep.execution.resume import resume_study`` and pickling are unaffected (they look the
     module up in sys.modules)."""
 
     def __setattr__(self, name: str, value: object) -> None:

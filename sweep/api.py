@@ -43,9 +43,9 @@ from sweep.errors import StudyFileError
 from sweep.objectives.context import Objective
 
 if TYPE_CHECKING:
-    from sweep.progress import Progress
+    from sweep.execution.progress import Progress
+    from sweep.execution.runner import RunResult
     from sweep.results.inspection import Status
-    from sweep.runner import RunResult
     from sweep.spec.studyfile import StudyFile
 
 logger = logging.getLogger("sweep")
@@ -115,8 +115,8 @@ def run(
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
     with quieted(quiet):
+        from sweep.execution.runner import run_study
         from sweep.objectives.functions import given_name
-        from sweep.runner import run_study
 
         spec = _study_file(study, None if objective is None else given_name(objective), seed)
         result = run_study(
@@ -161,7 +161,7 @@ def resume(
         >>> sweep.resume("quadratic", objective=f, storage="sqlite:///quadratic.db")
     """
     with quieted(quiet):
-        from sweep.resume import resume_study
+        from sweep.execution.resume import resume_study
 
         result = resume_study(
             name,
@@ -204,7 +204,7 @@ def worker(
         (3, None)
     """
     with quieted(quiet):
-        from sweep.runner import join_study
+        from sweep.execution.runner import join_study
 
         return join_study(
             name,
@@ -253,7 +253,7 @@ def reproduce(
         0.5213
     """
     with quieted():
-        from sweep.reproduce import reproduce as run_all
+        from sweep.execution.reproduce import reproduce as run_all
 
         return run_all(
             out=out,

@@ -47,7 +47,7 @@ def _float(text: str) -> float:
 
 
 def _duration(text: str) -> float:
-    from sweep.budget import parse_duration
+    from sweep.execution.budget import parse_duration
 
     try:
         return parse_duration(text)
@@ -56,7 +56,7 @@ def _duration(text: str) -> float:
 
 
 def _gpus(text: str) -> tuple[str, ...]:
-    from sweep.devices import parse_gpus
+    from sweep.execution.devices import parse_gpus
 
     try:
         return parse_gpus(text)

@@ -17,7 +17,7 @@ from sweep.system.output import check_out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sweep.train import resolve_config, run_training
+    from sweep.execution.train import resolve_config, run_training
 
     split, config = resolve_config(
         study_file=args.study_file,
@@ -158,8 +158,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     args.out = args.out or ("report_bonus" if args.bonus else "report")
     check_out(args.out)
-    from sweep.bonus import reproduce_bonus
-    from sweep.reproduce import reproduce
+    from sweep.execution.bonus import reproduce_bonus
+    from sweep.execution.reproduce import reproduce
 
     def say(text: str) -> None:
         end_progress()

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
-    from sweep.progress import Best
+    from sweep.execution.progress import Best
     from sweep.results.inspection import StudyStatus
     from sweep.store.study import Stored
 
@@ -66,7 +66,7 @@ class Study:
     def best(self) -> Best | None:
         """The best COMPLETE trial: number, params, value (None before the first one)."""
         best = self._stored().best()
-        from sweep.progress import Best  # after _stored: Optuna is first imported quietly
+        from sweep.execution.progress import Best  # after _stored: Optuna is first imported quietly
 
         return None if best is None else Best(best.number, dict(best.params), float(best.value))
 

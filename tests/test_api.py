@@ -80,15 +80,15 @@ def test_importing_sweep_is_cheap_and_exports_the_api():
 
 
 def test_api_functions_are_not_hidden_by_their_namesake_modules():
-    import sweep.reproduce
-    import sweep.resume
-    import sweep.worker
+    import sweep.execution.reproduce
+    import sweep.execution.resume
+    import sweep.execution.worker
 
-    assert callable(sweep.worker) and sweep.worker.__module__ == "sweep.api"
+    assert callable(sweep.execution.worker) and sweep.worker.__module__ == "sweep.api"
     assert sweep.resume.__module__ == "sweep.api" and sweep.reproduce.__module__ == "sweep.api"
-    from sweep.worker import Job  # the modules themselves are still there
+    from sweep.execution.worker import Job  # the modules themselves are still there
 
-    assert Job.__module__ == "sweep.worker"
+    assert Job.__module__ == "sweep.execution.worker"
 
 
 def test_a_dict_study_with_a_closure_runs_in_two_workers(ran):

@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 from core import training
 from sweep.errors import StudyFileError
+from sweep.execution.runner import run_study
 from sweep.objectives import builtin
-from sweep.runner import run_study
 from sweep.spec import studyfile
 from tests.conftest import study_text
 

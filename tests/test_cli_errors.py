@@ -243,7 +243,7 @@ def test_dashboard_checks_port_and_storage_first(tmp_path, capsys):
 
 
 def test_the_resume_hint_never_prints_a_password(monkeypatch):
-    from sweep.runner import _resume_command
+    from sweep.execution.runner import _resume_command
 
     monkeypatch.delenv("SWEEP_STORAGE", raising=False)
     url = "postgresql+psycopg://postgres:S3cretPW@db.example/sweeps"

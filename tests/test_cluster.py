@@ -1,5 +1,5 @@
-"""Cluster features: time budgets (sweep/budget.py) and one device per worker
-(sweep/devices.py), through their interfaces and the real `sweep` command."""
+"""Cluster features: time budgets (sweep/execution/budget.py) and one device per worker
+(sweep/execution/devices.py), through their interfaces and the real `sweep` command."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import time
 import optuna
 import pytest
 
-from sweep.budget import Budget, estimate, parse_duration
-from sweep.devices import check, parse_gpus
 from sweep.errors import SweepError
+from sweep.execution.budget import Budget, estimate, parse_duration
+from sweep.execution.devices import check, parse_gpus
 from tests.conftest import sweep
 
 SLEEPY = """

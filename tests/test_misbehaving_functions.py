@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.cli import main
 from sweep.errors import RunFailed, StudyFileError
-from sweep.runner import run_study
+from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load, parse
 from tests.conftest import start, sweep, wait_for
 

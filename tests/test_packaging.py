@@ -96,7 +96,8 @@ def test_the_installed_wheel_reproduces_with_its_own_seed_studies(venv, tmp_path
     it goes on to the gradient check and then stops at the data (no CIFAR-10, no network),
     where version 0.2 stopped at once ("no coarse.toml and fine.toml in .../site-packages")."""
     python = venv / "bin" / "python"
-    code = "from sweep.reproduce import find_studies, load_stages; print(find_studies(None)); "
+    code = "from sweep.execution.reproduce import find_studies, load_stages; "
+    code += "print(find_studies(None)); "
     code += "print(*[s.study.name for s in load_stages(None)])"
     folder, names = run(python, "-c", code, cwd=tmp_path).splitlines()
     assert Path(folder).resolve().is_relative_to(venv.resolve()) and names == "coarse fine"

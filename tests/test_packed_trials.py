@@ -7,7 +7,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.runner import run_study
+from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store.queue import next_trials
 from sweep.store.study import open_study, prepare

@@ -9,9 +9,9 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError
+from sweep.execution.runner import run_study
 from sweep.objectives import builtin, paired
 from sweep.objectives.objective import Context, PackContext
-from sweep.runner import run_study
 from sweep.spec import studyfile
 from tests.conftest import study_text
 

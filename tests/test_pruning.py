@@ -8,8 +8,8 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from sweep.cli import main
+from sweep.execution.runner import run_study
 from sweep.objectives.pruning import STEP_STRIDE, MedianMarginPruner, Threshold
-from sweep.runner import run_study
 from sweep.spec import studyfile
 from sweep.store.storage import open_storage
 from sweep.store.study import open_study

@@ -29,8 +29,8 @@ TRIALS = 3
 
 
 def _orchestrator(index, rounds, folder, data_dir, barrier, results):
-    from sweep import pool
     from sweep.cli import main
+    from sweep.execution import pool
 
     for r, (url, names) in enumerate(rounds):
         name = names[index % len(names)]

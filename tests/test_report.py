@@ -11,7 +11,7 @@ from matplotlib.image import imread
 from core.schedules import Schedule
 from core.training import TrainConfig
 from sweep.cli import main
-from sweep.reproduce import reproduce
+from sweep.execution.reproduce import reproduce
 from sweep.results import figures
 from sweep.spec import studyfile
 from tests.conftest import study_text

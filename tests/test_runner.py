@@ -6,9 +6,9 @@ import pytest
 
 from core.data import DataError
 from sweep.errors import RunFailed, StudyFileError, StudyNotFound
+from sweep.execution.resume import resume_study
+from sweep.execution.runner import run_study
 from sweep.results.tables import display_table, study_table, write_tables
-from sweep.resume import resume_study
-from sweep.runner import run_study
 from sweep.spec import plan, studyfile
 from sweep.store.study import open_study
 from tests.conftest import study_text, write_cifar

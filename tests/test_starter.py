@@ -15,7 +15,7 @@ import pytest
 import sweep
 from sweep.cli import main
 from sweep.errors import StudyFileError, SweepError
-from sweep.reproduce import find_studies, reproduce
+from sweep.execution.reproduce import find_studies, reproduce
 from sweep.spec import starter
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.runner import run_study
+from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store import uncertainty
 from sweep.store.study import prepare

@@ -9,7 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli import main
-from sweep.runner import run_study
+from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load
 from tests.test_cli_errors import check
 

@@ -14,9 +14,10 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep.objectives import paired
 
 # A value whose trial's process died is queued again, to run alone in a process of its own
-# (sweep/worker.py run_isolated), so that a pack-mate or a neighbour of the culprit is never
-# blamed. It is not run again once it has ended that process MAX_CRASHES times, the last
-# one alone (os._exit is caught, but a segfault, SIGKILL or the OOM killer is not), nor
+# (sweep/execution/worker.py run_isolated), so that a pack-mate or a neighbour of the
+# culprit is never blamed. It is not run again once it has ended that process MAX_CRASHES
+# times, the last one alone (os._exit is caught, but a segfault, SIGKILL or the OOM killer
+# is not), nor
 # after MAX_RETRY deaths of any kind (a lost heartbeat, a worker gone, a kill -9).
 MAX_CRASHES = 2
 MAX_RETRY = 3

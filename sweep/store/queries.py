@@ -129,7 +129,7 @@ def last_complete_step(storage: RDBStorage, study_id: int, low: int, high: int) 
 def recent_durations(storage: RDBStorage, study_id: int, limit: int) -> list[float]:
     """How long the study's last ``limit`` COMPLETE trials took, from their claim to their
     end (seconds): what a worker with a deadline expects the next one to take
-    (sweep/budget.py). The members of a pack train together, so each one's time is the
+    (sweep/execution/budget.py). The members of a pack train together, so each one's time is the
     pack's. Differences of the worker's own clock, so clocks of other machines do not
     matter."""
     query = sqlalchemy.text(

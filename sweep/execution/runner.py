@@ -1,7 +1,7 @@
 """`sweep run` and `sweep worker`: drive a study to its target with worker processes.
 
 The orchestrator (``run_study``) creates the study, queues its planned values and runs
-local workers (sweep/pool.py) in rounds until the storage holds the target of COMPLETE
+local workers (sweep/execution/pool.py) in rounds until the storage holds the target of COMPLETE
 trials; ``join_study`` runs workers for a study created elsewhere. Every count is read from
 the storage, so rerunning any command continues correctly, and any number of either may
 run at once on one storage.
@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from core.data import FOLDER, DataError
-from sweep import budget, devices, pool
-from sweep.budget import Budget
 from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
+from sweep.execution import budget, devices, pool
+from sweep.execution.budget import Budget
+from sweep.execution.progress import Progress, failures, no_progress, progress
+from sweep.execution.result import RunResult
+from sweep.execution.worker import Job
 from sweep.objectives import datacache
 from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
-from sweep.progress import Progress, failures, no_progress, progress
-from sweep.result import RunResult
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.store.outage import retrying, unreachable
@@ -34,7 +35,6 @@ from sweep.store.recovery import recover
 from sweep.store.storage import has_password, resolve_url, shown, validate_url
 from sweep.store.study import Stored, finished, open_study, prepare
 from sweep.system.portable import shell_join
-from sweep.worker import Job
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
 
@@ -134,9 +134,9 @@ def run_study(
     A fine stage whose parent has not reached its target is refused unless
     ``partial_parent``. Each worker gets ``threads`` BLAS threads (default: cores // jobs,
     so that parallel workers never oversubscribe the machine). With ``time_limit``
-    (seconds; or the job's end time, sweep/budget.py) the workers start no trial that would
-    end after it, and the run stops topping up and returns, resumable. With ``gpus`` each
-    worker process sees one device (sweep/devices.py). ``function``: the function of a
+    (seconds; or the job's end time, sweep/execution/budget.py) the workers start no trial
+    that would end after it, and the run stops topping up and returns, resumable. With ``gpus`` each
+    worker process sees one device (sweep/execution/devices.py). ``function``: the function of a
     study whose [objective] is given in memory (it goes to the workers by value). Bad input
     fails before anything is written.
     """

@@ -22,10 +22,10 @@ from typing import Any
 from core.gradcheck import check, passed
 from core.training import TrainConfig
 from sweep.errors import RunFailed, StudyFileError
-from sweep.runner import RunResult, run_study
+from sweep.execution.runner import RunResult, run_study
+from sweep.execution.train import run_training
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
-from sweep.train import run_training
 
 EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
 RUNS = {

@@ -22,11 +22,11 @@ import loky
 from loky.process_executor import BrokenProcessPool
 
 from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
+from sweep.execution.worker import Job, init_process, work
 from sweep.store.outage import NO_SPACE, disk_full
 from sweep.store.recovery import fail_running
 from sweep.store.study import Stored
 from sweep.system import signals
-from sweep.worker import Job, init_process, work
 
 IDLE_TIMEOUT = 60  # seconds an idle loky process lives before it exits
 
@@ -111,7 +111,7 @@ def run(
                 on_poll()
         ran = sum(f.result() for f in futures)
         if job.gpus:  # new processes next round: one that ran two workers holds one device
-            executor.shutdown(wait=True, kill_workers=True)  # (sweep/devices.py)
+            executor.shutdown(wait=True, kill_workers=True)  # (sweep/execution/devices.py)
         return ran, None
     except KeyboardInterrupt:
         executor.shutdown(wait=True, kill_workers=True)

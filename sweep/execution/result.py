@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sweep.progress import Best, finished, progress
+from sweep.execution.progress import Best, finished, progress
 from sweep.results.display import label, number, params
 from sweep.store.study import Stored
 

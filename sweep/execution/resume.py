@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sweep.execution.progress import Progress
+from sweep.execution.runner import RunResult, check_jobs, run_study
 from sweep.objectives.functions import in_memory_error
-from sweep.progress import Progress
-from sweep.runner import RunResult, check_jobs, run_study
 from sweep.store.recovery import recover
 from sweep.store.storage import resolve_url
 from sweep.store.study import finished, open_study

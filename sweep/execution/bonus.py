@@ -20,8 +20,8 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from sweep.reproduce import State, load_stages, study_summary, train_stage
-from sweep.runner import run_study
+from sweep.execution.reproduce import State, load_stages, study_summary, train_stage
+from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store.uncertainty import study_ties
 

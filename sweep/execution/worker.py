@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import budget, devices
+from sweep.execution import budget, devices
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
 from sweep.objectives.objective import Objective, ObjectiveError, TrialTimeout
@@ -206,7 +206,7 @@ class Job:
     idle: float = 0.0
     workers: int = 1  # local workers of this run: a pack takes its share of what is left
     deadline: float | None = None  # epoch seconds: no trial starts that would end later
-    deadline_by: str = "the time limit"  # what set it (sweep/budget.py)
+    deadline_by: str = "the time limit"  # what set it (sweep/execution/budget.py)
     gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
     # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
     # used instead of loading the study's [objective], which names no file or module then.
@@ -314,7 +314,8 @@ def run_isolated(
     job_values = {**dataclasses.asdict(job), "function": _b64(job.function)}
     given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
     payload = json.dumps(given)  # the device is in CUDA_VISIBLE_DEVICES, inherited
-    code = "import sys; from sweep.worker import isolated_main; isolated_main(sys.stdin.read())"
+    code = "import sys; from sweep.execution.worker import isolated_main; "
+    code += "isolated_main(sys.stdin.read())"
     done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
     trial = retrying(lambda: stored.storage.get_trial(popped.id))
     if trial.state != TrialState.RUNNING:
