@@ -54,10 +54,7 @@ def _check_core() -> None:
 
 _check_core()
 
-import importlib as _importlib  # noqa: E402
 import logging as _logging  # noqa: E402
-import sys as _sys  # noqa: E402
-import types as _types  # noqa: E402
 
 from sweep.api import reproduce, resume, run, status, worker  # noqa: E402
 from sweep.errors import SweepError  # noqa: E402
@@ -78,26 +75,3 @@ __all__ = [
 ]
 
 _logging.getLogger("sweep").addHandler(_logging.NullHandler())  # a library's logger
-
-_FUNCTIONS = frozenset({"reproduce", "resume", "worker"})
-
-
-class _Package(_types.ModuleType):
-    """sweep/execution/reproduce.py, resume.py and worker.py share their names with API functions.
-    Importing such a module sets it as an attribute of this package, which would hide the
-    function (``sweep.execution.resume`` would become the module): the function is kept.
-    ``from sweep.execution.resume import resume_study`` and pickling are unaffected (they look the
-    module up in sys.modules)."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _FUNCTIONS and isinstance(value, _types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-    def __reduce__(self) -> tuple:
-        # A function that uses `sweep` (sent to workers by cloudpickle) refers to it by
-        # name, as to any module.
-        return (_importlib.import_module, (self.__name__,))
-
-
-_sys.modules[__name__].__class__ = _Package

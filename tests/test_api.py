@@ -15,7 +15,7 @@ import pytest
 from matplotlib.figure import Figure
 
 import sweep
-from sweep.cli import main
+from sweep.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 

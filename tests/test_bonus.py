@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.spec import studyfile
 
 STUDIES = Path(__file__).resolve().parent.parent / "studies"

@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from sweep.cli import main
+from sweep.cli.main import main
 from tests.conftest import study_text
 
 GOOD = study_text("s", trials=2)

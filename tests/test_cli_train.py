@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from sweep.cli import main
+from sweep.cli.main import main
 
 
 def run(capsys, *argv):

@@ -129,7 +129,7 @@ def test_a_dropout_outside_0_1_is_refused_with_the_rule(p):
 
 
 def test_sweep_gradcheck_dropout_keeps_the_json_keys(capsys):
-    from sweep.cli import main
+    from sweep.cli.main import main
 
     assert main(["gradcheck", "--dropout", "0.5", "--json"]) == 0
     errors = json.loads(capsys.readouterr().out)

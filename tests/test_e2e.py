@@ -15,7 +15,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.errors import StorageError
 from sweep.results.inspection import lambda_of
 from sweep.store.recovery import pid_alive

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from sweep.arguments import build_parser
-from sweep.cli import COMMANDS, main
+from sweep.cli.arguments import build_parser
+from sweep.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULES = sorted((ROOT / "sweep").glob("*.py"))

@@ -10,7 +10,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.errors import RunFailed, StudyFileError
 from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load, parse

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.results.tables import latex, markdown
 from sweep.system import output
 from tests.conftest import study_text, sweep

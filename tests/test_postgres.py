@@ -18,7 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.errors import StorageError
 from sweep.results.inspection import reason_of
 from sweep.spec import plan

@@ -7,7 +7,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.execution.runner import run_study
 from sweep.objectives.pruning import STEP_STRIDE, MedianMarginPruner, Threshold
 from sweep.spec import studyfile

@@ -29,7 +29,7 @@ TRIALS = 3
 
 
 def _orchestrator(index, rounds, folder, data_dir, barrier, results):
-    from sweep.cli import main
+    from sweep.cli.main import main
     from sweep.execution import pool
 
     for r, (url, names) in enumerate(rounds):

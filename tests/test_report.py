@@ -10,7 +10,7 @@ from matplotlib.image import imread
 
 from core.schedules import Schedule
 from core.training import TrainConfig
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.execution.reproduce import reproduce
 from sweep.results import figures
 from sweep.spec import studyfile

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import sweep
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.errors import StudyFileError, SweepError
 from sweep.execution.reproduce import find_studies, reproduce
 from sweep.spec import starter

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store import uncertainty

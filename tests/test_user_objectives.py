@@ -8,7 +8,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from sweep.cli import main
+from sweep.cli.main import main
 from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load
 from tests.test_cli_errors import check

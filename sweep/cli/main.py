@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sweep
-from sweep.arguments import build_parser, cluster_options, parse
+from sweep.cli.arguments import build_parser, cluster_options, parse
 from sweep.errors import explain
 from sweep.system import signals
 from sweep.system.console import emit, end_progress, print_progress, silence
@@ -190,7 +190,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from sweep.dashboard import launch
+    from sweep.cli.dashboard import launch
 
     launch(args.storage, args.port)  # becomes optuna-dashboard: returns only on an error
     return 0

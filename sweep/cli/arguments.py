@@ -1,6 +1,6 @@
 """The command-line grammar of `sweep`: every command, its arguments and their help.
 
-Only argparse here; what each command does is in sweep/cli.py (and the library behind it).
+Only argparse here; what each command does is in sweep/cli/main.py (and the library behind it).
 """
 
 from __future__ import annotations
