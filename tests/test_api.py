@@ -84,7 +84,7 @@ def test_api_functions_are_not_hidden_by_their_namesake_modules():
     import sweep.execution.resume
     import sweep.execution.worker
 
-    assert callable(sweep.execution.worker) and sweep.worker.__module__ == "sweep.api"
+    assert callable(sweep.worker) and sweep.worker.__module__ == "sweep.api"
     assert sweep.resume.__module__ == "sweep.api" and sweep.reproduce.__module__ == "sweep.api"
     from sweep.execution.worker import Job  # the modules themselves are still there
 
