@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from sweep.api import Storage, quieted, status, url_of
 from sweep.errors import SweepError
+from sweep.store import records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -142,13 +143,13 @@ class Study:
         from sweep.results.inspection import load
 
         chain: list[Stored] = []
-        parent = stored.attrs.get("parent")
+        parent = stored.attrs.get(records.PARENT)
         while parent and parent not in {s.name for s in chain} | {self.name}:
             try:
                 chain.insert(0, load(parent, self.storage))
             except StudyNotFound:
                 break
-            parent = chain[0].attrs.get("parent")
+            parent = chain[0].attrs.get(records.PARENT)
         return chain
 
     def __repr__(self) -> str:

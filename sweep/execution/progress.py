@@ -11,6 +11,7 @@ from optuna.trial import TrialState
 from sweep.errors import RunFailed
 from sweep.results.display import number, params
 from sweep.spec.studyfile import StudyFile
+from sweep.store.records import fail_reason, requeued
 from sweep.store.study import Stored, finished
 
 
@@ -60,15 +61,14 @@ def progress(stored: Stored) -> Progress:
 def failures(stored: Stored) -> int:
     """Failed trials whose values were not queued again: the failures of the study itself
     (an interrupted or recovered trial is not one)."""
-    return sum(1 for t in stored.trials(TrialState.FAIL) if not t.user_attrs.get("requeued"))
+    return sum(1 for t in stored.trials(TrialState.FAIL) if not requeued(t))
 
 
 def no_progress(stored: Stored, spec: StudyFile) -> RunFailed:
     """The error for a study whose trials keep failing, with the first reasons."""
-    failed = [t for t in stored.trials(TrialState.FAIL) if not t.user_attrs.get("requeued")]
+    failed = [t for t in stored.trials(TrialState.FAIL) if not requeued(t)]
     reasons = "; ".join(
-        f"trial {t.number}: {t.user_attrs.get('fail_reason', 'no reason recorded')}"
-        for t in failed[:3]
+        f"trial {t.number}: {fail_reason(t, 'no reason recorded')}" for t in failed[:3]
     )
     return RunFailed(
         f"study {spec.study.name!r} made no progress: {len(failed)} trial(s) failed ({reasons}); "

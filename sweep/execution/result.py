@@ -11,6 +11,7 @@ from typing import Any
 
 from sweep.execution.progress import Best, finished, progress
 from sweep.results.display import label, number, params
+from sweep.store import records
 from sweep.store.study import Stored
 
 
@@ -79,7 +80,7 @@ class RunResult:
         p = progress(stored)
         return cls(
             study=stored.name,
-            stage=stored.attrs.get("stage", "coarse"),
+            stage=stored.attrs.get(records.STAGE, "coarse"),
             target=p.target,
             counts=p.counts,
             best_value=p.best_value,

@@ -28,6 +28,7 @@ from sweep.objectives import datacache
 from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
+from sweep.store import records
 from sweep.store.outage import retrying, unreachable
 from sweep.store.parent import run_parent_first
 from sweep.store.queue import exhausted, top_up
@@ -54,7 +55,7 @@ def _recorded_data(url: str, name: str) -> dict[str, str] | None:
         stored = open_study(name, url, read_only=True)
     except (StorageError, StudyNotFound):
         return None
-    return stored.attrs.get("data")
+    return stored.attrs.get(records.DATA)
 
 
 def _prepare_data(
@@ -166,7 +167,7 @@ def run_study(
         notes += data.notes
         if recorded is None:
             stored.study.set_user_attr(
-                "data", {"dir": str(data.root), "fingerprint": data.fingerprint}
+                records.DATA, {"dir": str(data.root), "fingerprint": data.fingerprint}
             )
     notes += recover(stored)
     job = Job(
@@ -296,7 +297,7 @@ def join_study(
     stored = open_study(name, url)
     spec = stored.spec
     given = _check_function(spec, function, objective_dir)  # says what to copy or install
-    data = _prepare_data(spec, data_dir, stored.attrs.get("data"))
+    data = _prepare_data(spec, data_dir, stored.attrs.get(records.DATA))
     job = Job(
         url=url,
         study=name,

@@ -35,6 +35,7 @@ from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
 from sweep.objectives.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.spec import plan
+from sweep.store import records
 from sweep.store.outage import disk_full, retrying, unreachable
 from sweep.store.queue import Popped, next_trials, refill, requeue
 from sweep.store.recovery import recover, requeue_abandoned
@@ -77,7 +78,7 @@ class Heartbeat:
     def _record(self) -> None:
         for trial_id in list(self._unrecorded):
             with contextlib.suppress(Exception):
-                self._db.set_trial_user_attr(trial_id, "worker", self._worker)
+                self._db.set_trial_user_attr(trial_id, records.WORKER, self._worker)
                 self._unrecorded.remove(trial_id)
 
     def _run(self) -> None:
@@ -144,12 +145,12 @@ def run_trials(
 
 def _settle(stored: Stored, trial: Popped, outcome: float | BaseException) -> TrialState:
     if isinstance(outcome, optuna.TrialPruned):
-        return _tell(stored, trial, TrialState.PRUNED, "prune_reason", str(outcome))
+        return _tell(stored, trial, TrialState.PRUNED, records.PRUNE_REASON, str(outcome))
     if isinstance(outcome, BaseException):  # the trial fails with its reason; the study goes on
-        return _tell(stored, trial, TrialState.FAIL, "fail_reason", reason_of(outcome))
+        return _tell(stored, trial, TrialState.FAIL, records.FAIL_REASON, reason_of(outcome))
     if not math.isfinite(outcome):
         return _tell(
-            stored, trial, TrialState.FAIL, "fail_reason", f"the objective returned {outcome}"
+            stored, trial, TrialState.FAIL, records.FAIL_REASON, f"the objective returned {outcome}"
         )
     return _tell(stored, trial, TrialState.COMPLETE, value=outcome)
 

@@ -22,7 +22,7 @@ from sweep import __version__
 from sweep.objectives import paired, pruning
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
-from sweep.store.uncertainty import pack as pack_bits
+from sweep.store.records import RESULT, TrialResult, pack_bits
 from sweep.system import signals
 
 # Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
@@ -295,25 +295,22 @@ class Objective:
         sds = {k: float(np.std(v, ddof=1)) for k, v in have.items() if len(v) > 1}
         partial = {k: len(v) for k, v in have.items() if len(v) < len(runs)}
         # One write for everything a report needs (each attribute is a transaction).
-        trial.set_user_attr(
-            "result",
-            {
-                "metrics": means,
-                "sd": sds,
-                "n": partial,
-                "per_seed": runs,
-                "seeds": [self.spec.study.seed + r for r in range(len(runs))],
-                "seconds": seeds.seconds,
-                "timings": seeds.timings,
-                "pack": pack,
-                "curves": seeds.curves,
-                "outcomes": {"n": len(seeds.kept[0]), "bits": [pack_bits(k) for k in seeds.kept]}
-                if len(seeds.kept) == len(runs)
-                else None,
-                "data_fingerprint": self.fingerprint,
-                "version": __version__,
-            },
+        kept = seeds.kept if len(seeds.kept) == len(runs) else None
+        result = TrialResult(
+            metrics=means,
+            sd=sds,
+            n=partial,
+            per_seed=runs,
+            seeds=[self.spec.study.seed + r for r in range(len(runs))],
+            seconds=seeds.seconds,
+            timings=seeds.timings,
+            pack=pack,
+            curves=seeds.curves,
+            outcomes={"n": len(kept[0]), "bits": [pack_bits(k) for k in kept]} if kept else None,
+            data_fingerprint=self.fingerprint,
+            version=__version__,
         )
+        trial.set_user_attr(RESULT, result.stored())
         value = means[self.spec.metric]
         if not math.isfinite(value):
             raise ObjectiveError(f"{self.spec.metric} is {value}")

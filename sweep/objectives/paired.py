@@ -26,22 +26,22 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.store.uncertainty import discordant, mcnemar_exact, pack, unpack
+from sweep.store.records import OUTCOMES_PREFIX, outcomes_key, pack_bits, unpack_bits
+from sweep.store.uncertainty import discordant, mcnemar_exact
 
 LEVEL = 0.01
 RUNGS = (0.5,)  # when not given; a study's default is the end of each cycle (StudyFile.rungs)
-PREFIX = "outcomes@"  # + the Optuna step: a trial's per-image outcomes at a rung
+PREFIX = OUTCOMES_PREFIX  # + the Optuna step (sweep/store/records.py)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 
-def key(step: int) -> str:
-    return f"{PREFIX}{step}"
+key = outcomes_key
 
 
 def stored(correct: np.ndarray) -> dict:
     """A rung's outcomes as the trial attribute holds them."""
     correct = np.asarray(correct, dtype=bool)
-    return {"n": len(correct), "bits": pack(correct)}
+    return {"n": len(correct), "bits": pack_bits(correct)}
 
 
 def rung_recordings(rungs: tuple[float, ...], reports: int) -> set[int]:
@@ -87,7 +87,7 @@ class PairedPruner(optuna.pruners.BasePruner):
         for t in study.get_trials(deepcopy=False, states=COUNTED):
             entry = t.user_attrs.get(name)
             if entry:
-                kept[t.number] = unpack(entry["bits"], entry["n"])
+                kept[t.number] = unpack_bits(entry["bits"], entry["n"])
         mine = kept.get(number)
         if mine is None:
             return None

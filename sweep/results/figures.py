@@ -17,7 +17,7 @@ from optuna.study import StudyDirection
 from core.schedules import Schedule, eta
 from sweep.results.display import metric_column, param_column
 from sweep.results.tables import study_table
-from sweep.spec.studyfile import StudyFile
+from sweep.store.records import STAGE, spec_of
 from sweep.system.output import save_figure
 
 DPI = 120
@@ -108,7 +108,7 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
     frames = []
     minimize = False
     for study in studies:
-        spec = StudyFile.from_dict(study.user_attrs["spec"])
+        spec = spec_of(study.user_attrs)
         if param not in spec.search:
             continue
         minimize = spec.objective.direction == "minimize"
@@ -119,7 +119,7 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
             pd.DataFrame(
                 {
                     "study": study.study_name,
-                    "stage": study.user_attrs.get("stage", "coarse"),
+                    "stage": study.user_attrs.get(STAGE, "coarse"),
                     param_column(param): df[param_column(param)].astype(float),
                     "value": df[objective].astype(float),
                     "se": df["se"].astype(float),

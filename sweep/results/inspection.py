@@ -17,8 +17,18 @@ from optuna.trial import FrozenTrial
 
 from sweep.errors import StudyNotFound
 from sweep.results.display import label, metric_column, number, param_column, params
-from sweep.spec.studyfile import StudyFile
-from sweep.store.enqueue import values_of
+from sweep.store import records
+from sweep.store.records import (
+    FAIL_REASON,
+    PRUNE_REASON,
+    RANGES,
+    RESULT,
+    WORKER,
+    fail_reason,
+    prune_reason,
+    spec_of,
+    values_of,
+)
 from sweep.store.storage import open_storage, resolve_url
 from sweep.store.study import Stored, open_study
 from sweep.store.uncertainty import Tied, study_ties, tied_span
@@ -49,9 +59,9 @@ def reason_of(t: FrozenTrial) -> str:
     own stale-heartbeat failure, which finishes the trial before the sweep is called.
     """
     if t.state.name == "PRUNED":
-        return str(t.user_attrs.get("prune_reason", ""))
+        return str(prune_reason(t) or "")
     if t.state.name == "FAIL":
-        return str(t.user_attrs.get("fail_reason", STALE))
+        return str(fail_reason(t, STALE))
     return ""
 
 
@@ -126,17 +136,17 @@ def status(storage_url: str | None = None) -> Status:
         )
         attrs = stored.attrs
         b = stored.best()
-        lam = attrs.get("ranges", {}).get("lambda")
-        spec = StudyFile.from_dict(attrs["spec"]) if "spec" in attrs else None
+        lam = attrs.get(RANGES, {}).get("lambda")
+        spec = spec_of(attrs)
         metric = spec.metric if spec else "value"
         # The span of the searched value tied trials cover: lambda, or the first parameter.
         param = "lambda" if spec and "lambda" in spec.search else min(spec.search) if spec else ""
         rows.append(
             StudyStatus(
                 study=stored.name,
-                stage=attrs.get("stage"),
-                parent=attrs.get("parent"),
-                target=attrs.get("target"),
+                stage=attrs.get(records.STAGE),
+                parent=attrs.get(records.PARENT),
+                target=attrs.get(records.TARGET),
                 states={k: v for k, v in stored.counts().items() if v},
                 best={
                     "trial": b.number,
@@ -216,7 +226,7 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
     ties = study_ties(stored.study, stored.spec.metric)
     rows = []
     for t in stored.trials():
-        result = t.user_attrs.get("result") or {}
+        result = t.user_attrs.get(RESULT) or {}
         rows.append(
             {
                 "number": t.number,
@@ -255,7 +265,7 @@ class TrialInfo:
 
     @property
     def curves(self) -> dict[str, list[float]]:
-        return (self.user_attrs.get("result") or {}).get("curves") or {}
+        return (self.user_attrs.get(RESULT) or {}).get("curves") or {}
 
     def json(self) -> str:
         return json.dumps(self.__dict__, indent=2, default=str)
@@ -264,18 +274,18 @@ class TrialInfo:
         """What a person reads; the raw record (outcome bits, planned point, curves) is
         the JSON form's."""
         attrs = self.user_attrs
-        result = attrs.get("result") or {}
+        result = attrs.get(RESULT) or {}
         lines = [f"study {self.study} trial {self.number}: {self.state}"]
         if self.params:
             lines.append(f"  params: {params(self.params)}")
         if self.value is not None:
             lines.append(f"  value: {number(self.metric, self.value)} ({label(self.metric)})")
-        reason = attrs.get("fail_reason") or attrs.get("prune_reason")
+        reason = attrs.get(FAIL_REASON) or attrs.get(PRUNE_REASON)
         if reason:
             lines.append(f"  reason: {reason}")
         if self.seconds is not None:
             lines.append(f"  seconds: {self.seconds:.2f} (started {self.started})")
-        worker = attrs.get("worker")
+        worker = attrs.get(WORKER)
         if worker:
             lines.append(f"  worker: {worker['host']} pid {worker['pid']}")
         sd = result.get("sd") or {}

@@ -13,6 +13,8 @@ from sweep.results.display import label, number
 from sweep.results.inspection import load
 from sweep.results.tables import display_table, markdown, study_folder, study_table, write_tables
 from sweep.spec.studyfile import StudyFile
+from sweep.store import records
+from sweep.store.records import TrialResult
 from sweep.store.study import Stored
 from sweep.store.uncertainty import LEVEL, compare, tied_span
 from sweep.system.output import markdown_cell, out_folder, save_text
@@ -162,7 +164,7 @@ def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
         if spec.objective.builtin
         else spec.objective.source,
         "metric": f"{spec.metric} ({spec.objective.direction})",
-        "trials (target)": attrs.get("target"),
+        "trials (target)": attrs.get(records.TARGET),
         "sampler": spec.study.sampler,
         "pruner": spec.study.pruner,
         "repeats": spec.study.repeats,
@@ -171,7 +173,7 @@ def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
     }
     for name, (low, high, _) in stored.ranges.items():
         settings[f"{name} range"] = f"[{low:.3g}, {high:.3g}]"
-    if attrs.get("parent"):
+    if attrs.get(records.PARENT):
         settings["narrowed from"] = f"{attrs['parent']} ({attrs.get('range_note', '')})"
         partial = attrs.get("partial_parent")
         if partial:  # --partial-parent: say so wherever the range is shown
@@ -238,7 +240,7 @@ def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> li
         )
         value = number(spec.metric, best.value)
         md += [f"Best: trial {best.number}, {shown}, {label(spec.metric)} {value}.", ""]
-        curves = best.user_attrs.get("result", {}).get("curves")
+        curves = TrialResult.of(best).curves
         if curves:
             path = figures.plot_curves(
                 curves,

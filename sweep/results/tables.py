@@ -11,21 +11,16 @@ import tabulate
 from sweep.errors import SweepError
 from sweep.results.display import label, metric_column, number, param_column
 from sweep.results.inspection import load, reason_of
-from sweep.spec.studyfile import StudyFile
-from sweep.store.enqueue import values_of
+from sweep.store.records import TrialResult, spec_of, values_of
 from sweep.store.uncertainty import study_ties
 from sweep.system.output import latex_escape, markdown_cell, save_text
 
 
 def trial_metrics(t: optuna.trial.FrozenTrial) -> tuple[dict[str, float], dict[str, float]]:
     """A trial's metrics (mean over seeds) and their sd over seeds, as the objective
-    recorded them (studies stored by version 0.1 kept a narrower result)."""
-    result = t.user_attrs.get("result") or {}
-    if "metrics" in result:
-        return result["metrics"], result.get("sd") or {}
-    metrics = {"train_accuracy": result["train_accuracy"]} if "train_accuracy" in result else {}
-    sd = {"val_accuracy": result["val_sd"]} if result.get("val_sd") is not None else {}
-    return metrics, sd
+    recorded them."""
+    result = TrialResult.of(t)
+    return result.metrics, result.sd
 
 
 def study_table(study: optuna.Study) -> pd.DataFrame:
@@ -37,7 +32,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     other metric the function returned, state, rank (1 = best COMPLETE), best (True on the
     best row), reason (why a trial failed or was pruned).
     """
-    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    spec = spec_of(study.user_attrs)
     metric, params = spec.metric, sorted(spec.search)
     objective = metric_column(metric, params)
     ties = study_ties(study, metric)
@@ -145,7 +140,7 @@ def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFr
 
 def write_tables(study: optuna.Study, out: Path) -> list[Path]:
     """Write table.csv (raw values), table.md and table.tex (formatted) into ``out``."""
-    spec = StudyFile.from_dict(study.user_attrs["spec"])
+    spec = spec_of(study.user_attrs)
     df = study_table(study)
     shown = display_table(df, spec.metric, sorted(spec.search))
     caption = f"Study {study.study_name}: {label(spec.metric)} by trial"

@@ -1,7 +1,7 @@
 """Queueing a trial: a planned point's values, or a failed trial's values again.
 
 A queued trial is what Optuna's `enqueue_trial` adds, plus the values as its parameters
-and the sweep's own attributes ("point", "values", "retry").
+and the sweep's own attributes (sweep/store/records.py: point, values, retry, crashes).
 """
 
 from __future__ import annotations
@@ -11,7 +11,16 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.objectives import paired
+from sweep.store.records import (
+    ATTEMPT_ATTRS,
+    CRASHES,
+    OUTCOMES_PREFIX,
+    RETRY,
+    VALUES,
+    crashes_of,
+    retries_of,
+    values_of,
+)
 
 # A value whose trial's process died is queued again, to run alone in a process of its own
 # (sweep/execution/worker.py run_isolated), so that a pack-mate or a neighbour of the
@@ -21,8 +30,6 @@ from sweep.objectives import paired
 # after MAX_RETRY deaths of any kind (a lost heartbeat, a worker gone, a kill -9).
 MAX_CRASHES = 2
 MAX_RETRY = 3
-# Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
-ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
 
 
 def enqueue(
@@ -46,12 +53,6 @@ def enqueue(
     study.add_trial(trial)
 
 
-def values_of(trial: FrozenTrial) -> dict[str, Any]:
-    """The trial's searched values: its params, or for a queued trial the planned values
-    the sweep stored with it."""
-    return trial.params or dict(trial.user_attrs.get("values", {}))
-
-
 def enqueue_again(
     study: optuna.Study, trial: FrozenTrial, *, crashed: bool = True, final: bool = False
 ) -> None:
@@ -65,18 +66,13 @@ def enqueue_again(
     attrs = {
         k: v
         for k, v in trial.user_attrs.items()
-        if k not in ATTEMPT_ATTRS and not k.startswith(paired.PREFIX)  # a rung's: this attempt's
+        if k not in ATTEMPT_ATTRS and not k.startswith(OUTCOMES_PREFIX)  # a rung's: this attempt's
     }
-    retry = int(trial.user_attrs.get("retry", 0)) + 1
+    retry = retries_of(trial) + 1
     crashes = crashes_of(trial) + int(crashed)
     enqueue(
         study,
         values,
         trial.distributions,
-        {**attrs, "values": values, "retry": retry, "crashes": crashes},
+        {**attrs, VALUES: values, RETRY: retry, CRASHES: crashes},
     )
-
-
-def crashes_of(trial: FrozenTrial) -> int:
-    """How many times this trial's values were running when their process died."""
-    return int(trial.user_attrs.get("crashes", 0))

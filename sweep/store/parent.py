@@ -12,6 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound, SweepError
 from sweep.spec.studyfile import StudyFile
+from sweep.store.records import TARGET, spec_of
 from sweep.store.uncertainty import study_ties
 
 
@@ -37,9 +38,9 @@ def parent_results(
             + run_parent_first(spec)
         )
     parent = optuna.load_study(study_name=parent_name, storage=storage)
-    attrs = parent.user_attrs
-    searched = sorted(StudyFile.from_dict(attrs["spec"]).search) if "spec" in attrs else []
-    if "spec" in attrs and pname not in searched:  # (a study made by Optuna alone: unknown)
+    made = spec_of(parent.user_attrs)
+    searched = sorted(made.search) if made else []
+    if made and pname not in searched:  # (a study made by Optuna alone: unknown)
         raise StudyFileError(
             f"{spec.path}: search.{pname}.narrow_from: study {parent_name!r} does not search "
             f"{pname!r} (it searches {', '.join(searched) or 'nothing'}); narrow from a study "
@@ -47,7 +48,7 @@ def parent_results(
         )
     trials = parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     done = [(t.params[pname], t.value) for t in trials if t.state == TrialState.COMPLETE]
-    target = int(attrs.get("target") or len(trials))
+    target = int(parent.user_attrs.get(TARGET) or len(trials))
     if not done:
         raise StudyNotFound(
             f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
@@ -78,7 +79,7 @@ def run_parent_first(spec: StudyFile) -> str:
 def tied_values(spec: StudyFile, storage: RDBStorage, pname: str) -> list[float]:
     """The parent's values of ``pname`` in trials tied with its best."""
     parent = optuna.load_study(study_name=spec.parent, storage=storage)
-    metric = StudyFile.from_dict(parent.user_attrs["spec"]).metric
+    metric = spec_of(parent.user_attrs).metric
     ties = study_ties(parent, metric)
     tied = [
         t.params[pname]

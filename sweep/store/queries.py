@@ -4,7 +4,7 @@ Each worker runs these once per trial (the median pruner's two once per report).
 calls that answer the same questions load whole trials through its ORM (every parameter
 and attribute of every trial listed: ~10 ms of CPU for a 400-trial study on PostgreSQL,
 against ~0.5 ms here), and a study fed by 16 workers spends most of its CPU there
-(bench/scale.py). Only reads, on the storage's own engine; tests/test_queries.py (and
+(bench/scale.py). Only reads, on the storage's own engine; tests/store/test_queries.py (and
 test_study.py for count_states) pins the table and column names on SQLite and PostgreSQL.
 """
 
@@ -16,6 +16,8 @@ from typing import Any, NamedTuple
 
 import sqlalchemy
 from optuna.storages import RDBStorage
+
+from sweep.store.records import CRASHES, POINT
 
 STATES = ("COMPLETE", "RUNNING", "WAITING", "FAIL", "PRUNED")
 
@@ -52,7 +54,7 @@ def queued_trials(storage: RDBStorage, study_id: int, limit: int) -> list[Queued
         "SELECT w.trial_id, w.number,"
         " (SELECT COUNT(*) FROM trial_params p WHERE p.trial_id = w.trial_id),"
         " (SELECT a.value_json FROM trial_user_attributes a"
-        "  WHERE a.trial_id = w.trial_id AND a.key = 'crashes')"
+        f"  WHERE a.trial_id = w.trial_id AND a.key = '{CRASHES}')"
         " FROM trials w WHERE w.study_id = :id AND w.state = 'WAITING'"
         " ORDER BY w.number LIMIT :limit"
     )
@@ -70,8 +72,8 @@ def earlier_holder(storage: RDBStorage, study_id: int, trial_id: int, window: in
     Optuna keeps a user attribute as JSON text, so equal points have equal text."""
     query = sqlalchemy.text(
         "SELECT MIN(t.number) FROM trials t"
-        " JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = 'point'"
-        " JOIN trial_user_attributes mine ON mine.trial_id = :trial AND mine.key = 'point'"
+        f" JOIN trial_user_attributes a ON a.trial_id = t.trial_id AND a.key = '{POINT}'"
+        f" JOIN trial_user_attributes mine ON mine.trial_id = :trial AND mine.key = '{POINT}'"
         "  AND mine.value_json = a.value_json"
         " WHERE t.study_id = :study AND t.trial_id < :trial AND t.trial_id >= :first"
         "  AND t.state <> 'FAIL'"

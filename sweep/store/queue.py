@@ -22,15 +22,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.spec import plan
 from sweep.spec.studyfile import StudyFile
-from sweep.store.enqueue import (
-    MAX_CRASHES,
-    MAX_RETRY,
-    crashes_of,
-    enqueue,
-    enqueue_again,
-    values_of,
-)
+from sweep.store import records
+from sweep.store.enqueue import MAX_CRASHES, MAX_RETRY, enqueue, enqueue_again
 from sweep.store.queries import earlier_holder, queued_trials
+from sweep.store.records import crashes_of, point_of, values_of
 from sweep.store.study import Stored, finished
 
 # A point is queued twice only by two top-ups at once (see pop_waiting), each of at most a
@@ -132,7 +127,7 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
     0.5-s trials: ~0.1 s per pop spent waiting). This is ask()'s pop without that fallback,
     through public calls: claim a WAITING trial with `set_trial_state_values` (it returns
     False when another worker claimed it first) and wrap it in `optuna.trial.Trial`, as
-    ask() does. Pinned by tests/test_storage.py (8 processes, each queued value once).
+    ask() does. Pinned by tests/store/test_storage.py (8 processes, each queued value once).
 
     Queued trials hold their values as parameters already (sweep/store/enqueue.py), so
     the objective's `suggest` calls find them and write nothing. ask() also lists every
@@ -141,7 +136,7 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
 
     A queued point that a live trial with a lower number already holds is dropped (FAIL,
     "a duplicate"): it can only be queued twice when a database restart ended the session
-    holding the study lock in the middle of a top-up (tests/test_postgres.py, faults).
+    holding the study lock in the middle of a top-up (tests/store/test_postgres.py, faults).
     """
     db, popped = stored.storage, []
     candidates = queued_trials(db, stored.study_id, n + QUEUE_AHEAD) if n else []
@@ -159,8 +154,9 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
             continue
         first = earlier_holder(db, stored.study_id, queued.trial_id, DUPLICATE_WINDOW)
         if first is not None:
-            db.set_trial_user_attr(queued.trial_id, "fail_reason", f"a duplicate of trial {first}")
-            db.set_trial_user_attr(queued.trial_id, "requeued", True)  # not its value failing
+            duplicate = f"a duplicate of trial {first}"
+            db.set_trial_user_attr(queued.trial_id, records.FAIL_REASON, duplicate)
+            db.set_trial_user_attr(queued.trial_id, records.REQUEUED, True)  # not its value failing
             db.set_trial_state_values(queued.trial_id, state=TrialState.FAIL)
             continue
         if not queued.params:
@@ -191,7 +187,7 @@ def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
     (the fraction j / intervals of the range): a grid refined to more points keeps its
     old points and adds only the new ones.
     """
-    taken = [t.user_attrs["point"] for t in stored.trials() if "point" in t.user_attrs]
+    taken = [p for t in stored.trials() if (p := point_of(t)) is not None]
     if spec.study.sampler == "grid":
         have = {Fraction(*p) for p in taken if isinstance(p, list)}
         return [
@@ -246,7 +242,7 @@ def queue_next(
     distributions = {name: dim.distribution() for name, dim in space.items()}
     for p in points:
         values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
-        enqueue(stored.study, values, distributions, {"point": p, "values": values})
+        enqueue(stored.study, values, distributions, {records.POINT: p, records.VALUES: values})
     return len(points)
 
 
@@ -276,9 +272,9 @@ def requeue(
         reason += f"; its values ran {deaths} times without an end: not run again"
     final = (proven and deaths >= MAX_CRASHES) or deaths > MAX_RETRY
     try:
-        stored.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+        stored.storage.set_trial_user_attr(trial_id, records.FAIL_REASON, reason)
         if values_of(trial) and not final:  # not a failure of its values: they run again
-            stored.storage.set_trial_user_attr(trial_id, "requeued", True)
+            stored.storage.set_trial_user_attr(trial_id, records.REQUEUED, True)
         if not stored.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             return False
     except optuna.exceptions.UpdateFinishedTrialError:

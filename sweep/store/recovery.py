@@ -16,6 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.store.queue import requeue
+from sweep.store.records import worker_of
 from sweep.store.storage import GRACE_SECONDS
 from sweep.store.study import Stored
 from sweep.system.portable import pid_alive
@@ -23,7 +24,7 @@ from sweep.system.portable import pid_alive
 
 def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | None:
     """Why the trial's worker is provably gone, or None if it may still be running."""
-    worker = trial.user_attrs.get("worker")
+    worker = worker_of(trial)
     if worker and worker["host"] == host and not pid_alive(int(worker["pid"])):
         return f"worker process {worker['pid']} on {host} is gone"
     start = trial.datetime_start
@@ -67,7 +68,7 @@ def fail_running(stored: Stored, *, reason: str) -> int:
     n = 0
     with stored.locked():  # one step for a top-up (see recover)
         for trial in stored.trials(TrialState.RUNNING):
-            worker = trial.user_attrs.get("worker")
+            worker = worker_of(trial)
             pid = int(worker["pid"]) if worker else None
             gone = not worker or (worker["host"] == host and (pid == me or not pid_alive(pid)))
             if gone and requeue(stored, trial, reason, crashed=False):

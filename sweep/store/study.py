@@ -22,9 +22,11 @@ from sweep.spec import plan
 from sweep.spec.narrowing import narrow
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import LIMITS, StudyFile
+from sweep.store import records
 from sweep.store.enqueue import enqueue_again
 from sweep.store.parent import parent_results, tied_values
 from sweep.store.queries import count_states
+from sweep.store.records import spec_of
 from sweep.store.storage import StudyLock, open_storage
 from sweep.system import signals
 
@@ -52,11 +54,11 @@ class Stored:
 
     @property
     def spec(self) -> StudyFile:
-        return StudyFile.from_dict(self.attrs["spec"])
+        return spec_of(self.attrs)
 
     @property
     def target(self) -> int:
-        return int(self.attrs["target"])
+        return int(self.attrs[records.TARGET])
 
     def recent_target(self, max_age: float = 1.0) -> int:
         """The target as read at most ``max_age`` seconds ago: workers look at it before
@@ -70,7 +72,9 @@ class Stored:
     @property
     def ranges(self) -> dict[str, tuple[float, float, bool]]:
         """The numeric ranges searched (fine stages: as narrowed): name -> (low, high, log)."""
-        return {k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in self.attrs["ranges"].items()}
+        return {
+            k: (float(v[0]), float(v[1]), bool(v[2])) for k, v in self.attrs[records.RANGES].items()
+        }
 
     def space(self, spec: StudyFile) -> dict[str, Dimension]:
         """Every searched parameter's Dimension: stored ranges, kinds from the study file."""
@@ -229,27 +233,28 @@ def _store_settings(
 ) -> list[str]:
     notes: list[str] = []
     study, attrs = stored.study, stored.attrs
-    if "spec" not in attrs:
+    if records.SPEC not in attrs:
         study.set_metric_names([spec.metric])  # optuna-dashboard names the axis after it
-        study.set_user_attr("spec", spec.to_dict())
-        study.set_user_attr("stage", spec.stage)
-        study.set_user_attr("parent", spec.parent)
-    elif _comparable(StudyFile.from_dict(attrs["spec"])) != _comparable(spec):
+        study.set_user_attr(records.SCHEMA_KEY, records.SCHEMA)
+        study.set_user_attr(records.SPEC, spec.to_dict())
+        study.set_user_attr(records.STAGE, spec.stage)
+        study.set_user_attr(records.PARENT, spec.parent)
+    elif _comparable(spec_of(attrs)) != _comparable(spec):
         raise StudyFileError(
             f"{spec.path}: study {spec.study.name!r} already exists in the storage with other "
             "settings; give the study a new name (or use another --storage)"
         )
-    if "ranges" not in attrs:  # derived once; a resumed fine stage never recomputes it
+    if records.RANGES not in attrs:  # derived once; a resumed fine stage never recomputes it
         derived = derived or _derive_ranges(spec, stored.storage, existing, partial_parent)
         notes += derived.notes
         for key, value in derived.attrs.items():
             study.set_user_attr(key, value)
-        study.set_user_attr("ranges", derived.ranges)
-    old = attrs.get("target")
+        study.set_user_attr(records.RANGES, derived.ranges)
+    old = attrs.get(records.TARGET)
     if old != target:
         if spec.study.sampler == "grid" and old is not None:
             _check_grid_change(spec, old, target)
-        study.set_user_attr("target", target)
+        study.set_user_attr(records.TARGET, target)
     return notes
 
 

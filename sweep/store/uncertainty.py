@@ -11,7 +11,6 @@ function that returns "<metric>_se" instead gets the normal rule
 
 from __future__ import annotations
 
-import base64
 import math
 from dataclasses import dataclass
 
@@ -19,6 +18,8 @@ import numpy as np
 import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
+
+from sweep.store.records import TrialResult
 
 LEVEL = 0.05
 Z = 1.96  # the two-sided 5% point of the normal distribution
@@ -50,24 +51,9 @@ def mcnemar_exact(b: int, c: int) -> float:
 # --- per-image outcomes, stored compactly ------------------------------------------------
 
 
-def pack(correct: np.ndarray) -> str:
-    """Which images were classified correctly, one bit each, as text for the storage."""
-    return base64.b64encode(np.packbits(np.asarray(correct, dtype=bool)).tobytes()).decode()
-
-
-def unpack(text: str, n: int) -> np.ndarray:
-    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8), count=n).astype(
-        bool
-    )
-
-
 def outcomes(t: FrozenTrial) -> list[np.ndarray] | None:
     """The trial's per-image outcomes, one array per seed, or None if it kept none."""
-    result = t.user_attrs.get("result") or {}
-    kept = result.get("outcomes")
-    if not kept:
-        return None
-    return [unpack(text, kept["n"]) for text in kept["bits"]]
+    return TrialResult.of(t).outcome_arrays()
 
 
 def discordant(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[int, int]:
@@ -89,11 +75,10 @@ class Uncertainty:
 
 def se_of(t: FrozenTrial, metric: str) -> float | None:
     """The metric's standard error: from the per-image outcomes, or as the function gave it."""
-    result = t.user_attrs.get("result") or {}
-    kept = result.get("outcomes")
-    if kept and t.value is not None:
-        return standard_error(float(t.value), kept["n"])
-    se = (result.get("metrics") or {}).get(f"{metric}_se")
+    result = TrialResult.of(t)
+    if result.outcomes and t.value is not None:
+        return standard_error(float(t.value), result.outcomes["n"])
+    se = result.metrics.get(f"{metric}_se")
     return float(se) if se is not None else None
 
 

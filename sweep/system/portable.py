@@ -4,7 +4,7 @@ File locks, process liveness, the per-user cache folder and quoting a command fo
 user's shell. The rest of the project calls these instead of POSIX-only interfaces
 (fcntl.flock, os.kill(pid, 0), /proc/PID/stat, shlex for every shell), so its main path
 has no POSIX-only call (README "Installing elsewhere, and where it runs");
-tests/test_portable.py runs a study with fcntl and signal.pthread_sigmask taken away.
+tests/system/test_portable.py runs a study with fcntl and signal.pthread_sigmask taken away.
 """
 
 from __future__ import annotations
