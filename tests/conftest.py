@@ -151,3 +151,28 @@ def children(pid: int) -> set[int]:
         frontier = {p for p, pp in parent.items() if pp in frontier} - found
         found |= frontier
     return found
+
+
+# --- helpers shared by the tests ---------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def check(capsys, argv, message):
+    capsys.readouterr()
+    from sweep.cli.main import main
+
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    # One error line, last; at most a progress line ("downloading ...") before it.
+    assert lines[-1].startswith("error: ") and message in lines[-1], err
+    assert sum(line.startswith("error") for line in lines) == 1 and "Traceback" not in err
+
+
+def digest_of(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()

@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from sweep.cli.main import main
-from tests.conftest import study_text
+from tests.conftest import check, study_text
 
 GOOD = study_text("s", trials=2)
 
@@ -37,17 +37,6 @@ def db(tmp_path_factory, cifar_dir):
 
 def digest(folder):
     return hashlib.sha256((folder / "sweeps.db").read_bytes()).hexdigest()
-
-
-def check(capsys, argv, message):
-    capsys.readouterr()
-    code = main(argv)
-    err = capsys.readouterr().err
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    # One error line, last; at most a progress line ("downloading ...") before it.
-    assert lines[-1].startswith("error: ") and message in lines[-1], err
-    assert sum(line.startswith("error") for line in lines) == 1 and "Traceback" not in err
 
 
 @pytest.mark.parametrize(

@@ -222,7 +222,7 @@ def test_extracted_files_lose_set_id_and_write_bits(tmp_path, filtered):
 
 
 def test_a_mistyped_data_dir_is_refused_without_creating_it(tmp_path, capsys):
-    from tests.test_cli_errors import check
+    from tests.conftest import check
 
     missing = tmp_path / "nonexistent" / "x"
     check(capsys, ["train", "--data-dir", str(missing), "--n-s", "2"], "does not exist")

@@ -8,7 +8,7 @@ import pytest
 from sweep.cli.main import main
 from sweep.spec import studyfile
 
-STUDIES = Path(__file__).resolve().parent.parent / "studies"
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
 
 
 def tiny(name: str, text: str) -> str:

@@ -11,9 +11,7 @@ from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store.queue import next_trials
 from sweep.store.study import open_study, prepare
-from tests.conftest import study_text
-from tests.test_cli_errors import check
-from tests.test_user_objectives import EXAMPLES, digest_of
+from tests.conftest import EXAMPLES, check, digest_of, study_text
 
 
 def spec(tmp_path, name, pack, trials=4, sampler="random", low=1e-4, high=1e-1, n_s=40):

@@ -11,9 +11,7 @@ from optuna.trial import TrialState
 from sweep.cli.main import main
 from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load
-from tests.test_cli_errors import check
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from tests.conftest import EXAMPLES, check, digest_of
 
 
 def study(folder: Path, name: str, objective: str, search: str, extra: str = "") -> Path:
@@ -234,12 +232,6 @@ def test_a_worker_elsewhere_says_what_to_copy(folder, capsys, tmp_path_factory):
     assert main(["worker", "w", "--storage", url, "--objective-dir", str(elsewhere)]) == 0
     trials = optuna.load_study(study_name="w", storage=url).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
-
-
-def digest_of(path: Path) -> str:
-    import hashlib
-
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def synthetic_optimum() -> float:

@@ -18,7 +18,7 @@ from sweep.errors import StudyFileError, SweepError
 from sweep.execution.reproduce import find_studies, reproduce
 from sweep.spec import starter
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COPIED = {
     *(f"studies/{f.name}" for f in (ROOT / "studies").glob("*.toml")),
     *(f"examples/synthetic/{f.name}" for f in (ROOT / "examples" / "synthetic").iterdir()),

@@ -9,7 +9,7 @@ from sweep.spec import studyfile
 from tests.conftest import study_text
 
 GOOD = study_text("s", trials=4, n_s=10)
-STUDIES = sorted((Path(__file__).parent.parent / "studies").glob("*.toml"))
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "studies").glob("*.toml"))
 
 
 def write(tmp_path, text):

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import sweep
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-SYNTHETIC = Path(__file__).resolve().parent.parent / "examples" / "synthetic" / "coarse.toml"
+SYNTHETIC = Path(__file__).resolve().parents[2] / "examples" / "synthetic" / "coarse.toml"
 
 
 def test_a_full_server_is_one_line_and_exit_2(pg_url, tmp_path):

@@ -162,7 +162,7 @@ def _stage(folder, name, search, trials=10):
 
 def test_a_fine_stage_refuses_a_parent_that_has_not_reached_its_target(tmp_path, capsys):
     from sweep.cli.main import main
-    from tests.test_cli_errors import check
+    from tests.conftest import check
 
     (tmp_path / "f.py").write_text(PARENT_FN)
     coarse = _stage(tmp_path, "A", "[search.x]\nlow = 0.01\nhigh = 1.0\n")
@@ -182,7 +182,7 @@ def test_a_fine_stage_refuses_a_parent_that_has_not_reached_its_target(tmp_path,
 
 def test_narrowing_a_parameter_the_parent_does_not_search_writes_nothing(tmp_path, capsys):
     from sweep.cli.main import main
-    from tests.test_cli_errors import check
+    from tests.conftest import check
 
     (tmp_path / "f.py").write_text(PARENT_FN)
     coarse = _stage(tmp_path, "A0", "[search.x]\nlow = 0.01\nhigh = 1.0\n", trials=4)

@@ -11,8 +11,7 @@ import pytest
 from sweep.cli.main import main
 from sweep.results.tables import latex, markdown
 from sweep.system import output
-from tests.conftest import study_text, sweep
-from tests.test_cli_errors import check
+from tests.conftest import check, study_text, sweep
 
 NASTY = r"$5 {x} ~/a ^2 & 50% #1 _b \c | d"
 

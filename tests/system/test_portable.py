@@ -18,7 +18,7 @@ import pytest
 from sweep.objectives import data as sweep_data
 from sweep.system.portable import FileLock, pid_alive, shell_join, user_cache_dir
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 HOLD = """
 import sys, time
