@@ -109,7 +109,12 @@ def test_it_grows_by_new_trials_under_the_new_schema(old_store, tmp_path, capsys
 def test_a_new_study_records_the_schema_and_typed_results(tmp_path):
     import sweep
 
-    study = {"study": {"name": "new", "trials": 2}, "search": {"x": {"low": 0.1, "high": 1.0}}}
+    search = {"x": {"low": 0.1, "high": 1.0}}
+    study = {
+        "study": {"name": "new", "trials": 2},
+        "objective": {"metric": "score"},
+        "search": search,
+    }
     url = f"sqlite:///{tmp_path / 'new.db'}"
     sweep.run(study, objective=lambda p, ctx: {"score": p["x"]}, storage=url, jobs=1)
     stored = open_study("new", url)
