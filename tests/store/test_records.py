@@ -10,6 +10,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -121,3 +122,10 @@ def test_a_new_study_records_the_schema_and_typed_results(tmp_path):
     assert records.schema_of(stored.attrs) == SCHEMA
     for t in stored.trials(TrialState.COMPLETE):
         assert TrialResult.of(t).metrics == {"score": t.value}
+
+
+def test_outcomes_pack_to_one_bit_per_image():
+    correct = np.random.default_rng(0).random(5000) < 0.5
+    text = records.pack_bits(correct)
+    assert len(text) <= 5000 / 8 * 4 / 3 + 4  # base64 of 625 bytes
+    assert (records.unpack_bits(text, 5000) == correct).all()

@@ -7,7 +7,6 @@ import subprocess
 import urllib.request
 from fractions import Fraction
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -54,13 +53,6 @@ def test_mcnemar_exact_with_large_counts_matches_the_normal_approximation():
     normal = math.erfc(z / math.sqrt(2))
     assert uncertainty.mcnemar_exact(b, c) == pytest.approx(normal, rel=0.02)
     assert uncertainty.mcnemar_exact(20000, 20000) == 1.0
-
-
-def test_outcomes_pack_to_one_bit_per_image():
-    correct = np.random.default_rng(0).random(5000) < 0.5
-    text = uncertainty.pack(correct)
-    assert len(text) <= 5000 / 8 * 4 / 3 + 4  # base64 of 625 bytes
-    assert (uncertainty.unpack(text, 5000) == correct).all()
 
 
 def test_standard_error():
