@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 
+from sweep import journal
 from sweep.errors import SweepError
 from sweep.portable import console_script
 from sweep.storage import open_storage, validate_url
@@ -24,5 +25,11 @@ def launch(storage: str | None, port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise SweepError(f"port {port} is in use; pass another --port") from None
+    # optuna-dashboard takes a journal as its file's path, with a hint of the storage class
+    # (its --help); the lock it takes there is the one sweep takes (JournalFileSymlinkLock).
+    if journal.is_journal(url):
+        where = [str(journal.path_of(url)), "--storage-class", "JournalFileStorage"]
+    else:
+        where = [url]
     # Become the dashboard (no child left running when this process is stopped).
-    os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(port)])
+    os.execv(exe, [exe, *where, "--host", "127.0.0.1", "--port", str(port)])

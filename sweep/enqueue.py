@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import paired
+from sweep import journal, paired
 
 # A value whose trial's process died is queued again, to run alone in a process of its own
 # (sweep/worker.py run_isolated), so that a pack-mate or a neighbour of the culprit is never
@@ -21,7 +21,7 @@ from sweep import paired
 MAX_CRASHES = 2
 MAX_RETRY = 3
 # Belong to one attempt, never to its retry ("requeued": this attempt's values run again).
-ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued")
+ATTEMPT_ATTRS = ("worker", "fail_reason", "requeued", journal.HEARTBEAT_ATTR)
 
 
 def enqueue(

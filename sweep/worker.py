@@ -30,7 +30,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from core.errors import DivergedError
-from sweep import budget, devices, plan, pruning, signals
+from sweep import budget, devices, journal, plan, pruning, signals
 from sweep.functions import load_function, load_many, loads, pack_size
 from sweep.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.outage import disk_full, retrying, unreachable
@@ -83,7 +83,7 @@ class Heartbeat:
             unrecorded = self._unrecorded
             for trial_id in self._ids:
                 with contextlib.suppress(Exception):
-                    self._db.record_heartbeat(trial_id)
+                    journal.record_heartbeat(self._db, trial_id)  # or the journal's own
             if self._chore is not None:
                 chore, self._chore = self._chore, None
                 _unless_unreachable(chore)
