@@ -1,8 +1,10 @@
-"""How many workers one study can feed: N `sweep worker` processes on a PostgreSQL study
-whose objective sleeps T seconds.
+"""How many workers one study can feed: N `sweep worker` processes on a study whose
+objective sleeps T seconds, on PostgreSQL, a SQLite file or a journal file.
 
     python bench/scale.py --storage postgresql+psycopg://... --workers 16 --trial-seconds 0.5 \
         --trials 400 [--commands C] [--json]
+    python bench/scale.py --storage sqlite:////tmp/scale.db --workers 4 ...
+    python bench/scale.py --storage journal:////tmp/scale.journal --workers 4 ...
 
 The N workers run as C `sweep worker --jobs N/C` commands: by default one per worker (as on
 N machines), `--commands 1` as one command (as on one machine with N cores).
@@ -10,7 +12,9 @@ N machines), `--commands 1` as one command (as on one machine with N cores).
 Reports complete trials, duplicates (planned values COMPLETE more than once), trials per
 second, efficiency = trials_per_s / (N / T) (the share of worker time spent inside trials),
 the wait from a worker finishing a trial to starting its next one (p50, p99), and the
-database's transactions per second (pg_stat_database). Never part of the test run.
+database's transactions per second (pg_stat_database; PostgreSQL only). A SQLite or
+journal file serves the workers of one machine (a journal: of any machine that mounts it),
+so there C is best left at 1. Never part of the test run.
 """
 
 from __future__ import annotations
@@ -26,8 +30,15 @@ import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-import optuna
-import sqlalchemy
+# bench/sweep.py is named like the package: drop bench/ from the import path so that
+# `import sweep` finds the package, not that script.
+sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
+
+import optuna  # noqa: E402
+import sqlalchemy  # noqa: E402
+
+from sweep.errors import SweepError  # noqa: E402
+from sweep.store.storage import open_storage  # noqa: E402
 
 OBJECTIVE = """
 import time
@@ -43,7 +54,10 @@ def sweep(*args: str) -> list[str]:
     return [exe, *args] if exe else [sys.executable, "-m", "sweep.cli", *args]
 
 
-def transactions(url: str) -> int:
+def transactions(url: str) -> int | None:
+    """The server's transaction count (PostgreSQL), None for a file storage."""
+    if not url.startswith("postgresql"):
+        return None
     engine = sqlalchemy.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -82,10 +96,11 @@ def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> d
     deadline = time.monotonic() + 120
     while True:
         try:
-            study = optuna.load_study(study_name=name, storage=url)
+            storage = open_storage(url, read_only=True)  # any storage URL sweep takes
+            study = optuna.load_study(study_name=name, storage=storage)
             if study.get_trials(deepcopy=False):
                 break  # created and queued (the first values: workers queue the rest)
-        except KeyError:
+        except (KeyError, SweepError):  # not created yet
             pass
         if time.monotonic() > deadline:
             raise SystemExit("the orchestrator did not queue the study in 120 s")
@@ -167,7 +182,7 @@ def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> d
         "lost": {k: round(v, 3) for k, v in lost.items()},
         "first_trial_s": {"p50": percentile(starts, 0.5), "max": starts[-1]},
         "idle_at_end_s": {"p50": percentile(ends, 0.5), "max": ends[-1]},
-        "db_transactions_per_s": round((after - before) / wall, 1),
+        "db_transactions_per_s": None if before is None else round((after - before) / wall, 1),
         "wall_s": round(wall, 2),
         "worker_exit_codes": sorted(Counter(p.returncode for p in procs).items()),
     }
@@ -175,7 +190,11 @@ def run(url: str, workers: int, seconds: float, trials: int, commands: int) -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--storage", required=True, help="postgresql+psycopg://...")
+    parser.add_argument(
+        "--storage",
+        required=True,
+        help="postgresql+psycopg://..., sqlite:///PATH.db or journal:///PATH.journal",
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[16])
     parser.add_argument("--trial-seconds", type=float, nargs="+", default=[0.5])
     parser.add_argument("--trials", type=int, default=400)
@@ -202,8 +221,12 @@ def main() -> None:
             f"{r['complete']}/{r['trials']} complete,"
             f" {r['duplicates']} duplicates, {r['trials_per_s']} trials/s, efficiency "
             f"{r['efficiency']:.2f} ({r['efficiency_working']:.2f} once working), "
-            f"wait p50 {r['p50_wait_s']:.3f}s p99 {r['p99_wait_s']:.3f}s, "
-            f"{r['db_transactions_per_s']} db transactions/s"
+            f"wait p50 {r['p50_wait_s']:.3f}s p99 {r['p99_wait_s']:.3f}s"
+            + (
+                ""
+                if r["db_transactions_per_s"] is None
+                else f", {r['db_transactions_per_s']} db transactions/s"
+            )
         )
 
 

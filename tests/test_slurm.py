@@ -25,7 +25,7 @@ STANDINS = {
     "scontrol": 'echo "scontrol $*" >> "$STANDIN_LOG"\n'
     'if [ "$1" = show ]; then echo "JobId=$3 JobName=lambda-sweep"; '
     'echo "   StartTime=2026-01-01T00:00:00 EndTime=$STANDIN_END_TIME Deadline=N/A"; fi\n',
-    "sweep": f'exec {sys.executable} -m sweep.cli.main "$@"\n',  # this checkout's sweep
+    "sweep": f'exec {sys.executable} -m sweep.cli "$@"\n',  # this checkout's sweep
 }
 
 

@@ -7,6 +7,7 @@ import shutil
 import socket
 
 from sweep.errors import SweepError
+from sweep.store import journal
 from sweep.store.storage import open_storage, validate_url
 from sweep.system.portable import console_script
 
@@ -24,5 +25,11 @@ def launch(storage: str | None, port: int) -> None:
             probe.bind(("127.0.0.1", port))
         except OSError:
             raise SweepError(f"port {port} is in use; pass another --port") from None
+    # optuna-dashboard takes a journal as its file's path, with a hint of the storage class
+    # (its --help); the lock it takes there is the one sweep takes (JournalFileSymlinkLock).
+    if journal.is_journal(url):
+        where = [str(journal.path_of(url)), "--storage-class", "JournalFileStorage"]
+    else:
+        where = [url]
     # Become the dashboard (no child left running when this process is stopped).
-    os.execv(exe, [exe, url, "--host", "127.0.0.1", "--port", str(port)])
+    os.execv(exe, [exe, *where, "--host", "127.0.0.1", "--port", str(port)])

@@ -35,7 +35,7 @@ from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
 from sweep.objectives.objective import Objective, ObjectiveError, TrialTimeout
 from sweep.spec import plan
-from sweep.store import records
+from sweep.store import journal, records
 from sweep.store.outage import disk_full, retrying, unreachable
 from sweep.store.queue import Popped, next_trials, refill, requeue
 from sweep.store.recovery import recover, requeue_abandoned
@@ -87,7 +87,7 @@ class Heartbeat:
             unrecorded = self._unrecorded
             for trial_id in self._ids:
                 with contextlib.suppress(Exception):
-                    self._db.record_heartbeat(trial_id)
+                    journal.record_heartbeat(self._db, trial_id)  # or the journal's own
             if self._chore is not None:
                 chore, self._chore = self._chore, None
                 _unless_unreachable(chore)

@@ -9,7 +9,8 @@ all of them (README, "What is stored"):
 - trial: ``result`` (a TrialResult), ``fail_reason``, ``prune_reason``, ``requeued`` (this
   attempt's values run again), ``worker`` (host:pid), ``point`` (the planned point it runs),
   ``values``, ``retry`` and ``crashes`` (a queued retry's values, how often they were
-  queued again and how often they ended their process), ``outcomes@STEP`` (per-image
+  queued again and how often they ended their process), ``heartbeat`` (a journal storage's
+  liveness), ``outcomes@STEP`` (per-image
   outcomes at a pruning rung).
 
 SCHEMA 2 is version 0.3's. A study without the ``schema`` key was written by 0.2 or 0.1 and
@@ -40,9 +41,10 @@ RESULT, FAIL_REASON, PRUNE_REASON, REQUEUED, WORKER = (
     *("result", "fail_reason", "prune_reason", "requeued", "worker"),
 )
 POINT, VALUES, RETRY, CRASHES = "point", "values", "retry", "crashes"
+HEARTBEAT = "heartbeat"  # a journal storage's trial: its last beat (sweep/store/journal.py)
 OUTCOMES_PREFIX = "outcomes@"  # + the Optuna step: a trial's per-image outcomes at a rung
 # Belong to one attempt, never to its retry.
-ATTEMPT_ATTRS = (WORKER, FAIL_REASON, REQUEUED)
+ATTEMPT_ATTRS = (WORKER, FAIL_REASON, REQUEUED, HEARTBEAT)
 
 _RENAMED_MODULES = {"sweep.builtin": "sweep.objectives.builtin"}  # 0.2 -> 0.3
 

@@ -1,8 +1,9 @@
 """Recover trials whose worker is gone, so that no trial stays RUNNING forever.
 
 A RUNNING trial is recovered (marked FAIL with a reason, its values queued again once) when
-its heartbeat is stale, or when it was started on this host by a process that no longer
-exists, or when it never sent a heartbeat and is older than the grace period.
+its heartbeat is stale (a journal storage: its "heartbeat" attribute, sweep/store/journal.py), or
+when it was started on this host by a process that no longer exists, or when it never sent
+a heartbeat and is older than the grace period.
 Whether a process exists: sweep.system.portable.pid_alive (psutil, any system).
 """
 
@@ -15,6 +16,7 @@ import socket
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.store import journal
 from sweep.store.queue import requeue
 from sweep.store.records import worker_of
 from sweep.store.storage import GRACE_SECONDS
@@ -47,6 +49,7 @@ def recover(stored: Stored) -> list[str]:
         now = datetime.datetime.now()
         for trial in stored.trials(TrialState.RUNNING):
             reason = why_gone(trial, host, now)
+            reason = reason or journal.stale(stored.storage, trial, GRACE_SECONDS)
             if reason and requeue(stored, trial, reason, crashed=True):
                 notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
     return notes

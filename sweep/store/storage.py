@@ -4,7 +4,8 @@ SQLite: every transaction starts with BEGIN IMMEDIATE (SQLite ignores SELECT ...
 UPDATE, so without it parallel workers pop the same queued trial twice), a busy timeout and
 heartbeats on. PostgreSQL: heartbeats on; its row locks already make popping exact. On
 both, creating the schema happens under a lock, so any number of processes may open a new
-storage at the same moment (unlocked, they fail with "table already exists").
+storage at the same moment (unlocked, they fail with "table already exists"). Journal files
+(``journal:///PATH``, for a shared file system without a server): sweep/store/journal.py.
 """
 
 from __future__ import annotations
@@ -20,17 +21,17 @@ from pathlib import Path
 
 import optuna
 import sqlalchemy
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
 from sweep.errors import StorageError
-from sweep.store import connections
+from sweep.store import connections, journal
 from sweep.store.outage import first_line
 from sweep.system import signals
 from sweep.system.portable import FileLock
 
 DEFAULT_URL = "sqlite:///sweeps.db"
-SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2")
+SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", journal.SCHEME)
 HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
 
@@ -82,17 +83,20 @@ def open_storage(
     create: bool = True,
     read_only: bool = False,
     on_stale: StaleCallback | None = None,
-) -> RDBStorage:
+) -> BaseStorage:
     """The storage at ``url`` with the project's rules applied.
 
     ``create=False`` (workers) and ``read_only`` (inspection commands) refuse to create a
     new SQLite file, so a typo in a path gives an error instead of an empty database.
     Readers keep SQLite's deferred transactions: they take no write lock, so they never
     hold up a live sweep's workers. ``on_stale`` is called for each trial whose heartbeat
-    went stale, after Optuna marked it FAIL (the sweep queues its values again).
+    went stale, after Optuna marked it FAIL (the sweep queues its values again); a journal
+    has no heartbeat (sweep/store/journal.py: recovery judges its trials).
     """
     create = create and not read_only
     url = validate_url(url, create=create)
+    if journal.is_journal(url):
+        return journal.open_journal(url, read_only=read_only)
     sqlite = url.startswith("sqlite")
     if sqlite:
         engine_kwargs: dict = {"connect_args": {"timeout": 60}}
@@ -129,9 +133,11 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
         raise StorageError(
-            f"storage URL {shown(url)!r} has an unknown scheme; use sqlite:///PATH.db or "
-            "postgresql+psycopg://USER:PASSWORD@HOST/DB"
+            f"storage URL {shown(url)!r} has an unknown scheme; use sqlite:///PATH.db, "
+            "postgresql+psycopg://USER:PASSWORD@HOST/DB or journal:///PATH.journal"
         )
+    if scheme == journal.SCHEME:
+        return journal.validate(url, create=create)
     if scheme == "postgresql":
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if scheme == "sqlite":
@@ -230,6 +236,8 @@ def _check_sqlite_file(path: Path) -> None:
             header = f.read(16)
     except OSError as exc:
         raise StorageError(f"cannot read {path}: {exc.strerror}") from None
+    if header.startswith(b'{"op_code"'):
+        raise StorageError(f"{path} is a journal file: use journal:///{path}")
     if header and header != b"SQLite format 3\x00":
         raise StorageError(f"{path} is not a SQLite database; pass another --storage")
 
@@ -268,16 +276,20 @@ class StudyLock:
     holds it while it creates, checks or tops up a study. Without it two processes can both
     see one trial missing and both add or start one. SQLite: a file lock beside the
     database (sweep/system/portable.py; workers of one SQLite file share a machine). PostgreSQL: a
-    session advisory lock per study, which works across machines.
+    session advisory lock per study, which works across machines. Journal: a lock file per
+    study beside the journal that works across machines on NFS (journal.NfsLock).
     """
 
-    def __init__(self, storage: RDBStorage, url: str, study_name: str):
-        self._file: FileLock | None = None
+    def __init__(self, storage: BaseStorage, url: str, study_name: str):
+        self._file: FileLock | journal.NfsLock | None = None
         self._conn = None
-        self._engine = storage.engine
         if url.startswith("sqlite"):
             self._file = FileLock(lock_path(url))
+        elif journal.is_journal(url):
+            self._file = journal.NfsLock(journal.study_lock_path(url, study_name))
         else:
+            assert isinstance(storage, RDBStorage)
+            self._engine = storage.engine
             self._key = _lock_key(f"study:{study_name}")
 
     def _advisory(self, call: str) -> object:

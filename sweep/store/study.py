@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import optuna
-from optuna.storages import RDBStorage
+from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound
@@ -36,7 +36,7 @@ class Stored:
     """An opened study with the storage it was opened from."""
 
     url: str
-    storage: RDBStorage
+    storage: BaseStorage  # RDBStorage, or a JournalStorage (sweep/store/journal.py)
     study: optuna.Study
 
     def __post_init__(self) -> None:

@@ -1,5 +1,6 @@
-"""The reads of Optuna's tables in sweep/store/queries.py, on SQLite and PostgreSQL: they must
-agree with what Optuna's own (slower) calls say, so a schema change shows up here."""
+"""The reads of Optuna's tables in sweep/store/queries.py, on SQLite and PostgreSQL (and their
+journal-file equivalents): they must agree with what Optuna's own (slower) calls say, so a
+schema change shows up here."""
 
 import math
 
@@ -23,10 +24,10 @@ from sweep.store.study import open_study, prepare
 from tests.conftest import study_text
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", "journal", pytest.param("postgres", marks=pytest.mark.postgres)])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/q.db"
+    if request.param in ("sqlite", "journal"):  # a journal: the same reads, through Optuna
+        return f"{request.param}:///{tmp_path}/q.{'db' if request.param == 'sqlite' else 'journal'}"
     return request.getfixturevalue("pg_url")
 
 
