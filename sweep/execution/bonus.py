@@ -22,7 +22,7 @@ from optuna.trial import TrialState
 
 from sweep.execution.reproduce import State, load_stages, study_summary, train_stage
 from sweep.execution.runner import run_study
-from sweep.spec import studyfile
+from sweep.spec import builtin, studyfile
 from sweep.store.uncertainty import study_ties
 
 STAGES = ("bonus_coarse", "bonus_fine")
@@ -68,7 +68,7 @@ def reproduce_bonus(
 
     # The best fine settings, trained as long as the fine stage's trials, on 49k/1k.
     best = state.get(fine.study.name)["best_params"]
-    fields = {studyfile.TRAIN_KEYS[k][0]: v for k, v in best.items()}
+    fields = {builtin.TRAIN_KEYS[k][0]: v for k, v in best.items()}
     final = dataclasses.replace(
         fine.train, **fields, n_s="auto", seed=fine.study.seed, curves="full"
     )

@@ -17,14 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from core.data import FOLDER, DataError
 from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
 from sweep.execution import budget, devices, pool
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
 from sweep.execution.result import RunResult
 from sweep.execution.worker import Job
-from sweep.objectives import datacache
+from sweep.objectives import builtin
 from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
@@ -56,26 +55,6 @@ def _recorded_data(url: str, name: str) -> dict[str, str] | None:
     except (StorageError, StudyNotFound):
         return None
     return stored.attrs.get(records.DATA)
-
-
-def _prepare_data(
-    spec: StudyFile, data_dir: str | None, recorded: dict[str, str] | None
-) -> datacache.Cached | None:
-    """The built-in objective's cached split: from --data-dir, else the folder the study ran
-    on, else the default lookup; refused when it is not the data the study's trials trained
-    on. A user function's data is its own business: None (nothing loaded or downloaded)."""
-    if not spec.objective.builtin:
-        return None
-    if data_dir is None and recorded and (Path(recorded["dir"]) / FOLDER).is_dir():
-        data_dir = recorded["dir"]
-    cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
-    if recorded and cached.fingerprint != recorded["fingerprint"]:
-        raise DataError(
-            f"the data in {cached.root} is not the data study {spec.study.name!r} ran on "
-            f"(fingerprint {cached.fingerprint}, the study's {recorded['fingerprint']} in "
-            f"{recorded['dir']}); pass --data-dir with that copy of CIFAR-10"
-        )
-    return cached
 
 
 def _check_function(
@@ -161,7 +140,7 @@ def run_study(
     recorded = _recorded_data(url, name)
     if jobs:
         pool.start(jobs)  # the processes import while the data and storage are prepared
-    data = _prepare_data(spec, data_dir, recorded)
+    data = builtin.prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
     if data is not None:
         notes += data.notes
@@ -297,7 +276,7 @@ def join_study(
     stored = open_study(name, url)
     spec = stored.spec
     given = _check_function(spec, function, objective_dir)  # says what to copy or install
-    data = _prepare_data(spec, data_dir, stored.attrs.get(records.DATA))
+    data = builtin.prepare_data(spec, data_dir, stored.attrs.get(records.DATA))
     job = Job(
         url=url,
         study=name,

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from core.data import Split
+from core.data import FOLDER, DataError, Split
 from core.training import EvalPoint, TrainConfig, packable, train_pack
 from sweep.objectives import datacache
-from sweep.spec.studyfile import TRAIN_KEYS
+from sweep.spec.builtin import TRAIN_KEYS
+from sweep.spec.studyfile import StudyFile
 from sweep.store.uncertainty import standard_error
 
 
@@ -135,3 +137,23 @@ def _train(
             }
         )
     return out
+
+
+def prepare_data(
+    spec: StudyFile, data_dir: str | None, recorded: dict[str, str] | None
+) -> datacache.Cached | None:
+    """The built-in objective's cached split: from --data-dir, else the folder the study ran
+    on, else the default lookup; refused when it is not the data the study's trials trained
+    on. A user function's data is its own business: None (nothing loaded or downloaded)."""
+    if not spec.objective.builtin:
+        return None
+    if data_dir is None and recorded and (Path(recorded["dir"]) / FOLDER).is_dir():
+        data_dir = recorded["dir"]
+    cached = datacache.prepare(spec.split, data_dir, spec.train.dtype)
+    if recorded and cached.fingerprint != recorded["fingerprint"]:
+        raise DataError(
+            f"the data in {cached.root} is not the data study {spec.study.name!r} ran on "
+            f"(fingerprint {cached.fingerprint}, the study's {recorded['fingerprint']} in "
+            f"{recorded['dir']}); pass --data-dir with that copy of CIFAR-10"
+        )
+    return cached

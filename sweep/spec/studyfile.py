@@ -14,10 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.data import SPLITS
-from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
+from sweep.spec import builtin
 from sweep.spec.space import SearchRange, check_search, parse_range
 from sweep.spec.strict import Parser as _Parser
 
@@ -25,33 +24,6 @@ SAMPLERS = ("random", "qmc", "tpe", "grid")
 DIRECTIONS = ("maximize", "minimize")
 PRUNERS = ("none", "median", "hyperband", "paired")
 
-# [train] key -> (TrainConfig field, accepted types). "lambda" is a Python keyword.
-TRAIN_KEYS: dict[str, tuple[str, tuple[type, ...]]] = {
-    "lambda": ("lam", (float, int)),
-    "hidden": ("hidden", (int,)),
-    "batch_size": ("batch_size", (int,)),
-    "eta_min": ("eta_min", (float, int)),
-    "eta_max": ("eta_max", (float, int)),
-    "n_s": ("n_s", (int, str)),
-    "cycles": ("cycles", (int,)),
-    "schedule": ("schedule", (str,)),
-    "dtype": ("dtype", (str,)),
-    "evals_per_cycle": ("evals_per_cycle", (int,)),
-    "curves": ("curves", (str,)),
-    "dropout": ("dropout", (float, int)),
-    "flip": ("flip", (bool,)),
-    "translate": ("translate", (int,)),
-}
-# [train] keys added after v0.2: left out of the fixed params at their defaults, so a
-# study stored before them still compares equal to its file.
-LATER_DEFAULTS = {"dropout": 0.0, "flip": False, "translate": 0}
-SEARCHABLE = ("lambda", "eta_min", "eta_max", "hidden", "batch_size", "dropout")
-# What a fine stage's narrowed range may not leave (a margin can reach past them).
-LIMITS: dict[str, tuple[float | None, float | None]] = {
-    "dropout": (0.0, 0.9),
-    "hidden": (1, 2000),
-    "batch_size": (1, None),
-}
 MAX_TRIALS = 10_000  # a study's target; each queued trial is one storage transaction
 MAX_SEED = 2**32 - 1  # numpy and Optuna's samplers take 32-bit seeds
 MAX_PACK = 64
@@ -167,7 +139,7 @@ class StudyFile:
             split=d.get("split"),
             train=train,
             # Studies stored before user objectives existed: derive what the call gets.
-            fixed=d.get("fixed") or builtin_fixed(d.get("split"), train),
+            fixed=d.get("fixed") or builtin.fixed_params(d.get("split"), train),
             search={k: SearchRange(**v) for k, v in d["search"].items()},
         )
 
@@ -179,18 +151,6 @@ def _objective_dict(section: ObjectiveSection) -> dict[str, Any]:
     if d["in_memory"] is None:
         del d["in_memory"]
     return d
-
-
-def builtin_fixed(split: str | None, train: TrainConfig | None) -> dict[str, Any]:
-    """The built-in objective's fixed params: [train] under its study-file names, the split."""
-    if train is None:
-        return {}
-    names = {field: key for key, (field, _) in TRAIN_KEYS.items()}
-    values = {names[k]: v for k, v in dataclasses.asdict(train).items() if k in names}
-    for key, default in LATER_DEFAULTS.items():
-        if values.get(key) == default:
-            del values[key]
-    return {**values, "split": split}
 
 
 def load(path: str | Path, *, given: str | None = None, **overrides: Any) -> StudyFile:
@@ -242,8 +202,8 @@ def parse(
     if study.pruner == "paired" and not objective.builtin:
         p.fail("study.pruner", '"paired" needs the built-in objective (its per-image outcomes)')
     if objective.builtin:
-        split, train = _builtin_settings(p, raw, study.seed)
-        fixed = builtin_fixed(split, train)
+        split, train = builtin.settings(p, raw, study.seed)
+        fixed = builtin.fixed_params(split, train)
     else:  # a user function gets [data] and [train] as they are
         split, train = None, None
         fixed = {**p.table(raw, "data"), **p.table(raw, "train")}
@@ -252,10 +212,10 @@ def parse(
                 p.fail(f"train.{key}", f"must be a finite number, not {value}")
     search = {}
     for name, spec in p.table(raw, "search").items():
-        if objective.builtin and name not in SEARCHABLE:
+        if objective.builtin and name not in builtin.SEARCHABLE:
             p.fail(
                 f"search.{name}",
-                f"cannot be searched; searchable parameters: {', '.join(SEARCHABLE)}",
+                f"cannot be searched; searchable parameters: {', '.join(builtin.SEARCHABLE)}",
             )
         is_int = objective.builtin and name in ("hidden", "batch_size")
         search[name] = parse_range(p, name, spec, study.name, is_int=is_int)
@@ -368,26 +328,3 @@ def _given(p: _Parser, o: dict, name: str) -> ObjectiveSection:
         direction=p.choice(o, "objective.direction", DIRECTIONS, "maximize"),
         in_memory=name,
     )
-
-
-def _builtin_settings(p: _Parser, raw: dict, seed: int) -> tuple[str, TrainConfig]:
-    """[data] and [train] of the built-in objective, checked strictly."""
-    d = p.table(raw, "data")
-    p.only(d, "data.", ("split",))
-    split = p.choice(d, "data.split", tuple(SPLITS), "search")
-    t = p.table(raw, "train")
-    p.only(t, "train.", tuple(TRAIN_KEYS))
-    values = {}
-    for key, (name, types) in TRAIN_KEYS.items():
-        if key in t:
-            values[name] = p.get(t, f"train.{key}", types)
-    if isinstance(values.get("n_s"), str) and values["n_s"] != "auto":
-        p.fail("train.n_s", f'must be a positive integer or "auto", not {values["n_s"]!r}')
-    for name in ("lam", "eta_min", "eta_max", "dropout"):
-        if name in values:
-            values[name] = float(values[name])
-    values.setdefault("curves", "cheap")  # studies need the final values, not full curves
-    try:
-        return split, TrainConfig(seed=seed, **values)
-    except ConfigError as exc:
-        raise StudyFileError(f"{p.where}: [train]: {exc}") from None

@@ -19,9 +19,10 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound
 from sweep.spec import plan
+from sweep.spec.builtin import LIMITS
 from sweep.spec.narrowing import narrow
 from sweep.spec.space import Dimension
-from sweep.spec.studyfile import LIMITS, StudyFile
+from sweep.spec.studyfile import StudyFile
 from sweep.store import records
 from sweep.store.enqueue import enqueue_again
 from sweep.store.parent import parent_results, tied_values
