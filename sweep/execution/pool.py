@@ -5,11 +5,13 @@ the trials and starts new workers, so a crash costs the running trials' progress
 nothing more. Ctrl-C stops the workers, fails their trials (queued again) and raises
 Interrupted with the exact command that resumes.
 
-Why loky, joblib's process engine, and not joblib.Parallel: the pool starts its processes
-before there is work for them (they import while the orchestrator prepares the data),
-polls the study while they run (progress, recovery) and must tell a worker that died from
-one that finished, to recover its trials and start a new one. Parallel blocks its caller
-until every task is done and offers no call for the other two.
+Why loky, joblib's process engine, and not joblib.Parallel (README, "Parallel workers"):
+bench/pool.py runs the same study both ways. Through Parallel's public API (a generator of
+results consumed in a thread while the caller polls the study) the wall time is the same
+and a killed worker surfaces as an exception the runner recovers from; what it cannot do is
+start the processes before there is work for them (they import while the orchestrator
+prepares the data), or stop its running workers at once on Ctrl-C or SIGTERM: Parallel has
+no public call to end a call in progress from another thread. Those two need the executor.
 """
 
 from __future__ import annotations
@@ -38,9 +40,17 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def _executor(jobs: int) -> loky.ProcessPoolExecutor:
+def blas_env(threads: int) -> dict[str, str]:
+    """The workers' environment for their BLAS threads. threadpoolctl limits OpenBLAS, MKL
+    and BLIS in the running process (sweep/execution/worker.py), but not macOS Accelerate,
+    which reads VECLIB_MAXIMUM_THREADS once, when NumPy loads it: so it is set before the
+    process starts, as each worker imports NumPy first thing."""
+    return {"VECLIB_MAXIMUM_THREADS": str(max(1, threads))}
+
+
+def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
     return loky.get_reusable_executor(
-        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process
+        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process, env=blas_env(threads)
     )
 
 
@@ -48,10 +58,10 @@ def _warm_up() -> int:
     return os.getpid()  # importing this module's imports is most of a worker's start-up
 
 
-def start(jobs: int) -> None:
+def start(jobs: int, threads: int) -> None:
     """Start the processes now, so that they import while the caller prepares data."""
     with signals.ignore_in_children():
-        executor = _executor(jobs)
+        executor = _executor(jobs, threads)
         for _ in range(jobs):
             executor.submit(_warm_up)
 
@@ -100,7 +110,7 @@ def run(
     Returns the number of trials they ran and None, or why a worker died.
     """
     with signals.ignore_in_children():
-        executor = _executor(jobs)
+        executor = _executor(jobs, job.threads)
         futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
         while not all(f.done() for f in futures):

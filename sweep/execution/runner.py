@@ -138,8 +138,9 @@ def run_study(
     check_grid(spec.study.sampler, target, spec.search, spec.path)
     given = _check_function(spec, function, objective_dir)  # fails before anything is written
     recorded = _recorded_data(url, name)
+    threads = threads or max(1, pool.cpu_count() // max(jobs, 1))
     if jobs:
-        pool.start(jobs)  # the processes import while the data and storage are prepared
+        pool.start(jobs, threads)  # the processes import while the data and storage are prepared
     data = builtin.prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
     if data is not None:
@@ -152,7 +153,7 @@ def run_study(
     job = Job(
         url=url,
         study=name,
-        threads=threads or max(1, pool.cpu_count() // max(jobs, 1)),
+        threads=threads,
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,

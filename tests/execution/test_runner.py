@@ -210,3 +210,25 @@ def test_a_study_refuses_data_other_than_what_it_ran_on(tmp_path, cifar_dir):
     with pytest.raises(DataError, match="is not the data study 's' ran on"):
         run_study(spec(tmp_path, trials=2), storage_url=url, data_dir=other, trials=3)
     assert len(optuna.load_study(study_name="s", storage=url).trials) == 2
+
+
+def test_workers_start_with_their_blas_thread_count_in_the_environment(tmp_path):
+    """macOS Accelerate reads VECLIB_MAXIMUM_THREADS when NumPy loads, before threadpoolctl
+    could limit it: each worker process starts with it set to its --threads."""
+    import os
+
+    import sweep
+
+    def objective(params, ctx):
+        return {"score": params["x"], "veclib": float(os.environ["VECLIB_MAXIMUM_THREADS"])}
+
+    study = {
+        "study": {"name": "env", "trials": 4},
+        "objective": {"metric": "score"},
+        "search": {"x": {"low": 0.1, "high": 1.0}},
+    }
+    url = f"sqlite:///{tmp_path / 'env.db'}"
+    sweep.run(study, objective=objective, storage=url, jobs=2, threads=3)
+    trials = open_study("env", url).trials(optuna.trial.TrialState.COMPLETE)
+    assert len(trials) == 4
+    assert {t.user_attrs["result"]["metrics"]["veclib"] for t in trials} == {3.0}
