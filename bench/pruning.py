@@ -34,7 +34,7 @@ from optuna.distributions import FloatDistribution  # noqa: E402
 from optuna.trial import TrialState, create_trial  # noqa: E402
 
 from sweep.objectives import pruning  # noqa: E402
-from sweep.objectives.objective import Context  # noqa: E402
+from sweep.objectives.objective import TrialContext  # noqa: E402
 from sweep.store.storage import open_storage, quiet_optuna  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def reporting(study: optuna.Study, storage, steps: int, pruner: str) -> tuple[fl
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # heartbeats belong to optimize(): not measured here
         trial = study.ask()
-    ctx = Context(trial, repeat=0, seed=0, data_dir=None)
+    ctx = TrialContext(trial, repeat=0, seed=0, data_dir=None)
     started, cpu = time.perf_counter(), time.process_time()
     for s in range(steps):
         ctx.report(s, 0.6)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.errors import StudyFileError
-from sweep.objectives.context import Objective
+from sweep.objectives.context import Function
 
 if TYPE_CHECKING:
     from sweep.execution.progress import Progress
@@ -59,7 +59,7 @@ Storage = str | os.PathLike | None  # a URL, or the path of a SQLite file
 def run(
     study: str | os.PathLike[str] | Mapping[str, Any] | StudyFile,
     *,
-    objective: Objective | None = None,
+    objective: Function | None = None,
     storage: Storage = None,
     jobs: int = 1,
     trials: int | None = None,
@@ -143,7 +143,7 @@ def run(
 def resume(
     name: str,
     *,
-    objective: Objective | None = None,
+    objective: Function | None = None,
     storage: Storage = None,
     jobs: int = 1,
     data_dir: str | os.PathLike[str] | None = None,
@@ -181,7 +181,7 @@ def resume(
 def worker(
     name: str,
     *,
-    objective: Objective | None = None,
+    objective: Function | None = None,
     storage: Storage = None,
     jobs: int = 1,
     data_dir: str | os.PathLike[str] | None = None,

@@ -42,7 +42,7 @@ class Interrupted(SweepError):
 def explain(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit code for an exception a command may end with, or
     None for a bug (shown as a traceback). Exit codes: 1 a run or check failed, 2 bad
-    input, 130 Ctrl-C, 143 SIGTERM (README "Exit codes")."""
+    input, 130 Ctrl-C, 143 SIGTERM (README, "Commands")."""
     from core.errors import ConfigError, DataError, DivergedError  # the core's, translated here
     from sweep.system import signals
 

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from sweep.api import Storage, quieted, status, url_of
 from sweep.errors import SweepError
-from sweep.store import records
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -141,6 +140,7 @@ class Study:
         """The studies this one narrows from, oldest first, as far as the storage has them."""
         from sweep.errors import StudyNotFound
         from sweep.results.inspection import load
+        from sweep.store import records
 
         chain: list[Stored] = []
         parent = stored.attrs.get(records.PARENT)

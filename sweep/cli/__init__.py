@@ -1,5 +1,6 @@
-"""The `sweep` command: its grammar (arguments), dispatch and rendering (main), and
-`sweep dashboard`. Each command is one call into sweep/api.py or sweep/execution/ plus printing."""
+"""The `sweep` command: its grammar (arguments), dispatch and rendering (main), the lines it
+prints while work goes on (console), and `sweep dashboard`. Each command is one call into
+sweep/api.py or sweep/execution/ plus printing."""
 
 
 def entry() -> None:

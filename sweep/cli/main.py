@@ -10,9 +10,9 @@ from typing import Any
 
 import sweep
 from sweep.cli.arguments import build_parser, cluster_options, parse
+from sweep.cli.console import emit, end_progress, print_progress, silence
 from sweep.errors import explain
 from sweep.system import signals
-from sweep.system.console import emit, end_progress, print_progress, silence
 from sweep.system.output import check_out
 
 

@@ -76,7 +76,7 @@ def _check_function(
     return None if function is None else dumps(function)
 
 
-def _resume_command(name: str, url: str, data_dir: str | None, given: bytes | None = None) -> str:
+def resume_command(name: str, url: str, data_dir: str | None, given: bytes | None = None) -> str:
     """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
     never with the storage's password. A function given in memory is passed again."""
     if given is not None:
@@ -157,7 +157,7 @@ def run_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir, given),
+        resume_command=resume_command(name, url, data_dir, given),
         workers=max(jobs, 1),
         **_limits(limit, gpus),
         function=given,
@@ -285,7 +285,7 @@ def join_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=_resume_command(name, url, data_dir, given),
+        resume_command=resume_command(name, url, data_dir, given),
         first_index=_worker_index(),
         idle=idle,
         workers=max(jobs, 1),

@@ -5,7 +5,7 @@ and its index, opens the storage itself and runs trials until the study has its 
 Which trials it takes is sweep/store/queue.py's job (that is where counts are kept exact). A worker
 may pop a pack of trials and train them together (README "Packed trials"); each stays
 its own Optuna trial. Storage calls are retried through a database outage
-(storage.retrying).
+(outage.retrying).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ class Heartbeat:
     """Beside the objective, in a thread: record who runs the popped trials, then their
     heartbeats every HEARTBEAT_SECONDS, so that other processes can tell a dead worker's
     trials (Optuna does this only inside optimize()); and once, the ``chore`` the worker
-    hands it (queueing the next planned values: pop.refill). Off the trial's path: each
+    hands it (queueing the next planned values: queue.refill). Off the trial's path: each
     write is a round trip to the database, and with many workers on a busy server those
     add up.
 
@@ -147,7 +147,7 @@ def _settle(stored: Stored, trial: Popped, outcome: float | BaseException) -> Tr
     if isinstance(outcome, optuna.TrialPruned):
         return _tell(stored, trial, TrialState.PRUNED, records.PRUNE_REASON, str(outcome))
     if isinstance(outcome, BaseException):  # the trial fails with its reason; the study goes on
-        return _tell(stored, trial, TrialState.FAIL, records.FAIL_REASON, reason_of(outcome))
+        return _tell(stored, trial, TrialState.FAIL, records.FAIL_REASON, failure_text(outcome))
     if not math.isfinite(outcome):
         return _tell(
             stored, trial, TrialState.FAIL, records.FAIL_REASON, f"the objective returned {outcome}"
@@ -185,7 +185,7 @@ def _tell(
     return state
 
 
-def reason_of(exc: BaseException) -> str:
+def failure_text(exc: BaseException) -> str:
     """A failed trial's one-line reason: the exception's type and message."""
     if isinstance(exc, DivergedError | ObjectiveError | TrialTimeout):
         return str(exc)

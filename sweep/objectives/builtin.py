@@ -49,14 +49,14 @@ def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
     return out
 
 
-Outcome = dict[str, float] | Exception
+RunOutcome = dict[str, float] | Exception
 
 
-def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[Outcome]:
+def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[RunOutcome]:
     """The list form: runs that differ only in lambda, learning-rate schedule, hidden width
     and dropout are trained as one pack (core.training.train_pack); each gets its own
     result, or the exception that ended it (pruned, diverged)."""
-    out: list[Outcome | None] = [None] * len(params_list)
+    out: list[RunOutcome | None] = [None] * len(params_list)
     configs = [config(p) for p in params_list]
     groups: list[list[int]] = []  # runs that can share a pack (any can, in a lambda or width sweep)
     for i, c in enumerate(configs):
@@ -86,7 +86,7 @@ def _train(
     report: Callable[..., None],
     keep: Callable[[int, Any], None],
     keep_at: Callable[[int, int, Any], None],
-) -> list[Outcome]:
+) -> list[RunOutcome]:
     """Train the runs as one pack; ``report(k, step, value, **more)``, ``keep(k, correct)``
     and ``keep_at(k, step, correct)`` address member k wherever the caller keeps it."""
     d = cifar10(split, ctx.data_dir, configs[0].dtype)
@@ -112,7 +112,7 @@ def _train(
     results = train_pack(
         configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=on_eval, on_record=on_record
     )
-    out: list[Outcome] = []
+    out: list[RunOutcome] = []
     for k, result in enumerate(results):
         if isinstance(result, Exception):
             out.append(result)

@@ -36,4 +36,4 @@ class Context(Protocol):
 
 
 # The function a study optimises: f(params, ctx) -> a number, or a dict of named numbers.
-Objective = Callable[[dict[str, Any], Context], "float | Mapping[str, float]"]
+Function = Callable[[dict[str, Any], Context], "float | Mapping[str, float]"]

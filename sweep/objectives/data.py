@@ -1,4 +1,5 @@
-"""Find (or download) CIFAR-10 for the CLI, with a progress bar on a terminal.
+"""Find (or download) CIFAR-10 for the built-in objective and `sweep train`, with a progress
+bar on a terminal.
 
 Where: ``--data-dir``, else ``$SWEEP_DATA_DIR``, else the per-user cache folder (see
 default_root). core.data only takes a folder; where a user's data lives is decided here.

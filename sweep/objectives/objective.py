@@ -80,7 +80,7 @@ def _exit_guard() -> Iterator[None]:
         os._exit = real
 
 
-class Context:
+class TrialContext:
     """What a function gets besides its params: ``report``, ``data_dir``, ``trial`` and
     ``device`` (the GPU this worker process sees as its only one, with --gpus; else None)."""
 
@@ -164,10 +164,12 @@ def _is_number(v: Any) -> bool:
 
 
 class PackContext:
-    """What a function's list form gets: one Context per member (``ctx.members[i]``), with
+    """What a function's list form gets: one TrialContext per member (``ctx.members[i]``), with
     ``report`` and ``keep_outcomes`` taking the member's index first."""
 
-    def __init__(self, members: list[Context], data_dir: str | None, device: str | None = None):
+    def __init__(
+        self, members: list[TrialContext], data_dir: str | None, device: str | None = None
+    ):
         self.members = members
         self.trials = [m.trial for m in members]
         self.data_dir = data_dir
@@ -231,7 +233,7 @@ class Objective:
                 break
             seed = self.spec.study.seed + r
             ctx = PackContext(
-                [Context(trials[i], r, seed, self.data_dir, self.device) for i in live],
+                [TrialContext(trials[i], r, seed, self.data_dir, self.device) for i in live],
                 self.data_dir,
                 self.device,
             )
@@ -330,7 +332,7 @@ class _Seeds:
     def add(
         self,
         metrics: dict[str, float],
-        ctx: Context,
+        ctx: TrialContext,
         seconds: float,
         timings: dict[str, float],
         metric: str,

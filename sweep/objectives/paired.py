@@ -26,12 +26,11 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.store.records import OUTCOMES_PREFIX, outcomes_key, pack_bits, unpack_bits
+from sweep.store.records import outcomes_key, pack_bits, unpack_bits
 from sweep.store.uncertainty import discordant, mcnemar_exact
 
 LEVEL = 0.01
 RUNGS = (0.5,)  # when not given; a study's default is the end of each cycle (StudyFile.rungs)
-PREFIX = OUTCOMES_PREFIX  # + the Optuna step (sweep/store/records.py)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 

@@ -9,9 +9,10 @@ median cannot ratchet; and it prunes only a trial more than MARGIN below that me
 enough in training for the curves to mean something (measured: the first 40% of a
 trial's recordings do not rank the lambdas at all).
 
-Steps are per seed (seed r's step s is Optuna step r * STEP_STRIDE + s, see objective.py),
-so with repeats a trial is compared with other trials' same seed at the same step. How long
-a seed's training is (for the warm-up) is read off the completed trials.
+Steps are per seed (seed r's step s is Optuna step r * STEP_STRIDE + s, see
+sweep/objectives/objective.py), so with repeats a trial is compared with other trials'
+same seed at the same step. How long a seed's training is (for the warm-up) is read off
+the completed trials.
 
 A decision reads only what it compares: the other trials' values at that one step and
 each completed trial's last step (sweep/store/queries.py, on the RDB storages the sweep opens),

@@ -143,10 +143,6 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
     return out
 
 
-def lambda_data(studies: list[optuna.Study]) -> pd.DataFrame:
-    return param_data(studies, "lambda")
-
-
 def _scale(metric: str) -> tuple[float, str]:
     """Accuracies are drawn in percent."""
     return (100.0, f"{metric.replace('_', ' ')} (%)") if "accuracy" in metric else (1.0, metric)
@@ -228,10 +224,6 @@ def param_figure(
     ax.legend(fontsize=8)
     ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
     return fig
-
-
-def plot_lambda(df: pd.DataFrame, ranges: dict[str, tuple[float, float]], path: str | Path) -> Path:
-    return plot_param(df, ranges, path)
 
 
 # --- optimisation history --------------------------------------------------------------

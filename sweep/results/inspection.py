@@ -52,7 +52,7 @@ def lambda_of(t: FrozenTrial) -> float | None:
 STALE = "no heartbeat for the grace period (worker gone or cut off); its values ran again"
 
 
-def reason_of(t: FrozenTrial) -> str:
+def trial_reason(t: FrozenTrial) -> str:
     """Why a trial failed (only FAIL and PRUNED trials have a reason).
 
     Every FAIL the sweep decides records its reason first; the one it cannot is Optuna's
@@ -180,7 +180,7 @@ class Trials:
 
     def frame(self):
         """One column per searched parameter and per metric (under param.NAME or
-        metric.NAME where the name is one of the tool's columns: tables.TOOL_COLUMNS)."""
+        metric.NAME where the name is one of the tool's columns: display.TOOL_COLUMNS)."""
         import pandas as pd
 
         params = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
@@ -238,7 +238,7 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
                 "tied": ties[t.number].tied,
                 "params": values_of(t),
                 "metrics": result.get("metrics") or {},
-                "reason": reason_of(t),
+                "reason": trial_reason(t),
             }
         )
     key = SORTS[sort]

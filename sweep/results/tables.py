@@ -10,7 +10,7 @@ import tabulate
 
 from sweep.errors import SweepError
 from sweep.results.display import label, metric_column, number, param_column
-from sweep.results.inspection import load, reason_of
+from sweep.results.inspection import load, trial_reason
 from sweep.store.records import TrialResult, spec_of, values_of
 from sweep.store.uncertainty import study_ties
 from sweep.system.output import latex_escape, markdown_cell, save_text
@@ -58,7 +58,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
                 "tied": ties[t.number].tied,
                 **extra,
                 "state": t.state.name,
-                "reason": reason_of(t),
+                "reason": trial_reason(t),
             }
         )
     columns = [

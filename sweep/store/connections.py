@@ -5,7 +5,7 @@ connections (its pool's two: the trial's path and the heartbeat thread beside it
 study lock's own), `--jobs 2` 4 at most. When the server is full, opening a storage fails at
 once with one line: nothing has run yet, and waiting would only hide that the server is too
 small for the workers. In the middle of a run the same refusal is retried like an outage
-(storage.retrying): a peak of workers starting together passes, and giving up would lose the
+(outage.retrying): a peak of workers starting together passes, and giving up would lose the
 running trials; if it lasts, the run ends with the same line.
 """
 

@@ -1,6 +1,6 @@
 """Optuna's journal file storage, ``journal:///PATH``: studies on a shared file system (NFS,
-Lustre) with no database server (README "Storage"). What it lacks next to the RDB storages
-is made up for here, in one place:
+Lustre) with no database server (README, "A study on a shared file system, no server").
+What it lacks next to the RDB storages is made up for here, in one place:
 
 - the study lock (storage.StudyLock) must hold across machines, where a flock does not
   (NFS): `NfsLock`, a symlink created beside the journal (creating one is atomic on NFS,

@@ -73,7 +73,7 @@ def queued_trials(storage: BaseStorage, study_id: int, limit: int) -> list[Queue
                 find(study_id, t.number),
                 t.number,
                 len(t.params),
-                int(t.user_attrs.get("crashes", 0)),
+                int(t.user_attrs.get(CRASHES, 0)),
             )
             for t in waiting[:limit]
         ]
@@ -99,17 +99,17 @@ def earlier_holder(storage: BaseStorage, study_id: int, trial_id: int, window: i
     Optuna keeps a user attribute as JSON text, so equal points have equal text."""
     if not isinstance(storage, RDBStorage):  # a journal: numbers before it (as many or fewer)
         mine = storage.get_trial(trial_id)
-        if "point" not in mine.user_attrs:
+        if POINT not in mine.user_attrs:
             return None
-        point = json.dumps(mine.user_attrs["point"])
+        point = json.dumps(mine.user_attrs[POINT])
         return min(
             (
                 t.number
                 for t in _listed(storage, study_id)
                 if mine.number - window <= t.number < mine.number
                 and t.state != TrialState.FAIL
-                and "point" in t.user_attrs
-                and json.dumps(t.user_attrs["point"]) == point
+                and POINT in t.user_attrs
+                and json.dumps(t.user_attrs[POINT]) == point
             ),
             default=None,
         )

@@ -55,7 +55,7 @@ def spec_of(attrs: dict[str, Any]) -> StudyFile | None:
         return None
     raw = attrs[SPEC]
     objective = dict(raw.get("objective") or {})
-    if objective.get("module") in _RENAMED_MODULES:
+    if schema_of(attrs) < 2 and objective.get("module") in _RENAMED_MODULES:
         objective["module"] = _RENAMED_MODULES[objective["module"]]
         raw = {**raw, "objective": objective}
     return StudyFile.from_dict(raw)

@@ -1,2 +1,2 @@
 """The process and its operating system: what differs between systems (portable), Ctrl-C and
-SIGTERM (signals), lines printed while work goes on (console), files written whole (output)."""
+SIGTERM (signals), and files written whole or not at all (output)."""

@@ -1,7 +1,7 @@
 """Ctrl-C and SIGTERM: how a command stops, the same way on every signal that asks it to.
 
-The console script (cli.entry) installs `handle` for SIGINT, SIGTERM and, on Windows,
-SIGBREAK. The first signal raises `Stopped` (a KeyboardInterrupt, so every `except
+The console script (`entry` in sweep/cli/main.py) installs `handle` for SIGINT, SIGTERM
+and, on Windows, SIGBREAK. The first signal raises `Stopped` (a KeyboardInterrupt, so every `except
 KeyboardInterrupt` that cleans up also runs for SIGTERM); any later one is ignored, so a
 second Ctrl-C 10 ms after the first (what `timeout` and some terminals send) cannot break
 the clean-up half-way. Inside `deferred()` a signal is held back until the block ends, for

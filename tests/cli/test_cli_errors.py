@@ -232,13 +232,13 @@ def test_dashboard_checks_port_and_storage_first(tmp_path, capsys):
 
 
 def test_the_resume_hint_never_prints_a_password(monkeypatch):
-    from sweep.execution.runner import _resume_command
+    from sweep.execution.runner import resume_command
 
     monkeypatch.delenv("SWEEP_STORAGE", raising=False)
     url = "postgresql+psycopg://postgres:S3cretPW@db.example/sweeps"
-    hint = _resume_command("s", url, None)
+    hint = resume_command("s", url, None)
     assert "S3cretPW" not in hint and "postgres:***@db.example/sweeps" in hint
     assert "SWEEP_STORAGE" in hint
     monkeypatch.setenv("SWEEP_STORAGE", url)
-    assert _resume_command("s", url, None) == "sweep resume s"
-    assert "***" not in _resume_command("s", "sqlite:///a b.db", None)
+    assert resume_command("s", url, None) == "sweep resume s"
+    assert "***" not in resume_command("s", "sqlite:///a b.db", None)

@@ -225,8 +225,8 @@ def test_a_worker_in_its_own_process_takes_its_device_before_the_function_loads(
 
 
 def test_ctx_device_is_none_without_gpus():
-    from sweep.objectives.objective import Context
+    from sweep.objectives.objective import TrialContext
 
     trial = optuna.create_study().ask()
-    assert Context(trial, 0, 1, None).device is None
-    assert json.dumps(Context(trial, 0, 1, None, "2").device) == '"2"'
+    assert TrialContext(trial, 0, 1, None).device is None
+    assert json.dumps(TrialContext(trial, 0, 1, None, "2").device) == '"2"'

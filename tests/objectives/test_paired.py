@@ -11,8 +11,9 @@ from optuna.trial import TrialState
 from sweep.errors import StudyFileError
 from sweep.execution.runner import run_study
 from sweep.objectives import builtin, paired
-from sweep.objectives.objective import Context, PackContext
+from sweep.objectives.objective import PackContext, TrialContext
 from sweep.spec import studyfile
+from sweep.store import records
 from tests.conftest import study_text
 
 N = 1000
@@ -102,7 +103,7 @@ def pack_of(params: list[dict], spec: studyfile.StudyFile, data_dir) -> tuple[li
     pruner = paired.PairedPruner(reports=spec.per_seed_reports, rungs=spec.rungs)
     study = optuna.create_study(direction="maximize", pruner=pruner)
     trials = [study.ask() for _ in params]
-    ctx = PackContext([Context(t, 0, 3, str(data_dir)) for t in trials], str(data_dir))
+    ctx = PackContext([TrialContext(t, 0, 3, str(data_dir)) for t in trials], str(data_dir))
     return builtin.objective_many(params, ctx), trials
 
 
@@ -122,7 +123,9 @@ def test_a_member_far_worse_than_its_packmates_leaves_the_pack_and_the_rest_go_o
         assert isinstance(got, dict)
         assert got["val_accuracy"] == want["val_accuracy"]
         assert got["train_loss"] == pytest.approx(want["train_loss"], rel=1e-9)
-    kept = [k for k in trials[0].study.trials[0].user_attrs if k.startswith(paired.PREFIX)]
+    kept = [
+        k for k in trials[0].study.trials[0].user_attrs if k.startswith(records.OUTCOMES_PREFIX)
+    ]
     assert kept == [paired.key(40)]  # the end of the first cycle, recording 4 of 8
 
 

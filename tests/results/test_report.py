@@ -70,10 +70,10 @@ def test_history_and_lambda_data(tmp_path):
     hist = figures.history_data(study)
     assert list(hist["value"]) == [0.40, 0.45, 0.42]
     assert list(hist["best_so_far"]) == [0.40, 0.45, 0.45]
-    lam = figures.lambda_data([study])
+    lam = figures.param_data([study], "lambda")
     assert sorted(lam["lambda"]) == [1e-4, 1e-3, 1e-2]
     assert lam.loc[lam["best"], "lambda"].tolist() == [1e-2]
-    path = figures.plot_lambda(lam, {"c": (1e-5, 1.0)}, tmp_path / "l.png")
+    path = figures.plot_param(lam, {"c": (1e-5, 1.0)}, tmp_path / "l.png")
     image = imread(path)
     assert image.shape[0] > 300 and image.shape[1] > 500 and image.std() > 0
 

@@ -20,7 +20,7 @@ from optuna.trial import TrialState
 
 from sweep.cli.main import main
 from sweep.errors import StorageError
-from sweep.results.inspection import reason_of
+from sweep.results.inspection import trial_reason
 from sweep.spec import plan
 from sweep.store.queue import QUEUE_AHEAD
 from sweep.store.storage import open_storage
@@ -258,7 +258,7 @@ def test_faults_at_scale_killed_workers_and_a_server_restart(pg_url, tmp_path):
     assert sorted(t.params["x"] for t in done) == pytest.approx(planned)  # each once
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     # A killed worker's trial (if it was in one) failed with its reason and ran again.
-    assert all(reason_of(t) for t in trials if t.state == TrialState.FAIL)
-    dropped = sum("duplicate" in reason_of(t) for t in trials if t.state == TrialState.FAIL)
+    assert all(trial_reason(t) for t in trials if t.state == TrialState.FAIL)
+    dropped = sum("duplicate" in trial_reason(t) for t in trials if t.state == TrialState.FAIL)
     states = Counter(t.state.name for t in trials)
     print(f"faults at scale: {dict(states)}, {dropped} duplicate(s) dropped")  # pytest -s
