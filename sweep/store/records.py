@@ -1,7 +1,7 @@
 """What a study and its trials store, and the one module that knows the keys.
 
 Optuna keeps what lambda-sweep adds to a study or a trial as JSON user attributes. These are
-all of them (README, "What is stored"):
+all of them (docs/architecture.md, "What is stored"):
 
 - study: ``spec`` (the study file as a dict), ``stage``, ``parent``, ``ranges`` (the ranges
   derived for a fine stage), ``target`` (trials to reach), ``data`` (the CIFAR-10 copy a
