@@ -80,3 +80,89 @@ def test_three_array_tasks_complete_the_study_exactly(pg_url, tmp_path):
     assert len({t.params["lambda"] for t in study.trials}) == 10
     calls = log.read_text().splitlines()
     assert calls == ["scontrol show job 4301"]  # no requeue: every task finished
+
+
+SLOW = """
+import time
+
+def objective(params, ctx):
+    time.sleep(1.5)
+    return -abs(params["x"] - 0.5)
+"""
+
+
+def test_a_preempted_task_requeues_itself_and_its_rerun_finishes_the_study(pg_url, tmp_path):
+    """SIGTERM to the task's worker (SLURM's --signal before the time limit, or preemption):
+    the running trials fail and are queued again, the worker exits 143, the script asks
+    SLURM to requeue the task (`scontrol requeue`) and exits 0; the task's rerun (same job
+    id, as SLURM reruns it) finishes the study with every planned value once."""
+    import psutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in STANDINS.items():
+        (bin_dir / name).write_text("#!/usr/bin/env bash\n" + body)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "slow.py").write_text(SLOW)
+    study_file = tmp_path / "slow.toml"
+    study_file.write_text(
+        '[study]\nname = "slow"\ntrials = 6\nseed = 4\n'
+        '[objective]\nfile = "slow.py"\nmetric = "value"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    log = tmp_path / "scontrol.log"
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "PYTHONPATH": str(ROOT),
+        "SWEEP_STORAGE": pg_url,
+        "STUDY_FILE": str(study_file),
+        "SLURM_ARRAY_JOB_ID": "5151",
+        "SLURM_ARRAY_TASK_ID": "0",
+        "SLURM_JOB_ID": "5200",
+        "SLURM_CPUS_PER_TASK": "2",
+        "SLURM_JOB_END_TIME": str(int(time.time() + 900)),
+        "STANDIN_LOG": str(log),
+        "STANDIN_END_TIME": "unused",
+    }
+
+    def task() -> subprocess.Popen:
+        return subprocess.Popen(
+            ["bash", str(SCRIPT)], cwd=tmp_path, env=env, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    first = task()
+    storage = optuna.storages.RDBStorage(pg_url)
+    deadline = time.time() + 120
+    while time.time() < deadline:  # until a trial runs
+        try:
+            study = optuna.load_study(study_name="slow", storage=storage)
+            if any(t.state.name == "RUNNING" for t in study.trials):
+                break
+        except KeyError:
+            pass
+        time.sleep(0.2)
+    workers = [
+        p
+        for p in psutil.Process(first.pid).children(recursive=True)
+        if "worker" in " ".join(p.cmdline()) and "slow" in " ".join(p.cmdline())
+    ]
+    assert workers, "no sweep worker running under the task"
+    workers[0].send_signal(15)  # what SLURM sends the job step
+    _out, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err  # requeued, not failed
+    assert "scontrol requeue 5200" in log.read_text().splitlines()
+    stopped = optuna.load_study(study_name="slow", storage=storage)
+    failed = [t for t in stopped.trials if t.state.name == "FAIL"]
+    assert failed and all("terminated" in t.user_attrs["fail_reason"] for t in failed)
+    assert all(t.state.name != "RUNNING" for t in stopped.trials)
+
+    second = task()  # SLURM runs the requeued task again
+    _out, err = second.communicate(timeout=180)
+    assert second.returncode == 0, err
+    study = optuna.load_study(study_name="slow", storage=storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(done) == 6 and len({t.params["x"] for t in done}) == 6
+    # Each failed trial's value ran again to completion, once.
+    assert {t.params["x"] for t in failed} <= {t.params["x"] for t in done}

@@ -169,3 +169,22 @@ def _parse_lambda(text: str | float, storage: str | None) -> float:
         return float(text)
     except ValueError:
         raise ConfigError(f"--lambda {text!r} is neither a number nor best:STUDY") from None
+
+
+def ensemble_accuracy(models: list[str | Path], split: str, data_dir) -> dict:
+    """Test accuracy of the saved models' average class probabilities (and each model's
+    own), on ``split``'s test set."""
+    from core.network import Params, forward
+
+    data = load_split(split, data_dir, "float32")
+    mean = None
+    alone = []
+    for path in models:
+        with np.load(path) as saved:
+            params = Params(*(saved[k] for k in ("W1", "b1", "W2", "b2")))
+        _, P = forward(params, data.X_test)
+        alone.append(float(np.mean(P.argmax(axis=1) == data.y_test)))
+        mean = P if mean is None else mean + P
+    assert mean is not None
+    correct = mean.argmax(axis=1) == data.y_test
+    return {"test_accuracy": float(np.mean(correct)), "members_test_accuracy": alone}

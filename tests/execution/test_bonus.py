@@ -70,6 +70,13 @@ def test_reproduce_bonus_writes_its_stages_summary_and_report(bonus_out):
     assert (final["hidden"], final["dropout"]) == (best["hidden"], best["dropout"])
     assert final["flip"] and final["translate"] == 2
     assert (out / "final_model.npz").is_file()
+    ensemble = summary["ensemble"]
+    assert ensemble["members"] == 4 and len(ensemble["members_test_accuracy"]) == 4
+    # the first member is the final model itself, evaluated again on the same test set
+    assert ensemble["members_test_accuracy"][0] == final["test_accuracy"]
+    assert len(set(ensemble["members_test_accuracy"])) > 1  # other seeds, other networks
+    assert 0 < ensemble["test_accuracy"] <= 1 and (out / "ensemble_3.npz").is_file()
+    assert "## Ensemble" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     for section in (
         "## Study `bonus_coarse`",
