@@ -334,7 +334,11 @@ def isolated_main(payload: str) -> None:
     given = json.loads(payload)
     job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})
     devices.adopt(given["device"])
-    stored = open_study(job.study, job.url)
+    try:  # through a database restart, as a worker opens it (tests/store/test_postgres.py)
+        stored = retrying(lambda: open_study(job.study, job.url))
+    except Exception as exc:  # the parent records the trial's end: one line, no traceback
+        print(f"error: {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        sys.exit(1)
     popped = Popped(optuna.trial.Trial(stored.study, given["trial_id"]), given["trial_id"])
     try:
         with threadpool_limits(limits=job.threads):

@@ -114,7 +114,13 @@ def test_os_exit_in_a_worker_of_one_job_fails_the_trial_and_the_worker_goes_on(t
     path = make(tmp_path, "w", "leaves", trials=5)
     url = f"sqlite:///{tmp_path}/w.db"
     orchestrator = start("run", str(path), "--storage", url, "--jobs", "0")
-    wait_for(lambda: Path(f"{tmp_path}/w.db").exists() and "w" in studies(url))
+
+    def created() -> bool:
+        if orchestrator.poll() is not None:  # it ended: say why rather than wait 120 s
+            raise AssertionError(orchestrator.communicate()[1])
+        return Path(f"{tmp_path}/w.db").exists() and "w" in studies(url)
+
+    wait_for(created)
     done = subprocess.run(
         sweep("worker", "w", "--storage", url), capture_output=True, text=True, timeout=300
     )
@@ -127,8 +133,13 @@ def test_os_exit_in_a_worker_of_one_job_fails_the_trial_and_the_worker_goes_on(t
 
 
 def studies(url: str) -> set[str]:
+    """The storage's studies, once it is created. Read as sweep's readers read it: a plain
+    `optuna.get_all_study_names` on a file being created would create the tables too and
+    race the orchestrator, which then fails ("table already exists")."""
+    from sweep.store.storage import open_storage
+
     try:
-        return set(optuna.get_all_study_names(storage=url))
+        return {s.study_name for s in open_storage(url, read_only=True).get_all_studies()}
     except Exception:
         return set()
 
