@@ -176,3 +176,25 @@ def digest_of(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def race_orchestrators(target, processes: int, rounds: list, *extra) -> list:
+    """Start ``processes`` fresh interpreters at once, each running
+    ``target(i, rounds, *extra, barrier, results)`` (a barrier lines them up before each
+    round); return every outcome put on ``results``, failing on any that is not 0."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    procs = [
+        ctx.Process(target=target, args=(i, rounds, *extra, barrier, results))
+        for i in range(processes)
+    ]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=300) for _ in range(len(rounds) * processes)]
+    for p in procs:
+        p.join(60)
+    failed = [o for o in outcomes if o[2] != 0]
+    assert not failed, failed[:3]
+    return outcomes

@@ -30,7 +30,7 @@ from sweep.store.queue import queue_next
 from sweep.store.storage import open_storage
 from sweep.store.study import prepare
 from sweep.system.portable import pid_alive
-from tests.conftest import check, children, start, study_text, sweep, wait_for
+from tests.conftest import check, children, race_orchestrators, start, study_text, sweep, wait_for
 from tests.store.test_storage import _pop_waiting_worker
 
 pytestmark = pytest.mark.slow
@@ -312,19 +312,7 @@ def test_orchestrators_at_once_on_a_new_journal(tmp_path, processes, names):
     for name in names:
         write_study(tmp_path, name, trials=trials)
     rounds = [(f"journal:///{tmp_path}/race{r}.journal", names) for r in range(12)]
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [
-        ctx.Process(target=_orchestrator, args=(i, rounds, str(tmp_path), barrier, results))
-        for i in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=300) for _ in range(len(rounds) * processes)]
-    for p in procs:
-        p.join(60)
-    failed = [o for o in outcomes if o[2] != 0]
-    assert not failed, failed[:3]
+    race_orchestrators(_orchestrator, processes, rounds, str(tmp_path))
     for url, study_names in rounds:
         for name in study_names:
             final = trials_of(url, name)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing as mp
 from collections import Counter
 
 import optuna
@@ -21,7 +20,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.spec import plan
-from tests.conftest import study_text
+from tests.conftest import race_orchestrators, study_text
 
 pytestmark = pytest.mark.slow
 
@@ -47,22 +46,7 @@ def race(rounds, processes, tmp_path, cifar_dir):
     """``rounds``: [(storage URL, study names)]; process i runs names[i % len(names)]."""
     for name in {n for _, names in rounds for n in names}:
         (tmp_path / f"{name}.toml").write_text(study_text(name, trials=TRIALS, seed=5))
-    ctx = mp.get_context("spawn")
-    barrier, results = ctx.Barrier(processes), ctx.Queue()
-    procs = [
-        ctx.Process(
-            target=_orchestrator,
-            args=(i, rounds, str(tmp_path), str(cifar_dir), barrier, results),
-        )
-        for i in range(processes)
-    ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=300) for _ in range(len(rounds) * processes)]
-    for p in procs:
-        p.join(60)
-    failed = [o for o in outcomes if o[2] != 0]
-    assert not failed, failed[:3]
+    race_orchestrators(_orchestrator, processes, rounds, str(tmp_path), str(cifar_dir))
     planned = sorted(
         plan.values_at("random", 5, i, {"lambda": (1e-4, 1e-1, True)})["lambda"]
         for i in range(TRIALS)
