@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import StorageError, StudyFileError, StudyNotFound, SweepError
+from sweep.errors import RunFailed, StorageError, StudyFileError, StudyNotFound, SweepError
 from sweep.execution import budget, devices, pool
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
@@ -37,6 +37,7 @@ from sweep.store.study import Stored, finished, open_study, prepare
 from sweep.system.portable import shell_join
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
+STALLED_ROUNDS = 3  # rounds in a row of local workers changing nothing: an error, not a loop
 
 
 def check_jobs(jobs: int, oversubscribe: bool) -> None:
@@ -167,6 +168,7 @@ def run_study(
         c = stored.counts()
         # At the last progress: finished trials, FAIL count, the study's own failures.
         done, failed, own = finished(c), c["FAIL"], failures(stored)
+        stalled = 0  # rounds in a row in which nothing in the study changed
         while done < target:
             if why := budget.out_of_time(job, stored):
                 notes.append(
@@ -174,8 +176,15 @@ def run_study(
                     f"later: {job.resume_command}"
                 )
                 break
+            before = c
             notes += _round(stored, spec, job, jobs, report, poll)
             c = retrying(stored.counts)
+            stalled = stalled + 1 if jobs and c == before and not c["RUNNING"] else 0
+            if stalled >= STALLED_ROUNDS:  # never loop for ever on workers that do nothing
+                raise RunFailed(
+                    f"study {name!r}: the workers ran no trial in {stalled} rounds and none "
+                    f"is running ({done}/{target} finished); see `sweep status {name}`"
+                )
             if finished(c) > done:
                 done = finished(c)
                 if c["FAIL"] != failed:  # read the trials only when some failed meanwhile

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 from optuna.trial import TrialState
@@ -209,6 +209,9 @@ class Job:
     deadline: float | None = None  # epoch seconds: no trial starts that would end later
     deadline_by: str = "the time limit"  # what set it (sweep/execution/budget.py)
     gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
+    # The caller's folder: loky reuses worker processes across runs, so a worker may have
+    # started in another one; relative storage paths and the function's files resolve here.
+    cwd: str = field(default_factory=os.getcwd)
     # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
     # used instead of loading the study's [objective], which names no file or module then.
     function: bytes | None = None
@@ -224,6 +227,7 @@ def work(job: Job, index: int) -> int:
     Returns the number of trials this worker ran.
     """
     quiet_optuna()
+    os.chdir(job.cwd)
     devices.claim(job.gpus, index - job.first_index)  # before the function is imported
     stored = open_study(job.study, job.url)
     spec = stored.spec

@@ -232,3 +232,49 @@ def test_workers_start_with_their_blas_thread_count_in_the_environment(tmp_path)
     trials = open_study("env", url).trials(optuna.trial.TrialState.COMPLETE)
     assert len(trials) == 4
     assert {t.user_attrs["result"]["metrics"]["veclib"] for t in trials} == {3.0}
+
+
+def test_workers_run_in_the_callers_folder_even_when_the_pool_is_reused(tmp_path, monkeypatch):
+    """The worker processes outlive a run (loky reuses them): a second run from another
+    folder must find its relative storage, and its function its relative files, there."""
+    import os
+
+    import sweep
+
+    def objective(params, ctx):
+        return {"score": params["x"], "here": float(os.path.exists("marker"))}
+
+    study = {
+        "study": {"name": "cwd", "trials": 4},
+        "objective": {"metric": "score"},
+        "search": {"x": {"low": 0.1, "high": 1.0}},
+    }
+    for folder in ("first", "second"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "marker").write_text("")
+        monkeypatch.chdir(tmp_path / folder)
+        sweep.run(study, objective=objective, storage="sqlite:///rel.db", jobs=2)
+        url = f"sqlite:///{tmp_path / folder / 'rel.db'}"
+        trials = open_study("cwd", url).trials(optuna.trial.TrialState.COMPLETE)
+        assert len(trials) == 4
+        assert {t.user_attrs["result"]["metrics"]["here"] for t in trials} == {1.0}
+
+
+def test_a_run_whose_workers_change_nothing_fails_instead_of_looping(tmp_path, monkeypatch):
+    """Workers that return without running a trial (as ones started in another folder
+    once did) make the run fail with a line after a few rounds, never spin for ever."""
+    import sweep
+    from sweep.execution import pool
+
+    rounds = []
+    monkeypatch.setattr(pool, "run", lambda *a, **k: rounds.append(1) or (0, None))
+    study = {
+        "study": {"name": "idle", "trials": 2},
+        "objective": {"metric": "score"},
+        "search": {"x": {"low": 0.1, "high": 1.0}},
+    }
+    with pytest.raises(RunFailed, match="ran no trial in 3 rounds"):
+        sweep.run(
+            study, objective=lambda p, ctx: p["x"], storage=f"sqlite:///{tmp_path}/i.db", jobs=2
+        )
+    assert len(rounds) == 4  # the first round queues the trials; three change nothing
