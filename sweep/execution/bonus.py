@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import TrialState
 
 from core.training import TrainConfig
-from sweep.execution.reproduce import State, load_stages, study_summary, train_stage
+from sweep.execution.reproduce import State, load_stages, study_summary, train_stages
 from sweep.execution.runner import run_study
 from sweep.execution.train import ensemble_accuracy
 from sweep.spec import builtin, studyfile
@@ -78,9 +78,7 @@ def reproduce_bonus(
     final = dataclasses.replace(
         fine.train, **fields, n_s="auto", seed=fine.study.seed, curves="full"
     )
-    model = out / "final_model.npz"
-    train_stage(state, "bonus_final", final, "final", data_dir, out, say, save=model)
-    ensemble = ensemble_stage(state, final, model, data_dir, out, say)
+    ensemble = ensemble_stage(state, final, jobs, data_dir, out, say)
 
     from sweep.results.report import write_report
 
@@ -113,16 +111,17 @@ def reproduce_bonus(
 
 
 def ensemble_stage(
-    state: State, final: TrainConfig, model: Path, data_dir, out: Path, say
+    state: State, final: TrainConfig, jobs: int, data_dir, out: Path, say
 ) -> dict[str, Any]:
-    """The final model's settings trained from ENSEMBLE - 1 more seeds on 49k/1k, each kept
-    as a stage of its own (resumable); the test accuracy of their averaged probabilities."""
-    models = [model]
+    """The final model (bonus_final) and its settings trained from ENSEMBLE - 1 more seeds
+    on 49k/1k, side by side (reproduce.train_stages), each kept as a stage of its own
+    (resumable); the test accuracy of their averaged probabilities."""
+    models = [out / "final_model.npz", *(out / f"ensemble_{k}.npz" for k in range(1, ENSEMBLE))]
+    stages = [("bonus_final", final, "final", models[0])]
     for k in range(1, ENSEMBLE):
         member = dataclasses.replace(final, seed=final.seed + k, curves="cheap")
-        path = out / f"ensemble_{k}.npz"
-        train_stage(state, f"bonus_ensemble_{k}", member, "final", data_dir, out, say, save=path)
-        models.append(path)
+        stages.append((f"bonus_ensemble_{k}", member, "final", models[k]))
+    train_stages(state, stages, jobs, data_dir, say)
     if not state.get("bonus_ensemble"):
         started = time.perf_counter()
         result = ensemble_accuracy(models, "final", data_dir)

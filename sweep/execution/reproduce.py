@@ -1,7 +1,8 @@
 """`sweep reproduce`: the whole seed study, resumable, ending in a report and summary.json.
 
-gradient check -> 1 cycle (n_s 500, lambda 0.01, exercise split) -> 3 cycles (n_s 800) ->
-coarse study -> fine study -> final model (best fine lambda, 3 cycles, final split) -> report.
+gradient check -> coarse study -> fine study -> final model (best fine lambda, 3 cycles,
+final split) beside the two exercise runs (lambda 0.01, exercise split: 1 cycle of n_s 500,
+3 cycles of n_s 800) -> report.
 
 Each finished stage is recorded in OUT/state.json (the studies in the storage), so a rerun
 after a crash or Ctrl-C continues where it stopped and reuses every finished stage.
@@ -10,6 +11,7 @@ after a crash or Ctrl-C continues where it stopped and reuses every finished sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -20,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from core.gradcheck import check, passed
-from core.training import TrainConfig
+from core.training import TrainConfig, TrainResult
 from sweep.errors import RunFailed, StudyFileError
+from sweep.execution import pool
 from sweep.execution.runner import RunResult, run_study
-from sweep.execution.train import run_training
+from sweep.execution.train import RunSummary, run_training
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
 
@@ -125,9 +128,6 @@ def reproduce(
         f"{max(v['max_rel'] for k, v in state.get('gradcheck').items() if k != 'seconds'):.1e}"
     )
 
-    for name, config in runs_config.items():
-        train_stage(state, name, config, "exercise", data_dir, out, say)
-
     for spec in (coarse, fine):
         done = state.get(spec.study.name)
         if not done:
@@ -147,7 +147,9 @@ def reproduce(
     final = dataclasses.replace(
         fine.train, lam=best, n_s="auto", cycles=3, seed=fine.study.seed, curves="full"
     )
-    train_stage(state, "final", final, "final", data_dir, out, say, save=out / "final_model.npz")
+    stages = [("final", final, "final", out / "final_model.npz")]
+    stages += [(name, config, "exercise", None) for name, config in runs_config.items()]
+    train_stages(state, stages, jobs, data_dir, say)
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}
     gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
@@ -178,21 +180,46 @@ def reproduce(
     return summary
 
 
-def train_stage(
+def train_stages(
     state: State,
-    name: str,
-    config: TrainConfig,
-    split: str,
-    data_dir,
-    out: Path,
-    say,
-    save: Path | None = None,
+    stages: list[tuple[str, TrainConfig, str, Path | None]],
+    jobs: int,
+    data_dir: str | None,
+    say: Callable[[str], None],
 ) -> None:
-    if not state.get(name):
-        summary, result = run_training(config, split=split, data_dir=data_dir, save_model=save)
-        state.put(name, {**summary.to_json(), "curves": result.curves})
-    r = state.get(name)
-    say(
-        f"{name}: lambda {r['lambda']:.4g}, {r['split']} split, n_s {r['n_s']}, "
-        f"{r['cycles']} cycle(s): test accuracy {r['test_accuracy']:.2%}"
-    )
+    """The single training runs (name, config, split, model file) not yet in ``state``.
+
+    With ``jobs`` >= 2 they run side by side, one BLAS thread each (pool.run_each): the
+    final model on one core while the two exercise runs follow each other on the other,
+    which ends about when the final model does. Each is recorded as it finishes.
+    """
+    todo = [stage for stage in stages if not state.get(stage[0])]
+
+    def record(i: int, outcome: tuple[RunSummary, TrainResult]) -> None:
+        summary, result = outcome
+        state.put(todo[i][0], {**summary.to_json(), "curves": result.curves})
+
+    side_by_side = jobs >= 2 and len(todo) > 1
+    calls = [
+        functools.partial(
+            run_training,
+            config,
+            split=split,
+            data_dir=data_dir,
+            save_model=save,
+            progress=not side_by_side,  # one progress bar per run would garble the line
+        )
+        for _, config, split, save in todo
+    ]
+    if side_by_side:
+        say(f"{', '.join(name for name, *_ in todo)}: training side by side, --jobs {jobs}")
+        pool.run_each(calls, min(jobs, len(todo)), record)
+    else:
+        for i, call in enumerate(calls):
+            record(i, call())
+    for name, *_ in stages:
+        r = state.get(name)
+        say(
+            f"{name}: lambda {r['lambda']:.4g}, {r['split']} split, n_s {r['n_s']}, "
+            f"{r['cycles']} cycle(s): test accuracy {r['test_accuracy']:.2%}"
+        )

@@ -1,0 +1,45 @@
+"""pool.run_each: independent calls side by side in worker processes, one BLAS thread each."""
+
+import functools
+import time
+from pathlib import Path
+
+import pytest
+
+from sweep.execution import pool
+
+
+def meet(folder: str, me: int, other: int) -> tuple[int, int]:
+    """Mark this call as started, then wait for the other: returns only if both run at
+    the same time. With the BLAS thread count the call ran with."""
+    from threadpoolctl import threadpool_info
+
+    Path(folder, str(me)).write_text("")
+    deadline = time.monotonic() + 60
+    while not Path(folder, str(other)).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"call {other} never started beside call {me}")
+        time.sleep(0.01)
+    return me, max(p["num_threads"] for p in threadpool_info())
+
+
+def fail() -> None:
+    raise ValueError("this run failed")
+
+
+def test_calls_run_side_by_side_with_one_blas_thread_and_report_as_they_finish(tmp_path):
+    results = {}
+    calls = [
+        functools.partial(meet, str(tmp_path), 0, 1),
+        functools.partial(meet, str(tmp_path), 1, 0),
+    ]
+    pool.run_each(calls, 2, lambda i, r: results.setdefault(i, r))
+    assert results == {0: (0, 1), 1: (1, 1)}
+
+
+def test_a_failing_call_is_raised_after_the_others_are_recorded(tmp_path):
+    results = {}
+    calls = [fail, functools.partial(Path.write_text, tmp_path / "x", "done")]
+    with pytest.raises(ValueError, match="this run failed"):
+        pool.run_each(calls, 2, lambda i, r: results.setdefault(i, r))
+    assert results == {1: 4}
