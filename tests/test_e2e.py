@@ -56,6 +56,9 @@ def ctrl_c_mid_trial(proc: subprocess.Popen, url: str) -> str:
     return proc.communicate(timeout=60)[1]
 
 
+FAULTHANDLER = {**os.environ, "PYTHONFAULTHANDLER": "1"}
+
+
 def running_workers(url: str) -> list[int]:
     """Pids of live workers that are in the middle of a trial."""
     from sweep.store.recovery import pid_alive
@@ -406,12 +409,23 @@ def test_two_ctrl_c_in_quick_succession_still_clean_up(setup):
     # `timeout` and some terminals send SIGINT to a process group twice, ms apart.
     path, url, common = setup(trials=6, n_s=800)
     for gap in (0.0, 0.01, 0.05):
-        proc = start("run", str(path), "--jobs", "2", *common)
+        # With Python's fault handler on, a SIGABRT prints every thread's stack: if the
+        # command does not end, the failure shows where it stopped.
+        proc = start("run", str(path), "--jobs", "2", *common, env=FAULTHANDLER)
         wait_for(lambda: running_workers(url))
         os.killpg(proc.pid, signal.SIGINT)
         time.sleep(gap)
         os.killpg(proc.pid, signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        try:
+            _, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGABRT)
+            _, err = proc.communicate(timeout=30)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its workers, if any are left
+            raise AssertionError(
+                f"gap {gap}: still running 60 s after two SIGINTs:\n{err}"
+            ) from None
         assert proc.returncode == 130, err
         assert "Traceback" not in err and "sweep resume e2e" in err, err
         assert not [t for t in trials(url) if t.state == TrialState.RUNNING]

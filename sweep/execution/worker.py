@@ -211,10 +211,18 @@ class Job:
     gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
     # The caller's folder: loky reuses worker processes across runs, so a worker may have
     # started in another one; relative storage paths and the function's files resolve here.
-    cwd: str = field(default_factory=os.getcwd)
+    cwd: str | None = field(default_factory=lambda: _folder())
     # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
     # used instead of loading the study's [objective], which names no file or module then.
     function: bytes | None = None
+
+
+def _folder() -> str | None:
+    """The current folder, or None if it was deleted (then paths must be absolute)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
 
 
 def work(job: Job, index: int) -> int:
@@ -227,7 +235,8 @@ def work(job: Job, index: int) -> int:
     Returns the number of trials this worker ran.
     """
     quiet_optuna()
-    os.chdir(job.cwd)
+    if job.cwd and job.cwd != _folder():
+        os.chdir(job.cwd)
     devices.claim(job.gpus, index - job.first_index)  # before the function is imported
     stored = open_study(job.study, job.url)
     spec = stored.spec
