@@ -131,7 +131,7 @@ def ensemble_stage(
     models = [out / "final_model.npz", *(out / f"ensemble_{k}.npz" for k in range(1, ENSEMBLE))]
     stages = [("bonus_final", final, "final", models[0])]
     for k in range(1, ENSEMBLE):
-        member = dataclasses.replace(final, seed=final.seed + k, curves="cheap")
+        member = dataclasses.replace(final, seed=final.seed + k)
         stages.append((f"bonus_ensemble_{k}", member, "final", models[k]))
     train_stages(state, stages, jobs, data_dir, say)
     if not state.get("bonus_ensemble"):

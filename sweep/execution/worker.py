@@ -192,6 +192,14 @@ def failure_text(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".splitlines()[0]
 
 
+def _folder() -> str | None:
+    """The current folder, or None if it was deleted (then paths must be absolute)."""
+    try:
+        return os.getcwd()
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Job:
     """What every worker of one run gets: plain values a process can receive."""
@@ -211,18 +219,10 @@ class Job:
     gpus: tuple[str, ...] = ()  # --gpus: worker i's device is gpus[i % len(gpus)]
     # The caller's folder: loky reuses worker processes across runs, so a worker may have
     # started in another one; relative storage paths and the function's files resolve here.
-    cwd: str | None = field(default_factory=lambda: _folder())
+    cwd: str | None = field(default_factory=_folder)
     # A function given in memory (sweep.run(objective=f)), cloudpickled (functions.dumps):
     # used instead of loading the study's [objective], which names no file or module then.
     function: bytes | None = None
-
-
-def _folder() -> str | None:
-    """The current folder, or None if it was deleted (then paths must be absolute)."""
-    try:
-        return os.getcwd()
-    except FileNotFoundError:
-        return None
 
 
 def work(job: Job, index: int) -> int:
