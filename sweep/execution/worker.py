@@ -336,7 +336,12 @@ def run_isolated(
         return trial.state
     how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
     reason = f"its process died running it alone ({how})"
-    retrying(lambda: requeue(stored, trial, reason, crashed=True, proven=True))
+
+    def fail_and_requeue() -> bool:
+        with stored.locked():  # one step for a top-up (sweep/store/queue.py lost_retries)
+            return requeue(stored, trial, reason, crashed=True, proven=True)
+
+    retrying(fail_and_requeue)
     return TrialState.FAIL
 
 

@@ -55,13 +55,14 @@ def enqueue(
 
 def enqueue_again(
     study: optuna.Study, trial: FrozenTrial, *, crashed: bool = True, final: bool = False
-) -> None:
+) -> bool:
     """Queue a failed trial's values again as a clean attempt (no worker, no reason); also
     the storage's callback for a trial Optuna failed for its stale heartbeat (a crash: its
     worker died or hung). ``crashed=False``: the sweep stopped the trial itself (Ctrl-C,
-    SIGTERM), which is no fault of its values. ``final``: they are not run again."""
+    SIGTERM), which is no fault of its values. ``final``: they are not run again.
+    Returns whether they were queued."""
     if final or not values_of(trial) or crashes_of(trial) + int(crashed) > MAX_RETRY:
-        return
+        return False
     values = values_of(trial)
     attrs = {
         k: v
@@ -76,3 +77,4 @@ def enqueue_again(
         trial.distributions,
         {**attrs, VALUES: values, RETRY: retry, CRASHES: crashes},
     )
+    return True

@@ -7,10 +7,17 @@ in parallel without the lock (`next_trials`, `pop_waiting`); a sampled trial is 
 created under the lock. A worker pops a pack of trials at most its share of what is left
 (README "Packed trials"). A trial whose worker is gone is failed and queued again
 (`requeue`).
+
+Exactly once, whatever dies when: failing a trial and queueing its values again are two
+writes, so a process killed or a database restarted between them leaves values failed
+that were to run again; the next top-up finds them and queues them again (`lost_retries`).
+A point queued twice (a restart also drops the lock's session) runs once: the later copy
+is dropped when it is popped (`pop_waiting`).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import warnings
 from dataclasses import dataclass
@@ -25,12 +32,13 @@ from sweep.spec.studyfile import StudyFile
 from sweep.store import records
 from sweep.store.enqueue import MAX_CRASHES, MAX_RETRY, enqueue, enqueue_again
 from sweep.store.queries import earlier_holder, queued_trials
-from sweep.store.records import crashes_of, point_of, values_of
+from sweep.store.records import crashes_of, fail_reason, point_of, requeued, values_of
 from sweep.store.study import Stored, finished
 
 # A point is queued twice only by two top-ups at once (see pop_waiting), each of at most a
 # few QUEUE_AHEAD trials, so its copies were created within this many trial ids.
 DUPLICATE_WINDOW = 4096
+DUPLICATE = "a duplicate of trial"  # + the number of the trial that holds the point
 
 
 @dataclass(frozen=True)
@@ -136,7 +144,8 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
 
     A queued point that a live trial with a lower number already holds is dropped (FAIL,
     "a duplicate"): it can only be queued twice when a database restart ended the session
-    holding the study lock in the middle of a top-up (tests/store/test_postgres.py, faults).
+    holding the study lock in the middle of a top-up or a requeue (tests/store/test_postgres.py,
+    faults).
     """
     db, popped = stored.storage, []
     candidates = queued_trials(db, stored.study_id, n + QUEUE_AHEAD) if n else []
@@ -154,7 +163,7 @@ def pop_waiting(stored: Stored, n: int) -> list[Popped]:
             continue
         first = earlier_holder(db, stored.study_id, queued.trial_id, DUPLICATE_WINDOW)
         if first is not None:
-            duplicate = f"a duplicate of trial {first}"
+            duplicate = f"{DUPLICATE} {first}"
             db.set_trial_user_attr(queued.trial_id, records.FAIL_REASON, duplicate)
             db.set_trial_user_attr(queued.trial_id, records.REQUEUED, True)  # not its value failing
             db.set_trial_state_values(queued.trial_id, state=TrialState.FAIL)
@@ -180,14 +189,17 @@ def missing(stored: Stored, counts: dict[str, int] | None = None) -> int:
     return max(stored.target - finished(c) - c["RUNNING"] - c["WAITING"], 0)
 
 
-def pending_points(stored: Stored, spec: StudyFile, n: int) -> list[Any]:
+def pending_points(
+    stored: Stored, spec: StudyFile, n: int, trials: list[FrozenTrial] | None = None
+) -> list[Any]:
     """The next ``n`` planned points not yet given to any trial (fewer if a grid runs out).
 
     A point is an int (index into a seeded sequence) or, for a grid, [j, intervals]
     (the fraction j / intervals of the range): a grid refined to more points keeps its
-    old points and adds only the new ones.
+    old points and adds only the new ones. ``trials``: the study's, if already listed.
     """
-    taken = [p for t in stored.trials() if (p := point_of(t)) is not None]
+    trials = stored.trials() if trials is None else trials
+    taken = [p for t in trials if (p := point_of(t)) is not None]
     if spec.study.sampler == "grid":
         have = {Fraction(*p) for p in taken if isinstance(p, list)}
         return [
@@ -234,7 +246,13 @@ def queue_next(
     n = min(missing(stored, c), ahead - c["WAITING"])
     if n <= 0:
         return 0
-    points = pending_points(stored, spec, n)
+    trials = stored.trials()
+    again = 0
+    for lost in lost_retries(trials)[:n]:
+        # Whether it crashed is not known: counted as a crash, it runs alone (~1 s more)
+        # and has one retry fewer, which errs on the side of never looping on it.
+        again += enqueue_again(stored.study, lost, crashed=True)
+    points = pending_points(stored, spec, n - again, trials)
     if not replace:
         target = stored.target
         points = [p for p in points if not isinstance(p, int) or p < target]
@@ -243,7 +261,35 @@ def queue_next(
     for p in points:
         values = plan.values_at(spec.study.sampler, spec.study.seed, p, space)
         enqueue(stored.study, values, distributions, {records.POINT: p, records.VALUES: values})
-    return len(points)
+    return again + len(points)
+
+
+def lost_retries(trials: list[FrozenTrial]) -> list[FrozenTrial]:
+    """Failed attempts whose values were to run again but whose retry never reached the
+    study: each the last attempt at a point that no trial holds any more but FAILed ones.
+
+    Failing a trial and queueing its values again are two writes (`requeue`; Optuna's
+    `fail_stale_trials` fails every stale trial before it calls the storage's callback,
+    enqueue_again), and a kill -9 or a database restart between them loses the retry: a
+    top-up would then queue a new point in its place, and the planned one would never run
+    (tests/store/test_postgres.py, faults at scale). An attempt was to run again when the
+    sweep marked it requeued, or when it has no reason: only Optuna's stale-heartbeat
+    failure records none. The caller queues them again under the study lock, as every
+    requeue is made, so a retry on its way is never taken for a lost one.
+    """
+    attempts: dict[str, list[FrozenTrial]] = {}
+    for t in trials:
+        if (p := point_of(t)) is not None:
+            attempts.setdefault(json.dumps(p), []).append(t)
+    lost = []
+    for tried in attempts.values():
+        if any(t.state != TrialState.FAIL for t in tried):
+            continue  # it is queued, running or done
+        real = [t for t in tried if not str(fail_reason(t, "")).startswith(DUPLICATE)]
+        last = max(real, key=lambda t: t.number, default=None)
+        if last is not None and (requeued(last) or fail_reason(last) is None):
+            lost.append(last)
+    return sorted(lost, key=lambda t: t.number)
 
 
 def exhausted(stored: Stored, spec: StudyFile) -> bool:

@@ -10,9 +10,10 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.spec import plan, studyfile
+from sweep.store import queue
 from sweep.store.enqueue import MAX_RETRY
 from sweep.store.queries import count_states
-from sweep.store.queue import pending_points, pop_waiting, top_up
+from sweep.store.queue import pending_points, pop_waiting, requeue, top_up
 from sweep.store.recovery import fail_running, recover
 from sweep.store.storage import open_storage
 from sweep.store.study import open_study, prepare
@@ -121,6 +122,52 @@ def test_a_value_whose_worker_keeps_dying_is_queued_again_at_most_max_retry_time
     assert all("is gone" in t.user_attrs["fail_reason"] for t in trials)
     assert not trials[-1].user_attrs.get("requeued")  # not queued again: its value failed
     assert stored.counts()["WAITING"] == 0
+
+
+class Killed(Exception):
+    """The process dies here."""
+
+
+def test_values_whose_retry_was_lost_run_again_rather_than_a_new_point(tmp_path, monkeypatch):
+    # Failing a trial and queueing its values again are two writes: a kill -9 or a database
+    # restart between them once lost planned point 17 of 200 in CI (a new point 200 ran in
+    # its place). The next top-up queues the lost values again, exactly once.
+    spec, stored = prepared(tmp_path, trials=4)
+    top_up(stored, spec)
+    done, requeued, stale, raised = pop_waiting(stored, 4)
+    stored.study.tell(done.trial, 0.5)
+
+    def die(*args, **kwargs):
+        raise Killed
+
+    monkeypatch.setattr(queue, "enqueue_again", die)  # the sweep's requeue dies half-way
+    with pytest.raises(Killed):
+        requeue(stored, stored.storage.get_trial(requeued.id), "worker gone", crashed=True)
+    monkeypatch.undo()
+    # Optuna's fail_stale_trials fails a trial, then its callback is never called.
+    stored.storage.set_trial_state_values(stale.id, state=TrialState.FAIL)
+    # A failure of its values: it is not run again, a new point replaces it.
+    stored.storage.set_trial_user_attr(raised.id, "fail_reason", "the function raised")
+    stored.storage.set_trial_state_values(raised.id, state=TrialState.FAIL)
+
+    assert top_up(stored, spec) == 3
+    waiting = stored.trials(TrialState.WAITING)
+    points = [t.user_attrs["point"] for t in waiting]
+    assert points == [requeued.trial.user_attrs["point"], stale.trial.user_attrs["point"], 4]
+    for again, lost in zip(waiting[:2], (requeued, stale), strict=True):
+        assert again.params == lost.trial.params and again.user_attrs["retry"] == 1
+    assert top_up(stored, spec) == 0  # exactly once
+    # A copy dropped as a duplicate (marked requeued) does not bring back a failed value.
+    copy = optuna.trial.create_trial(
+        state=TrialState.FAIL,
+        user_attrs={
+            **raised.trial.user_attrs,
+            "requeued": True,
+            "fail_reason": f"{queue.DUPLICATE} 3",
+        },
+    )
+    stored.study.add_trial(copy)
+    assert queue.lost_retries(stored.trials()) == []
 
 
 def test_fail_running_after_ctrl_c_requeues_trials_killed_before_they_started(tmp_path):
