@@ -322,15 +322,16 @@ def run_isolated(
 
     For a trial that was running when a process died (sweep/store/enqueue.py MAX_CRASHES): if
     this process dies too, the crash is its values' own. Costs a new interpreter (~1 s).
+    This worker records itself and beats for the trial meanwhile: on a busy machine the new
+    process took longer than the grace period to (tests/store/test_postgres.py, faults).
     """
-    if chore is not None:
-        _unless_unreachable(chore)
     job_values = {**dataclasses.asdict(job), "function": _b64(job.function)}
     given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
     payload = json.dumps(given)  # the device is in CUDA_VISIBLE_DEVICES, inherited
     code = "import sys; from sweep.execution.worker import isolated_main; "
     code += "isolated_main(sys.stdin.read())"
-    done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
+    with Heartbeat(stored, [popped.id], chore):
+        done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
     trial = retrying(lambda: stored.storage.get_trial(popped.id))
     if trial.state != TrialState.RUNNING:
         return trial.state
