@@ -258,6 +258,9 @@ def test_a_study_runs_on_a_journal_and_every_reader_reads_it(tmp_path, capsys):
         capture_output=True,
         text=True,
         timeout=120,
+        # Each worker pops a pack of 3; at 1 s a trial, one worker would have to start 3 s
+        # after the other to run all 6 (at 0.05 s it once did, in CI).
+        env={**os.environ, "SLEEP": "1"},
     )
     assert done.returncode == 0, done.stderr
     final = trials_of(url)
