@@ -4,7 +4,18 @@ sweep/api.py or sweep/execution/ plus printing."""
 
 
 def entry() -> None:
-    """The console script (pyproject.toml); `python -m sweep.cli` runs the same."""
-    from sweep.cli.main import entry as run
+    """The console script (pyproject.toml); `python -m sweep.cli` runs the same.
 
+    Ctrl-C and SIGTERM are handled (sweep/system/signals.py) before the command's modules
+    load, so that one arriving while they do ends the command in one line too."""
+    import sys
+
+    from sweep.system import signals
+
+    signals.install()
+    try:
+        from sweep.cli.main import entry as run
+    except KeyboardInterrupt:
+        print(f"error: {signals.reason()}", file=sys.stderr)
+        sys.exit(signals.exit_code())
     run()

@@ -236,11 +236,13 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parse(parser, argv)
+        args = parse(build_parser(), argv)
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return int(exc.code or 0)
+    except KeyboardInterrupt:  # before the command began: nothing to clean up
+        print(f"error: {signals.reason()}", file=sys.stderr)
+        return signals.exit_code()
     try:
         from sweep.store.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
 
