@@ -248,7 +248,9 @@ def queue_next(
         return 0
     trials = stored.trials()
     again = 0
-    for lost in lost_retries(trials)[:n]:
+    for lost in lost_retries(trials):
+        if again == n:
+            break
         # Whether it crashed is not known: counted as a crash, it runs alone (~1 s more)
         # and has one retry fewer, which errs on the side of never looping on it.
         again += enqueue_again(stored.study, lost, crashed=True)
