@@ -323,7 +323,7 @@ def run_isolated(
     For a trial that was running when a process died (sweep/store/enqueue.py MAX_CRASHES): if
     this process dies too, the crash is its values' own. Costs a new interpreter (~1 s).
     This worker records itself and beats for the trial meanwhile: on a busy machine the new
-    process took longer than the grace period to (tests/store/test_postgres.py, faults).
+    process took longer than the grace period to record itself (tests/store/test_postgres.py).
     """
     job_values = {**dataclasses.asdict(job), "function": _b64(job.function)}
     given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
