@@ -103,7 +103,8 @@ def reproduce_bonus(
     with report.path.open("a", encoding="utf-8") as f:
         f.write("\n".join(tied_settings(url, [coarse, fine])) + "\n")
         f.write(
-            f"\n## Ensemble\n\nThe final model and {ensemble['members'] - 1} more seeds of its "
+            f"\n## Ensemble\n\nThe final model and {ensemble['members'] - 1} more "
+            f"seed{'s' if ensemble['members'] > 2 else ''} of its "
             f"settings, their class probabilities averaged: test accuracy "
             f"{ensemble['test_accuracy']:.2%} (each alone: "
             + ", ".join(f"{a:.2%}" for a in ensemble["members_test_accuracy"])

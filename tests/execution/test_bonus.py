@@ -81,7 +81,7 @@ def test_reproduce_bonus_writes_its_stages_summary_and_report(bonus_out):
     with np.load(out / "final_model.npz") as a, np.load(out / "ensemble_1.npz") as b:
         assert not np.array_equal(a["W1"], b["W1"])  # another seed, another network
     assert 0 < ensemble["test_accuracy"] <= 1 and not (out / "ensemble_2.npz").exists()
-    assert "## Ensemble" in (out / "report.md").read_text()
+    assert "The final model and 1 more seed of its settings" in (out / "report.md").read_text()
     report = (out / "report.md").read_text()
     for section in (
         "## Study `bonus_coarse`",
