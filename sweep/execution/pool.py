@@ -29,6 +29,7 @@ from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
 from sweep.execution.worker import Job, init_process, work
 from sweep.store.outage import NO_SPACE, disk_full
 from sweep.store.recovery import fail_running
+from sweep.store.storage import preload
 from sweep.store.study import Stored
 from sweep.system import signals
 
@@ -51,14 +52,22 @@ def blas_env(threads: int) -> dict[str, str]:
     return {"VECLIB_MAXIMUM_THREADS": str(max(1, threads))}
 
 
+_started: loky.ProcessPoolExecutor | None = None  # the last executor this process used
+
+
 def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
-    return loky.get_reusable_executor(
+    global _started
+    _started = loky.get_reusable_executor(
         max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process, env=blas_env(threads)
     )
+    return _started
 
 
 def _warm_up() -> int:
-    return os.getpid()  # importing this module's imports is most of a worker's start-up
+    # Importing this module's imports is most of a worker's start-up; the rest is what
+    # opening the storage imports (storage.preload).
+    preload()
+    return os.getpid()
 
 
 def start(jobs: int, threads: int) -> None:
@@ -70,9 +79,11 @@ def start(jobs: int, threads: int) -> None:
 
 
 def stop() -> None:
-    """Stop the idle worker processes now instead of after IDLE_TIMEOUT (for callers that
-    run several sweeps in one process and then exit)."""
-    loky.get_reusable_executor(max_workers=1).shutdown(wait=True, kill_workers=True)
+    """End this process's idle worker processes now, at once, instead of after IDLE_TIMEOUT
+    or one by one at exit (callers that run several sweeps in one process and then exit;
+    the `sweep` command when it is done)."""
+    if _started is not None:
+        _started.shutdown(wait=True, kill_workers=True)
 
 
 def run_each(calls: list[Callable[[], T]], jobs: int, on_result: Callable[[int, T], None]) -> None:

@@ -1,6 +1,7 @@
 """pool.run_each: independent calls side by side in worker processes, one BLAS thread each."""
 
 import functools
+import os
 import time
 from pathlib import Path
 
@@ -43,3 +44,21 @@ def test_a_failing_call_is_raised_after_the_others_are_recorded(tmp_path):
     with pytest.raises(ValueError, match="this run failed"):
         pool.run_each(calls, 2, lambda i, r: results.setdefault(i, r))
     assert results == {1: 4}
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (Linux; a zombie, ended but not yet reaped, does not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_stop_ends_the_idle_workers_at_once():
+    pool.start(2, 1)
+    pids = set()
+    pool.run_each([os.getpid] * 4, 2, lambda i, pid: pids.add(pid))
+    assert pids and all(alive(pid) for pid in pids)  # idle, kept for the next call
+    pool.stop()
+    assert not any(alive(pid) for pid in pids)
