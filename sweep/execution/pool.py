@@ -44,12 +44,24 @@ def cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def blas_env(threads: int) -> dict[str, str]:
-    """The workers' environment for their BLAS threads. threadpoolctl limits OpenBLAS, MKL
-    and BLIS in the running process (sweep/execution/worker.py), but not macOS Accelerate,
-    which reads VECLIB_MAXIMUM_THREADS once, when NumPy loads it: so it is set before the
-    process starts, as each worker imports NumPy first thing."""
-    return {"VECLIB_MAXIMUM_THREADS": str(max(1, threads))}
+# loky restarts a worker whose memory grew by more than LOKY_MAX_MEMORY_LEAK_SIZE (300 MB
+# by default) over a task, taking it for a leak. A worker's task is a whole study, and it
+# keeps the memory-mapped dataset it trained on (CIFAR-10's search split is 0.55 GB of
+# resident pages), so with the default every worker was restarted after every study (~1.5
+# s of start-up at each stage of `sweep reproduce`, and a warning about a leak). Growth
+# beyond this still restarts it.
+MEMORY_GROWTH_BYTES = 4 * 2**30
+
+
+def worker_env(threads: int) -> dict[str, str]:
+    """The workers' environment, set before each process starts: its BLAS threads and
+    loky's leak check (MEMORY_GROWTH_BYTES). threadpoolctl limits OpenBLAS, MKL and BLIS in
+    the running process (sweep/execution/worker.py), but not macOS Accelerate, which reads
+    VECLIB_MAXIMUM_THREADS once, when NumPy loads it."""
+    return {
+        "VECLIB_MAXIMUM_THREADS": str(max(1, threads)),
+        "LOKY_MAX_MEMORY_LEAK_SIZE": str(MEMORY_GROWTH_BYTES),
+    }
 
 
 _started: loky.ProcessPoolExecutor | None = None  # the last executor this process used
@@ -58,7 +70,7 @@ _started: loky.ProcessPoolExecutor | None = None  # the last executor this proce
 def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
     global _started
     _started = loky.get_reusable_executor(
-        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process, env=blas_env(threads)
+        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process, env=worker_env(threads)
     )
     return _started
 

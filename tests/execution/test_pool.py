@@ -5,6 +5,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sweep.execution import pool
@@ -62,3 +63,24 @@ def test_stop_ends_the_idle_workers_at_once():
     assert pids and all(alive(pid) for pid in pids)  # idle, kept for the next call
     pool.stop()
     assert not any(alive(pid) for pid in pids)
+
+
+_KEPT = []  # what grow() keeps alive in the worker process between calls
+
+
+def grow(megabytes: int) -> int:
+    """Keep ``megabytes`` of touched memory, as a worker keeps its memory-mapped dataset,
+    for longer than loky's check interval (1 s)."""
+    _KEPT.append(np.ones(megabytes * 2**20, dtype=np.uint8))
+    time.sleep(1.2)
+    return os.getpid()
+
+
+def test_a_worker_that_keeps_its_dataset_between_calls_is_not_restarted():
+    # loky takes 300 MB of growth over a call for a leak and restarts the worker after it
+    # (its default LOKY_MAX_MEMORY_LEAK_SIZE); a study's worker keeps more than that.
+    pool.stop()  # a fresh process: loky measures its reference size after its first call
+    pids = []
+    for call in (os.getpid, functools.partial(grow, 400), os.getpid):
+        pool.run_each([call], 1, lambda i, pid: pids.append(pid))
+    assert len(set(pids)) == 1, pids
