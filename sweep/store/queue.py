@@ -85,7 +85,17 @@ def next_trials(
         with stored.locked():  # nothing to pop: queue (or wait for the worker queueing)
             if _queue(stored, spec, size):
                 c = stored.counts()
-    if spec is not None:
+    if spec is not None and size > 1:
+        # A pack is popped under the study lock, oldest first. Which trials train side by
+        # side, and in which columns of the pack, decides their float32 rounding (OpenBLAS
+        # gives a column of a wide product a few ulps' difference by its position): popped
+        # in parallel, two workers starting together interleaved their packs, and a rerun
+        # of the same study gave other numbers (final test accuracy 51.66% or 52.00%).
+        # Packs are for the built-in network, whose trials run for seconds to minutes.
+        with stored.locked():
+            c = stored.counts()
+            popped = pop_waiting(stored, _pack(c, target, size, workers))
+    elif spec is not None:
         popped = pop_waiting(stored, _pack(c, target, size, workers))
     else:
         with stored.locked():  # as short as possible: every worker of the study waits on it
