@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial
 from sweep.errors import StorageError
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
+from sweep.store.template import copy_empty
 from sweep.system import signals
 from sweep.system.portable import FileLock
 
@@ -107,7 +108,8 @@ def open_storage(
         if create:
             # Deferred: a Ctrl-C half-way would leave tables without Optuna's version stamp.
             with schema_lock(url, engine_kwargs), signals.deferred():
-                storage = _rdb(url, engine_kwargs, create=True, on_stale=on_stale)
+                copied = sqlite and _blank(sqlite_path(url)) and copy_empty(sqlite_path(url))
+                storage = _rdb(url, engine_kwargs, create=not copied, on_stale=on_stale)
         else:
             _check_schema(url, engine_kwargs)
             storage = _rdb(url, engine_kwargs, create=False, on_stale=on_stale)
@@ -180,9 +182,10 @@ def _rdb(
     return RDBStorage(
         url,
         engine_kwargs=engine_kwargs,
-        # Creating the tables and checking their schema version (alembic loads ~50 migration
-        # scripts) costs ~0.3 s: the orchestrator does it once; workers and readers open a
-        # storage it created and checked.
+        # Creating the tables and checking their schema version (alembic loads its ~30
+        # migration scripts) costs ~0.3 s: the orchestrator does it once (a new SQLite file
+        # not even that: sweep/store/template.py); workers and readers open a storage it
+        # created and checked.
         skip_table_creation=not create,
         skip_compatibility_check=not create,
         heartbeat_interval=HEARTBEAT_SECONDS,
@@ -233,6 +236,11 @@ def _check_schema(url: str, engine_kwargs: dict) -> None:
             raise StorageError("the storage is still being created; try again in a moment")
     finally:
         engine.dispose()
+
+
+def _blank(path: Path) -> bool:
+    """No database yet: no file, or an empty one (SQLite's own start of a new file)."""
+    return not path.exists() or path.stat().st_size == 0
 
 
 def _check_sqlite_file(path: Path) -> None:
