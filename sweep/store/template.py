@@ -32,7 +32,7 @@ def copy_empty(path: Path) -> bool:
     schema lock, so no other process creates ``path`` meanwhile."""
     template = template_path()
     try:
-        if not template.exists():
+        if not _whole(template):  # none yet, or not a database: (re)made
             _make(template)
     except Exception:  # an unwritable or full cache folder, or whatever Optuna raised there
         return False
@@ -44,6 +44,14 @@ def copy_empty(path: Path) -> bool:
         staged.unlink(missing_ok=True)
         return False
     return True
+
+
+def _whole(template: Path) -> bool:
+    try:
+        with open(template, "rb") as f:
+            return f.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _make(template: Path) -> None:

@@ -55,3 +55,11 @@ def test_without_a_writable_cache_folder_optuna_creates_the_file(tmp_path, monke
     open_storage(f"sqlite:///{tmp_path}/s.db").engine.dispose()
     assert schema(tmp_path / "s.db") == schema(tmp_path / "optuna.db")
     assert list(tmp_path.glob(".*.new")) == []  # nothing staged is left behind
+
+
+def test_a_template_that_is_not_a_database_is_made_again(tmp_path, cache):
+    template.template_path().parent.mkdir(parents=True)
+    template.template_path().write_bytes(b"")  # e.g. a cache cleaner truncated it
+    RDBStorage(f"sqlite:///{tmp_path}/optuna.db").engine.dispose()
+    open_storage(f"sqlite:///{tmp_path}/s.db").engine.dispose()
+    assert schema(tmp_path / "s.db") == schema(tmp_path / "optuna.db")
