@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial
 
 from sweep.errors import StorageError
 from sweep.store import records
+from sweep.store.template import SQLITE_HEADER
 from sweep.system.portable import pid_alive
 
 SCHEME = "journal"
@@ -73,7 +74,7 @@ def validate(url: str, *, create: bool) -> str:
                 head = f.read(16)
         except OSError as exc:
             raise StorageError(f"cannot read {path}: {exc.strerror}") from None
-        if head.startswith(b"SQLite format 3"):
+        if head == SQLITE_HEADER:
             raise StorageError(f"{path} is a SQLite database: use sqlite:///{rest}")
         if head and not head.startswith(b"{"):
             raise StorageError(f"{path} is not an Optuna journal file; pass another --storage")

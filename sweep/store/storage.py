@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial
 from sweep.errors import StorageError
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
-from sweep.store.template import copy_empty
+from sweep.store.template import SQLITE_HEADER, copy_empty
 from sweep.system import signals
 from sweep.system.portable import FileLock
 
@@ -253,7 +253,7 @@ def _check_sqlite_file(path: Path) -> None:
         raise StorageError(f"cannot read {path}: {exc.strerror}") from None
     if header.startswith(b'{"op_code"'):
         raise StorageError(f"{path} is a journal file: use journal:///{path}")
-    if header and header != b"SQLite format 3\x00":
+    if header and header != SQLITE_HEADER:
         raise StorageError(f"{path} is not a SQLite database; pass another --storage")
 
 

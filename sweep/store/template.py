@@ -20,6 +20,8 @@ from optuna.storages import RDBStorage
 
 from sweep.system.portable import user_cache_dir
 
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
 
 def template_path() -> Path:
     return user_cache_dir() / f"optuna-{optuna.__version__}-empty.db"
@@ -49,7 +51,7 @@ def copy_empty(path: Path) -> bool:
 def _whole(template: Path) -> bool:
     try:
         with open(template, "rb") as f:
-            return f.read(16) == b"SQLite format 3\x00"
+            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
     except OSError:
         return False
 
