@@ -75,19 +75,21 @@ def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
     return _started
 
 
-def _warm_up() -> int:
+def _warm_up(rdb: bool) -> int:
     # Importing this module's imports is most of a worker's start-up; the rest is what
-    # opening the storage imports (storage.preload).
-    preload()
+    # opening an RDB storage imports (storage.preload; a journal file needs none of it).
+    if rdb:
+        preload()
     return os.getpid()
 
 
-def start(jobs: int, threads: int) -> None:
-    """Start the processes now, so that they import while the caller prepares data."""
+def start(jobs: int, threads: int, *, rdb: bool = True) -> None:
+    """Start the processes now, so that they import while the caller prepares data
+    (``rdb``: the study is in SQLite or PostgreSQL, not in a journal file)."""
     with signals.ignore_in_children():
         executor = _executor(jobs, threads)
         for _ in range(jobs):
-            executor.submit(_warm_up)
+            executor.submit(_warm_up, rdb)
 
 
 def stop() -> None:

@@ -27,7 +27,7 @@ from sweep.objectives import builtin
 from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
-from sweep.store import records
+from sweep.store import journal, records
 from sweep.store.outage import retrying, unreachable
 from sweep.store.parent import run_parent_first
 from sweep.store.queue import exhausted, top_up
@@ -141,7 +141,8 @@ def run_study(
     recorded = _recorded_data(url, name)
     threads = threads or max(1, pool.cpu_count() // max(jobs, 1))
     if jobs:
-        pool.start(jobs, threads)  # the processes import while the data and storage are prepared
+        # The processes import while the data and storage are prepared.
+        pool.start(jobs, threads, rdb=not journal.is_journal(url))
     data = builtin.prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
     if data is not None:
