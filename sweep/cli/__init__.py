@@ -9,7 +9,9 @@ def entry() -> None:
     Ctrl-C and SIGTERM are handled (sweep/system/signals.py) before the command's modules
     load, so that one arriving while they do ends the command in one line too."""
     import sys
+    import time
 
+    started = time.time()  # before the command's imports: --time-limit counts from here
     from sweep.system import signals
 
     signals.install()
@@ -18,4 +20,4 @@ def entry() -> None:
     except KeyboardInterrupt:
         print(f"error: {signals.reason()}", file=sys.stderr)
         sys.exit(signals.exit_code())
-    run()
+    run(started)

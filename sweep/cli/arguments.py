@@ -111,9 +111,12 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
-def parse(parser: argparse.ArgumentParser, argv) -> argparse.Namespace:
-    """Parse ``argv``, noting when (a --time-limit counts from then)."""
-    started = time.time()
+def parse(
+    parser: argparse.ArgumentParser, argv, started: float | None = None
+) -> argparse.Namespace:
+    """Parse ``argv``, noting when the command started (a --time-limit counts from then:
+    ``started``, the console script's first step, else now)."""
+    started = time.time() if started is None else started
     return parser.parse_args(argv, namespace=argparse.Namespace(started=started))
 
 

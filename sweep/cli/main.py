@@ -236,9 +236,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, started: float | None = None) -> int:
     try:
-        args = parse(build_parser(), argv)
+        args = parse(build_parser(), argv, started)
     except SystemExit as exc:  # --help, or a usage error already printed in one line
         return int(exc.code or 0)
     except KeyboardInterrupt:  # before the command began: nothing to clean up
@@ -263,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
 
 
-def entry() -> None:
+def entry(started: float | None = None) -> None:
     """The `sweep` console script: main() with Ctrl-C and SIGTERM handled (sweep/system/signals.py),
     then exit with them ignored: the command's work is done by then, and an interrupt
     during interpreter shutdown (loky's exit handlers) would only print a traceback. One
@@ -274,7 +274,7 @@ def entry() -> None:
     signals.install()
     sys.unraisablehook = _unraisable
     tolerant_output()
-    code = main()
+    code = main(started=started)
     signals.ignore_all()
     try:
         sys.stdout.flush()
