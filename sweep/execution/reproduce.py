@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import json
 import os
 import time
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from importlib.resources import as_file
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.gradcheck import check, passed
 from core.training import TrainConfig, TrainResult
@@ -31,6 +32,11 @@ from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
 
 EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
+if TYPE_CHECKING:
+    from sweep.results.report import Drawn
+
+T = TypeVar("T")
+
 RUNS = {
     "cycle1": dataclasses.replace(EXERCISE, n_s=500, cycles=1),
     "cycle3": dataclasses.replace(EXERCISE, n_s=800, cycles=3),
@@ -149,19 +155,28 @@ def reproduce(
     )
     stages = [("final", final, "final", out / "final_model.npz")]
     stages += [(name, config, "exercise", None) for name, config in runs_config.items()]
-    train_stages(state, stages, jobs, data_dir, say)
+    names = [coarse.study.name, fine.study.name]
+    # The report took ~5 s after the last run. Now the worker that the runs leave idle draws
+    # the studies' sections and the finished runs' while the last run trains, and this
+    # process imports matplotlib and pandas meanwhile: the last run's figures are left.
+    drawn = train_stages(
+        state,
+        stages,
+        jobs,
+        data_dir,
+        say,
+        when_idle=functools.partial(draw_ahead, names, url, out, state.path),
+        meanwhile=functools.partial(importlib.import_module, "sweep.results.report"),
+    )
 
     runs = {name: state.get(name) for name in (*runs_config, "final")}
     gradcheck = {k: v for k, v in state.get("gradcheck").items() if k != "seconds"}
-    from sweep.results.report import write_report
+    from sweep.results.report import ReportParts
 
-    report = write_report(
-        [coarse.study.name, fine.study.name],
-        storage_url=url,
-        out=out,
-        gradcheck=gradcheck,
-        runs=runs,
-    )
+    parts = ReportParts(names, storage_url=url, out=out)
+    if drawn is not None:
+        parts.adopt(drawn)
+    report = parts.write(gradcheck=gradcheck, runs=runs)
     stage_seconds = {
         name: (state.get(name) or {}).get("seconds", 0.0)
         for name in ("gradcheck", *runs_config, "coarse", "fine", "final")
@@ -186,20 +201,32 @@ def train_stages(
     jobs: int,
     data_dir: str | None,
     say: Callable[[str], None],
-) -> None:
+    when_idle: Callable[[], T] | None = None,
+    meanwhile: Callable[[], object] | None = None,
+) -> T | None:
     """The single training runs (name, config, split, model file) not yet in ``state``.
 
     With ``jobs`` >= 2 they run side by side, one BLAS thread each (pool.run_each): the
     final model on one core while the two exercise runs follow each other on the other,
     which ends about when the final model does. Each is recorded as it finishes.
+    ``when_idle`` is queued after the runs, so a worker runs it once they leave it idle;
+    its result is returned (None if the runs did not go side by side). ``meanwhile`` is
+    called here once, when the first run is recorded and others still train.
     """
     todo = [stage for stage in stages if not state.get(stage[0])]
-
-    def record(i: int, outcome: tuple[RunSummary, TrainResult]) -> None:
-        summary, result = outcome
-        state.put(todo[i][0], {**summary.to_json(), "curves": result.curves})
-
     side_by_side = jobs >= 2 and len(todo) > 1
+    extra: list[T] = []
+    started: list[object] = []  # meanwhile's result, once it was called
+
+    def record(i: int, outcome: tuple[RunSummary, TrainResult] | T) -> None:
+        if i == len(todo):  # when_idle's
+            extra.append(outcome)  # type: ignore[arg-type]
+            return
+        summary, result = outcome  # type: ignore[misc]
+        state.put(todo[i][0], {**summary.to_json(), "curves": result.curves})
+        if side_by_side and meanwhile is not None and not started:
+            started.append(meanwhile())
+
     calls = [
         functools.partial(
             run_training,
@@ -213,7 +240,9 @@ def train_stages(
     ]
     if side_by_side:
         say(f"{', '.join(name for name, *_ in todo)}: training side by side, --jobs {jobs}")
-        pool.run_each(calls, min(jobs, len(todo)), record)
+        pool.run_each([*calls, *([when_idle] if when_idle else [])], min(jobs, len(todo)), record)
+        # Nothing is left for the workers, and the command ends soon after: see pool.stop.
+        pool.stop(kill=False)
     else:
         for i, call in enumerate(calls):
             record(i, call())
@@ -223,3 +252,22 @@ def train_stages(
             f"{name}: lambda {r['lambda']:.4g}, {r['split']} split, n_s {r['n_s']}, "
             f"{r['cycles']} cycle(s): test accuracy {r['test_accuracy']:.2%}"
         )
+    return extra[0] if extra else None
+
+
+def draw_ahead(names: list[str], url: str, out: Path, state_path: Path) -> Drawn | None:
+    """The report's sections that are final already (sweep/results/report.py), drawn in
+    a worker: the studies', and those of the runs recorded in ``state_path`` by the time
+    they are drawn. None if that failed: a head start only, the report draws them again
+    and says why."""
+    from sweep.results.report import ReportParts
+
+    try:
+        parts = ReportParts(names, storage_url=url, out=out)
+        parts.study_sections()
+        for name, r in State(state_path).data.items():
+            if isinstance(r, dict) and "curves" in r:  # a training run's
+                parts.run(name, r)
+        return parts.drawn()
+    except Exception:
+        return None

@@ -53,55 +53,40 @@ def write_report(
     ``gradcheck`` and ``runs`` (name -> `sweep train --json` plus "curves") add the
     sections that `sweep reproduce` produces.
     """
-    out = Path(out)
-    studies = [load(name, storage_url) for name in names]  # fail before writing anything
-    out = out_folder(out)
-    files: list[Path] = []
-    md = [
-        "# lambda-sweep report",
-        "",
-        f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M}. Accuracies are percentages of "
-        "correctly classified images.",
-        "",
-    ]
+    return ReportParts(names, storage_url=storage_url, out=out, fmt=fmt).write(gradcheck, runs)
 
-    if gradcheck:
-        md += [
-            "## Gradient check",
-            "",
-            "Analytic against centred-difference gradients (float64, reduced problem).",
-            "",
-        ]
-        md += _md_table(
-            [
-                {
-                    "parameter": k,
-                    "max abs error": f"{v['max_abs']:.2e}",
-                    "max rel error": f"{v['max_rel']:.2e}",
-                }
-                for k, v in gradcheck.items()
-            ]
-        )
 
-    if runs:
-        md += ["## Training runs", ""]
-        md += _md_table(
-            [
-                {
-                    "run": name,
-                    "split": r["split"],
-                    "lambda": f"{r['lambda']:.4g}",
-                    "n_s": r["n_s"],
-                    "cycles": r["cycles"],
-                    "train": f"{r['train_accuracy']:.2%}",
-                    "validation": f"{r['val_accuracy']:.2%}",
-                    "test": f"{r['test_accuracy']:.2%}",
-                    "seconds": f"{r['seconds']:.1f}",
-                }
-                for name, r in runs.items()
-            ]
-        )
-        for name, r in runs.items():
+@dataclass
+class Drawn:
+    """Sections of a report already drawn: each one's Markdown lines and the files it wrote."""
+
+    studies: tuple[list[str], list[Path]] | None = None
+    runs: dict[str, tuple[list[str], list[Path]]] = field(default_factory=dict)
+
+
+class ReportParts:
+    """The report's sections, each drawn once, as soon as what it shows is final.
+
+    `sweep reproduce` draws the studies' sections and each finished training run's while
+    the last run still trains on the other core (sweep/execution/reproduce.py), so that
+    only the last run's two figures are left for the end; `write` draws whatever is
+    missing and assembles report.md in its fixed order.
+    """
+
+    def __init__(
+        self, names: list[str], *, storage_url: str | None = None, out: str | Path, fmt: str = "png"
+    ):
+        self.studies = [load(name, storage_url) for name in names]  # fail before writing
+        self.out = out_folder(Path(out))
+        self.fmt = fmt
+        # Each section's Markdown lines and the files it wrote.
+        self._runs: dict[str, tuple[list[str], list[Path]]] = {}
+        self._studies: tuple[list[str], list[Path]] | None = None
+
+    def run(self, name: str, r: dict[str, Any]) -> tuple[list[str], list[Path]]:
+        """Training run ``name``'s subsection: its learning-rate schedule and curves."""
+        if name not in self._runs:
+            out, fmt = self.out, self.fmt
             schedule = Schedule(r["schedule"], r["eta_min"], r["eta_max"], r["n_s"])
             sched = figures.plot_schedule(
                 figures.schedule_data(schedule, r["cycles"]),
@@ -113,8 +98,7 @@ def write_report(
                 out / "figures" / f"{name}_curves.{fmt}",
                 title=f"{name}: λ = {r['lambda']:.4g}, {r['split']} split",
             )
-            files += [sched, curves]
-            md += [
+            md = [
                 f"### {name}",
                 "",
                 f"![{name} learning rate]({_rel(sched, out)})",
@@ -122,16 +106,87 @@ def write_report(
                 f"![{name} curves]({_rel(curves, out)})",
                 "",
             ]
+            self._runs[name] = (md, [sched, curves])
+        return self._runs[name]
 
-    md += _parameter_figures(studies, out, fmt, files)
-    by_name = {s.name: s for s in studies}
-    for study in studies:
-        md += _study_section(study, out, fmt, files)
-        md += _uncertainty(study, by_name.get(study.spec.parent or ""))
+    def drawn(self) -> Drawn:
+        """The sections drawn so far (to hand to the ReportParts of another process)."""
+        return Drawn(studies=self._studies, runs=dict(self._runs))
 
-    report = out / "report.md"
-    save_text(report, "\n".join(md) + "\n")
-    return Report(path=report, files=[report, *files])
+    def adopt(self, drawn: Drawn) -> None:
+        """Take sections another process drew (`drawn`) instead of drawing them again."""
+        if drawn.studies is not None:
+            self._studies = drawn.studies
+        self._runs.update(drawn.runs)
+
+    def study_sections(self) -> tuple[list[str], list[Path]]:
+        """The parameter figures, then each study's tables, figures and ties."""
+        if self._studies is None:
+            files: list[Path] = []
+            md = _parameter_figures(self.studies, self.out, self.fmt, files)
+            by_name = {s.name: s for s in self.studies}
+            for study in self.studies:
+                md += _study_section(study, self.out, self.fmt, files)
+                md += _uncertainty(study, by_name.get(study.spec.parent or ""))
+            self._studies = (md, files)
+        return self._studies
+
+    def write(
+        self,
+        gradcheck: dict[str, dict[str, float]] | None = None,
+        runs: dict[str, dict[str, Any]] | None = None,
+    ) -> Report:
+        """Draw the sections not drawn yet and write report.md."""
+        md = [
+            "# lambda-sweep report",
+            "",
+            f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M}. Accuracies are percentages "
+            "of correctly classified images.",
+            "",
+        ]
+        if gradcheck:
+            md += [
+                "## Gradient check",
+                "",
+                "Analytic against centred-difference gradients (float64, reduced problem).",
+                "",
+            ]
+            md += _md_table(
+                [
+                    {
+                        "parameter": k,
+                        "max abs error": f"{v['max_abs']:.2e}",
+                        "max rel error": f"{v['max_rel']:.2e}",
+                    }
+                    for k, v in gradcheck.items()
+                ]
+            )
+        files: list[Path] = []
+        if runs:
+            md += ["## Training runs", ""]
+            md += _md_table([_run_row(name, r) for name, r in runs.items()])
+            for name, r in runs.items():
+                lines, written = self.run(name, r)
+                md += lines
+                files += written
+        lines, written = self.study_sections()
+        report = self.out / "report.md"
+        save_text(report, "\n".join(md + lines) + "\n")
+        return Report(path=report, files=[report, *files, *written])
+
+
+def _run_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run": name,
+        "split": r["split"],
+        "lambda": f"{r['lambda']:.4g}",
+        "n_s": r["n_s"],
+        "cycles": r["cycles"],
+        "train": f"{r['train_accuracy']:.2%}",
+        "validation": f"{r['val_accuracy']:.2%}",
+        "test": f"{r['test_accuracy']:.2%}",
+        "seconds": f"{r['seconds']:.1f}",
+    }
 
 
 def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:

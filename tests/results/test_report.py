@@ -1,4 +1,5 @@
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
@@ -11,8 +12,9 @@ from matplotlib.image import imread
 from core.schedules import Schedule
 from core.training import TrainConfig
 from sweep.cli.main import main
-from sweep.execution.reproduce import reproduce
+from sweep.execution.reproduce import State, draw_ahead, reproduce, train_stages
 from sweep.results import figures
+from sweep.results.report import ReportParts, write_report
 from sweep.spec import studyfile
 from tests.conftest import study_text
 
@@ -195,3 +197,50 @@ def test_report_command(reproduced, tmp_path, capsys):
     assert (tmp_path / "r" / "figures" / "lambda.svg").is_file()
     assert (tmp_path / "r" / "coarse" / "table.tex").is_file()
     assert Path(tmp_path / "r" / "report.md").read_text().count("![") >= 5
+
+
+def test_sections_drawn_ahead_make_the_same_report(reproduced, tmp_path):
+    # `sweep reproduce` has a worker draw the studies' sections and the finished runs'
+    # while the last run trains (draw_ahead); the report must come out as if all was drawn
+    # at the end.
+    out, summary = reproduced
+    state = json.loads((out / "state.json").read_text())
+    runs = {name: state[name] for name in ("cycle1", "cycle3", "final")}
+    names, url = ["coarse", "fine"], summary["storage"]
+    at_end = write_report(names, storage_url=url, out=tmp_path / "end", runs=runs)
+    unfinished = {k: v for k, v in state.items() if k != "final"}  # the final still trains
+    (tmp_path / "state.json").write_text(json.dumps(unfinished))
+    drawn = draw_ahead(names, url, tmp_path / "ahead", tmp_path / "state.json")
+    assert drawn is not None and drawn.studies is not None
+    assert sorted(drawn.runs) == ["cycle1", "cycle3"]
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "ahead" / "figures").iterdir()}
+    parts = ReportParts(names, storage_url=url, out=tmp_path / "ahead")
+    parts.adopt(drawn)
+    ahead = parts.write(runs=runs)
+
+    def body(report):  # without the "Generated <time>" line
+        return [line for line in report.path.read_text().splitlines() if "Generated" not in line]
+
+    assert body(ahead) == body(at_end)
+    assert [p.relative_to(tmp_path / "ahead") for p in ahead.files] == [
+        p.relative_to(tmp_path / "end") for p in at_end.files
+    ]
+    # What was drawn ahead is not drawn again; only the final run's figures are new.
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "ahead" / "figures").iterdir()}
+    assert {p.name for p in after.keys() - before.keys()} == {"final_eta.png", "final_curves.png"}
+    assert all(after[p] == t for p, t in before.items())
+
+
+def test_side_by_side_runs_leave_a_worker_to_what_they_queue_after_them(tmp_path, cifar_dir):
+    stages = [(name, config, "exercise", None) for name, config in TINY.items()]
+    stages.append(("third", TrainConfig(lam=0.1, n_s=4, cycles=1), "exercise", None))
+    say = lambda text: None  # noqa: E731
+    state = State(tmp_path / "state.json")
+    # Three runs on two workers, then the extra call in whichever worker is free first.
+    pid = train_stages(state, stages, 2, str(cifar_dir), say, when_idle=os.getpid)
+    assert pid is not None and pid != os.getpid()
+    assert sorted(state.data) == ["cycle1", "cycle3", "third"]
+    # One after the other in this process: nothing is left idle, the call is not made.
+    state = State(tmp_path / "again.json")
+    assert train_stages(state, stages[:2], 1, str(cifar_dir), say, when_idle=os.getpid) is None
+    assert sorted(state.data) == ["cycle1", "cycle3"]
