@@ -99,9 +99,9 @@ def stop(*, kill: bool = True) -> None:
 
     ``kill``: at once (SIGKILL through loky's shutdown, ~0.1 s). Killed less than ~1 s
     after their last call, though, loky's resource tracker may print "leaked semlock
-    objects" at exit (measured: 3 of 10 `sweep reproduce` runs whose last run ended ~0.7 s
+    objects" at exit (measured: 3 of 9 `sweep reproduce` runs whose last run ended ~1 s
     before the exit). ``kill=False`` asks them to exit and returns without waiting for
-    them (they take ~0.5 s; a later stop() waits for what is left): 0 of 6 such runs.
+    them (they take ~0.5 s; a later stop() waits for what is left): 0 of 12 such runs.
     """
     if _started is not None:
         _started.shutdown(wait=kill, kill_workers=kill)
