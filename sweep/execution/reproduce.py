@@ -31,12 +31,12 @@ from sweep.execution.train import RunSummary, run_training
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
 
-EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
 if TYPE_CHECKING:
     from sweep.results.report import Drawn
 
 T = TypeVar("T")
 
+EXERCISE = TrainConfig(lam=0.01, batch_size=100, eta_min=1e-5, eta_max=1e-1)
 RUNS = {
     "cycle1": dataclasses.replace(EXERCISE, n_s=500, cycles=1),
     "cycle3": dataclasses.replace(EXERCISE, n_s=800, cycles=3),
@@ -216,7 +216,7 @@ def train_stages(
     todo = [stage for stage in stages if not state.get(stage[0])]
     side_by_side = jobs >= 2 and len(todo) > 1
     extra: list[T] = []
-    started: list[object] = []  # meanwhile's result, once it was called
+    called: list[object] = []  # meanwhile's result, once it was called
 
     def record(i: int, outcome: tuple[RunSummary, TrainResult] | T) -> None:
         if i == len(todo):  # when_idle's
@@ -224,8 +224,8 @@ def train_stages(
             return
         summary, result = outcome  # type: ignore[misc]
         state.put(todo[i][0], {**summary.to_json(), "curves": result.curves})
-        if side_by_side and meanwhile is not None and not started:
-            started.append(meanwhile())
+        if side_by_side and meanwhile is not None and not called:
+            called.append(meanwhile())
 
     calls = [
         functools.partial(
