@@ -216,7 +216,7 @@ def train_stages(
     todo = [stage for stage in stages if not state.get(stage[0])]
     side_by_side = jobs >= 2 and len(todo) > 1
     extra: list[T] = []
-    called: list[object] = []  # meanwhile's result, once it was called
+    waiting = meanwhile if side_by_side else None  # called once, then dropped
 
     def record(i: int, outcome: tuple[RunSummary, TrainResult] | T) -> None:
         if i == len(todo):  # when_idle's
@@ -224,8 +224,10 @@ def train_stages(
             return
         summary, result = outcome  # type: ignore[misc]
         state.put(todo[i][0], {**summary.to_json(), "curves": result.curves})
-        if side_by_side and meanwhile is not None and not called:
-            called.append(meanwhile())
+        nonlocal waiting
+        if waiting is not None:
+            waiting, call = None, waiting
+            call()
 
     calls = [
         functools.partial(
