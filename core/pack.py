@@ -193,20 +193,45 @@ def step(
     gH *= H > 0
     if mask is not None:
         gH *= mask
-    gW1 = X.T @ gH
     gb1 = gH.sum(axis=0)
     decay = (1.0 - 2.0 * etas * lams).astype(pack.W1.dtype)
+    per_unit = None
     if np.any(decay != 1):
         # One member (a single run): a scalar multiply, measured 2x faster than the row
         # vector's with two BLAS threads (0.09 against 0.2 ms per step on 3072 x 50).
         per_unit = decay[0] if K == 1 else np.repeat(decay, pack.widths)
-        pack.W1 *= per_unit
         pack.W2 *= np.repeat(decay, pack.widths)[:, None]
-    pack.W1 -= gW1
+    update_first_layer(pack.W1, X, gH, per_unit)
     pack.W2 -= gW2
     pack.b1 -= gb1
     pack.b2 -= gb2
     return loss, correct
+
+
+# Rows of W1 per block in `update_first_layer`. A multiple of 48 (OpenBLAS's sgemm tiles
+# on x86-64 here): blocks cut on tile boundaries make the same products as the whole one,
+# bit for bit (measured; tests/core/test_defaults_unchanged.py pins it). 384 rows of a pack
+# of five (250 columns) take 384 KB, well inside a core's L2 cache.
+UPDATE_ROWS = 384
+
+
+def update_first_layer(
+    W1: np.ndarray, X: np.ndarray, gH: np.ndarray, decay: np.ndarray | None
+) -> None:
+    """W1 <- decay * W1 - X.T @ gH, in blocks of UPDATE_ROWS rows.
+
+    Each block's gradient is computed, and W1's rows decayed and updated, while they are
+    in the cache: one pass over W1 instead of three (write dW1, decay, subtract). On a
+    pack of five this made the step 13-17% faster, with the same numbers.
+    """
+    Xt = X.T
+    block = np.empty((min(UPDATE_ROWS, len(W1)), W1.shape[1]), dtype=W1.dtype)
+    for start in range(0, len(W1), UPDATE_ROWS):
+        rows = slice(start, start + UPDATE_ROWS)
+        grad = np.matmul(Xt[rows], gH, out=block[: len(W1[rows])])
+        if decay is not None:
+            W1[rows] *= decay
+        W1[rows] -= grad
 
 
 def evaluate(

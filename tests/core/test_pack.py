@@ -236,3 +236,20 @@ def test_mixed_pack_evaluation_and_keep_follow_each_members_columns(exercise):
     assert kept.widths == (12, 8)
     assert np.array_equal(kept.member(0).W2, params[2].W2)
     assert np.array_equal(kept.member(1).W1, params[0].W1)
+
+
+@pytest.mark.parametrize("d", [3072, 1000, 100])
+def test_the_blocked_first_layer_update_is_the_decayed_weights_minus_the_gradient(d):
+    # 1000 and 100 rows are not whole blocks: the last one is shorter, or the only one.
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, d)).astype(np.float32)
+    gH = rng.standard_normal((40, 130)).astype(np.float32) * 1e-3
+    W1 = rng.standard_normal((d, 130)).astype(np.float32)
+    decay = (1 - rng.random(130) * 1e-2).astype(np.float32)
+    want = W1 * decay - (X.T @ gH)
+    got = W1.copy()
+    pack.update_first_layer(got, X, gH, decay)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    plain = W1.copy()
+    pack.update_first_layer(plain, X, gH, None)  # no decay (lambda 0 or eta 0)
+    np.testing.assert_allclose(plain, W1 - X.T @ gH, rtol=1e-6, atol=1e-7)
