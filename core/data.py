@@ -199,6 +199,15 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
+def as_created(path: Path) -> None:
+    """Give a file or folder made by tempfile (private: mode 0600 or 0700) the mode that
+    open() or mkdir() would have given it (0666 or 0777 less the umask), before it is
+    renamed into place: others read a shared data folder or a report as any other file."""
+    mask = os.umask(0o022)  # the only portable way to read it: set it and put it back
+    os.umask(mask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~mask)
+
+
 def _download(url: str, archive: Path, md5: str, progress: Progress | None, timeout: float) -> None:
     by_hand = (
         f"download {url} by hand and put it at {archive} "
@@ -226,6 +235,7 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
                 f"the download from {url} has the wrong md5 checksum "
                 f"({h.hexdigest()}, expected {md5}); try again or {by_hand}"
             )
+        as_created(tmp)
         os.replace(tmp, archive)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc

@@ -119,6 +119,7 @@ def _build(s: data.Split, folder: Path, dtype: str) -> None:
             "bytes": sizes,
         }
         (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        data.as_created(staging)
         with contextlib.suppress(OSError):  # another process may have cached it first
             os.replace(staging, folder)
     finally:
@@ -159,6 +160,7 @@ def _write_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         f.write(text)
+    data.as_created(Path(tmp))
     os.replace(tmp, path)
 
 

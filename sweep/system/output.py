@@ -15,6 +15,7 @@ from pathlib import Path
 
 import tabulate
 
+from core.data import as_created
 from sweep.errors import SweepError
 
 
@@ -49,6 +50,7 @@ def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     try:
         write(Path(tmp))
+        as_created(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

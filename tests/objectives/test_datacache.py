@@ -69,3 +69,15 @@ def test_a_damaged_cache_is_detected_and_rebuilt(root, damage, message):
     assert rebuilt.folder == good.folder
     assert len(rebuilt.notes) == 1 and message in rebuilt.notes[0] and "rebuilt" in rebuilt.notes[0]
     np.testing.assert_array_equal(datacache.open_split(rebuilt.folder).X_train, expected)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="modes beyond read-only are POSIX's")
+def test_the_cache_can_be_read_by_the_others_the_umask_lets_in(root):
+    old = os.umask(0o022)
+    try:
+        folder = datacache.prepare("exercise", root).folder
+    finally:
+        os.umask(old)
+    assert folder.stat().st_mode & 0o777 == 0o755  # not tempfile's private 0700
+    for path in (folder / "meta.json", folder.parent / datacache.DIGESTS):
+        assert path.stat().st_mode & 0o777 == 0o644, path

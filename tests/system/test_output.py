@@ -116,3 +116,16 @@ def test_a_study_database_on_a_full_disk_stops_at_once_with_one_line(tmp_path):
         assert "Traceback" not in done.stderr
         # At once: not after the 600-s patience for a lost database.
         assert seconds < 300, seconds
+
+
+@pytest.mark.skipif(os.name != "posix", reason="modes beyond read-only are POSIX's")
+def test_files_written_for_people_get_the_mode_of_any_new_file(tmp_path):
+    old = os.umask(0o027)
+    try:
+        table = output.save_text(tmp_path / "table.md", "x\n")
+        assert table.stat().st_mode & 0o777 == 0o640  # not tempfile's private 0600
+        table.chmod(0o600)
+        output.save_text(table, "y\n")  # a rewrite too
+        assert table.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
