@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import StudyFileError
+from sweep.errors import StudyFileError, translated
 from sweep.objectives.context import Function
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("sweep")
 
-Storage = str | os.PathLike | None  # a URL, or the path of a SQLite file
+Storage = str | os.PathLike | None  # a URL string, or a Path of a SQLite file
 
 
 # --- running -----------------------------------------------------------------------------
@@ -86,8 +86,9 @@ def run(
             (cloudpickle). The study's [objective] section then holds at most ``metric``
             and ``direction``. The study remembers that its function lived in memory:
             `resume` and `worker` need it passed again.
-        storage: a storage URL (``sqlite:///sweeps.db``, ``postgresql+psycopg://...``) or
-            the path of a SQLite file; default ``$SWEEP_STORAGE``, else sqlite:///sweeps.db.
+        storage: a storage URL string (``sqlite:///sweeps.db``, ``postgresql+psycopg://...``,
+            ``journal:///PATH``) or a pathlib.Path of a SQLite file; default
+            ``$SWEEP_STORAGE``, else sqlite:///sweeps.db.
         jobs: worker processes. trials: the target (default: the study's).
         data_dir: passed to the function as ``ctx.data_dir`` (the built-in network: where
             CIFAR-10 is).
@@ -114,7 +115,7 @@ def run(
         >>> result
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
-    with quieted(quiet):
+    with quieted(quiet), translated():
         from sweep.execution.runner import run_study
         from sweep.objectives.functions import given_name
 
@@ -160,7 +161,7 @@ def resume(
     Example:
         >>> sweep.resume("quadratic", objective=f, storage="sqlite:///quadratic.db")
     """
-    with quieted(quiet):
+    with quieted(quiet), translated():
         from sweep.execution.resume import resume_study
 
         result = resume_study(
@@ -203,7 +204,7 @@ def worker(
         >>> sweep.worker("quadratic", objective=f, storage="postgresql+psycopg://...")
         (3, None)
     """
-    with quieted(quiet):
+    with quieted(quiet), translated():
         from sweep.execution.runner import join_study
 
         return join_study(
@@ -252,7 +253,7 @@ def reproduce(
         >>> summary["final"]["test_accuracy"]
         0.5213
     """
-    with quieted():
+    with quieted(), translated():
         from sweep.execution.reproduce import reproduce as run_all
 
         return run_all(
@@ -314,7 +315,9 @@ def _study_file(
             study = dataclasses.replace(study, study=dataclasses.replace(study.study, seed=seed))
         return study
     if isinstance(study, Mapping):
-        where = f"study dict {study.get('study', {}).get('name', '')!r}".replace(" ''", "")
+        section = study.get("study")
+        name = section.get("name", "") if isinstance(section, Mapping) else ""
+        where = f"study dict {name!r}".replace(" ''", "")
         return studyfile.parse(_plain(study), where, os.getcwd(), given=given, seed=seed)
     if isinstance(study, str | os.PathLike):
         return studyfile.load(study, given=given, seed=seed)
@@ -333,7 +336,7 @@ def _plain(value: Any) -> Any:
 
 
 def url_of(storage: Storage) -> str | None:
-    """A storage given as a URL (kept), a path (a SQLite file) or None (the default)."""
+    """A storage given as a URL string (kept), a Path (a SQLite file) or None (the default)."""
     if storage is None or isinstance(storage, str):
         return storage
     return f"sqlite:///{Path(storage).absolute()}"

@@ -3,7 +3,9 @@ exception means for the user: `explain` gives the `error: ...` line and the exit
 
 from __future__ import annotations
 
+import contextlib
 import errno
+from collections.abc import Iterator
 
 
 class SweepError(Exception):
@@ -62,3 +64,19 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
             2,
         )
     return None
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """The core's errors (missing or bad data, a bad hyperparameter, a diverged run) raised
+    as SweepError with the same message and exit code, the original as its __cause__: the
+    Python API's callers catch one family (README, "Python API")."""
+    from core.errors import CoreError
+
+    try:
+        yield
+    except CoreError as exc:
+        message, code = explain(exc) or (str(exc), 2)
+        error = SweepError(message)
+        error.exit_code = code
+        raise error from exc

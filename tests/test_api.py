@@ -248,3 +248,43 @@ def test_a_trial_run_alone_after_a_crash_gets_the_function_too(tmp_path):
     df = sweep.open("crash", storage=url).trials()
     assert (df["state"] == "FAIL").sum() >= 1  # the crashed attempt, queued again
     assert df[df["state"] == "COMPLETE"]["value"].nunique() == 3
+
+
+def test_bad_arguments_are_sweep_errors_that_write_nothing(tmp_path):
+    url = f"sqlite:///{tmp_path}/args.db"
+    f = make_objective(0.0)
+    cases = [
+        ({"study": "x"}, {}, "must be a table"),
+        (coarse_study("args"), {"jobs": -1}, r"jobs \(-1\) must be a whole number"),
+        (coarse_study("args"), {"jobs": "2"}, r"jobs \('2'\) must be a whole number"),
+        (coarse_study("args"), {"trials": 0}, r"--trials \(0\) must be between 1"),
+        (coarse_study("args"), {"jobs": 0}, "cannot load a function given in memory"),
+    ]
+    for study, options, message in cases:
+        with pytest.raises(sweep.SweepError, match=message):
+            sweep.run(study, objective=f, storage=url, **options)
+    assert not (tmp_path / "args.db").exists() or not sweep.status(url).studies
+    sweep.run(coarse_study("args", trials=2), objective=f, storage=url)
+    study = sweep.open("args", storage=url)
+    with pytest.raises(sweep.SweepError, match="sort 'bogus' is not one of"):
+        study.trials(sort="bogus")
+    with pytest.raises(sweep.SweepError, match="figure format 'jpg2' is not one of"):
+        study.report(out=tmp_path / "r", fmt="jpg2")
+    assert not (tmp_path / "r").exists()
+
+
+def test_missing_data_is_a_sweep_error_and_the_download_notice_goes_to_the_logger(
+    tmp_path, monkeypatch, caplog, capfd
+):
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    (tmp_path / "empty").mkdir()
+    builtin = {
+        "study": {"name": "builtin", "trials": 2},
+        "search": {"lambda": {"low": 1e-5, "high": 1e-1}},
+    }
+    with caplog.at_level(logging.WARNING, logger="sweep"), pytest.raises(sweep.SweepError) as e:
+        sweep.run(builtin, storage=f"sqlite:///{tmp_path}/d.db", data_dir=tmp_path / "empty")
+    assert "cannot download CIFAR-10" in str(e.value) and e.value.exit_code == 2
+    assert type(e.value.__cause__).__name__ == "DataError"  # the core's, kept as the cause
+    assert "CIFAR-10 not found" in caplog.text
+    assert capfd.readouterr().err == ""  # library use is quiet

@@ -3,8 +3,11 @@ and the progress line."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 
@@ -67,3 +70,27 @@ def silence(stream: Any) -> None:
         os.dup2(devnull, stream.fileno())
     except (OSError, ValueError):
         pass
+
+
+class Warnings(logging.Handler):
+    """The library's warnings (a download starting, a journal lock broken) as plain lines
+    on the current stderr while a command runs; its INFO notes the commands print
+    themselves. Library use stays quiet (the "sweep" logger has only a NullHandler)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        end_progress()
+        emit(record.getMessage(), sys.stderr)
+
+    @classmethod
+    @contextlib.contextmanager
+    def shown(cls) -> Iterator[None]:
+        """One such handler on the "sweep" logger while the block (a command) runs."""
+        logger, handler = logging.getLogger("sweep"), cls()
+        logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)

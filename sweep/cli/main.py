@@ -11,7 +11,7 @@ from typing import Any
 
 import sweep
 from sweep.cli.arguments import build_parser, cluster_options, parse
-from sweep.cli.console import emit, end_progress, print_progress, silence
+from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence
 from sweep.errors import explain
 from sweep.system import signals
 from sweep.system.output import check_out
@@ -248,7 +248,8 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
         from sweep.store.storage import quiet_optuna  # imports optuna: inside the Ctrl-C handler
 
         quiet_optuna()
-        return COMMANDS[args.command](args)
+        with Warnings.shown():
+            return COMMANDS[args.command](args)
     except BrokenPipeError:
         # The reader of our output went away (`sweep trials X | head -1`): the command's
         # work is done; say nothing more to a closed pipe.

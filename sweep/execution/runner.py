@@ -41,6 +41,11 @@ STALLED_ROUNDS = 3  # rounds in a row of local workers changing nothing: an erro
 
 
 def check_jobs(jobs: int, oversubscribe: bool) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
+        raise SweepError(
+            f"jobs ({jobs!r}) must be a whole number of worker processes, or 0 to leave the "
+            "trials to `sweep worker` processes"
+        )
     limit = MAX_JOBS_PER_CORE * pool.cpu_count()
     if jobs > limit and not oversubscribe:
         raise SweepError(
@@ -135,9 +140,14 @@ def run_study(
         raise
     check_jobs(jobs, oversubscribe)
     devices.check(gpus, workers_per_gpu, jobs)
-    target = check_trials(trials or spec.study.trials, "--trials", MAX_TRIALS)
+    target = check_trials(spec.study.trials if trials is None else trials, "--trials", MAX_TRIALS)
     check_grid(spec.study.sampler, target, spec.search, spec.path)
     given = _check_function(spec, function, objective_dir)  # fails before anything is written
+    if given is not None and jobs == 0:
+        raise SweepError(
+            "jobs=0 leaves the trials to `sweep worker` processes, which cannot load a "
+            "function given in memory; pass jobs=1 or more (or join with sweep.worker)"
+        )
     recorded = _recorded_data(url, name)
     threads = threads or max(1, pool.cpu_count() // max(jobs, 1))
     if jobs:

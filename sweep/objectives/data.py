@@ -7,6 +7,7 @@ default_root). core.data only takes a folder; where a user's data lives is decid
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -55,7 +56,8 @@ def ensure_data(data_dir: str | Path | None) -> Path:
             f"{root / data.FOLDER}); pass the folder that holds cifar-10-batches-py/, or "
             "create the folder first to download CIFAR-10 into it"
         )
-    print(f"CIFAR-10 not found in {root}; downloading {url}", file=sys.stderr)
+    # A warning of the "sweep" logger: the command prints it, library use stays quiet.
+    logging.getLogger(__name__).warning(f"CIFAR-10 not found in {root}; downloading {url}")
     bar = _ProgressBar()
     try:
         data.ensure(root, url=url, md5=md5, progress=bar)

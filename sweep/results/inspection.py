@@ -15,7 +15,7 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
-from sweep.errors import StudyNotFound
+from sweep.errors import StudyNotFound, SweepError
 from sweep.results.display import label, metric_column, number, param_column, params
 from sweep.store import records
 from sweep.store.records import (
@@ -221,6 +221,8 @@ SORTS = {
 
 
 def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
+    if sort not in SORTS:
+        raise SweepError(f"sort {sort!r} is not one of: {', '.join(SORTS)}")
     stored = load(name, storage_url)
     minimize = stored.study.direction == StudyDirection.MINIMIZE
     ties = study_ties(stored.study, stored.spec.metric)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from core.schedules import Schedule
+from sweep.errors import SweepError
 from sweep.results import figures
 from sweep.results.display import label, number
 from sweep.results.inspection import load
@@ -37,6 +38,9 @@ def _md_table(rows: list[dict[str, Any]]) -> list[str]:
     lines = ["| " + " | ".join(markdown_cell(k) for k in keys) + " |", "|" + "---|" * len(keys)]
     lines += ["| " + " | ".join(markdown_cell(r[k]) for k in keys) + " |" for r in rows]
     return [*lines, ""]
+
+
+FIGURE_FORMATS = ("png", "pdf", "svg")
 
 
 def write_report(
@@ -76,6 +80,8 @@ class ReportParts:
     def __init__(
         self, names: list[str], *, storage_url: str | None = None, out: str | Path, fmt: str = "png"
     ):
+        if fmt not in FIGURE_FORMATS:
+            raise SweepError(f"figure format {fmt!r} is not one of: {', '.join(FIGURE_FORMATS)}")
         self.studies = [load(name, storage_url) for name in names]  # fail before writing
         self.out = out_folder(Path(out))
         self.fmt = fmt

@@ -184,6 +184,8 @@ def distinct_values(r: SearchRange) -> int | None:
 
 def check_trials(n: int, where: str, maximum: int) -> int:
     """A study's target (--trials) within 1..maximum."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise StudyFileError(f"{where} ({n!r}) must be a whole number of trials")
     if not 1 <= n <= maximum:
         raise StudyFileError(f"{where} ({n}) must be between 1 and {maximum}")
     return n
