@@ -19,6 +19,7 @@ folder unless it starts with a fourth (``journal:////shared/sweeps.journal``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ import time
 import uuid
 import zlib
 from pathlib import Path
+from typing import Any
 
 from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
@@ -105,13 +107,53 @@ def open_journal(url: str, *, read_only: bool) -> JournalStorage:
     if not read_only:
         _check_writable(path)
     try:
-        backend = JournalFileBackend(str(path), lock_obj=JournalFileSymlinkLock(str(path)))
-        return JournalStorage(backend)
+        return JournalStorage(WholeLines(str(path), JournalFileSymlinkLock(str(path))))
     except Exception as exc:  # a damaged file: one line, not a traceback
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StorageError(
             f"{path} is not a usable journal file ({first}); pass another --storage"
         ) from None
+
+
+class WholeLines(JournalFileBackend):
+    """Optuna's journal file, whose appends are whole or not at all.
+
+    Optuna 5.0's append_logs writes a batch of lines with one buffered write. When the disk
+    fills, part of a line stays at the end of the file; the next append is glued onto it,
+    and from then on Optuna cannot read the journal at all ("Invalid log format": every
+    finished trial lost; tests/store/test_journal.py pins it). Here a failed write cuts the
+    file back to its length before the append, under the same lock, and raises.
+    """
+
+    def __init__(self, path: str, lock: JournalFileSymlinkLock):
+        super().__init__(path, lock_obj=lock)
+        self._whole_path, self._whole_lock = path, lock
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+        self._whole_lock.acquire()
+        try:
+            fd = os.open(self._whole_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            try:
+                start = os.fstat(fd).st_size
+                try:
+                    write_all(fd, text.encode("utf-8"))
+                    os.fsync(fd)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.ftruncate(fd, start)
+                    raise
+            finally:
+                os.close(fd)
+        finally:
+            self._whole_lock.release()
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """os.write until all of ``data`` is written (a write may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def study_lock_path(url: str, study_name: str) -> Path:

@@ -429,3 +429,47 @@ def test_the_dashboard_opens_a_journal(tmp_path):
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _half_then_full(fd, data):
+    os.write(fd, data[: len(data) // 2])
+    raise OSError(28, "No space left on device")
+
+
+def test_a_full_disk_leaves_the_journal_readable_with_what_was_written_before(
+    tmp_path, monkeypatch
+):
+    url = f"journal:///{tmp_path}/j.log"
+    storage = journal.open_journal(url, read_only=False)
+    study = optuna.create_study(storage=storage, study_name="full")
+    study.enqueue_trial({"x": 1.0})
+    size = (tmp_path / "j.log").stat().st_size
+    monkeypatch.setattr(journal, "write_all", _half_then_full)
+    with pytest.raises(OSError, match="No space"):
+        study.enqueue_trial({"x": 2.0})
+    assert (tmp_path / "j.log").stat().st_size == size  # the half line was cut off again
+    monkeypatch.undo()
+    study.enqueue_trial({"x": 3.0})  # space again: the next append is a line of its own
+    again = optuna.load_study(study_name="full", storage=journal.open_journal(url, read_only=True))
+    assert [
+        t.params.get("x", t.system_attrs.get("fixed_params", {}).get("x")) for t in again.trials
+    ] == [1.0, 3.0]
+
+
+def test_optunas_own_journal_file_is_lost_after_a_half_written_line(tmp_path):
+    # Why journal.WholeLines exists: with Optuna's JournalFileBackend, a line cut short by a
+    # full disk is glued to the next append and the file can no longer be read. If this
+    # fails, Optuna has fixed it and WholeLines can go.
+    path = str(tmp_path / "plain.log")
+    backend = optuna.storages.journal.JournalFileBackend(path)
+    study = optuna.create_study(storage=JournalStorage(backend), study_name="p")
+    study.enqueue_trial({"x": 1.0})
+    with open(path, "ab") as f:
+        f.write(b'{"op_code": 4, "wor')  # what a full disk left of the next append
+    study.enqueue_trial({"x": 2.0})  # glued onto the half line: that line is not JSON
+    with pytest.raises(ValueError):  # json.JSONDecodeError, from then on
+        study.enqueue_trial({"x": 3.0})
+    with pytest.raises(ValueError):
+        optuna.load_study(
+            study_name="p", storage=JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        )
