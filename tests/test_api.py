@@ -288,3 +288,15 @@ def test_missing_data_is_a_sweep_error_and_the_download_notice_goes_to_the_logge
     assert type(e.value.__cause__).__name__ == "DataError"  # the core's, kept as the cause
     assert "CIFAR-10 not found" in caplog.text
     assert capfd.readouterr().err == ""  # library use is quiet
+
+
+def test_a_top_up_samples_new_values_not_the_first_run_s_again(tmp_path):
+    # TPE is the sampler Optuna samples for (the others' values are planned).
+    url = f"sqlite:///{tmp_path}/top.db"
+    study = coarse_study("sampled", trials=4)
+    study["study"]["sampler"] = "tpe"
+    f = make_objective(-2.0)
+    sweep.run(study, objective=f, storage=url, jobs=2)
+    sweep.run(study, objective=f, storage=url, jobs=2, trials=8)  # the workers' indices again
+    values = list(sweep.open("sampled", storage=url).trials()["lambda"])
+    assert len(values) == 8 and len(set(values)) == 8, values

@@ -107,10 +107,22 @@ def next_trials(
                 # them itself (worker.Heartbeat) around ask/tell.
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 n = _pack(c, target, size, workers)
-                trials = [stored.study.ask() for _ in range(n)]  # samples each
+                trials = []
+                for number in range(sum(c.values()), sum(c.values()) + n):
+                    _seed_sampler(stored, number)
+                    trials.append(stored.study.ask())  # samples it
         find = stored.storage.get_trial_id_from_study_id_trial_number
         popped = [Popped(t, find(stored.study_id, t.number)) for t in trials]
     return popped, False  # who runs them is recorded beside the trial (worker.Heartbeat)
+
+
+def _seed_sampler(stored: Stored, number: int) -> None:
+    """The sampler's random stream for trial ``number`` (the next one: trials are asked for
+    only under the study lock, so no two asks see the same count). Seeded by the worker's
+    index alone, a rerun, a top-up or a second `sweep run` drew the values of the first
+    trials again (measured: 4 of 6 repeated on a top-up, 5-6 of 20 with two processes)."""
+    seed = stored.spec.study.seed + 1 + number
+    stored.study.sampler = plan.sampler_for(stored.spec.study.sampler, seed)
 
 
 def refill(stored: Stored, spec: StudyFile, size: int = 1) -> None:
