@@ -177,6 +177,21 @@ def load(path: str | Path, *, given: str | None = None, **overrides: Any) -> Stu
     return parse(raw, str(path), str(path.parent), given=given, **overrides)
 
 
+def check_storable(p: _Parser, key: str, value: object) -> None:
+    """A fixed setting the study can store (as JSON) and pass on: a string, a boolean, a
+    finite number, or an array or table of them; a TOML date or time is refused."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_storable(p, f"{key}.{k}", v)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            check_storable(p, f"{key}[{i}]", v)
+    elif isinstance(value, float) and not math.isfinite(value):
+        p.fail(key, f"must be a finite number, not {value}")
+    elif not isinstance(value, str | bool | int | float):
+        p.fail(key, f"is a TOML {type(value).__name__}, which a study cannot store; quote it")
+
+
 def parse(
     raw: dict[str, Any],
     where: str = "<study>",
@@ -206,10 +221,10 @@ def parse(
         fixed = builtin.fixed_params(split, train)
     else:  # a user function gets [data] and [train] as they are
         split, train = None, None
+        for section in ("data", "train"):
+            for key, value in p.table(raw, section).items():
+                check_storable(p, f"{section}.{key}", value)
         fixed = {**p.table(raw, "data"), **p.table(raw, "train")}
-        for key, value in fixed.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                p.fail(f"train.{key}", f"must be a finite number, not {value}")
     search = {}
     for name, spec in p.table(raw, "search").items():
         if objective.builtin and name not in builtin.SEARCHABLE:

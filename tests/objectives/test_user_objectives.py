@@ -201,6 +201,16 @@ def test_data_is_loaded_once_per_worker_process_not_per_trial(folder):
             "cannot be narrowed",
         ),
         ('file = "funcs.py"\ndirection = "up"', "", "objective.direction is 'up'"),
+        (
+            'file = "funcs.py"',
+            "[train]\nwhen = 1979-05-27T07:32:00Z\n[search.x]\nlow = 1.0\nhigh = 2.0",
+            "train.when is a TOML datetime, which a study cannot store; quote it",
+        ),
+        (
+            'file = "funcs.py"',
+            "[train]\nsizes = {a = [1, 1979-05-27]}\n[search.x]\nlow = 1.0\nhigh = 2.0",
+            "train.sizes.a[1] is a TOML date",
+        ),
     ],
 )
 def test_bad_objectives_are_one_line_errors_before_anything_is_written(
