@@ -184,6 +184,11 @@ def _derive_ranges(
     for pname, r in spec.search.items():
         if r.narrow_from:
             parent = parent_results(spec, storage, existing, pname, partial=partial_parent)
+            if r.log and any(v <= 0 for v, _ in parent.done):
+                raise StudyFileError(
+                    f"{spec.path}: search.{pname} narrows on a log scale (the default), but "
+                    f"{r.narrow_from} tried values <= 0; add log = false to [search.{pname}]"
+                )
             narrowed = narrow(
                 parent.done,
                 keep=tied_values(spec, storage, pname) if r.narrow == "tied" else None,

@@ -406,3 +406,18 @@ def test_run_resume_and_worker_print_their_result_as_json(folder, capsys):
     assert json.loads(capsys.readouterr().out)["finished"] == 6
     assert main(["worker", "j", "--storage", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == {"study": "j", "ran": 0, "stopped": None}
+
+
+def test_a_fine_stage_on_a_log_scale_over_values_below_zero_says_to_add_log_false(
+    folder, capsys
+):
+    objective = 'file = "funcs.py"\nfunction = "quadratic"\nmetric = "loss"\n[train]\nn = 1'
+    parent = study(folder, "lin", objective, "[search.x]\nlow = -2.0\nhigh = 2.0\nlog = false")
+    url = f"sqlite:///{folder}/lin.db"
+    assert main(["run", str(parent), "--storage", url]) == 0
+    fine = study(folder, "lin-fine", objective, '[search.x]\nnarrow_from = "lin"')
+    check(capsys, ["run", str(fine), "--storage", url], "add log = false to [search.x]")
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["lin"]
+    fine.write_text(fine.read_text() + "log = false\n")
+    assert main(["run", str(fine), "--storage", url]) == 0
+    assert "lin-fine" in {s.study_name for s in optuna.get_all_study_summaries(url)}
