@@ -14,7 +14,7 @@ from sweep.cli.arguments import build_parser, cluster_options, parse
 from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence
 from sweep.errors import explain
 from sweep.system import signals
-from sweep.system.output import check_out
+from sweep.system.output import check_file, check_out
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -35,6 +35,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         curves=args.curves,
         seed=args.seed,
     )
+    if args.save_model:
+        check_file(args.save_model, "--save-model")
     summary, _ = run_training(
         config, split=split, data_dir=args.data_dir, save_model=args.save_model
     )
@@ -127,6 +129,8 @@ def cmd_trials(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from sweep.results.inspection import show
 
+    if args.plot:
+        check_file(args.plot, "--plot")
     info = show(args.study, args.trial, args.storage)
     if args.plot:
         from sweep.results.figures import plot_curves

@@ -78,6 +78,13 @@ def curve_panels(columns: list[str]) -> list[tuple[str, list[str]]]:
     return panels
 
 
+def _legend(ax, **options) -> None:
+    """A legend when something is labelled (a trial with no curves, a study with no finished
+    trial): matplotlib warns on stderr otherwise."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**options)
+
+
 def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
     """The curves a trial reported (ctx.report), one panel per quantity."""
     df = curve_data(curves)
@@ -93,7 +100,7 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
         ax.set_xlabel("step")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        _legend(ax)
     fig.suptitle(title or "Training curves")
     return _save(fig, path)
 
@@ -221,7 +228,7 @@ def param_figure(
     ax.set_xlabel("λ (L2 penalty)" if param == "lambda" else param)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
+    _legend(ax, fontsize=8)
     ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
     return fig
 

@@ -8,6 +8,7 @@ the old file or the new one). Text is UTF-8 whatever the locale.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,8 +26,32 @@ def check_out(out: str | Path) -> None:
     if folder.exists() and not folder.is_dir():
         raise SweepError(f"--out {folder} is a file, not a folder; pass another --out")
     existing = next((p for p in (folder, *folder.absolute().parents) if p.exists()), None)
-    if existing is not None and not (existing.is_dir() and os.access(existing, os.W_OK)):
+    if existing is not None and not (existing.is_dir() and _can_write_in(existing)):
         raise SweepError(f"cannot create --out {folder}: {existing} is not a writable folder")
+
+
+def check_file(path: str | Path, option: str) -> None:
+    """Refuse a file option (``--plot``, ``--save-model``) that cannot be written, before any
+    work: an existing folder or device (a write would replace it), or a place where no file
+    can be created."""
+    target = Path(os.path.realpath(path))
+    if target.exists() and not target.is_file():
+        raise SweepError(f"{option} {path} is not a regular file; pass a file's path")
+    existing = next((p for p in target.parents if p.exists()), None)
+    if existing is not None and not (existing.is_dir() and _can_write_in(existing)):
+        raise SweepError(f"cannot write {option} {path}: {existing} is not a writable folder")
+
+
+def _can_write_in(folder: Path) -> bool:
+    """Whether a file can be made in ``folder``: tried, since permission bits say nothing
+    of a read-only mount or /proc."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sweep-check-", dir=folder)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(tmp)
+    return True
 
 
 def out_folder(out: str | Path) -> Path:
@@ -44,9 +69,16 @@ def out_folder(out: str | Path) -> Path:
 
 def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     """``write(tmp)`` writes the file's content to a temporary path; then it takes its place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    path = Path(os.path.realpath(path))  # through a link: the file it points to is replaced
+    if path.exists() and not path.is_file():
+        raise SweepError(f"{path} is not a regular file; it is left as it is")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise
+        raise SweepError(f"cannot write {path}: {exc.strerror}") from None
     os.close(fd)
     try:
         write(Path(tmp))
@@ -66,6 +98,9 @@ def save_text(path: str | Path, text: str) -> Path:
 def save_figure(fig, path: str | Path, **options) -> Path:
     """A matplotlib Figure saved as ``path`` (its format from the suffix)."""
     fmt = Path(path).suffix.lstrip(".") or "png"
+    if fmt not in fig.canvas.get_supported_filetypes():
+        known = ", ".join(sorted(fig.canvas.get_supported_filetypes()))
+        raise SweepError(f"cannot save a figure as .{fmt}; use one of: {known}")
     return write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **options))
 
 

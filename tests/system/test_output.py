@@ -129,3 +129,40 @@ def test_files_written_for_people_get_the_mode_of_any_new_file(tmp_path):
         assert table.stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(old)
+
+
+@pytest.fixture
+def shown(tmp_path):
+    """A study of one trial with curves, and the `sweep show` arguments for it."""
+    import sweep as api
+
+    def f(params, ctx):
+        ctx.report(1, params["x"])
+        return params["x"]
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = {
+        "study": {"name": "s", "trials": 1},
+        "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+    }
+    api.run(study, objective=f, storage=url)
+    return ["show", "s", "0", "--storage", url]
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/null"), reason="POSIX devices")
+def test_a_plot_is_never_written_over_a_folder_or_a_device(shown, tmp_path, capsys):
+    check(capsys, [*shown, "--plot", "/dev/null"], "/dev/null is not a regular file")
+    assert Path("/dev/null").is_char_device()
+    check(capsys, [*shown, "--plot", str(tmp_path)], "is not a regular file")
+    check(capsys, [*shown, "--plot", str(tmp_path / "curves.txt")], "cannot save a figure as .txt")
+    (tmp_path / "file").write_text("x")
+    check(capsys, [*shown, "--plot", str(tmp_path / "file" / "c.png")], "is not a writable folder")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="symbolic links")
+def test_a_plot_through_a_link_replaces_the_file_it_points_to(shown, tmp_path, capsys):
+    (tmp_path / "link.png").symlink_to(tmp_path / "real.png")
+    assert main([*shown, "--plot", str(tmp_path / "link.png")]) == 0
+    assert (tmp_path / "link.png").is_symlink()
+    assert (tmp_path / "real.png").stat().st_size > 1000
+    assert "No artists" not in capsys.readouterr().err
