@@ -14,7 +14,7 @@ from sweep.cli.arguments import build_parser, cluster_options, parse
 from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence
 from sweep.errors import explain
 from sweep.system import signals
-from sweep.system.output import check_file, check_out
+from sweep.system.output import check_file, check_out, json_text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         config, split=split, data_dir=args.data_dir, save_model=args.save_model
     )
     if args.json:
-        print(json.dumps(summary.to_json(), indent=2))
+        print(json_text(summary.to_json(), indent=2))
     else:
         print(summary.describe())
     return 0

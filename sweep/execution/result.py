@@ -4,7 +4,6 @@ storage holds them, and the lines the CLI prints."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from sweep.execution.progress import Best, finished, progress
 from sweep.results.display import label, number, params
 from sweep.store import records
 from sweep.store.study import Stored
+from sweep.system.output import json_text
 
 
 @dataclass
@@ -43,7 +43,7 @@ class RunResult:
         "best": {"trial", "params", "value"} or null, "ranges", "notes", "seconds",
         "tables"}."""
         best = self.best
-        return json.dumps(
+        return json_text(
             {
                 "study": self.study,
                 "stage": self.stage,

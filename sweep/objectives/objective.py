@@ -146,6 +146,8 @@ def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
                 raise ObjectiveError(
                     f"the function returned {k} = {v!r} ({type(v).__name__}), not a number"
                 )
+            if not math.isfinite(v):
+                raise ObjectiveError(f"the function returned {k} = {float(v)}, not a finite number")
         metrics = {str(k): float(v) for k, v in result.items()}
         if metric not in metrics:
             returned = ", ".join(metrics) or "nothing"

@@ -7,7 +7,6 @@ sweep.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +31,7 @@ from sweep.store.records import (
 from sweep.store.storage import open_storage, resolve_url
 from sweep.store.study import Stored, open_study
 from sweep.store.uncertainty import Tied, study_ties, tied_span
+from sweep.system.output import json_text
 
 
 def load(name: str, storage_url: str | None = None) -> Stored:
@@ -117,7 +117,7 @@ class Status:
     studies: list[StudyStatus]
 
     def json(self) -> str:
-        return json.dumps([s.json() for s in self.studies], indent=2)
+        return json_text([s.json() for s in self.studies], indent=2)
 
     def text(self) -> str:
         if not self.studies:
@@ -176,7 +176,7 @@ class Trials:
     rows: list[dict[str, Any]]  # JSON_KEYS plus "reason"
 
     def json(self) -> str:
-        return json.dumps([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
+        return json_text([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
 
     def frame(self):
         """One column per searched parameter and per metric (under param.NAME or
@@ -270,7 +270,7 @@ class TrialInfo:
         return (self.user_attrs.get(RESULT) or {}).get("curves") or {}
 
     def json(self) -> str:
-        return json.dumps(self.__dict__, indent=2, default=str)
+        return json_text(self.__dict__, indent=2, default=str)
 
     def text(self) -> str:
         """What a person reads; the raw record (outcome bits, planned point, curves) is

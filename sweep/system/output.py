@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import tabulate
 
@@ -102,6 +105,23 @@ def save_figure(fig, path: str | Path, **options) -> Path:
         known = ", ".join(sorted(fig.canvas.get_supported_filetypes()))
         raise SweepError(f"cannot save a figure as .{fmt}; use one of: {known}")
     return write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **options))
+
+
+def json_text(value: Any, **options: Any) -> str:
+    """JSON for other programs: NaN and infinities (a failed trial's metric) as null, since
+    JSON has none and strict parsers (JSON.parse, json.loads with parse_constant) refuse
+    Python's bare NaN."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False, **options)
 
 
 def latex_escape(text: object) -> str:

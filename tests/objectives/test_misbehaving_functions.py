@@ -17,7 +17,7 @@ from sweep.spec.studyfile import load, parse
 from tests.conftest import start, sweep, wait_for
 
 FUNCTIONS = """
-import ctypes, os, signal, sys, time
+import ctypes, math, os, signal, sys, time
 
 def exits(params, ctx):
     if params["x"] > 0.5:
@@ -60,6 +60,11 @@ def not_numbers(params, ctx):
 
 def bare_bool(params, ctx):
     return True
+
+def nan_extra(params, ctx):
+    if params["x"] > 0.5:
+        return {"score": float("nan")}
+    return {"score": params["x"], "extra": math.inf}
 
 def some_seeds(params, ctx):
     out = {"v": params["x"] + params["seed"]}
@@ -285,3 +290,24 @@ def test_the_builtin_refuses_a_fixed_lambda_beside_a_searched_one():
     }
     with pytest.raises(StudyFileError, match=r"train.lambda is fixed here and searched"):
         parse(raw)
+
+
+def test_a_non_finite_dict_value_fails_the_trial_and_json_stays_strict(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/e.db"
+    path = make(tmp_path, "e", "nan_extra", trials=4)
+    path.write_text(path.read_text().replace('"nan_extra"', '"nan_extra"\nmetric = "score"'))
+    with pytest.raises(RunFailed):
+        run_study(load(path), storage_url=url, jobs=1)
+    reasons = {t.user_attrs["fail_reason"] for t in trials_of(url, "e")}
+    assert reasons <= {
+        "the function returned score = nan, not a finite number",
+        "the function returned extra = inf, not a finite number",
+    }
+    assert reasons
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant} in JSON")
+
+    for argv in (["trials", "e", "--format", "json"], ["show", "e", "0", "--json"]):
+        assert main([*argv, "--storage", url]) == 0
+        json.loads(capsys.readouterr().out, parse_constant=refuse)

@@ -408,9 +408,7 @@ def test_run_resume_and_worker_print_their_result_as_json(folder, capsys):
     assert json.loads(capsys.readouterr().out) == {"study": "j", "ran": 0, "stopped": None}
 
 
-def test_a_fine_stage_on_a_log_scale_over_values_below_zero_says_to_add_log_false(
-    folder, capsys
-):
+def test_a_fine_stage_on_a_log_scale_over_values_below_zero_says_to_add_log_false(folder, capsys):
     objective = 'file = "funcs.py"\nfunction = "quadratic"\nmetric = "loss"\n[train]\nn = 1'
     parent = study(folder, "lin", objective, "[search.x]\nlow = -2.0\nhigh = 2.0\nlog = false")
     url = f"sqlite:///{folder}/lin.db"

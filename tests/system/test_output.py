@@ -166,3 +166,8 @@ def test_a_plot_through_a_link_replaces_the_file_it_points_to(shown, tmp_path, c
     assert (tmp_path / "link.png").is_symlink()
     assert (tmp_path / "real.png").stat().st_size > 1000
     assert "No artists" not in capsys.readouterr().err
+
+
+def test_json_for_other_programs_has_null_where_python_would_write_nan():
+    text = output.json_text({"a": float("nan"), "b": [float("inf"), 1.5], "c": "x"})
+    assert text == '{"a": null, "b": [null, 1.5], "c": "x"}'
