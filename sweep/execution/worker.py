@@ -383,10 +383,12 @@ def init_process() -> None:
     Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
     their trials; sweep/system/signals.py); a worker whose orchestrator was killed (kill -9) exits
     at once instead of training on for minutes while holding the orchestrator's output
-    pipes open.
+    pipes open. A user function's prints go to stderr: stdout is the command's (`--json`).
     """
     for sig in signals.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a C library's prints too
     parent = os.getppid()
 
     def watch() -> None:

@@ -2,6 +2,7 @@
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -11,7 +12,7 @@ from optuna.trial import TrialState
 from sweep.cli.main import main
 from sweep.execution.runner import run_study
 from sweep.spec.studyfile import load
-from tests.conftest import EXAMPLES, check, digest_of
+from tests.conftest import EXAMPLES, check, digest_of, sweep
 
 
 def study(folder: Path, name: str, objective: str, search: str, extra: str = "") -> Path:
@@ -419,3 +420,23 @@ def test_a_fine_stage_on_a_log_scale_over_values_below_zero_says_to_add_log_fals
     fine.write_text(fine.read_text() + "log = false\n")
     assert main(["run", str(fine), "--storage", url]) == 0
     assert "lin-fine" in {s.study_name for s in optuna.get_all_study_summaries(url)}
+
+
+def test_what_a_function_prints_goes_to_stderr_not_into_the_json(folder):
+    (folder / "talks.py").write_text(
+        "import os\n\ndef objective(params, ctx):\n    print('hello from the function')\n"
+        "    os.write(1, b'and from C\\n')\n    return params['x']\n"
+    )
+    path = study(
+        folder, "talk", 'file = "talks.py"', "[search.x]\nlow = 1.0\nhigh = 5.0\nlog = false"
+    )
+    run = subprocess.run(
+        sweep("run", str(path), "--jobs", "2", "--json", "--storage", f"sqlite:///{folder}/t.db"),
+        capture_output=True,
+        text=True,
+        cwd=folder,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["finished"] == 6
+    assert run.stderr.count("hello from the function") == 6
+    assert run.stderr.count("and from C") == 6
