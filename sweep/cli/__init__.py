@@ -12,12 +12,15 @@ def entry() -> None:
     import time
 
     started = time.time()  # before the command's imports: --time-limit counts from here
-    from sweep.system import signals
-
-    signals.install()
     try:
+        from sweep.system import signals
+
+        signals.install()
         from sweep.cli.main import entry as run
+
+        run(started)  # main() handles its own; this catches one in the imports around it
     except KeyboardInterrupt:
-        print(f"error: {signals.reason()}", file=sys.stderr)
-        sys.exit(signals.exit_code())
-    run(started)
+        handled = sys.modules.get("sweep.system.signals")  # None: before it was imported
+        reason, code = (handled.reason(), handled.exit_code()) if handled else ("interrupted", 130)
+        print(f"error: {reason}", file=sys.stderr)
+        sys.exit(code)

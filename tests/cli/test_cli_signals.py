@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from sweep.cli import main as cli
 
 # The SIGINT arrives while the command's modules load (sent by an import hook, so at that
@@ -10,10 +12,12 @@ from sweep.cli import main as cli
 DURING_IMPORT = """
 import os, signal, sys
 
+MODULE, SIGNAL = sys.argv[1], getattr(signal, sys.argv[2])
+
 class Interrupt:
     def find_spec(self, name, path=None, target=None):
-        if name == "sweep.cli.main":
-            os.kill(os.getpid(), signal.SIGINT)
+        if name == MODULE:
+            os.kill(os.getpid(), SIGNAL)
         return None
 
 sys.meta_path.insert(0, Interrupt())
@@ -23,15 +27,24 @@ entry()
 """
 
 
-def test_a_ctrl_c_while_the_commands_modules_load(tmp_path):
+@pytest.mark.parametrize(
+    ("module", "signal", "code", "line"),
+    [
+        ("sweep.cli.main", "SIGINT", 130, "error: interrupted\n"),
+        # imported by main.entry before main() (the CLI's own handler): it was a traceback
+        ("sweep.system.portable", "SIGINT", 130, "error: interrupted\n"),
+        ("psutil", "SIGTERM", 143, "error: terminated\n"),
+    ],
+)
+def test_a_ctrl_c_while_the_commands_modules_load(tmp_path, module, signal, code, line):
     done = subprocess.run(
-        [sys.executable, "-c", DURING_IMPORT],
+        [sys.executable, "-c", DURING_IMPORT, module, signal],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=tmp_path,
     )
-    assert (done.returncode, done.stderr) == (130, "error: interrupted\n")
+    assert (done.returncode, done.stderr) == (code, line)
     assert not list(tmp_path.iterdir())  # nothing created
 
 
