@@ -44,9 +44,11 @@ class Parser:
             self.fail(key, f"must be a finite number, not {value}")
         # bool is a subclass of int in Python; TOML true is not a number.
         if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
-            names = " or ".join(t.__name__ for t in types).replace("str", "string")
-            names = names.replace("float or int", "number")
-            self.fail(key, f"must be a {names}, not {type(value).__name__} {value!r}")
+            words = {str: "a string", int: "a whole number", float: "a number"}
+            words |= {bool: "true or false", list: "a list", dict: "a table"}
+            names = " or ".join(words.get(t, t.__name__) for t in types)
+            names = names.replace("a number or a whole number", "a number")
+            self.fail(key, f"must be {names}, not {type(value).__name__} {value!r}")
         return value
 
     def choice(self, table: dict, key: str, choices: tuple[str, ...], default: str) -> str:

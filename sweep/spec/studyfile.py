@@ -319,7 +319,7 @@ def _objective(p: _Parser, o: dict, folder: str) -> ObjectiveSection:
         file=file,
         module=module,
         folder=str(Path(folder).resolve()),
-        metric=p.get(o, "objective.metric", (str,)),
+        metric=_metric(p, o),
         direction=p.choice(o, "objective.direction", DIRECTIONS, "maximize"),
     )
     if not objective.function.isidentifier():
@@ -339,7 +339,14 @@ def _given(p: _Parser, o: dict, name: str) -> ObjectiveSection:
             )
     return ObjectiveSection(
         function=name if name.isidentifier() else "objective",
-        metric=p.get(o, "objective.metric", (str,)),
+        metric=_metric(p, o),
         direction=p.choice(o, "objective.direction", DIRECTIONS, "maximize"),
         in_memory=name,
     )
+
+
+def _metric(p: _Parser, o: dict) -> str | None:
+    metric = p.get(o, "objective.metric", (str,))
+    if metric is not None and not metric.strip():
+        p.fail("objective.metric", "is empty; name the key of the returned dict to optimise")
+    return metric

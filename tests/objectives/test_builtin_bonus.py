@@ -57,8 +57,8 @@ def test_a_study_without_them_passes_the_same_params_as_v0_2():
         ("dropout = 1.0", "[train]: dropout (1.0) must be in [0, 1)"),
         ("dropout = -0.2", "[train]: dropout (-0.2) must be in [0, 1)"),
         ("translate = -1", "[train]: translate (-1) must be a whole number of pixels from 0 to 8"),
-        ("translate = 1.5", "train.translate must be a int, not float 1.5"),
-        ("flip = 1", "train.flip must be a bool, not int 1"),
+        ("translate = 1.5", "train.translate must be a whole number, not float 1.5"),
+        ("flip = 1", "train.flip must be true or false, not int 1"),
         ("hidden = 0", "[train]: hidden (0) must be at least 1"),
     ],
 )

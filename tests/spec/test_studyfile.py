@@ -37,7 +37,7 @@ def test_shipped_studies_are_the_seed_stages():
     ("change", "message"),
     [
         (("trials = 4", "trials = 4\ncolour = 1"), "study.colour is not a known key"),
-        (("trials = 4", 'trials = "4"'), "study.trials must be a int, not str"),
+        (("trials = 4", 'trials = "4"'), "study.trials must be a whole number, not str"),
         (("n_s = 10", "n_s = true"), "train.n_s must be"),
         (("n_s = 10", 'n_s = "often"'), 'train.n_s must be a positive integer or "auto"'),
         (("low = 1e-4", "low = 1"), "search.lambda.low (1.0) must be below high (0.1)"),
