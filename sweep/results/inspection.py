@@ -135,7 +135,7 @@ def status(storage_url: str | None = None) -> Status:
             url, storage, optuna.load_study(study_name=summary.study_name, storage=storage)
         )
         attrs = stored.attrs
-        b = stored.best()
+        b = stored.best() if len(summary.directions) == 1 else None  # one objective only
         lam = attrs.get(RANGES, {}).get("lambda")
         spec = spec_of(attrs)
         metric = spec.metric if spec else "value"
@@ -333,4 +333,7 @@ def best_lambda(name: str, storage: str | None = None) -> float:
     best = load(name, storage).best()
     if best is None:
         raise StudyNotFound(f"study {name!r} has no COMPLETE trials yet; run or resume it first")
+    if "lambda" not in best.params:
+        searched = ", ".join(sorted(best.params)) or "nothing"
+        raise SweepError(f"study {name!r} does not search lambda (it searches {searched})")
     return float(best.params["lambda"])

@@ -135,6 +135,11 @@ def open_study(
         listed = ", ".join(names) if names else "none yet"
         raise StudyNotFound(f"no study named {name!r}; studies in this storage: {listed}")
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    if records.SPEC not in study.user_attrs:
+        raise StudyNotFound(
+            f"study {name!r} was not made by lambda-sweep (it has no study settings); read it "
+            "with Optuna, or pass the name of a lambda-sweep study"
+        )
     return Stored(url, storage, study)
 
 
@@ -239,6 +244,14 @@ def _store_settings(
 ) -> list[str]:
     notes: list[str] = []
     study, attrs = stored.study, stored.attrs
+    foreign = records.SPEC not in attrs and (
+        len(study.directions) != 1 or sum(stored.counts().values())
+    )
+    if foreign:  # made by Optuna itself or another tool: its trials are not this study's
+        raise StudyFileError(
+            f"{spec.path}: study {spec.study.name!r} is in the storage but was not made by "
+            "lambda-sweep; give the study a new name (or use another --storage)"
+        )
     if records.SPEC not in attrs:
         study.set_metric_names([spec.metric])  # optuna-dashboard names the axis after it
         study.set_user_attr(records.SCHEMA_KEY, records.SCHEMA)

@@ -45,7 +45,7 @@ def digest(folder):
         (None, "does not exist"),
         (("trials = 2", "trials = = 2"), "TOML syntax error"),
         (("trials = 2", "trials = 2\ncolour = 1"), "study.colour is not a known key"),
-        (("trials = 2", 'trials = "two"'), "study.trials must be a int"),
+        (("trials = 2", 'trials = "two"'), "study.trials must be a whole number"),
         (("low = 1e-4", "low = 1"), "search.lambda.low (1.0) must be below high (0.1)"),
         (("low = 1e-4", "low = -1"), "must be positive for a log range"),
         (('sampler = "random"', 'sampler = "x"'), "study.sampler is 'x'"),
@@ -137,6 +137,7 @@ def test_unknown_study_lists_the_existing_ones(db, capsys):
         ("sqlite:///{tmp}/missing.db", "no study database at"),
         ("sqlite:///", "names no file"),
         ("sqlite:///{tmp}/", "names no file"),
+        ("", "the storage URL is empty"),
     ],
 )
 def test_bad_storage(capsys, tmp_path, cifar_dir, storage, message):
@@ -188,8 +189,12 @@ def test_a_stored_study_name_never_leaves_out(capsys, tmp_path):
     # A database made elsewhere (or by an older version) may hold any study name.
     import optuna
 
+    from sweep.spec.studyfile import load
+
     url = f"sqlite:///{tmp_path}/old.db"
-    optuna.create_study(study_name="../escape", storage=url)
+    made = optuna.create_study(study_name="../escape", storage=url)
+    (tmp_path / "s.toml").write_text(GOOD)
+    made.set_user_attr("spec", load(tmp_path / "s.toml").to_dict())  # as lambda-sweep's own
     check(
         capsys,
         ["table", "../escape", "--storage", url, "--out", str(tmp_path / "out")],
@@ -242,3 +247,39 @@ def test_the_resume_hint_never_prints_a_password(monkeypatch):
     monkeypatch.setenv("SWEEP_STORAGE", url)
     assert resume_command("s", url, None) == "sweep resume s"
     assert "***" not in resume_command("s", "sqlite:///a b.db", None)
+
+
+def test_studies_made_by_optuna_itself_are_listed_but_never_taken_over(tmp_path, capsys, cifar_dir):
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/foreign.db"
+    plain = optuna.create_study(study_name="plain", storage=url)
+    plain.optimize(lambda t: t.suggest_float("lambda", 1e-5, 1e-1, log=True), n_trials=3)
+    two = optuna.create_study(study_name="two", storage=url, directions=["minimize"] * 2)
+    two.optimize(lambda t: (t.suggest_float("x", 0, 1), 1.0), n_trials=2)
+    path = tmp_path / "plain.toml"
+    path.write_text(study_text("plain"))
+    argv = ["run", str(path), "--storage", url, "--data-dir", str(cifar_dir)]
+    check(capsys, argv, "'plain' is in the storage but was not made")
+    assert len(optuna.load_study(study_name="plain", storage=url).trials) == 3
+    for argv in (["trials", "plain"], ["show", "two", "0"], ["table", "plain"], ["resume", "two"]):
+        check(capsys, [*argv, "--storage", url], "was not made by lambda-sweep")
+    assert main(["status", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "plain" in out and "two" in out
+
+
+def test_a_fine_stage_without_its_parent_is_refused_before_data_is_looked_for(
+    tmp_path, capsys, monkeypatch
+):
+    import optuna
+
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    url = f"sqlite:///{tmp_path}/f.db"
+    optuna.create_study(study_name="other", storage=url)
+    path = tmp_path / "fine.toml"
+    path.write_text(study_text("fine", search='narrow_from = "nope"'))
+    (tmp_path / "empty").mkdir()
+    argv = ["run", str(path), "--storage", url, "--data-dir", str(tmp_path / "empty")]
+    check(capsys, argv, "narrows from study 'nope', which is not in the storage")
+    assert not list((tmp_path / "empty").iterdir())  # no download was started
