@@ -29,10 +29,10 @@ from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.store import journal, records
 from sweep.store.outage import retrying, unreachable
-from sweep.store.parent import run_parent_first
+from sweep.store.parent import check_parent_stored, run_parent_first
 from sweep.store.queue import exhausted, top_up
 from sweep.store.recovery import recover
-from sweep.store.storage import has_password, resolve_url, shown, validate_url
+from sweep.store.storage import has_password, open_storage, resolve_url, shown, validate_url
 from sweep.store.study import Stored, finished, open_study, prepare
 from sweep.system.portable import shell_join
 
@@ -153,6 +153,10 @@ def run_study(
     if jobs:
         # The processes import while the data and storage are prepared.
         pool.start(jobs, threads, rdb=not journal.is_journal(url))
+    if spec.parent:  # before any data is loaded (or downloaded) for it
+        check_parent_stored(
+            spec, {s.study_name for s in open_storage(url, create=False).get_all_studies()}
+        )
     data = builtin.prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
     if data is not None:

@@ -32,11 +32,7 @@ def parent_results(
     """The parent study's results for ``pname``; refused when the parent does not search
     it, has none, or has not reached its target (unless ``partial``)."""
     parent_name = spec.parent
-    if parent_name not in existing:
-        raise StudyNotFound(
-            f"the fine stage narrows from study {parent_name!r}, which is not in the storage; "
-            + run_parent_first(spec)
-        )
+    check_parent_stored(spec, existing)
     parent = optuna.load_study(study_name=parent_name, storage=storage)
     made = spec_of(parent.user_attrs)
     searched = sorted(made.search) if made else []
@@ -60,6 +56,15 @@ def parent_results(
             "--partial-parent to narrow on what it has"
         )
     return Parent(done, len(trials), target)
+
+
+def check_parent_stored(spec: StudyFile, names: set[str]) -> None:
+    """Refuse a new fine stage whose parent is not among the storage's studies ``names``."""
+    if spec.parent and spec.parent not in names and spec.study.name not in names:
+        raise StudyNotFound(
+            f"the fine stage narrows from study {spec.parent!r}, which is not in the storage; "
+            + run_parent_first(spec)
+        )
 
 
 def run_parent_first(spec: StudyFile) -> str:
