@@ -63,6 +63,11 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
             "(nothing was left half-written)",
             2,
         )
+    if type(exc).__module__.split(".")[0] in ("optuna", "sqlalchemy"):
+        from sweep.store.outage import NO_SPACE, disk_full  # imports SQLAlchemy: only here
+
+        if disk_full(exc):  # the database's own "disk is full", outside a retried call
+            return NO_SPACE, 2
     return None
 
 

@@ -11,6 +11,7 @@ storage at the same moment (unlocked, they fail with "table already exists"). Jo
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -51,6 +52,8 @@ def quiet_optuna() -> None:
 
 def resolve_url(url: str | None) -> str:
     """``--storage``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweeps.db``."""
+    if url is not None and not url.strip():  # `--storage "$UNSET_VARIABLE"`
+        raise StorageError("the storage URL is empty; pass one such as sqlite:///sweeps.db")
     return url or os.environ.get("SWEEP_STORAGE") or DEFAULT_URL
 
 
@@ -326,7 +329,16 @@ class StudyLock:
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock; with ``wait=False`` only if nobody holds it. Whether it is held."""
         if self._file is not None:
-            return self._file.acquire(wait)
+            try:
+                return self._file.acquire(wait)
+            except OSError as exc:  # a read-only folder or disk; a full disk is told as such
+                if exc.errno == errno.ENOSPC:
+                    raise
+                raise StorageError(
+                    f"cannot write the study lock {exc.filename or 'beside the storage'} "
+                    f"({exc.strerror}); this command changes the study, so its folder must "
+                    "be writable"
+                ) from None
         if wait:
             self._advisory("pg_advisory_lock")
             return True

@@ -10,6 +10,7 @@ from optuna.trial import TrialState
 from sweep.cli.main import main
 from sweep.errors import StorageError
 from sweep.store.storage import open_storage
+from tests.conftest import check
 
 WORKERS, TRIALS = 8, 80
 
@@ -146,3 +147,40 @@ def test_the_storage_is_sweep_storage_else_sweeps_db_in_the_current_folder(
     assert studies() == ["b"]
     assert studies("--storage", "sqlite:///sweeps.db") == ["a"]  # --storage comes first
     assert optuna.get_all_study_names(f"sqlite:///{tmp_path}/sweeps.db") == ["a"]
+
+
+def test_a_full_disk_met_outside_a_retried_call_is_the_one_line_too():
+    import sqlite3
+
+    from optuna.exceptions import StorageInternalError
+
+    from sweep.errors import explain
+    from sweep.store.outage import NO_SPACE
+
+    try:
+        try:
+            raise sqlite3.OperationalError("database or disk is full")
+        except sqlite3.OperationalError as exc:
+            raise StorageInternalError("An exception is raised during the commit.") from exc
+    except StorageInternalError as exc:
+        assert explain(exc) == (NO_SPACE, 2)
+    assert explain(StorageInternalError("something else")) is None  # a bug stays a traceback
+
+
+def test_a_read_only_study_folder_is_one_line_for_commands_that_lock(tmp_path, capsys, monkeypatch):
+    from sweep.store import storage
+
+    url = f"sqlite:///{tmp_path}/a.db"
+    (tmp_path / "f.py").write_text("def objective(params, ctx):\n    return params['x']\n")
+    (tmp_path / "ro.toml").write_text(
+        '[study]\nname = "ro"\ntrials = 1\n[objective]\nfile = "f.py"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    assert main(["run", str(tmp_path / "ro.toml"), "--storage", url]) == 0
+
+    class ReadOnly(storage.FileLock):  # what a read-only mount does to the lock file
+        def acquire(self, *args, **kwargs):
+            raise OSError(30, "Read-only file system", f"{tmp_path}/a.db.lock")
+
+    monkeypatch.setattr(storage, "FileLock", ReadOnly)
+    check(capsys, ["resume", "ro", "--storage", url], "cannot write the study lock")
