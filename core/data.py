@@ -63,11 +63,34 @@ class Split:
         return {"train": len(self.y_train), "val": len(self.y_val), "test": len(self.y_test)}
 
 
+class _BatchUnpickler(pickle.Unpickler):
+    """CIFAR-10's batches hold dicts, lists, bytes and numpy arrays, nothing else: any
+    other class is refused, so that a crafted file in a data folder cannot run code (a
+    pickle runs what find_class gives it)."""
+
+    ALLOWED = frozenset(
+        {
+            ("numpy", "ndarray"),
+            ("numpy", "dtype"),
+            ("numpy.core.multiarray", "_reconstruct"),  # numpy 1 (the official files)
+            ("numpy._core.multiarray", "_reconstruct"),  # numpy 2
+            ("numpy.core.multiarray", "scalar"),
+            ("numpy._core.multiarray", "scalar"),
+            ("_codecs", "encode"),  # bytes written by Python 3 at protocol 2
+        }
+    )
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it holds a {module}.{name}, which no batch has")
+        return super().find_class(module, name)
+
+
 def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Images uint8 (n, 3072) and labels int64 (n,) from one official pickle file."""
     try:
         with open(path, "rb") as f:
-            raw = pickle.load(f, encoding="bytes")
+            raw = _BatchUnpickler(f, encoding="bytes").load()
     except FileNotFoundError:
         raise DataError(f"missing data file {path}") from None
     except Exception as exc:

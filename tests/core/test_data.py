@@ -1,6 +1,7 @@
 import hashlib
 import http.server
 import io
+import pickle
 import tarfile
 import threading
 from pathlib import Path
@@ -53,6 +54,24 @@ def test_unknown_split_and_missing_or_corrupt_files(tmp_path):
     (root / data.FOLDER / "test_batch").unlink()
     with pytest.raises(DataError, match="missing data file"):
         data.load_batch(root / data.FOLDER / "test_batch")
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.mkdir, (self.path,))
+
+
+def test_a_batch_that_would_run_code_is_refused_unrun(tmp_path):
+    root = write_cifar(tmp_path / "c", per_batch=20)
+    crafted = _RunsCode()
+    crafted.path = str(tmp_path / "ran")
+    (root / data.FOLDER / "data_batch_1").write_bytes(pickle.dumps({b"data": crafted}))
+    with pytest.raises(DataError, match="mkdir, which no batch has"):
+        data.load_batch(root / data.FOLDER / "data_batch_1")
+    assert not (tmp_path / "ran").exists()
+    assert len(data.load_batch(root / data.FOLDER / "data_batch_2")[0]) == 20  # a real one
 
 
 # --- download against a real HTTP server on 127.0.0.1 ---------------------------------
