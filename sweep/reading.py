@@ -176,9 +176,10 @@ class Study:
             )
         table = self.table()
         if len(table):
-            lines.append(
-                table.head(10).to_html(index=False, na_rep="", float_format="{:.4g}".format)
-            )
+            head = table.head(10).copy()
+            shown = head.select_dtypes("object").columns  # None there is no NaN for na_rep
+            head[shown] = head[shown].fillna("")
+            lines.append(head.to_html(index=False, na_rep="", float_format="{:.4g}".format))
             if len(table) > 10:
                 lines.append(f"<p>... {len(table) - 10} more rows: <code>.table()</code></p>")
         return "\n".join(lines)

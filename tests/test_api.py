@@ -139,6 +139,7 @@ def test_best_table_figure_html_and_report(ran, tmp_path):
 
     shown = study._repr_html_()
     assert "api-coarse" in shown and "COMPLETE 6" in shown and "<table" in shown
+    assert "None" not in shown  # cells with no value (se of a loss, no repeats) are blank
 
     path = study.report(out=tmp_path / "report")
     assert path == tmp_path / "report" / "report.md" and path.is_file()

@@ -230,7 +230,8 @@ def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
         "pruner": spec.study.pruner,
         "repeats": spec.study.repeats,
         "seed": spec.study.seed,
-        **{k: v for k, v in spec.fixed.items() if k not in ("lam", "seed")},
+        # Fixed settings only: a searched one has its range below (and its per-trial values).
+        **{k: v for k, v in spec.fixed.items() if k not in ("lam", "seed", *spec.search)},
     }
     for name, (low, high, _) in stored.ranges.items():
         settings[f"{name} range"] = f"[{low:.3g}, {high:.3g}]"

@@ -71,13 +71,17 @@ def out_folder(out: str | Path) -> Path:
 
 
 def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """``write(tmp)`` writes the file's content to a temporary path; then it takes its place."""
-    path = Path(os.path.realpath(path))  # through a link: the file it points to is replaced
-    if path.exists() and not path.is_file():
+    """``write(tmp)`` writes the file's content to a temporary path; then it takes its place.
+    Returns ``path`` as given."""
+    path = Path(path)
+    target = Path(os.path.realpath(path))  # through a link: the file it points to is replaced
+    if target.exists() and not target.is_file():
         raise SweepError(f"{path} is not a regular file; it is left as it is")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent
+        )
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise
@@ -86,7 +90,7 @@ def write_with(path: str | Path, write: Callable[[Path], None]) -> Path:
     try:
         write(Path(tmp))
         as_created(Path(tmp))
-        os.replace(tmp, path)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)

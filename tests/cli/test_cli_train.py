@@ -98,3 +98,17 @@ def test_missing_and_corrupt_data_are_exit_2(capsys, tmp_path, monkeypatch):
     (bad / "cifar-10-python.tar.gz").write_bytes(b"not an archive")
     code, _, err = run(capsys, "train", "--data-dir", str(bad))
     assert code == 2 and "wrong md5 checksum" in err
+
+
+def test_best_of_a_study_that_does_not_search_lambda_is_one_line(capsys, tmp_path, cifar_dir):
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/x.db"
+    study = {
+        "study": {"name": "xs", "trials": 1},
+        "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+    }
+    sweep.run(study, objective=lambda params, ctx: params["x"], storage=url)
+    argv = ["train", "--data-dir", str(cifar_dir), "--lambda", "best:xs", "--storage", url]
+    code, _, err = run(capsys, *argv)
+    assert (code, err) == (2, "error: study 'xs' does not search lambda (it searches x)\n")

@@ -202,6 +202,7 @@ def test_data_is_loaded_once_per_worker_process_not_per_trial(folder):
             "cannot be narrowed",
         ),
         ('file = "funcs.py"\ndirection = "up"', "", "objective.direction is 'up'"),
+        ('file = "funcs.py"\nmetric = " "', "", "objective.metric is empty"),
         (
             'file = "funcs.py"',
             "[train]\nwhen = 1979-05-27T07:32:00Z\n[search.x]\nlow = 1.0\nhigh = 2.0",
