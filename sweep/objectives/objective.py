@@ -243,8 +243,8 @@ class Objective:
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)
             seconds = time.perf_counter() - started
             for i, member, out in zip(live, ctx.members, outs, strict=True):
-                if isinstance(out, BaseException):  # already the trial's failure (_call)
-                    ended[i] = out
+                if isinstance(out, BaseException):  # the trial's failure (_call), or one
+                    ended[i] = failure_of(out)  # the function returned in the member's place
                     continue
                 try:
                     seeds[i].add(

@@ -1,6 +1,7 @@
 """User functions that exit, crash, hang or return what is not a number (README "What a
 function may do"): each is that trial's FAIL with its reason, and the study goes on."""
 
+import contextlib
 import json
 import subprocess
 from collections import Counter
@@ -60,6 +61,12 @@ def not_numbers(params, ctx):
 
 def bare_bool(params, ctx):
     return True
+
+def returns_interrupt(params, ctx):
+    return returns_interrupt_many([params], ctx)[0]
+
+def returns_interrupt_many(params_list, ctx):
+    return [KeyboardInterrupt() if p["x"] > 0.5 else p["x"] for p in params_list]
 
 def nan_extra(params, ctx):
     if params["x"] > 0.5:
@@ -311,3 +318,14 @@ def test_a_non_finite_dict_value_fails_the_trial_and_json_stays_strict(tmp_path,
     for argv in (["trials", "e", "--format", "json"], ["show", "e", "0", "--json"]):
         assert main([*argv, "--storage", url]) == 0
         json.loads(capsys.readouterr().out, parse_constant=refuse)
+
+
+def test_a_pack_member_given_back_as_an_interrupt_fails_with_the_usual_reason(tmp_path):
+    url = f"sqlite:///{tmp_path}/k.db"
+    path = make(tmp_path, "k", "returns_interrupt", trials=4, extra="pack = 4")
+    with contextlib.suppress(RunFailed):  # values above 0.5 fail every time they run
+        run_study(load(path), storage_url=url, jobs=1)
+    failed = [t for t in trials_of(url, "k") if t.state == TrialState.FAIL]
+    assert failed and {t.user_attrs["fail_reason"] for t in failed} == {
+        "the function raised KeyboardInterrupt"
+    }
