@@ -41,6 +41,28 @@ class Interrupted(SweepError):
         self.exit_code = exit_code
 
 
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether an exception means the database's disk is full (SQLite: "database or disk
+    is full"; PostgreSQL: SQLSTATE 53100): no retry helps, the user must free space."""
+    seen = 0
+    while exc is not None and seen < 10:
+        text = str(exc)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            return True
+        if "disk is full" in text or "No space left on device" in text:
+            return True
+        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
+NO_SPACE = (
+    "no space left on the device that holds the study database; free some space, then "
+    "rerun the command (finished trials are kept)"
+)
+
+
 def explain(exc: BaseException) -> tuple[str, int] | None:
     """The one-line message and exit code for an exception a command may end with, or
     None for a bug (shown as a traceback). Exit codes: 1 a run or check failed, 2 bad
@@ -63,11 +85,8 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
             "(nothing was left half-written)",
             2,
         )
-    if type(exc).__module__.split(".")[0] in ("optuna", "sqlalchemy"):
-        from sweep.store.outage import NO_SPACE, disk_full  # imports SQLAlchemy: only here
-
-        if disk_full(exc):  # the database's own "disk is full", outside a retried call
-            return NO_SPACE, 2
+    if disk_full(exc):  # the database's own "disk is full", outside a retried call
+        return NO_SPACE, 2
     return None
 
 

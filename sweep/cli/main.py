@@ -35,15 +35,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         curves=args.curves,
         seed=args.seed,
     )
-    if args.save_model:
-        check_file(args.save_model, "--save-model")
+    check_file(args.save_model, "--save-model")
     summary, _ = run_training(
         config, split=split, data_dir=args.data_dir, save_model=args.save_model
     )
-    if args.json:
-        print(json_text(summary.to_json(), indent=2))
-    else:
-        print(summary.describe())
+    print(json_text(summary.to_json(), indent=2) if args.json else summary.describe())
     return 0
 
 
@@ -129,8 +125,7 @@ def cmd_trials(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from sweep.results.inspection import show
 
-    if args.plot:
-        check_file(args.plot, "--plot")
+    check_file(args.plot, "--plot")
     info = show(args.study, args.trial, args.storage)
     if args.plot:
         from sweep.results.figures import plot_curves

@@ -25,9 +25,8 @@ import loky
 from loky.process_executor import BrokenProcessPool
 from threadpoolctl import threadpool_limits
 
-from sweep.errors import Interrupted, RunFailed, StorageError, SweepError
+from sweep.errors import NO_SPACE, Interrupted, RunFailed, StorageError, SweepError, disk_full
 from sweep.execution.worker import Job, init_process, work
-from sweep.store.outage import NO_SPACE, disk_full
 from sweep.store.recovery import fail_running
 from sweep.store.storage import preload
 from sweep.store.study import Stored

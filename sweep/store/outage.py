@@ -7,7 +7,6 @@ one line at once (exit 2).
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Callable
@@ -15,34 +14,12 @@ from typing import TypeVar
 
 import sqlalchemy
 
-from sweep.errors import StorageError
+from sweep.errors import NO_SPACE, StorageError, disk_full
 from sweep.store import connections
 
 T = TypeVar("T")
 
 OUTAGE_SECONDS = float(os.environ.get("SWEEP_OUTAGE_SECONDS", "120"))  # then give up
-
-
-def disk_full(exc: BaseException | None) -> bool:
-    """Whether an exception means the database's disk is full (SQLite: "database or disk
-    is full"; PostgreSQL: SQLSTATE 53100): no retry helps, the user must free space."""
-    seen = 0
-    while exc is not None and seen < 10:
-        text = str(exc)
-        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-            return True
-        if "disk is full" in text or "No space left on device" in text:
-            return True
-        if getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
-            return True
-        exc, seen = exc.__cause__ or exc.__context__, seen + 1
-    return False
-
-
-NO_SPACE = (
-    "no space left on the device that holds the study database; free some space, then "
-    "rerun the command (finished trials are kept)"
-)
 
 
 def unreachable(exc: BaseException | None) -> bool:

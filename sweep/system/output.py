@@ -33,10 +33,12 @@ def check_out(out: str | Path) -> None:
         raise SweepError(f"cannot create --out {folder}: {existing} is not a writable folder")
 
 
-def check_file(path: str | Path, option: str) -> None:
+def check_file(path: str | Path | None, option: str) -> None:
     """Refuse a file option (``--plot``, ``--save-model``) that cannot be written, before any
     work: an existing folder or device (a write would replace it), or a place where no file
-    can be created."""
+    can be created. None (the option not given) passes."""
+    if path is None:
+        return
     target = Path(os.path.realpath(path))
     if target.exists() and not target.is_file():
         raise SweepError(f"{option} {path} is not a regular file; pass a file's path")

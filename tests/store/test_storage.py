@@ -154,8 +154,7 @@ def test_a_full_disk_met_outside_a_retried_call_is_the_one_line_too():
 
     from optuna.exceptions import StorageInternalError
 
-    from sweep.errors import explain
-    from sweep.store.outage import NO_SPACE
+    from sweep.errors import NO_SPACE, explain
 
     try:
         try:

@@ -186,6 +186,7 @@ def test_fail_running_after_ctrl_c_requeues_trials_killed_before_they_started(tm
 def test_count_states_on_postgresql(pg_url):
     storage = open_storage(pg_url)
     study = optuna.create_study(study_name="c", storage=storage)
+    study.set_user_attr("spec", {})  # open_study opens only studies lambda-sweep made
     study.enqueue_trial({"x": 1.0})
     study.tell(study.ask(), 1.0)
     study.tell(study.ask(), state=TrialState.PRUNED)
