@@ -180,15 +180,20 @@ def run(
     stored: Stored,
     on_poll: Callable[[], None] | None = None,
     poll: float = 1.0,
+    meanwhile: Callable[[], object] | None = None,
 ) -> tuple[int, str | None]:
     """Run ``jobs`` worker processes until they finish, calling ``on_poll`` meanwhile.
 
+    ``meanwhile`` is called once in this process, right after the workers got the job:
+    work of the caller's that needs no core of its own while they train.
     Returns the number of trials they ran and None, or why a worker died.
     """
     with signals.ignore_in_children():
         executor = _executor(jobs, job.threads)
         futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
+        if meanwhile is not None:
+            meanwhile()
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)
             if signals.STOP.is_set():

@@ -113,6 +113,7 @@ def run_study(
     gpus: tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     function: Callable[..., Any] | None = None,
+    meanwhile: Callable[[], object] | None = None,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
@@ -123,8 +124,9 @@ def run_study(
     (seconds; or the job's end time, sweep/execution/budget.py) the workers start no trial
     that would end after it, and the run stops topping up and returns, resumable. With ``gpus`` each
     worker process sees one device (sweep/execution/devices.py). ``function``: the function of a
-    study whose [objective] is given in memory (it goes to the workers by value). Bad input
-    fails before anything is written.
+    study whose [objective] is given in memory (it goes to the workers by value).
+    ``meanwhile``: called once in this process while the workers run the first round (see
+    pool.run). Bad input fails before anything is written.
     """
     started = time.perf_counter()
     limit = Budget.start(time_limit)
@@ -192,7 +194,8 @@ def run_study(
                 )
                 break
             before = c
-            notes += _round(stored, spec, job, jobs, report, poll)
+            notes += _round(stored, spec, job, jobs, report, poll, meanwhile)
+            meanwhile = None
             c = retrying(stored.counts)
             stalled = stalled + 1 if jobs and c == before and not c["RUNNING"] else 0
             if stalled >= STALLED_ROUNDS:  # never loop for ever on workers that do nothing
@@ -226,16 +229,19 @@ def _round(
     jobs: int,
     report: Callable[[], None],
     poll: float,
+    meanwhile: Callable[[], object] | None = None,
 ) -> list[str]:
     """Top the queue up and let the workers run it; returns notes."""
     before = retrying(stored.counts)
     retrying(lambda: top_up(stored, spec))
     if jobs == 0:  # workers elsewhere (`sweep worker`) do the work: watch and recover
+        if meanwhile is not None:
+            meanwhile()
         time.sleep(poll)
         report()
         return retrying(lambda: recover(stored))
     notes = []
-    _, crashed = pool.run(job, jobs, stored, on_poll=report, poll=poll)
+    _, crashed = pool.run(job, jobs, stored, on_poll=report, poll=poll, meanwhile=meanwhile)
     if crashed:
         recovered = recover(stored)
         notes.append(f"a worker died ({crashed}); {len(recovered)} trial(s) queued again")

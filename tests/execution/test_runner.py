@@ -278,3 +278,20 @@ def test_a_run_whose_workers_change_nothing_fails_instead_of_looping(tmp_path, m
             study, objective=lambda p, ctx: p["x"], storage=f"sqlite:///{tmp_path}/i.db", jobs=2
         )
     assert len(rounds) == 4  # the first round queues the trials; three change nothing
+
+
+def test_meanwhile_runs_once_while_the_workers_have_the_first_round(tmp_path, cifar_dir):
+    # The diverging points make the study take several rounds (test above).
+    url = f"sqlite:///{tmp_path}/m.db"
+    s = spec(tmp_path, trials=4, low=1e-3, high=1e9)
+    seen = []
+
+    def meanwhile():
+        stored = open_study("s", url)
+        seen.append(stored.counts())
+        stored.close()
+
+    r = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, meanwhile=meanwhile)
+    assert r.counts["COMPLETE"] == 4 and r.counts["FAIL"] > 0  # more than one round
+    assert len(seen) == 1
+    assert seen[0]["COMPLETE"] + seen[0]["FAIL"] < 4  # the trials were still to run
