@@ -158,7 +158,7 @@ def load(path: str | Path, *, given: str | None = None, **overrides: Any) -> Stu
     ``given`` as for `parse`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # Notepad starts UTF-8 with a BOM
     except UnicodeDecodeError as exc:
         raise StudyFileError(
             f"study file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8"

@@ -85,3 +85,12 @@ def test_study_files_round_trip_through_the_stored_form(trials, seed, repeats, l
     }
     spec = studyfile.parse(raw)
     assert studyfile.StudyFile.from_dict(spec.to_dict()) == spec
+
+
+def test_a_study_file_saved_with_a_byte_order_mark_parses(tmp_path):
+    # Windows Notepad saved UTF-8 with a BOM until 2019 (and still offers it): TOML's own
+    # parser refuses one ("Invalid statement" at line 1).
+    p = write(tmp_path, GOOD)
+    plain = studyfile.load(p)
+    p.write_bytes(b"\xef\xbb\xbf" + GOOD.encode())
+    assert studyfile.load(p) == plain
