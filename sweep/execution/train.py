@@ -15,7 +15,6 @@ from core.errors import ConfigError
 from core.network import evaluate
 from core.training import TrainConfig, TrainResult, train
 from sweep.objectives import datacache
-from sweep.objectives.builtin import cifar10
 from sweep.objectives.data import ensure_data, load_split
 
 
@@ -123,7 +122,9 @@ def training_data(split: str, data_dir: str | Path | None, dtype: str) -> Split:
     folder, a full disk) the split is loaded from the batches, as before."""
     root = ensure_data(data_dir)  # a download's errors are its own, not a reason to retry
     try:
-        return cifar10(split, str(root), dtype)
+        # Not builtin.cifar10, which keeps a process's first answer: a notebook that trains
+        # again after the batches changed gets their new copy (this check takes ~4 ms).
+        return datacache.open_split(datacache.prepare(split, root, dtype).folder)
     except OSError:
         return load_split(split, root, dtype)
 
