@@ -46,3 +46,12 @@ def test_warm_split_makes_the_copy_a_later_run_opens(tmp_path):
     (folder,) = (root / datacache.CACHE).glob("final-float32-*")
     assert datacache.damage(folder) is None
     assert isinstance(training_data("final", root, "float32").X_train, np.memmap)
+
+
+def test_a_second_run_in_the_same_process_sees_batches_changed_meanwhile(tmp_path):
+    root = write_cifar(tmp_path / "data", per_batch=200, seed=1)
+    before = np.array(training_data("exercise", root, "float32").X_train)
+    write_cifar(tmp_path / "data", per_batch=200, seed=2)  # other images in place
+    after = training_data("exercise", root, "float32").X_train
+    assert not np.array_equal(before, after)
+    assert np.array_equal(after, load_split("exercise", root).X_train)
