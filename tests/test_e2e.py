@@ -10,6 +10,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import optuna
 import pytest
@@ -192,7 +193,16 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
     err = ctrl_c_mid_trial(proc, url)
     hint = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
     assert "'" in hint and "--data-dir" in hint
-    done = subprocess.run(["bash", "-c", hint], capture_output=True, text=True, timeout=300)
+    # Run as a user whose venv is active would: this environment's `sweep` first on PATH
+    # (a fresh machine has no other, and CI runs .venv/bin/python without activating it).
+    path = os.pathsep.join([str(Path(sweep()[0]).parent), os.environ.get("PATH", "")])
+    done = subprocess.run(
+        ["bash", "-c", hint],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": path},
+    )
     assert done.returncode == 0, done.stderr
     assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 4
 
