@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 
@@ -38,10 +39,36 @@ def handle(signum: int, frame: object) -> None:
         return  # cleaning up after the first one already
     STOP.set()
     _state["signum"] = signum
+    _watch_the_exit()
     if _state["deferred"]:
         _state["pending"] = True
         return
     raise Stopped
+
+
+# How long the clean-up after a stop signal may take before the process ends regardless.
+# It takes well under a second; once, in CI, a Ctrl-C early in `sweep run` left the command
+# waiting at its exit for over 60 s (not reproduced in 305 attempts since).
+STOP_GRACE_SECONDS = 30.0
+
+
+def _watch_the_exit() -> None:
+    """A command asked to stop must stop: if the clean-up has not ended this process
+    STOP_GRACE_SECONDS after the signal, say so and exit with the signal's code. Trials
+    it left running are queued again once their heartbeat goes stale (sweep resume)."""
+
+    def force() -> None:
+        with contextlib.suppress(Exception):
+            sys.stderr.write(
+                f"error: {reason()}; the clean-up took over {STOP_GRACE_SECONDS:g} s, "
+                "so the command ends without it (`sweep resume` recovers its trials)\n"
+            )
+            sys.stderr.flush()
+        _exit(exit_code())
+
+    timer = threading.Timer(STOP_GRACE_SECONDS, force)
+    timer.daemon = True
+    timer.start()
 
 
 def install() -> None:

@@ -55,3 +55,29 @@ def test_a_ctrl_c_while_the_command_line_is_read(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_parser", interrupted)
     assert cli.main(["status"]) == 130
     assert capsys.readouterr().err == "error: interrupted\n"
+
+
+# A clean-up that never ends, after the signal (as a command stuck at its exit would be).
+STUCK = """
+import os, signal, sys, time
+from sweep.system import signals
+
+signals.STOP_GRACE_SECONDS = float(sys.argv[1])
+signals.install()
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except KeyboardInterrupt:
+    time.sleep(120)
+"""
+
+
+def test_a_command_whose_clean_up_hangs_still_ends_after_the_grace_period(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-c", STUCK, "1.5"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 143
+    assert done.stderr == (
+        "error: terminated; the clean-up took over 1.5 s, so the command ends without it "
+        "(`sweep resume` recovers its trials)\n"
+    )
