@@ -360,10 +360,16 @@ def test_kill_9_of_workers_mid_trial_then_resume(tmp_path):
     assert complete == pytest.approx(planned(8))  # each planned value COMPLETE exactly once
     assert {t.params["x"] for t in killed} <= set(complete)  # the killed ones ran again
     # Failed: the killed ones, and any its other worker ran when it ended with the
-    # orchestrator (sweep/execution/worker.py init_process): all recovered as gone, none twice.
+    # orchestrator (sweep/execution/worker.py init_process): all recovered, none twice. The
+    # killed ones as gone; one that the other worker popped just before it died may not have
+    # recorded its worker yet, and is recovered when its start is older than the grace
+    # period instead (seen in CI on a loaded machine: "no heartbeat for 31 s").
     failed = [t for t in final if t.state == TrialState.FAIL]
     assert {t.number for t in failed} >= {t.number for t in killed}
-    assert all("is gone" in t.user_attrs["fail_reason"] for t in failed)
+    reasons = {t.number: t.user_attrs["fail_reason"] for t in failed}
+    assert all("is gone" in reasons[t.number] for t in killed), reasons
+    recovered = ("is gone", "no heartbeat for", "no worker recorded")
+    assert all(any(r in reason for r in recovered) for reason in reasons.values()), reasons
     assert leftover_locks(tmp_path) == []
 
 
