@@ -124,7 +124,7 @@ def training_data(split: str, data_dir: str | Path | None, dtype: str) -> Split:
     try:
         # Not builtin.cifar10, which keeps a process's first answer: a notebook that trains
         # again after the batches changed gets their new copy (this check takes ~4 ms).
-        return datacache.open_split(datacache.prepare(split, root, dtype).folder)
+        return datacache.load(split, root, dtype)
     except OSError:
         return load_split(split, root, dtype)
 

@@ -24,7 +24,7 @@ from sweep.store.uncertainty import standard_error
 def cifar10(split: str, data_dir: str | None, dtype: str = "float32") -> Split:
     """The normalised split, memory-mapped once per process (shared between processes
     through the page cache); the pattern any objective should use for its data."""
-    return datacache.open_split(datacache.prepare(split, data_dir, dtype).folder)
+    return datacache.load(split, data_dir, dtype)
 
 
 def config(params: dict[str, Any]) -> TrainConfig:

@@ -164,6 +164,11 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def load(split: str, data_dir: str | Path | None, dtype: str = "float32") -> data.Split:
+    """The split's cached copy (made first if needed), memory-mapped read-only."""
+    return open_split(prepare(split, data_dir, dtype).folder)
+
+
 def open_split(folder: Path) -> data.Split:
     """The cached split, memory-mapped read-only."""
     problem = damage(folder)
