@@ -66,7 +66,10 @@ class Draws:
     def batch(self, rows: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Images ``rows`` of X into ``out`` (n, d): one batch for the whole pack."""
         if self.augment is None:
-            return np.take(self.X, rows, axis=0, out=out)
+            # mode="clip": the rows are a permutation's, always in range. With the default
+            # mode="raise", numpy gathers into a temporary and then copies it into ``out``
+            # (numpy.take's documentation): 300 against 150 us a batch of 100 images here.
+            return np.take(self.X, rows, axis=0, out=out, mode="clip")
         return self.augment.batch(self.X_flat, rows, out)
 
     def mask(self, net: Pack, live: list[int], n: int) -> np.ndarray | None:
