@@ -93,7 +93,7 @@ class Stepper:
         t = time.perf_counter()
         idx = self.rng.integers(0, len(self.X), B)
         if self.augment is None:
-            np.take(self.X, idx, axis=0, out=self.xb)
+            np.take(self.X, idx, axis=0, out=self.xb, mode="clip")
         else:
             self.augment.batch(self.X_flat, idx, out=self.xb)
         mask = None
