@@ -11,11 +11,16 @@ started, so a process that runs a second worker keeps its first device.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 
 from sweep.errors import SweepError
 
 VARIABLE = "CUDA_VISIBLE_DEVICES"
+# What CUDA_VISIBLE_DEVICES takes: device indices, or (a prefix of) a device's UUID as
+# nvidia-smi -L prints it (GPU-..., MIG-...). Anything else makes CUDA see no device at
+# all, and a framework then runs on the CPU without a word.
+DEVICE = re.compile(r"\d+|(GPU|MIG)-[0-9A-Za-z/-]+")
 _mine: dict[str, str | None] = {"device": None}  # this process's device, once claimed
 
 
@@ -27,10 +32,19 @@ def parse_gpus(text: str, environ: Mapping[str, str] = os.environ) -> tuple[str,
         gpus = tuple(g.strip() for g in listed.split(",") if g.strip())
         if not gpus:
             raise ValueError(f"auto needs {VARIABLE} to list the devices (it is not set)")
-        return gpus
-    gpus = tuple(g.strip() for g in text.split(","))
+        where = f"{VARIABLE} ({listed!r})"
+    else:
+        gpus = tuple(g.strip() for g in text.split(","))
+        where = repr(text)
     if not all(gpus):
-        raise ValueError(f"{text!r} is not a list of devices (e.g. 0,1)")
+        raise ValueError(f"{where} is not a list of devices (e.g. 0,1)")
+    for g in gpus:
+        if not DEVICE.fullmatch(g):
+            inside = "" if where == repr(g) else f" (in {where})"
+            raise ValueError(
+                f"{g!r} is not a device{inside}; give indices (0,1) or UUIDs "
+                "(GPU-..., MIG-..., as nvidia-smi -L prints them)"
+            )
     if len(set(gpus)) < len(gpus):
         raise ValueError(f"{text!r} names a device twice; use --workers-per-gpu to share one")
     return gpus

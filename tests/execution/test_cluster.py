@@ -88,6 +88,17 @@ def test_gpus_parse_and_bound_the_jobs():
         parse_gpus("auto", {})
     with pytest.raises(ValueError, match="names a device twice"):
         parse_gpus("0,0")
+    uuid = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
+    assert parse_gpus(f"{uuid},MIG-{uuid}/1/0") == (uuid, f"MIG-{uuid}/1/0")
+    # Tokens CUDA would not recognise: it would see no device and the function would
+    # run on the CPU without a word.
+    for wrong in ("cuda:0", "gpu0", "0,cuda1", "-1"):
+        with pytest.raises(ValueError, match=r"is not a device.*give indices"):
+            parse_gpus(wrong)
+    with pytest.raises(
+        ValueError, match=re.escape("'-1' is not a device (in CUDA_VISIBLE_DEVICES ('-1'));")
+    ):
+        parse_gpus("auto", {"CUDA_VISIBLE_DEVICES": "-1"})
     check(("0", "1"), 2, 4)
     check((), 1, 16)  # no devices: no bound
     with pytest.raises(SweepError, match="--jobs 3 is more than 2 device"):
