@@ -8,7 +8,9 @@ ours:   `sweep run studies/coarse.toml --jobs 2` on a fresh SQLite file (the who
 plain:  bench/plain_optuna.py, the same lambdas and steps with study.optimize(n_jobs=2)
         threads, one BLAS thread each, final validation accuracy only.
 limit:  the stage's GEMM FLOPs (training steps, and the recordings the study makes) at the
-        measured one-thread sgemm rate times 2 workers.
+        measured one-thread sgemm rate times 2 workers (the rate is sampled before each
+        round and after the last, and the median taken: on a shared machine one sample
+        can be far off).
 vs_plain = plain / ours and of_limit = limit / ours (medians; runs interleaved in one
 process run, so that machine noise hits both alike).
 """
@@ -101,17 +103,20 @@ def main() -> None:
 
     lambdas = planned_lambdas()
     run_ours(args.data_dir)  # once untimed: the split's memory-mapped cache is written
-    ours, plain = [], []
+    ours, plain, rates = [], [], []
     for _ in range(args.rounds):
+        rates.append(sgemm_rate())
         ours.append(run_ours(args.data_dir))
         plain.append(run_plain(args.data_dir, lambdas))
-    rate = sgemm_rate()
-    limit = stage_flops() / (rate * 1e9 * WORKERS)
+    rates.append(sgemm_rate())
     med = statistics.median
+    rate = med(rates)
+    limit = stage_flops() / (rate * 1e9 * WORKERS)
     out = {
         "ours_s": [round(x, 2) for x in ours],
         "plain_s": [round(x, 2) for x in plain],
         "sgemm_gflops_1thread": round(rate, 1),
+        "sgemm_samples": [round(x, 1) for x in rates],
         "stage_tflop": round(stage_flops() / 1e12, 2),
         "limit_s": round(limit, 2),
         "vs_plain": round(med(plain) / med(ours), 3),
