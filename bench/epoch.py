@@ -13,6 +13,7 @@ vs_plain_loop: plain_epoch_s / epoch_s (above 1: the single run is the faster).
 eval_overhead: extra time of recording the curves 10 times per cycle on the full training
          and validation sets, as a fraction of training alone (exercise split sizes,
          n_s = 500, one cycle).
+blas:    the BLAS library and kernel (see bench/peers.py: OPENBLAS_CORETYPE).
 With --data-dir the exercise split of a real copy is used; otherwise random normalised
 data of the same shape (the timings do not depend on the values).
 """
@@ -26,10 +27,17 @@ import time
 
 import numpy as np
 from plain_optuna import train_plain  # bench/ is this script's folder
+from threadpoolctl import threadpool_info
 
 from core.training import TrainConfig, train
 
 N, D, M, B = 10_000, 3072, 50, 100
+
+
+def blas() -> str:
+    """The BLAS library numpy calls and its kernel, e.g. "openblas SkylakeX"."""
+    info = next((i for i in threadpool_info() if i["user_api"] == "blas"), {})
+    return f"{info.get('internal_api', '?')} {info.get('architecture', '?')}"
 
 
 def data(data_dir: str | None):
@@ -93,6 +101,7 @@ def main() -> None:
         "vs_plain_loop": med(loops) / med(epochs),
         "eval_overhead": med(recorded) / med(plain) - 1.0,
         "repeats": args.repeats,
+        "blas": blas(),
     }
     if args.json:
         print(json.dumps(result))
@@ -100,7 +109,8 @@ def main() -> None:
         print(
             f"epoch {result['epoch_s'] * 1e3:.1f} ms, floor {result['floor_s'] * 1e3:.1f} ms, "
             f"ratio {result['ratio']:.3f} (target <= 1.15); plain loop "
-            f"{result['plain_epoch_s'] * 1e3:.1f} ms ({result['vs_plain_loop']:.2f}x ours)"
+            f"{result['plain_epoch_s'] * 1e3:.1f} ms ({result['vs_plain_loop']:.2f}x ours); "
+            f"{result['blas']}"
         )
         print(f"recording curves 10x per cycle: +{result['eval_overhead']:.1%} (target <= 25%)")
 

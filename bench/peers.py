@@ -13,6 +13,11 @@ limit:  the stage's GEMM FLOPs (training steps, and the recordings the study mak
         can be far off).
 vs_plain = plain / ours and of_limit = limit / ours (medians; runs interleaved in one
 process run, so that machine noise hits both alike).
+blas:   the BLAS library and the kernel it runs (threadpoolctl). On this project's machines
+        OPENBLAS_CORETYPE=Haswell is set for old OpenBLAS builds; on their AVX-512 CPUs it
+        makes a current numpy ~1.7x slower at sgemm than the kernel it picks by itself
+        (SkylakeX), which is what a user of such a CPU runs. Measure that with
+        `env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python bench/peers.py ...`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402
-from threadpoolctl import threadpool_limits  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TRAIN, N_VAL, D, M, K, B = 45_000, 5_000, 3072, 50, 10, 100
@@ -52,6 +57,12 @@ def sgemm_rate() -> float:
             a @ w
         seconds = time.perf_counter() - t
     return 2 * B * D * M * n / seconds / 1e9
+
+
+def blas() -> str:
+    """The BLAS library numpy calls and its kernel, e.g. "openblas SkylakeX"."""
+    info = next((i for i in threadpool_info() if i["user_api"] == "blas"), {})
+    return f"{info.get('internal_api', '?')} {info.get('architecture', '?')}"
 
 
 def stage_flops() -> float:
@@ -115,6 +126,7 @@ def main() -> None:
     out = {
         "ours_s": [round(x, 2) for x in ours],
         "plain_s": [round(x, 2) for x in plain],
+        "blas": blas(),
         "sgemm_gflops_1thread": round(rate, 1),
         "sgemm_samples": [round(x, 1) for x in rates],
         "stage_tflop": round(stage_flops() / 1e12, 2),
@@ -127,7 +139,8 @@ def main() -> None:
     else:
         print(
             f"ours {med(ours):.1f} s, plain Optuna + numpy {med(plain):.1f} s "
-            f"(vs_plain {out['vs_plain']}), limit {limit:.1f} s (of_limit {out['of_limit']})"
+            f"(vs_plain {out['vs_plain']}), limit {limit:.1f} s (of_limit {out['of_limit']}); "
+            f"{out['blas']} at {rate:.0f} GFLOP/s on one thread"
         )
 
 
