@@ -209,13 +209,15 @@ def step(
 
 
 # Bytes of W1 per block in `update_first_layer`: 384 rows of a pack of five (250 float32
-# columns), well inside a core's L2 cache. Blocks are cut on multiples of 48 rows
-# (OpenBLAS's sgemm tiles on x86-64 here), so they make the same products as the whole
-# one, bit for bit (measured; tests/core/test_defaults_unchanged.py pins it). A narrow W1
-# gets taller blocks: a single run's (50 columns) is cut in two, not eight, which with two
-# BLAS threads made its update ~15% faster (small blocks split badly between threads).
+# columns), well inside a core's L2 cache. Blocks are cut on multiples of 384 rows, which
+# make the same products as the whole one, bit for bit, with OpenBLAS's Haswell and
+# SkylakeX kernels (measured for 50 to 400 columns and batches of 40 and 100, one and two
+# threads; with the Haswell kernel blocks of 48, 96, 240 or 480 rows do not, and a pack of
+# four's 480-row blocks failed tests/core/test_defaults_unchanged.py). A narrow W1 gets
+# taller blocks: a single run's (50 columns) is cut in two, not eight, which with two BLAS
+# threads made its update ~15% faster (small blocks split badly between threads).
 UPDATE_BYTES = 384 * 250 * 4
-TILE_ROWS = 48
+TILE_ROWS = 384
 
 
 def update_rows(W1: np.ndarray) -> int:

@@ -253,3 +253,22 @@ def test_the_blocked_first_layer_update_is_the_decayed_weights_minus_the_gradien
     plain = W1.copy()
     pack.update_first_layer(plain, X, gH, None)  # no decay (lambda 0 or eta 0)
     np.testing.assert_allclose(plain, W1 - X.T @ gH, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("batch", [40, 100])
+@pytest.mark.parametrize("width", [50, 200, 250, 400])
+def test_the_blocked_first_layer_update_is_bit_identical_to_the_whole_product(width, batch):
+    # Default training must stay v0.2's bit for bit (test_defaults_unchanged.py): the blocks
+    # may change how fast the backward product is made, never a bit of it. Blocks of 480
+    # rows (a pack of four, when they were cut on multiples of 48) changed it with OpenBLAS's
+    # Haswell kernel, the one CI's machines run.
+    rng = np.random.default_rng(width + batch)
+    X = rng.standard_normal((batch, 3072)).astype(np.float32)
+    gH = rng.standard_normal((batch, width)).astype(np.float32) * 1e-3
+    W1 = rng.standard_normal((3072, width)).astype(np.float32)
+    decay = (1 - rng.random(width) * 1e-2).astype(np.float32)
+    want = W1 * decay
+    want -= X.T @ gH
+    got = W1.copy()
+    pack.update_first_layer(got, X, gH, decay)
+    assert np.array_equal(got, want)
