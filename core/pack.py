@@ -215,7 +215,9 @@ def step(
 # threads; with the Haswell kernel blocks of 48, 96, 240 or 480 rows do not, and a pack of
 # four's 480-row blocks failed tests/core/test_defaults_unchanged.py). A narrow W1 gets
 # taller blocks: a single run's (50 columns) is cut in two, not eight, which with two BLAS
-# threads made its update ~15% faster (small blocks split badly between threads).
+# threads made its update ~15% faster (small blocks split badly between threads). A wider
+# W1 keeps 384-row blocks; past ~700 columns a block no longer fits in L2, and its decay
+# and update cost what whole-matrix passes would.
 UPDATE_BYTES = 384 * 250 * 4
 TILE_ROWS = 384
 
