@@ -177,7 +177,8 @@ class Study:
         table = self.table()
         if len(table):
             head = table.head(10).copy()
-            shown = head.select_dtypes("object").columns  # None there is no NaN for na_rep
+            # None in an object column is no NaN for na_rep (string columns' NaN is)
+            shown = [name for name, dtype in head.dtypes.items() if dtype.kind == "O"]
             head[shown] = head[shown].fillna("")
             lines.append(head.to_html(index=False, na_rep="", float_format="{:.4g}".format))
             if len(table) > 10:

@@ -280,18 +280,41 @@ def test_a_run_whose_workers_change_nothing_fails_instead_of_looping(tmp_path, m
     assert len(rounds) == 4  # the first round queues the trials; three change nothing
 
 
-def test_meanwhile_runs_once_while_the_workers_have_the_first_round(tmp_path, cifar_dir):
-    # The diverging points make the study take several rounds (test above).
-    url = f"sqlite:///{tmp_path}/m.db"
-    s = spec(tmp_path, trials=4, low=1e-3, high=1e9)
-    seen = []
+def test_meanwhile_runs_once_while_the_workers_have_the_first_round(tmp_path):
+    """The workers of the first round wait for a file only ``meanwhile`` writes: were it
+    called after them (or never), they would time out and fail. Timing-free: the study's
+    first trials fail on purpose, so it takes several rounds, and ``meanwhile`` runs once."""
+    import time
+
+    from sweep.api import _study_file
+
+    go = tmp_path / "go"
+
+    def objective(params, ctx):
+        deadline = time.monotonic() + 60
+        while not go.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("meanwhile did not run while the workers waited")
+            time.sleep(0.01)
+        if ctx.trial < 2:
+            raise ValueError("failed on purpose: replaced in a later round")
+        return params["x"]
+
+    calls = []
 
     def meanwhile():
-        stored = open_study("s", url)
-        seen.append(stored.counts())
-        stored.close()
+        calls.append(1)
+        go.write_text("")
 
-    r = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, meanwhile=meanwhile)
-    assert r.counts["COMPLETE"] == 4 and r.counts["FAIL"] > 0  # more than one round
-    assert len(seen) == 1
-    assert seen[0]["COMPLETE"] + seen[0]["FAIL"] < 4  # the trials were still to run
+    study = {
+        "study": {"name": "m", "trials": 4},
+        "objective": {"metric": "value"},
+        "search": {"x": {"low": 0.1, "high": 1.0}},
+    }
+    url = f"sqlite:///{tmp_path}/m.db"
+    spec_ = _study_file(study, "objective", None)
+    r = run_study(spec_, storage_url=url, jobs=2, function=objective, meanwhile=meanwhile)
+    assert r.counts["COMPLETE"] == 4 and r.counts["FAIL"] == 2  # more than one round
+    assert len(calls) == 1
+    trials = open_study("m", url).trials(optuna.trial.TrialState.FAIL)
+    assert all("on purpose" in str(t.user_attrs) for t in trials)  # not the timeout
