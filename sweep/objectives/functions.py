@@ -1,12 +1,14 @@
 """Find the function a study optimises: a file next to the study file, or a module.
 
-Loaded once per process (workers reuse it for every trial). Every failure is a one-line
+Loaded once per process and version of the file (workers reuse it for every trial; a file
+edited between two runs of one session is loaded again). Every failure is a one-line
 StudyFileError naming what is missing and what to do, so `sweep run` and `sweep worker`
 refuse before anything is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib
@@ -121,21 +123,26 @@ def _module(section: ObjectiveSection, objective_dir: str | None) -> Any:
                 f"objective file {path} does not exist; copy it there, or pass "
                 "--objective-dir DIR naming the folder that holds it"
             )
-        return _from_file(str(path))
+        # Keyed by the source: an edited file is imported again (a notebook's next run).
+        return _from_file(str(path), path.read_bytes())
     assert section.module is not None
     return _from_module(section.module)
 
 
 @functools.cache
-def _from_file(path: str) -> Any:
+def _from_file(path: str, source: bytes) -> Any:
     # A unique module name per path: two studies' objective.py files never collide.
+    # Compiled from ``source``, not through the import system's __pycache__, whose check
+    # (whole seconds and size) misses an edit of the same length within a second.
     name = "sweep_objective_" + hashlib.sha1(path.encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # so that pickling and dataclasses inside it work
     try:
-        spec.loader.exec_module(module)
+        code = compile(source, path, "exec", dont_inherit=True)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (--json)
+            exec(code, module.__dict__)
     except BaseException as exc:  # sys.exit() at import too: a study file error, not an exit
         del sys.modules[name]
         if isinstance(exc, KeyboardInterrupt) and signals.STOP.is_set():
@@ -152,7 +159,8 @@ def _from_file(path: str) -> Any:
 @functools.cache
 def _from_module(module_name: str) -> Any:
     try:
-        module = importlib.import_module(module_name)
+        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (--json)
+            module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise StudyFileError(
             f"objective module {module_name!r} cannot be imported ({exc}); install it on this "

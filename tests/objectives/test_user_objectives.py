@@ -425,7 +425,8 @@ def test_a_fine_stage_on_a_log_scale_over_values_below_zero_says_to_add_log_fals
 
 def test_what_a_function_prints_goes_to_stderr_not_into_the_json(folder):
     (folder / "talks.py").write_text(
-        "import os\n\ndef objective(params, ctx):\n    print('hello from the function')\n"
+        "import os\nprint('hello at import')\n\n"
+        "def objective(params, ctx):\n    print('hello from the function')\n"
         "    os.write(1, b'and from C\\n')\n    return params['x']\n"
     )
     path = study(
@@ -441,3 +442,29 @@ def test_what_a_function_prints_goes_to_stderr_not_into_the_json(folder):
     assert json.loads(run.stdout)["finished"] == 6
     assert run.stderr.count("hello from the function") == 6
     assert run.stderr.count("and from C") == 6
+    assert "hello at import" in run.stderr
+
+
+def test_a_file_edited_between_two_runs_of_one_session_is_loaded_again(folder):
+    """A notebook runs a study, edits its function's file and runs again: the new code
+    runs, in this process and in the worker processes (which outlive a run), even for an
+    edit of the same length within the same second."""
+    import sweep as api
+
+    code = folder / "edited.py"
+    for version, value in enumerate(("1.0", "2.0")):
+        code.write_text(f"def objective(params, ctx):\n    return {value}\n")
+        path = study(
+            folder, f"v{version}", 'file = "edited.py"', "[search.x]\nlow = 1.0\nhigh = 5.0"
+        )
+        api.run(path, storage=f"sqlite:///{folder}/e.db", jobs=2, trials=4)
+        values = {
+            t.value
+            for t in optuna.load_study(
+                study_name=f"v{version}", storage=f"sqlite:///{folder}/e.db"
+            ).trials
+        }
+        assert values == {float(value)}
+    code.write_text("def renamed(params, ctx):\n    return 3.0\n")
+    with pytest.raises(api.SweepError, match="has no function 'objective'"):
+        api.run(path, storage=f"sqlite:///{folder}/e.db", jobs=2, trials=8)
