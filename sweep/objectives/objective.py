@@ -103,6 +103,14 @@ class TrialContext:
         self.timings: dict[str, float] = {}  # optional: where the call's time went
         # should_prune() reads the trial back from the storage: skip it when nothing prunes.
         self._prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
+        self._reported: set[int] = set()  # steps given to Optuna (by an earlier call too)
+
+    def again(self) -> TrialContext:
+        """A fresh context for the same trial and seed, to call the function again: its
+        curves start over; steps Optuna already has are not reported to it twice."""
+        fresh = TrialContext(self._trial, 0, self._seed, self.data_dir, self.device)
+        fresh._offset, fresh._reported = self._offset, self._reported
+        return fresh
 
     def keep_outcomes(self, correct: np.ndarray) -> None:
         """Which validation images the final model classifies correctly (bool, one per
@@ -126,7 +134,9 @@ class TrialContext:
         for key, v in {"step": step, "value": value, **more}.items():
             self.curves.setdefault(key, []).append(float(v))
         trial_step = self._offset + int(step)
-        self._trial.report(float(value), trial_step)
+        if trial_step not in self._reported:
+            self._trial.report(float(value), trial_step)
+            self._reported.add(trial_step)
         if self._prunes and self._trial.should_prune():
             where = f"at step {step} of seed {self._seed}"
             raise optuna.TrialPruned(
@@ -272,12 +282,24 @@ class Objective:
             try:
                 with _exit_guard():
                     outs = self.many(params_list, ctx)
-            except BaseException as exc:  # the whole pack fails with one reason
-                return [failure_of(exc)] * n
+            except BaseException as exc:
+                failure = failure_of(exc)
+                if isinstance(failure, TrialTimeout):  # the pack's time is up for every member
+                    return [failure] * n
+                # One member's values or the pack's? Each member alone says: the guilty one
+                # fails with its own reason, the others are not failed for it.
+                ctx.members[:] = [m.again() for m in ctx.members]
+                ctx.timings.clear()
+                return self._alone(params_list, ctx)
             if not isinstance(outs, (list, tuple)) or len(outs) != n:
                 what = f"{len(outs)} results" if isinstance(outs, (list, tuple)) else "no list"
                 return [ObjectiveError(f"the list form returned {what} for {n} params")] * n
             return list(outs)
+        return self._alone(params_list, ctx)
+
+    def _alone(self, params_list: list[dict[str, Any]], ctx: PackContext) -> list[Any]:
+        """One call of the function per params dict, member by member."""
+        n = len(params_list)
         outs = []
         for params, member in zip(params_list, ctx.members, strict=True):
             try:

@@ -51,6 +51,22 @@ def crashes_pack_many(params_list, ctx):
         os.kill(os.getpid(), signal.SIGKILL)
     return [p["x"] for p in params_list]
 
+def raises_pack(params, ctx):
+    ctx.report(0, params["x"])
+    if params["x"] > 0.8:
+        raise ValueError(f"x = {params['x']:.3f} is too large")
+    if params["x"] > 0.6:
+        sys.exit(4)
+    return params["x"]
+
+def raises_pack_many(params_list, ctx):
+    for i, p in enumerate(params_list):
+        ctx.report(i, 0, p["x"])
+    for p in params_list:
+        if p["x"] > 0.6:
+            raise ValueError("one of the pack's values is bad")
+    return [p["x"] for p in params_list]
+
 def hangs(params, ctx):
     if params["x"] > 0.5:
         time.sleep(10**6)
@@ -208,6 +224,31 @@ def test_a_pack_member_that_kills_the_process_does_not_take_its_mates_down(tmp_p
     complete = {t.params["x"] for t in trials if t.state == TrialState.COMPLETE}
     mates = {t.params["x"] for t in trials if t.params["x"] <= 0.8}
     assert mates <= complete  # every healthy value that shared a pack with a crash completed
+
+
+def test_a_list_form_that_raises_fails_only_the_member_that_raises_alone(tmp_path):
+    """The list form raises for the whole pack: each member is called alone, and only the
+    values that raise (or exit) alone fail, each with its own reason; the others complete,
+    with the step the list form reported kept once."""
+    url = f"sqlite:///{tmp_path}/r.db"
+    path = make(tmp_path, "r", "raises_pack", trials=8, extra="pack = 4")
+    with contextlib.suppress(RunFailed):
+        run_study(load(path), storage_url=url, jobs=2)
+    trials = trials_of(url, "r")
+    settled(trials)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len(complete) == 8 and all(t.params["x"] <= 0.6 for t in complete)
+    assert failed and all(t.params["x"] > 0.6 for t in failed)
+    for t in failed:
+        x = t.params["x"]
+        reason = t.user_attrs["fail_reason"]
+        assert reason == (
+            f"ValueError: x = {x:.3f} is too large"
+            if x > 0.8
+            else "the function exited (SystemExit: 4)"
+        )
+    assert all(t.intermediate_values == {0: t.params["x"]} for t in complete)
 
 
 def test_a_trial_past_its_timeout_fails_and_is_not_queued_again(tmp_path):
