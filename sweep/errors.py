@@ -32,9 +32,11 @@ class RunFailed(SweepError):
     exit_code = 1
 
 
-class Interrupted(SweepError):
+class Interrupted(KeyboardInterrupt):
     """Ctrl-C (exit code 130) or SIGTERM (143) stopped the command; its running trials
-    were marked failed and queued again (sweep/system/signals.py)."""
+    were marked failed and queued again (sweep/system/signals.py). A KeyboardInterrupt, not
+    a SweepError: a script's ``except Exception`` around ``sweep.run`` does not swallow
+    the user's Ctrl-C."""
 
     def __init__(self, message: str, exit_code: int = 130):
         super().__init__(message)
@@ -70,7 +72,7 @@ def explain(exc: BaseException) -> tuple[str, int] | None:
     from core.errors import ConfigError, DataError, DivergedError  # the core's, translated here
     from sweep.system import signals
 
-    if isinstance(exc, SweepError):
+    if isinstance(exc, SweepError | Interrupted):
         return str(exc), exc.exit_code
     if isinstance(exc, DivergedError):
         return str(exc), 1

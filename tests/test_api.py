@@ -4,6 +4,7 @@ memory, read back as DataFrames and figures, quiet while they run."""
 import logging
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from matplotlib.figure import Figure
 
 import sweep
 from sweep.cli.main import main
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -301,3 +303,48 @@ def test_a_top_up_samples_new_values_not_the_first_run_s_again(tmp_path):
     sweep.run(study, objective=f, storage=url, jobs=2, trials=8)  # the workers' indices again
     values = list(sweep.open("sampled", storage=url).trials()["lambda"])
     assert len(values) == 8 and len(set(values)) == 8, values
+
+
+def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_except_exception_does_not_swallow(
+    tmp_path,
+):
+    """A script loops over studies inside ``try/except Exception``: Ctrl-C still ends it
+    (sweep.errors.Interrupted is a KeyboardInterrupt), with the running trials failed and
+    queued again."""
+    import optuna
+
+    script = tmp_path / "loop.py"
+    script.write_text(
+        "import pathlib, sys, time\n"
+        "import sweep\n\n"
+        "def slow(params, ctx):\n"
+        "    pathlib.Path('started').touch()\n"
+        "    time.sleep(60)\n"
+        "    return params['x']\n\n"
+        "for name in ('a', 'b'):\n"
+        "    try:\n"
+        "        sweep.run({'study': {'name': name, 'trials': 2},\n"
+        "                   'search': {'x': {'low': 0.1, 'high': 1.0}}},\n"
+        "                  objective=slow, storage='sqlite:///s.db', jobs=2)\n"
+        "    except Exception as exc:\n"
+        "        print('swallowed', type(exc).__name__, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    wait_for(lambda: (tmp_path / "started").exists())
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal sends on Ctrl-C
+    out, err = proc.communicate(timeout=60)
+    assert "swallowed" not in out
+    assert proc.returncode == 1, err  # ended by the uncaught interrupt, not by the loop
+    assert re.search(r"sweep.errors.Interrupted: interrupted; [12] running trial\(s\) marked", err)
+    states = {
+        t.state
+        for t in optuna.load_study(study_name="a", storage=f"sqlite:///{tmp_path}/s.db").trials
+    }
+    assert optuna.trial.TrialState.RUNNING not in states
