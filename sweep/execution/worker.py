@@ -387,6 +387,8 @@ def init_process() -> None:
     """
     for sig in signals.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked too when started (signals.ignore_in_children)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(signals.SIGNALS))
     with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a C library's prints too
     parent = os.getppid()
