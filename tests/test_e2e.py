@@ -496,3 +496,16 @@ def test_a_closed_stdout_is_quiet_and_a_finished_run_stays_a_success(setup):
         )
         assert done.stdout.strip().splitlines()[-1] == "0", done.stderr
         assert done.stderr == "", done.stderr
+
+
+@pytest.mark.parametrize("closed", [">&-", "2>&-", "<&- >&- 2>&-"])
+def test_a_command_started_with_closed_standard_streams_runs_as_usual(setup, closed):
+    """`sweep run ... >&-`: the null device takes the closed descriptors, so nothing the
+    command or its workers print can land in a file opened later (the database)."""
+    path, url, common = setup(trials=3, n_s=50)
+    command = " ".join([*sweep("run", str(path), "--jobs", "2", *common), closed])
+    run = subprocess.run(["bash", "-c", command], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 3
+    status = " ".join([*sweep("trials", "e2e", "--storage", url), closed])
+    assert subprocess.run(["bash", "-c", status], timeout=120).returncode == 0

@@ -12,6 +12,7 @@ def entry() -> None:
     import time
 
     started = time.time()  # before the command's imports: --time-limit counts from here
+    _open_closed_streams()
     try:
         from sweep.system import signals
 
@@ -24,3 +25,25 @@ def entry() -> None:
         reason, code = (handled.reason(), handled.exit_code()) if handled else ("interrupted", 130)
         print(f"error: {reason}", file=sys.stderr)
         sys.exit(code)
+
+
+def _open_closed_streams() -> None:
+    """A command started with stdin, stdout or stderr closed (`sweep run ... >&-`): Python
+    leaves sys.stdout None, and the next file opened (the study database) would take
+    descriptor 1, where a worker's or a C library's output would then land. The null
+    device takes the closed descriptor first; what the command prints there is dropped."""
+    import os
+    import sys
+
+    for fd, name in ((0, "stdin"), (1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: fd itself
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)  # for the workers too, as a standard stream is
+            stream = open(fd, "r" if fd == 0 else "w", closefd=False)  # noqa: SIM115
+            setattr(sys, name, stream)
+            setattr(sys, f"__{name}__", stream)
