@@ -39,6 +39,14 @@ def _port(text: str) -> int:
 _count = _at_least(0, "0 or more")
 
 
+def _seed(text: str) -> int:
+    words = "a seed between 0 and 2**32 - 1"
+    value = _at_least(0, words)(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"{value} must be {words}")
+    return value
+
+
 def _float(text: str) -> float:
     try:
         return float(text)
@@ -145,11 +153,11 @@ def build_parser() -> _Parser:
     )
     p.add_argument("--split", help="exercise | search | final (default: exercise)")
     p.add_argument("--n-s", type=_positive_int, help="half-cycle length in update steps")
-    p.add_argument("--cycles", type=_positive_int)
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--eta-min", type=_float)
-    p.add_argument("--eta-max", type=_float)
-    p.add_argument("--hidden", type=_positive_int)
+    p.add_argument("--cycles", type=_positive_int, help="cycles of the learning rate")
+    p.add_argument("--batch-size", type=_positive_int, help="images per update step")
+    p.add_argument("--eta-min", type=_float, help="lowest learning rate of a cycle")
+    p.add_argument("--eta-max", type=_float, help="highest learning rate of a cycle")
+    p.add_argument("--hidden", type=_positive_int, help="hidden units")
     p.add_argument("--schedule", help="triangular | triangular2 | exp_range")
     p.add_argument(
         "--curves",
@@ -157,7 +165,7 @@ def build_parser() -> _Parser:
         help="full: both sets evaluated at every recording (default); cheap: the training "
         "curve is the running mean of the batches, the final values stay exact",
     )
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=_seed, help="initialisation and data order")
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
     p.add_argument("--storage", help="study storage URL, for --lambda best:STUDY")
     p.add_argument("--save-model", metavar="NPZ", help="write weights, normalisation and curves")
@@ -185,7 +193,7 @@ def build_parser() -> _Parser:
     )
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
-    p.add_argument("--seed", type=int, help="override the file's study seed")
+    p.add_argument("--seed", type=_seed, help="override the file's study seed")
     p.add_argument("--out", default="reports", help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
@@ -199,7 +207,7 @@ def build_parser() -> _Parser:
     p = command("resume", "recover dead trials and top a study up to its target")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.add_argument("study", help="study name")
-    p.add_argument("--jobs", type=_positive_int, default=1)
+    p.add_argument("--jobs", type=_positive_int, default=1, help="worker processes (default 1)")
     p.add_argument("--storage", help=storage_help)
     p.add_argument(
         "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
@@ -234,23 +242,30 @@ def build_parser() -> _Parser:
 
     p = command("status", "every study: stage, target, counts, best, range")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON list")
 
     p = command("trials", "one row per trial of a study")
-    p.add_argument("study")
+    p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    p.add_argument("--sort", choices=("number", "value", "lambda"), default="number")
+    p.add_argument(
+        "--format", choices=("table", "csv", "json"), default="table", help="(default table)"
+    )
+    p.add_argument(
+        "--sort",
+        choices=("number", "value", "lambda"),
+        default="number",
+        help="row order (default number; value: the best first)",
+    )
 
     p = command("show", "one trial: config, timings, curves")
-    p.add_argument("study")
-    p.add_argument("trial", type=int)
+    p.add_argument("study", help="study name")
+    p.add_argument("trial", type=int, help="trial number")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
     p.add_argument("--plot", metavar="PNG", help="draw the trial's training curves")
 
     p = command("table", "write a study's table as CSV, Markdown and LaTeX")
-    p.add_argument("study")
+    p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
 
@@ -287,7 +302,7 @@ def build_parser() -> _Parser:
     p.add_argument("--port", type=_port, default=8080, help="port on 127.0.0.1 (default 8080)")
 
     p = command("gradcheck", "analytic vs numerical gradients (exit 1 above 1e-6)")
-    p.add_argument("--seed", type=int, default=1, help="seed of the random reduced problem")
+    p.add_argument("--seed", type=_seed, default=1, help="seed of the random reduced problem")
     p.add_argument(
         "--dropout",
         type=_float,

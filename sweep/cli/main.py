@@ -6,6 +6,7 @@ import argparse
 import gc
 import json
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -256,19 +257,19 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
         return 0
     except BaseException as exc:
         explained = explain(exc)
-        if explained is None or args.debug:
+        if explained is None:
             raise
+        if args.debug:  # the traceback too; the exit code stays the error's
+            traceback.print_exc()
         message, code = explained
         print(f"error: {message}", file=sys.stderr)
         return code
 
 
 def entry(started: float | None = None) -> None:
-    """The `sweep` console script: main() with Ctrl-C and SIGTERM handled (sweep/system/signals.py),
-    then exit with them ignored: the command's work is done by then, and an interrupt
-    during interpreter shutdown (loky's exit handlers) would only print a traceback. One
-    that a garbage-collection callback swallows prints nothing there (signals.STOP keeps
-    it)."""
+    """main() with Ctrl-C and SIGTERM handled (sweep/system/signals.py), then exit with them
+    ignored: an interrupt in the interpreter's shutdown (loky's exit handlers) would only
+    print a traceback; one that a garbage collection swallows prints nothing."""
     from sweep.system.portable import tolerant_output
 
     signals.install()
@@ -284,9 +285,8 @@ def entry(started: float | None = None) -> None:
         # Idle by now: ended at once rather than one by one at exit (~0.5 s). Not after a
         # failure, when a worker may still be finishing a trial that the exit waits for.
         sys.modules["sweep.execution.pool"].stop()
-    # The interpreter's last collections walk every object of NumPy, Optuna, SQLAlchemy
-    # and pandas (~0.7 s of a command's wall, measured: README, "What to expect"); what is
-    # left to release is released all the same when the process ends.
+    # The interpreter's last collections walk every object of NumPy, Optuna, SQLAlchemy and
+    # pandas (~0.7 s of wall: README, "What to expect"); the process's end releases them.
     gc.freeze()
     sys.exit(code)
 

@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -385,10 +384,7 @@ def init_process() -> None:
     at once instead of training on for minutes while holding the orchestrator's output
     pipes open. A user function's prints go to stderr: stdout is the command's (`--json`).
     """
-    for sig in signals.SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-    if hasattr(signal, "pthread_sigmask"):  # blocked too when started (signals.ignore_in_children)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(signals.SIGNALS))
+    signals.ignore_here()
     with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a C library's prints too
     parent = os.getppid()

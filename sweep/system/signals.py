@@ -72,6 +72,11 @@ def _watch_the_exit() -> None:
 
 
 def install() -> None:
+    """Handle SIGNALS with `handle` in this process (the `sweep` command). Installed
+    already (the console script, then sweep/cli/main.py), it keeps a signal that arrived
+    in between and that a library's bare ``except`` swallowed: STOP still says so."""
+    if all(signal.getsignal(sig) is handle for sig in SIGNALS):
+        return
     STOP.clear()
     _state.update(signum=None, deferred=0, pending=False)
     for sig in SIGNALS:
@@ -104,6 +109,15 @@ def ignore_all() -> None:
         signal.signal(sig, signal.SIG_IGN)
 
 
+def ignore_here() -> None:
+    """A worker process: ignore SIGNALS, and lift the block it was started with (see
+    `ignore_in_children`) so that what it starts has the usual mask."""
+    for sig in SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, set(SIGNALS))
+
+
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """Hold a stop signal back until the block ends (then raise Stopped)."""
@@ -127,7 +141,7 @@ def ignore_in_children() -> Iterator[None]:
     end instead of being lost: Linux keeps a blocked signal pending even while it is
     ignored, if no other thread takes it. Threads started in here inherit the block (loky's);
     NumPy's BLAS threads block them since `install`. The children inherit the block too, and
-    lift it once they ignore the signals (sweep/execution/worker.py init_process).
+    lift it once they ignore the signals (`ignore_here`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signal.signal works only in the main thread

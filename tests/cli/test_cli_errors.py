@@ -94,7 +94,15 @@ def test_too_many_trials_or_jobs_on_the_command_line(db, capsys, tmp_path, cifar
     run = ["run", str(tmp_path / "s.toml"), "--storage", url, "--data-dir", str(cifar_dir)]
     check(capsys, [*run, "--trials", "1000000000"], "--trials (1000000000) must be between 1")
     check(capsys, [*run, "--jobs", "1000"], "--jobs 1000 is more than 4 worker processes per core")
-    check(capsys, [*run, "--seed", "-5"], "study.seed (-5) must be between 0")
+    check(capsys, [*run, "--seed", "-5"], "--seed: -5 must be a seed between 0 and 2**32 - 1")
+    for command in (["train"], ["gradcheck"]):  # once a traceback: core's ValueError
+        check(capsys, [*command, "--seed", "-1"], "--seed: -1 must be a seed between 0")
+        check(capsys, [*command, "--seed", str(2**32)], "must be a seed between 0 and 2**32 - 1")
+    # --debug adds the traceback; the exit code stays bad input's
+    capsys.readouterr()
+    assert main(["--debug", "trials", "nosuch", "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and err.splitlines()[-1].startswith("error: no study named 'nosuch'")
     check(capsys, ["resume", "s", "--storage", url, "--jobs", "1000"], "pass --oversubscribe")
     assert digest(folder) == before
 
