@@ -258,6 +258,26 @@ def _check_sqlite_file(path: Path) -> None:
         raise StorageError(f"{path} is a journal file: use journal:///{path}")
     if header and header != SQLITE_HEADER:
         raise StorageError(f"{path} is not a SQLite database; pass another --storage")
+    tables = _sqlite_tables(path) if header else set()
+    if tables and not tables & {"studies", "alembic_version"}:  # Optuna's
+        listed = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise StorageError(
+            f"{path} is another program's SQLite database (tables: {listed}), not a study "
+            "database; pass another --storage"
+        )
+
+
+def _sqlite_tables(path: Path) -> set[str]:
+    """The tables of a SQLite file, read-only (empty if it cannot be read now: the
+    storage's own opening says why)."""
+    try:
+        with contextlib.closing(
+            sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=1)
+        ) as db:
+            rows = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error:
+        return set()
+    return {name for (name,) in rows}
 
 
 def _begin_immediate(engine: sqlalchemy.Engine) -> None:

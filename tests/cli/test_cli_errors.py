@@ -1,6 +1,8 @@
 """Every bad input: one line `error: ...`, exit code 2, no traceback, storage unchanged."""
 
+import contextlib
 import hashlib
+import sqlite3
 import subprocess
 
 import pytest
@@ -142,6 +144,7 @@ def test_unknown_study_lists_the_existing_ones(db, capsys):
         ("mysql://localhost/x", "unknown scheme"),
         ("sqlite:///{tmp}/no/such/dir/x.db", "does not exist or is not writable"),
         ("sqlite:///{tmp}/text.db", "is not a SQLite database"),
+        ("sqlite:///{tmp}/other.db", "is another program's SQLite database (tables: foo)"),
         ("sqlite:///{tmp}/missing.db", "no study database at"),
         ("sqlite:///", "names no file"),
         ("sqlite:///{tmp}/", "names no file"),
@@ -151,6 +154,10 @@ def test_unknown_study_lists_the_existing_ones(db, capsys):
 def test_bad_storage(capsys, tmp_path, cifar_dir, storage, message):
     (tmp_path / "s.toml").write_text(GOOD)
     (tmp_path / "text.db").write_text("not a database")
+    with contextlib.closing(sqlite3.connect(tmp_path / "other.db")) as other:
+        other.execute("CREATE TABLE foo (a)")
+        other.commit()
+    before = (tmp_path / "other.db").read_bytes()
     url = storage.format(tmp=tmp_path)
     if "missing" in storage:
         check(capsys, ["status", "--storage", url], message)
@@ -161,6 +168,7 @@ def test_bad_storage(capsys, tmp_path, cifar_dir, storage, message):
             message,
         )
     assert (tmp_path / "text.db").read_text() == "not a database"
+    assert (tmp_path / "other.db").read_bytes() == before
     assert not (tmp_path / "missing.db").exists()
 
 
