@@ -2,10 +2,9 @@
 
 A worker receives a `Job` of plain values (storage URL, study name, threads, data folder)
 and its index, opens the storage itself and runs trials until the study has its target.
-Which trials it takes is sweep/store/queue.py's job (that is where counts are kept exact). A worker
-may pop a pack of trials and train them together (README "Packed trials"); each stays
-its own Optuna trial. Storage calls are retried through a database outage
-(outage.retrying).
+Which trials it takes is sweep/store/queue.py's job (where counts are kept exact). It may
+pop a pack of trials and train them together (README "Packed trials"); each stays its own
+Optuna trial. Storage calls are retried through a database outage (outage.retrying).
 """
 
 from __future__ import annotations
@@ -43,8 +42,7 @@ from sweep.store.study import Stored, open_study
 from sweep.system import signals
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
-# WAIT_SECONDS, then twice as long each time up to MAX_WAIT_SECONDS, so that many idle
-# workers do not load the database in proportion to their number.
+# WAIT_SECONDS, then twice as long up to MAX_WAIT_SECONDS: many idle ones load it little.
 WAIT_SECONDS = 0.1
 MAX_WAIT_SECONDS = 1.6
 
@@ -184,11 +182,15 @@ def _tell(
     return state
 
 
+REASON_CHARS = 300  # a reason is a cell of the tables and part of a run's one-line error
+
+
 def failure_text(exc: BaseException) -> str:
-    """A failed trial's one-line reason: the exception's type and message."""
-    if isinstance(exc, DivergedError | ObjectiveError | TrialTimeout):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+    """A failed trial's one-line reason: the exception's type and message, clipped."""
+    own = isinstance(exc, DivergedError | ObjectiveError | TrialTimeout)
+    text = str(exc) if own or not str(exc) else f"{type(exc).__name__}: {exc}"
+    line = (text.splitlines() or [type(exc).__name__])[0]
+    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."
 
 
 def _folder() -> str | None:
