@@ -37,12 +37,15 @@ TOOL_COLUMNS = frozenset(
 )
 
 
+RENAMED = ("param.", "metric.")  # a name like a renamed column's is renamed too
+
+
 def param_column(name: str) -> str:
-    return f"param.{name}" if name in TOOL_COLUMNS else name
+    return f"param.{name}" if name in TOOL_COLUMNS or name.startswith(RENAMED) else name
 
 
 def metric_column(name: str, params: list[str] | tuple[str, ...] = ()) -> str:
-    """A metric's column: its name, unless that is a tool column, a parameter's name or
-    looks like one of the sd columns."""
+    """A metric's column: its name, unless that is a tool column, a parameter's name,
+    looks like one of the sd columns or like a renamed column ("metric.value")."""
     clash = name in TOOL_COLUMNS or name in params or name.endswith("_sd")
-    return f"metric.{name}" if clash else name
+    return f"metric.{name}" if clash or name.startswith(RENAMED) else name

@@ -322,7 +322,7 @@ def colliding(params, ctx):
     for step in range(3):
         ctx.report(step, params["value"] * step)
     return {"score": params["value"], "state": 5.0, "lambda": 7.0, "tied": 1.0, "se": 2.0,
-            "reason": 3.0, "rank": 4.0, "number": 6.0}
+            "reason": 3.0, "rank": 4.0, "number": 6.0, "value": 8.0, "metric.value": 9.0}
 
 def bare(params, ctx):
     ctx.report(0, params["value"])
@@ -361,6 +361,8 @@ def test_metrics_and_parameters_named_like_columns_keep_their_own_columns(tmp_pa
     assert first["state"] == "COMPLETE" and float(first["metric.state"]) == 5.0
     assert "metric.tied" in head and "metric.rank" in head and "metric.number" in head
     assert "lambda" in head and "metric.lambda" in head and float(first["metric.lambda"]) == 7.0
+    # a metric named like a renamed column is renamed too, not written over it
+    assert float(first["metric.value"]) == 8.0 and float(first["metric.metric.value"]) == 9.0
     assert main(["report", "c", "--storage", url, "--out", str(tmp_path / "r")]) == 0
     report = (tmp_path / "r" / "report.md").read_text()
     assert "metric.state" in report and "param.value" in report
