@@ -13,8 +13,8 @@ Example:
     ... }
     >>> result = sweep.run(study, objective=objective, storage="sqlite:///demo.db", jobs=2)
     >>> result.best
-    Best(number=5, params={'x': 0.93}, value=-0.0049)
-    >>> sweep.open("demo", storage="sqlite:///demo.db").trials()
+    Best(number=3, params={'x': 1.2356...}, value=-0.0555...)
+    >>> sweep.open("demo", storage="sqlite:///demo.db").trials()  # a DataFrame, a row per trial
 """
 
 import importlib.util

@@ -158,8 +158,9 @@ def resume(
     Everything comes from the storage, except a function that was given in memory to
     `run`: pass it again as ``objective`` (without it: a SweepError saying so).
 
-    Example:
-        >>> sweep.resume("quadratic", objective=f, storage="sqlite:///quadratic.db")
+    Example (the study of `run`'s example, its function given again):
+        >>> loss = lambda params, ctx: {"loss": (params["x"] / width) ** 2}
+        >>> sweep.resume("quadratic", objective=loss, storage="sqlite:///quadratic.db")
     """
     with quieted(quiet), translated():
         from sweep.execution.resume import resume_study
@@ -200,8 +201,8 @@ def worker(
     trial; returns how many this call ran, and why it stopped early (None: the study is
     done). ``objective``: as for `resume`.
 
-    Example:
-        >>> sweep.worker("quadratic", objective=f, storage="postgresql+psycopg://...")
+    Example (on another machine; ``loss`` as in `resume`'s example):
+        >>> sweep.worker("quadratic", objective=loss, storage="postgresql+psycopg://...")
         (3, None)
     """
     with quieted(quiet), translated():
@@ -228,7 +229,7 @@ def status(storage: Storage = None) -> Status:
 
     Example:
         >>> print(sweep.status("sqlite:///quadratic.db").text())
-        quadratic [coarse] target 6: COMPLETE 6; best trial 4 x 0.1021 -> loss 0.002608
+        quadratic [coarse] target 6: COMPLETE 6; best trial 0 x 0.6545 -> loss 0.1071
     """
     with quieted():
         from sweep.results.inspection import status as read_status
@@ -250,8 +251,8 @@ def reproduce(
 
     Example:
         >>> summary = sweep.reproduce(out="report", jobs=2)
-        >>> summary["final"]["test_accuracy"]
-        0.5213
+        >>> summary["final"]["test_accuracy"]  # README "What to expect"
+        0.5166
     """
     with quieted(), translated():
         from sweep.execution.reproduce import reproduce as run_all

@@ -79,8 +79,9 @@ class Study:
             return trials(self.name, self.storage, sort).frame()
 
     def table(self) -> pd.DataFrame:
-        """The study table (table.csv of `sweep table`): one row per finished trial, sorted
-        by the first parameter, with rank and the best marked."""
+        """The study table (table.csv of `sweep table`): one row per ended trial (COMPLETE,
+        PRUNED or FAIL, with its reason), sorted by the first parameter, with rank and the
+        best marked."""
         with quieted():
             from sweep.results.tables import study_table
 
