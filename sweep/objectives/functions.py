@@ -13,9 +13,11 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
+import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,30 @@ from sweep.spec.studyfile import DEFAULT_PACK, ObjectiveSection
 from sweep.system import signals
 
 Function = Callable[..., Any]
+
+
+class ProcessExit(SystemExit):
+    """The function called os._exit: its trial fails, the worker process lives on (or, at
+    the import of its file, the command refuses the study file)."""
+
+
+@contextlib.contextmanager
+def exit_guard() -> Iterator[None]:
+    """While the user's code runs, os._exit in this thread raises ProcessExit instead of
+    ending the process (a worker with its trial unfinished; the command or a notebook at
+    the file's import); other threads keep the real one."""
+    real, caller = os._exit, threading.get_ident()
+
+    def guarded(code: int) -> None:
+        if threading.get_ident() != caller:
+            real(code)
+        raise ProcessExit(code)
+
+    os._exit = guarded
+    try:
+        yield
+    finally:
+        os._exit = real
 
 
 def objective_path(section: ObjectiveSection, objective_dir: str | None = None) -> Path:
@@ -141,17 +167,22 @@ def _from_file(path: str, source: bytes) -> Any:
     sys.modules[name] = module  # so that pickling and dataclasses inside it work
     try:
         code = compile(source, path, "exec", dont_inherit=True)
-        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (--json)
+        with contextlib.redirect_stdout(sys.stderr), exit_guard():  # stdout: the command's
             exec(code, module.__dict__)
     except BaseException as exc:  # sys.exit() at import too: a study file error, not an exit
         del sys.modules[name]
         if isinstance(exc, KeyboardInterrupt) and signals.STOP.is_set():
             raise
         line = _line_in(exc, path)
+        what = (
+            f"called os._exit({exc.code})"
+            if isinstance(exc, ProcessExit)
+            else (f"raised {type(exc).__name__}")
+        )
         raise StudyFileError(
-            f"objective file {path} raised {type(exc).__name__} at import"
+            f"objective file {path} {what} at import"
             + (f" (line {line})" if line else "")
-            + f": {exc}".splitlines()[0]
+            + ("" if isinstance(exc, ProcessExit) else f": {exc}".splitlines()[0])
         ) from None
     return module
 
@@ -159,7 +190,7 @@ def _from_file(path: str, source: bytes) -> Any:
 @functools.cache
 def _from_module(module_name: str) -> Any:
     try:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout is the command's (--json)
+        with contextlib.redirect_stdout(sys.stderr), exit_guard():  # stdout: the command's
             module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise StudyFileError(

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,6 +17,7 @@ import optuna
 
 from sweep import __version__
 from sweep.objectives import paired, pruning
+from sweep.objectives.functions import ProcessExit, exit_guard
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
 from sweep.store.records import RESULT, TrialResult, pack_bits
@@ -31,10 +29,6 @@ STEP_STRIDE = pruning.STEP_STRIDE
 
 class ObjectiveError(Exception):
     """The function's result cannot be used (missing metric, not a number)."""
-
-
-class ProcessExit(SystemExit):
-    """The function called os._exit: its trial fails, the worker process lives on."""
 
 
 class TrialTimeout(BaseException):
@@ -60,24 +54,6 @@ def failure_of(exc: BaseException) -> BaseException:
     if isinstance(exc, KeyboardInterrupt):
         return ObjectiveError("the function raised KeyboardInterrupt")
     return ObjectiveError(f"the function raised {type(exc).__name__}: {exc}")
-
-
-@contextmanager
-def _exit_guard() -> Iterator[None]:
-    """While the function runs, os._exit in this thread raises ProcessExit instead of ending
-    the worker process with the trial unfinished (other threads keep the real one)."""
-    real, caller = os._exit, threading.get_ident()
-
-    def guarded(code: int) -> None:
-        if threading.get_ident() != caller:
-            real(code)
-        raise ProcessExit(code)
-
-    os._exit = guarded
-    try:
-        yield
-    finally:
-        os._exit = real
 
 
 class TrialContext:
@@ -280,7 +256,7 @@ class Objective:
         n = len(params_list)
         if self.many is not None and n > 1:
             try:
-                with _exit_guard():
+                with exit_guard():
                     outs = self.many(params_list, ctx)
             except BaseException as exc:
                 failure = failure_of(exc)
@@ -303,7 +279,7 @@ class Objective:
         outs = []
         for params, member in zip(params_list, ctx.members, strict=True):
             try:
-                with _exit_guard():
+                with exit_guard():
                     outs.append(self.function(params, member))
             except BaseException as exc:
                 outs.append(failure_of(exc))

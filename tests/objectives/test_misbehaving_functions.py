@@ -379,3 +379,22 @@ def test_a_reason_is_one_clipped_line_and_an_empty_message_leaves_no_colon():
     assert len(long) == REASON_CHARS and long.startswith("ValueError: yyy") and long.endswith("...")
     assert failure_text(ValueError()) == "ValueError"
     assert failure_text(RuntimeError("first line\nsecond")) == "RuntimeError: first line"
+
+
+def test_os_exit_at_import_is_a_study_file_error_not_the_command_s_exit(tmp_path):
+    """os._exit at import used to end `sweep run` at once with exit code 0 (a success to a
+    script), and a notebook's kernel with it."""
+    (tmp_path / "leaves.py").write_text("import os\nos._exit(0)\n")
+    path = tmp_path / "l.toml"
+    path.write_text(
+        '[study]\nname = "l"\n[objective]\nfile = "leaves.py"\n[search.x]\nlow = 1.0\nhigh = 2.0\n'
+    )
+    run = subprocess.run(
+        sweep("run", str(path), "--storage", f"sqlite:///{tmp_path}/l.db"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().endswith("leaves.py called os._exit(0) at import (line 2)")
+    assert not (tmp_path / "l.db").exists()
