@@ -25,7 +25,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep.errors import StorageError
+from sweep.errors import NO_SPACE, StorageError, disk_full
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
 from sweep.store.template import SQLITE_HEADER, copy_empty
@@ -107,6 +107,7 @@ def open_storage(
     else:
         _need_psycopg()
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
+    new_file = sqlite and create and not sqlite_path(url).exists()
     try:
         if create:
             # Deferred: a Ctrl-C half-way would leave tables without Optuna's version stamp.
@@ -119,6 +120,10 @@ def open_storage(
     except StorageError:
         raise
     except Exception as exc:  # SQLAlchemy/driver errors: a readable line, not a traceback
+        if new_file and sqlite_path(url).exists() and not sqlite_path(url).stat().st_size:
+            sqlite_path(url).unlink()  # this call made it, and nothing is in it
+        if disk_full(exc):
+            raise StorageError(NO_SPACE) from None
         if sqlite:
             raise StorageError(
                 f"{sqlite_path(url)} is not a usable study database ({first_line(exc)}); "

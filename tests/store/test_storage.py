@@ -183,3 +183,22 @@ def test_a_read_only_study_folder_is_one_line_for_commands_that_lock(tmp_path, c
 
     monkeypatch.setattr(storage, "FileLock", ReadOnly)
     check(capsys, ["resume", "ro", "--storage", url], "cannot write the study lock")
+
+
+def test_a_database_that_cannot_be_created_on_a_full_disk_says_so_and_leaves_no_file(
+    tmp_path, monkeypatch
+):
+    import sqlite3
+
+    from sweep.errors import NO_SPACE
+    from sweep.store import storage
+
+    def full(path):  # as on a full disk: the file is made, its first page is not
+        path.touch()
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(storage, "copy_empty", full)
+    with pytest.raises(StorageError) as info:
+        open_storage(f"sqlite:///{tmp_path}/new.db")
+    assert str(info.value) == NO_SPACE  # not "is not a usable study database"
+    assert not (tmp_path / "new.db").exists()
