@@ -50,11 +50,16 @@ class _Line:
             cls.bar = None
 
 
+_printed = {"line": None}  # the last progress line printed as a plain line
+
+
 def print_progress(p) -> None:
+    text = p.text()
     if live():
-        _Line.show(p.text())
-    else:
-        emit(p.text(), sys.stderr)
+        _Line.show(text)
+    elif text != _printed["line"]:  # a log gets each state once, not once per poll
+        _printed["line"] = text
+        emit(text, sys.stderr)
 
 
 def end_progress() -> None:

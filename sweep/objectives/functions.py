@@ -143,6 +143,11 @@ def pack_size(section: ObjectiveSection, pack: int | None, objective_dir: str | 
 
 def _module(section: ObjectiveSection, objective_dir: str | None) -> Any:
     if section.file is not None:
+        if objective_dir and not Path(objective_dir).is_dir():
+            raise StudyFileError(
+                f"--objective-dir {objective_dir} is not a folder; name the folder that "
+                f"holds {section.file}"
+            )
         path = objective_path(section, objective_dir).resolve()
         if not path.is_file():  # checked on every call: only the import is cached
             raise StudyFileError(

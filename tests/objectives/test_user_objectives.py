@@ -241,6 +241,8 @@ def test_a_worker_elsewhere_says_what_to_copy(folder, capsys, tmp_path_factory):
     (folder / "funcs.py").rename(elsewhere / "funcs.py")  # as on another machine
     check(capsys, ["worker", "w", "--storage", url], "pass --objective-dir DIR")
     assert digest_of(folder / "w.db") == before
+    missing = str(elsewhere / "nope")
+    check(capsys, ["worker", "w", "--storage", url, "--objective-dir", missing], "is not a folder")
     assert main(["worker", "w", "--storage", url, "--objective-dir", str(elsewhere)]) == 0
     trials = optuna.load_study(study_name="w", storage=url).trials
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
@@ -470,3 +472,24 @@ def test_a_file_edited_between_two_runs_of_one_session_is_loaded_again(folder):
     code.write_text("def renamed(params, ctx):\n    return 3.0\n")
     with pytest.raises(api.SweepError, match="has no function 'objective'"):
         api.run(path, storage=f"sqlite:///{folder}/e.db", jobs=2, trials=8)
+
+
+def test_a_log_gets_each_progress_state_once(folder):
+    """Without a terminal (a log, CI) the progress line is a plain line: printed when the
+    state changes, not again at every poll while a trial runs."""
+    (folder / "slow.py").write_text(
+        "import time\n\ndef objective(params, ctx):\n    time.sleep(2.5)\n    return params['x']\n"
+    )
+    path = study(folder, "slow", 'file = "slow.py"', "[search.x]\nlow = 1.0\nhigh = 5.0")
+    path.write_text(path.read_text().replace("trials = 6", "trials = 2"))
+    run = subprocess.run(
+        sweep("run", str(path), "--jobs", "2", "--storage", f"sqlite:///{folder}/p.db"),
+        capture_output=True,
+        text=True,
+        cwd=folder,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    progress = [line for line in run.stderr.splitlines() if line.startswith("slow: ")]
+    assert progress and progress[-1].startswith("slow: 2/2 finished"), run.stderr
+    assert len(progress) == len(set(progress)), run.stderr
