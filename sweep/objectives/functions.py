@@ -37,11 +37,12 @@ class ProcessExit(SystemExit):
 def exit_guard() -> Iterator[None]:
     """While the user's code runs, os._exit in this thread raises ProcessExit instead of
     ending the process (a worker with its trial unfinished; the command or a notebook at
-    the file's import); other threads keep the real one."""
-    real, caller = os._exit, threading.get_ident()
+    the file's import). Other threads keep the real one, and so do processes the code
+    forks (multiprocessing, a DataLoader's workers): they end with os._exit."""
+    real, caller, pid = os._exit, threading.get_ident(), os.getpid()
 
     def guarded(code: int) -> None:
-        if threading.get_ident() != caller:
+        if threading.get_ident() != caller or os.getpid() != pid:
             real(code)
         raise ProcessExit(code)
 

@@ -398,3 +398,19 @@ def test_os_exit_at_import_is_a_study_file_error_not_the_command_s_exit(tmp_path
     assert run.returncode == 2, run.stderr
     assert run.stderr.strip().endswith("leaves.py called os._exit(0) at import (line 2)")
     assert not (tmp_path / "l.db").exists()
+
+
+def test_processes_a_function_forks_still_end_with_os_exit():
+    """multiprocessing's fork children end with os._exit: under the guard they must really
+    end, not raise into a copy of the worker (which then failed the parent's trial)."""
+    import multiprocessing
+
+    from sweep.objectives.functions import exit_guard
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    with exit_guard():
+        child = multiprocessing.get_context("fork").Process(target=int)
+        child.start()
+        child.join(timeout=30)
+    assert child.exitcode == 0
