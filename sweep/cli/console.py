@@ -65,6 +65,7 @@ def print_progress(p) -> None:
 def end_progress() -> None:
     """Clear the progress line before other output."""
     _Line.end()
+    _printed["line"] = None
 
 
 def silence(stream: Any) -> None:

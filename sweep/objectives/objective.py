@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -80,6 +81,7 @@ class TrialContext:
         # should_prune() reads the trial back from the storage: skip it when nothing prunes.
         self._prunes = not isinstance(trial.study.pruner, optuna.pruners.NopPruner)
         self._reported: set[int] = set()  # steps given to Optuna (by an earlier call too)
+        self.pruned: optuna.TrialPruned | None = None  # what `report` raised, if it did
 
     def again(self) -> TrialContext:
         """A fresh context for the same trial and seed, to call the function again: its
@@ -115,9 +117,10 @@ class TrialContext:
             self._reported.add(trial_step)
         if self._prunes and self._trial.should_prune():
             where = f"at step {step} of seed {self._seed}"
-            raise optuna.TrialPruned(
+            self.pruned = optuna.TrialPruned(
                 pruning.reason(self._trial.study, self.trial, trial_step, float(value), where)
             )
+            raise self.pruned
 
 
 def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
@@ -263,21 +266,36 @@ class Objective:
                 if isinstance(failure, TrialTimeout):  # the pack's time is up for every member
                     return [failure] * n
                 # One member's values or the pack's? Each member alone says: the guilty one
-                # fails with its own reason, the others are not failed for it.
-                ctx.members[:] = [m.again() for m in ctx.members]
-                ctx.timings.clear()
-                return self._alone(params_list, ctx)
+                # fails with its own reason, the others are not failed for it. A member its
+                # report pruned stays pruned.
+                return self._one_by_one(params_list, ctx, failure)
             if not isinstance(outs, (list, tuple)) or len(outs) != n:
                 what = f"{len(outs)} results" if isinstance(outs, (list, tuple)) else "no list"
                 return [ObjectiveError(f"the list form returned {what} for {n} params")] * n
             return list(outs)
-        return self._alone(params_list, ctx)
+        return self._alone(params_list, ctx.members)
 
-    def _alone(self, params_list: list[dict[str, Any]], ctx: PackContext) -> list[Any]:
+    def _one_by_one(
+        self, params_list: list[dict[str, Any]], ctx: PackContext, failure: BaseException
+    ) -> list[Any]:
+        """After the list form raised ``failure``: each member not pruned, alone, with a
+        fresh context (its curves start over)."""
+        again = [i for i, m in enumerate(ctx.members) if m.pruned is None]
+        raised = f"{type(failure).__name__}: {failure}".splitlines()[0]
+        print(f"the list form raised {raised}; its trials run one by one", file=sys.stderr)
+        ctx.members[:] = [m.again() if i in again else m for i, m in enumerate(ctx.members)]
+        ctx.timings.clear()
+        outs: list[Any] = [m.pruned for m in ctx.members]
+        alone = self._alone([params_list[i] for i in again], [ctx.members[i] for i in again])
+        for i, out in zip(again, alone, strict=True):
+            outs[i] = out
+        return outs
+
+    def _alone(self, params_list: list[dict[str, Any]], members: list[TrialContext]) -> list[Any]:
         """One call of the function per params dict, member by member."""
         n = len(params_list)
         outs = []
-        for params, member in zip(params_list, ctx.members, strict=True):
+        for params, member in zip(params_list, members, strict=True):
             try:
                 with exit_guard():
                     outs.append(self.function(params, member))

@@ -145,7 +145,8 @@ def preload() -> None:
 
 
 def validate_url(url: str | None, *, create: bool = True) -> str:
-    """Check a storage URL without touching the database; returns the URL to open."""
+    """Check a storage URL without writing anything (an existing SQLite file's tables are
+    read: another program's database is refused); returns the URL to open."""
     url = resolve_url(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:

@@ -8,7 +8,13 @@ import pytest
 
 from core.errors import DivergedError
 from sweep.objectives import builtin
-from sweep.objectives.objective import STEP_STRIDE, Objective, ObjectiveError, metrics_of
+from sweep.objectives.objective import (
+    STEP_STRIDE,
+    Objective,
+    ObjectiveError,
+    PackContext,
+    metrics_of,
+)
 from sweep.spec import studyfile
 from tests.conftest import study_text
 
@@ -101,3 +107,25 @@ def test_a_bare_number_or_a_dict_become_metrics():
     assert metrics_of(0.25, None) == {"value": 0.25}
     assert metrics_of(np.float32(0.5), "acc") == {"acc": 0.5}
     assert metrics_of({"acc": 1, "loss": 2.5}, "acc") == {"acc": 1.0, "loss": 2.5}
+
+
+def test_after_a_list_form_raised_a_pruned_member_stays_pruned_and_the_others_run_alone(capsys):
+    class Member:  # the part of a TrialContext that the fallback uses
+        trial = 0
+
+        def __init__(self, pruned=None, fresh=False):
+            self.pruned, self.fresh = pruned, fresh
+
+        def again(self):
+            return Member(fresh=True)
+
+    pruned = optuna.TrialPruned("pruned at step 3")
+    ctx = PackContext([Member(), Member(pruned), Member()], data_dir=None)
+    ctx.timings["train"] = 1.0
+    objective = Objective.__new__(Objective)  # only its function is called
+    objective.function = lambda params, member: (params["x"], member.fresh)
+    outs = objective._one_by_one([{"x": 1}, {"x": 2}, {"x": 3}], ctx, ValueError("bad"))
+    assert outs == [(1, True), pruned, (3, True)]  # not re-run: its report pruned it
+    assert ctx.timings == {}  # the list form's timings are not the single runs'
+    err = capsys.readouterr().err
+    assert "the list form raised ValueError: bad; its trials run one by one" in err
