@@ -72,7 +72,8 @@ class Study:
 
     def trials(self, sort: str = "number") -> pd.DataFrame:
         """One row per trial, the columns of `sweep trials --format csv`: number, state,
-        each searched parameter, value, se, tied, each metric, seconds, reason."""
+        each searched parameter, value, se, tied, each metric, seconds, reason. ``sort``:
+        number, value (the best first) or a searched parameter's name."""
         with quieted():
             from sweep.results.inspection import trials
 

@@ -269,7 +269,7 @@ def test_bad_arguments_are_sweep_errors_that_write_nothing(tmp_path):
     assert not (tmp_path / "args.db").exists() or not sweep.status(url).studies
     sweep.run(coarse_study("args", trials=2), objective=f, storage=url)
     study = sweep.open("args", storage=url)
-    with pytest.raises(sweep.SweepError, match="sort 'bogus' is not one of"):
+    with pytest.raises(sweep.SweepError, match="sort 'bogus' is not one of: number, value, lambda"):
         study.trials(sort="bogus")
     with pytest.raises(sweep.SweepError, match="figure format 'jpg2' is not one of"):
         study.report(out=tmp_path / "r", fmt="jpg2")

@@ -252,9 +252,9 @@ def build_parser() -> _Parser:
     )
     p.add_argument(
         "--sort",
-        choices=("number", "value", "lambda"),
+        metavar="number|value|PARAM",
         default="number",
-        help="row order (default number; value: the best first)",
+        help="row order: trial number (default), value (the best first) or a searched parameter",
     )
 
     p = command("show", "one trial: config, timings, curves")

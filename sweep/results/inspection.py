@@ -7,6 +7,7 @@ sweep.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,14 +217,26 @@ class Trials:
 SORTS = {
     "number": lambda r: r["number"],
     "value": lambda r: -(r["value"] if r["value"] is not None else float("-inf")),
-    "lambda": lambda r: r["lambda"] if r["lambda"] is not None else float("inf"),
 }
 
 
+def _by_param(name: str) -> Callable[[dict[str, Any]], tuple]:
+    """Rows in the order of a searched value (numbers, then choices by name; none last)."""
+
+    def key(row: dict[str, Any]) -> tuple:
+        v = row["params"].get(name)
+        number = isinstance(v, int | float) and not isinstance(v, bool)
+        return (v is None, not number, v if number else 0, str(v))
+
+    return key
+
+
 def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
-    if sort not in SORTS:
-        raise SweepError(f"sort {sort!r} is not one of: {', '.join(SORTS)}")
+    """A study's trials; ``sort``: number, value (the best first) or a searched parameter."""
     stored = load(name, storage_url)
+    if sort not in SORTS and sort not in stored.spec.search:
+        choices = ", ".join([*SORTS, *sorted(stored.spec.search)])
+        raise SweepError(f"sort {sort!r} is not one of: {choices}")
     minimize = stored.study.direction == StudyDirection.MINIMIZE
     ties = study_ties(stored.study, stored.spec.metric)
     rows = []
@@ -243,7 +256,7 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
                 "reason": trial_reason(t),
             }
         )
-    key = SORTS[sort]
+    key = SORTS[sort] if sort in SORTS else _by_param(sort)
     if sort == "value" and minimize:  # best first
         key = lambda r: r["value"] if r["value"] is not None else float("inf")  # noqa: E731
     return Trials(sorted(rows, key=key))

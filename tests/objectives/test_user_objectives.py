@@ -169,6 +169,16 @@ def test_int_and_categorical_parameters(folder):
     assert {t.params["act"] for t in trials} <= {"relu", "tanh"}
     assert all(isinstance(t.params["layers"], int) for t in trials)
     assert {t.user_attrs["result"]["metrics"]["epochs"] for t in trials} == {4.0}
+    # sweep trials --sort takes any searched parameter: numbers, then choices by name
+    import sweep as api
+
+    study_ = api.open("k", storage=url)
+    assert study_.trials(sort="layers")["layers"].tolist() == sorted(
+        t.params["layers"] for t in trials
+    )
+    assert study_.trials(sort="act")["act"].tolist() == sorted(t.params["act"] for t in trials)
+    with pytest.raises(api.SweepError, match="not one of: number, value, act, layers"):
+        study_.trials(sort="lambda")  # not searched here: once sorted by number without a word
 
 
 def test_data_is_loaded_once_per_worker_process_not_per_trial(folder):
