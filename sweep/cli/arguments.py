@@ -125,7 +125,11 @@ def parse(
     """Parse ``argv``, noting when the command started (a --time-limit counts from then:
     ``started``, the console script's first step, else now)."""
     started = time.time() if started is None else started
-    return parser.parse_args(argv, namespace=argparse.Namespace(started=started))
+    args, extra = parser.parse_known_args(argv, namespace=argparse.Namespace(started=started))
+    if extra:  # said by the command's parser: "sweep run: ...", not "sweep: ..."
+        command = getattr(parser, "commands", {}).get(getattr(args, "command", None), parser)
+        command.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
 
 
 def build_parser() -> _Parser:

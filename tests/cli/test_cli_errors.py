@@ -199,6 +199,9 @@ def test_usage_errors_are_exit_2(capsys):
     check(capsys, ["run", "x.toml", "--jobs", "-1"], "-1 must be 0 or more")
     check(capsys, ["resume", "x", "--jobs", "0"], "0 must be at least 1")
     check(capsys, ["frobnicate"], "invalid choice")
+    # named by the command that does not take it, which says where to look
+    check(capsys, ["run", "x.toml", "--bogus"], "sweep run: unrecognized arguments: --bogus")
+    check(capsys, ["status", "extra"], "(see sweep status --help)")
 
 
 def test_a_stored_study_name_never_leaves_out(capsys, tmp_path):
