@@ -149,6 +149,7 @@ def reproduce(
                 data_dir=data_dir,
                 on_progress=on_progress,
                 meanwhile=warm if spec is fine else None,
+                resume_hint=f"the same reproduce command (it goes on from {out / 'state.json'})",
             )
             done = study_summary(result)
             state.put(spec.study.name, done)

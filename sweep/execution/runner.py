@@ -114,6 +114,7 @@ def run_study(
     workers_per_gpu: int = 1,
     function: Callable[..., Any] | None = None,
     meanwhile: Callable[[], object] | None = None,
+    resume_hint: str | None = None,
 ) -> RunResult:
     """Run ``spec`` until its study has ``trials`` (default: the file's) finished trials
     (COMPLETE or PRUNED; failed ones are replaced).
@@ -126,7 +127,8 @@ def run_study(
     worker process sees one device (sweep/execution/devices.py). ``function``: the function of a
     study whose [objective] is given in memory (it goes to the workers by value).
     ``meanwhile``: called once in this process while the workers run the first round (see
-    pool.run). Bad input fails before anything is written.
+    pool.run). ``resume_hint``: what a Ctrl-C says resumes (default: `sweep resume`).
+    Bad input fails before anything is written.
     """
     started = time.perf_counter()
     limit = Budget.start(time_limit)
@@ -175,7 +177,7 @@ def run_study(
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,
-        resume_command=resume_command(name, url, data_dir, given),
+        resume_command=resume_hint or resume_command(name, url, data_dir, given),
         workers=max(jobs, 1),
         **_limits(limit, gpus),
         function=given,

@@ -244,3 +244,25 @@ def test_side_by_side_runs_leave_a_worker_to_what_they_queue_after_them(tmp_path
     state = State(tmp_path / "again.json")
     assert train_stages(state, stages[:2], 1, str(cifar_dir), say, when_idle=os.getpid) is None
     assert sorted(state.data) == ["cycle1", "cycle3"]
+
+
+def test_a_stopped_reproduce_says_to_run_the_same_command_again(
+    tmp_path, studies, cifar_dir, monkeypatch
+):
+    """Its studies' Ctrl-C line named `sweep resume coarse`, which continues one study,
+    not the report."""
+    from sweep.execution import reproduce as module
+
+    given = {}
+
+    def stopped(spec, **options):
+        given.update(options)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "run_study", stopped)
+    out = tmp_path / "o"
+    with pytest.raises(KeyboardInterrupt):
+        reproduce(out=out, data_dir=str(cifar_dir), studies_dir=str(studies), runs=TINY, say=print)
+    assert (
+        given["resume_hint"] == f"the same reproduce command (it goes on from {out / 'state.json'})"
+    )
