@@ -138,9 +138,11 @@ def forward(
     return H, S
 
 
-def losses(P: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Each member's mean cross-entropy, shape (K,) (float64)."""
-    picked = np.maximum(P[:, np.arange(len(y)), y], np.finfo(P.dtype).tiny)
+def losses(P: np.ndarray, y: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """Each member's mean cross-entropy, shape (K,) (float64). ``rows``: arange(len(y)),
+    if the caller has it."""
+    rows = np.arange(len(y)) if rows is None else rows
+    picked = np.maximum(P[:, rows, y], np.finfo(P.dtype).tiny)
     return -np.log(picked, dtype=np.float64).mean(axis=1)
 
 
@@ -181,10 +183,11 @@ def step(
     n = len(y)
     K = pack.size
     H, P = forward(pack, X, mask)
-    loss = losses(P, y)
+    rows = np.arange(n)
+    loss = losses(P, y, rows)
     correct = np.count_nonzero(P.argmax(axis=2) == y, axis=1)
     G = P
-    G[:, np.arange(n), y] -= 1
+    G[:, rows, y] -= 1
     G *= (etas / n).astype(G.dtype)[:, None, None]
     gW2, gH = second_layer_gradients(pack, H, G)
     gb2 = G.sum(axis=1)
@@ -199,8 +202,12 @@ def step(
     if np.any(decay != 1):
         # One member (a single run): a scalar multiply, measured 2x faster than the row
         # vector's with two BLAS threads (0.09 against 0.2 ms per step on 3072 x 50).
-        per_unit = decay[0] if K == 1 else np.repeat(decay, pack.widths)
-        pack.W2 *= np.repeat(decay, pack.widths)[:, None]
+        if K == 1:
+            per_unit = decay[0]
+            pack.W2 *= per_unit
+        else:
+            per_unit = np.repeat(decay, pack.widths)
+            pack.W2 *= per_unit[:, None]
     update_first_layer(pack.W1, X, gH, per_unit)
     pack.W2 -= gW2
     pack.b1 -= gb1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -188,8 +189,9 @@ def train_pack(
     total = 2 * n_s * first.cycles
     when = eval_steps(n_s, first.cycles, first.evals_per_cycle) if record else []
 
-    draws = Draws(X, first.seed, first.flip, first.translate, [c.dropout for c in configs])
-    net = initial_pack(first.seed, d, [c.hidden for c in configs], dtype)
+    net, order_rng = initial_pack(first.seed, d, [c.hidden for c in configs], dtype)
+    dropouts = [c.dropout for c in configs]
+    draws = Draws(X, first.seed, first.flip, first.translate, dropouts, order_rng)
     live = list(range(len(configs)))  # the original index of each member still in the pack
     outcomes: list[TrainResult | Exception | None] = [None] * len(configs)
     curves = [{key: [] for key in CURVE_KEYS} for _ in configs]
@@ -225,15 +227,18 @@ def train_pack(
             etas = np.array([eta(step, schedules[k]) for k in live])
             mask = draws.mask(net, live, B)
             loss, correct = pack.step(net, xb, y[idx], lams[live], etas, mask)
-            bad = {
-                k: DivergedError(step + 1, float(loss[j]))
-                for j, k in enumerate(live)
-                if not np.isfinite(loss[j])
-            }
-            if bad:
-                leave(bad)
-            for j, k in enumerate(live):
-                since[k].add(float(loss[j]), int(correct[j]), B)
+            # As Python numbers at once: one call, not two numpy scalars per member.
+            step_losses, step_correct = loss.tolist(), correct.tolist()
+            for k, member_loss, member_correct in zip(live, step_losses, step_correct, strict=True):
+                since[k].add(member_loss, member_correct, B)
+            if not all(map(math.isfinite, step_losses)):
+                leave(
+                    {
+                        k: DivergedError(step + 1, step_losses[j])
+                        for j, k in enumerate(live)
+                        if not math.isfinite(step_losses[j])
+                    }
+                )
             if next_eval < len(when) and step + 1 == when[next_eval] and live:
                 t0 = time.perf_counter()
                 last = next_eval == len(when) - 1

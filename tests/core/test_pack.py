@@ -90,6 +90,24 @@ def test_a_diverging_member_leaves_the_pack_and_the_others_finish_unchanged(exer
         assert out[k].final["val_accuracy"] == pytest.approx(alone.final["val_accuracy"], abs=3e-3)
 
 
+def test_a_diverging_member_leaves_the_cheap_training_curves_of_the_others_alone(exercise):
+    # The cheap training curve sums each member's batch losses: the step where member 1
+    # diverged must not add its non-finite loss to the member after it (which then
+    # "diverged" at the next recording).
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    fixed = dict(n_s=20, cycles=1, seed=2, evals_per_cycle=2, eta_max=0.1, curves="cheap")
+    runs = configs(**fixed)
+    runs[1] = dataclasses.replace(runs[1], lam=1e3)
+    out = train_pack(runs, *args)
+    assert isinstance(out[1], DivergedError)
+    for k in (0, 2, 3):
+        alone = train(runs[k], *args)
+        assert not isinstance(out[k], Exception), out[k]
+        np.testing.assert_allclose(
+            out[k].curves["train_loss"], alone.curves["train_loss"], rtol=1e-4
+        )
+
+
 def test_when_every_member_of_a_mixed_pack_diverges_each_gets_its_error(exercise):
     args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
     runs = [TrainConfig(lam=1e3, hidden=m, n_s=10, cycles=1) for m in WIDTHS]
