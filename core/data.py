@@ -277,7 +277,24 @@ def _extract(archive: Path, root: Path) -> None:
             raise DataError(f"cannot extract {archive} ({exc}); delete it and run again") from None
         if not (staging / FOLDER).is_dir():
             raise DataError(f"{archive} does not contain {FOLDER}/; is it the CIFAR-10 archive?")
-        os.replace(staging / FOLDER, root / FOLDER)
+        # tarfile stops without a word at a damaged header: an archive whose checksum was
+        # right for a damaged or partial copy (a mirror's own SWEEP_CIFAR_MD5) must not
+        # put an incomplete folder in place, where every later run would fail on it.
+        missing = [
+            name for name in (*TRAIN_BATCHES, TEST_BATCH) if not (staging / FOLDER / name).is_file()
+        ]
+        if missing:
+            raise DataError(
+                f"{archive} lacks {FOLDER}/{missing[0]} (damaged or incomplete); "
+                "delete it and run again"
+            )
+        try:
+            os.replace(staging / FOLDER, root / FOLDER)
+        except OSError:
+            # Another command extracted the same archive at the same time and renamed its
+            # copy first (a folder cannot replace a non-empty one): use that one.
+            if not (root / FOLDER).is_dir():
+                raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -142,6 +142,63 @@ def test_server_gone_says_where_to_put_the_archive(tmp_path):
     assert list(root.iterdir()) == []
 
 
+def test_two_commands_downloading_into_one_folder_at_once_both_get_it(tmp_path):
+    # The server answers only when both requests are in: both commands found no folder,
+    # both download and extract, and the second rename meets the first one's folder.
+    payload = _archive(tmp_path)
+    both_asked = threading.Barrier(2, timeout=10)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            both_asked.wait()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    md5 = hashlib.md5(payload).hexdigest()
+    try:
+        for attempt in range(3):
+            root = tmp_path / f"cache{attempt}"
+            outcomes = []
+
+            def fetch(root=root, outcomes=outcomes):
+                try:
+                    outcomes.append(data.ensure(root, url=url, md5=md5))
+                except Exception as exc:  # the test reports it
+                    outcomes.append(exc)
+
+            threads = [threading.Thread(target=fetch) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert outcomes == [root / data.FOLDER] * 2
+            assert data.load_split("exercise", root).sizes["train"] == 20
+            assert sorted(p.name for p in root.iterdir()) == sorted([data.ARCHIVE, data.FOLDER])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_an_archive_missing_batches_puts_no_folder_in_place(tmp_path):
+    # Its checksum is right (a mirror's own md5), but it holds one batch of six.
+    src = write_cifar(tmp_path / "src", per_batch=20)
+    root = tmp_path / "cache"
+    md5 = _by_hand(
+        root, lambda tar: tar.add(src / data.FOLDER / "data_batch_1", f"{data.FOLDER}/data_batch_1")
+    )
+    with pytest.raises(DataError, match=r"lacks cifar-10-batches-py/data_batch_2 .*delete it"):
+        data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
+    assert sorted(p.name for p in root.iterdir()) == [data.ARCHIVE]
+
+
 def test_archive_put_by_hand_is_used(server, tmp_path):
     url, md5 = server
     import urllib.request
@@ -186,6 +243,12 @@ def _member(tar, name, *, kind=tarfile.REGTYPE, link="", payload=b"x", mode=0o64
     tar.addfile(info, io.BytesIO(payload) if kind == tarfile.REGTYPE else None)
 
 
+def _batches(tar) -> None:
+    """Every batch file, as placeholders: an archive without one is refused as incomplete."""
+    for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
+        _member(tar, f"{data.FOLDER}/{name}")
+
+
 def test_old_tarfile_still_extracts_the_archive(server, tmp_path, filtered):
     url, md5 = server
     root = tmp_path / "cache"
@@ -219,9 +282,7 @@ def test_old_tarfile_still_extracts_the_archive(server, tmp_path, filtered):
 def test_unsafe_members_refuse_the_archive(tmp_path, filtered, member):
     root = tmp_path / "deep" / "cache"
     member = {**member, "name": member["name"].format(tmp=tmp_path)}
-    md5 = _by_hand(
-        root, lambda tar: (_member(tar, f"{data.FOLDER}/data_batch_1"), _member(tar, **member))
-    )
+    md5 = _by_hand(root, lambda tar: (_batches(tar), _member(tar, **member)))
     if member["name"].startswith("/") and filtered:
         # tarfile's "data" filter strips the leading slash: the file lands inside instead.
         data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
@@ -235,7 +296,9 @@ def test_unsafe_members_refuse_the_archive(tmp_path, filtered, member):
 
 def test_extracted_files_lose_set_id_and_write_bits(tmp_path, filtered):
     root = tmp_path / "cache"
-    md5 = _by_hand(root, lambda tar: _member(tar, f"{data.FOLDER}/tool", mode=0o6777))
+    md5 = _by_hand(
+        root, lambda tar: (_batches(tar), _member(tar, f"{data.FOLDER}/tool", mode=0o6777))
+    )
     data.ensure(root, url="http://127.0.0.1:9/unused", md5=md5)
     assert (root / data.FOLDER / "tool").stat().st_mode & 0o7777 == 0o755
 
