@@ -26,6 +26,7 @@ import numpy as np
 
 from core import data
 from sweep.objectives.data import ensure_data
+from sweep.system.portable import user_cache_dir
 
 ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test", "mean", "std")
 CACHE = ".lambda-sweep-cache"
@@ -87,8 +88,9 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
         key = fingerprint(root, split, dtype)
     except FileNotFoundError as exc:
         raise data.DataError(f"missing data file {exc.filename}") from None
-    cache = root / CACHE
-    folder = cache / f"{split}-{dtype}-{key}"
+    name = f"{split}-{dtype}-{key}"
+    made = root / CACHE / name  # one made here before (by whoever could write here)
+    folder = made if made.is_dir() and damage(made) is None else cache_dir(root) / name
     notes = []
     if folder.exists():
         problem = damage(folder)
@@ -100,10 +102,31 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
     return Cached(folder, folder.name, root.resolve(), notes)
 
 
+def cache_dir(root: Path) -> Path:
+    """Where new copies of the data in ``root`` are made: ``root/.lambda-sweep-cache``, or,
+    when that cannot be written (a read-only or shared data folder, another user's), the
+    per-user cache folder's ``splits/``. Copies are named by their content's fingerprint,
+    so copies of several data folders share that one safely; every process of a sweep on
+    this machine makes the same choice."""
+    own = root / CACHE
+    with contextlib.suppress(OSError):
+        own.mkdir(exist_ok=True)
+    if own.is_dir() and os.access(own, os.W_OK | os.X_OK):
+        return own
+    return user_cache_dir() / "splits"
+
+
 def _build(s: data.Split, folder: Path, dtype: str) -> None:
     """Write the split into a staging folder and rename it into place when complete."""
-    folder.parent.mkdir(exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    except OSError as exc:
+        raise data.DataError(
+            f"cannot write the normalised copy of the data into {folder.parent} "
+            f"({exc.strerror or exc}); make it writable, or set XDG_CACHE_HOME to a "
+            "folder that is"
+        ) from None
     try:
         sizes = {}
         for name in ARRAYS:

@@ -81,3 +81,30 @@ def test_the_cache_can_be_read_by_the_others_the_umask_lets_in(root):
     assert folder.stat().st_mode & 0o777 == 0o755  # not tempfile's private 0700
     for path in (folder / "meta.json", folder.parent / datacache.DIGESTS):
         assert path.stat().st_mode & 0o777 == 0o644, path
+
+
+def test_a_data_folder_the_cache_cannot_be_made_in_gets_it_in_the_user_cache(
+    root, tmp_path, monkeypatch
+):
+    # As on a shared, read-only or another user's data folder (here: a file is in the way,
+    # which fails for root as well); the sweep's processes all look in the same place.
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    (root / datacache.CACHE).write_text("not a folder")
+    cached = datacache.prepare("exercise", root)
+    assert cached.folder.parent == datacache.user_cache_dir() / "splits"
+    assert tmp_path / "user-cache" in cached.folder.parents
+    assert datacache.load("exercise", root).sizes["train"] == 200  # what a worker opens
+    assert datacache.prepare("exercise", root).folder == cached.folder  # and reused
+
+
+def test_a_copy_already_in_a_read_only_data_folder_is_used(root, tmp_path, monkeypatch):
+    made = datacache.prepare("exercise", root).folder  # by whoever could write there
+    monkeypatch.setattr(datacache, "cache_dir", lambda _root: tmp_path / "elsewhere")
+    assert datacache.prepare("exercise", root).folder == made
+
+
+def test_no_writable_cache_at_all_is_one_data_error(root, tmp_path, monkeypatch):
+    monkeypatch.setattr(datacache, "cache_dir", lambda _root: tmp_path / "file" / "splits")
+    (tmp_path / "file").write_text("in the way")
+    with pytest.raises(DataError, match=r"cannot write the normalised copy .*XDG_CACHE_HOME"):
+        datacache.prepare("exercise", root)
