@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from sweep.store import records
 from sweep.store.records import TrialResult
 from sweep.store.study import Stored
 from sweep.store.uncertainty import LEVEL, compare, tied_span
-from sweep.system.output import markdown_cell, out_folder, save_text
+from sweep.system.output import file_stem, markdown_cell, out_folder, save_text
 
 
 @dataclass
@@ -28,7 +29,8 @@ class Report:
 
 
 def _rel(path: Path, out: Path) -> str:
-    return path.relative_to(out).as_posix()
+    """The Markdown link to a file under ``out`` (encoded: a space or "#" would break it)."""
+    return urllib.parse.quote(path.relative_to(out).as_posix())
 
 
 def _md_table(rows: list[dict[str, Any]]) -> list[str]:
@@ -198,23 +200,31 @@ def _run_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:
     """One figure per searched numeric parameter: the metric against it, stages overlaid."""
     md: list[str] = []
+    by_metric: dict[str, list[Stored]] = {}  # studies of other metrics get figures of their own
+    for s in studies:
+        by_metric.setdefault(s.spec.metric, []).append(s)
     specs = [s.spec for s in studies]
     params = sorted({p for spec in specs for p, r in spec.search.items() if r.choices is None})
     for param in params:
-        ranges = {s.name: s.ranges[param][:2] for s in studies if param in s.ranges}
-        log = all(r[2] for s in studies for name, r in s.ranges.items() if name == param)
-        metric = specs[0].metric
-        path = figures.plot_param(
-            figures.param_data([s.study for s in studies], param),
-            ranges,
-            out / "figures" / f"{param}.{fmt}",
-            param=param,
-            metric=metric,
-            log=log,
-        )
-        files.append(path)
-        title = "λ search" if param == "lambda" else f"{param} search"
-        md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})", ""]
+        for metric, group in by_metric.items():
+            if not any(param in s.ranges for s in group):
+                continue
+            ranges = {s.name: s.ranges[param][:2] for s in group if param in s.ranges}
+            log = all(r[2] for s in group for name, r in s.ranges.items() if name == param)
+            stem = file_stem(param if len(by_metric) == 1 else f"{param}_{metric}")
+            path = figures.plot_param(
+                figures.param_data([s.study for s in group], param),
+                ranges,
+                out / "figures" / f"{stem}.{fmt}",
+                param=param,
+                metric=metric,
+                log=log,
+            )
+            files.append(path)
+            title = "λ search" if param == "lambda" else f"{param} search"
+            if len(by_metric) > 1:
+                title += f": {label(metric)}"
+            md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})", ""]
     return md
 
 

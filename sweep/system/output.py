@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
@@ -135,6 +136,19 @@ def latex_escape(text: object) -> str:
     few symbols our tables use."""
     escaped = "".join(tabulate.LATEX_ESCAPE_RULES.get(c, c) for c in str(text))
     return escaped.replace("★", r"$\star$").replace("±", r"$\pm$").replace("–", "--")
+
+
+def file_stem(name: str, limit: int = 60) -> str:
+    """A name (a searched parameter's, which the user chose) as a file name: letters,
+    digits, "_", "-" and "." are kept, anything else (a "/", "..", a space) becomes "_",
+    and a long one is cut; when anything changed, a short digest of the name keeps two
+    names that would become alike apart. Never a path outside the folder it is put in."""
+    safe = "".join(c if (c.isascii() and c.isalnum()) or c in "_-." else "_" for c in name)
+    safe = safe.strip(".")[:limit]
+    if safe == name:
+        return name
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=4).hexdigest()
+    return f"{safe}-{digest}" if safe else digest
 
 
 def markdown_cell(text: object) -> str:

@@ -266,3 +266,46 @@ def test_a_stopped_reproduce_says_to_run_the_same_command_again(
     assert (
         given["resume_hint"] == f"the same reproduce command (it goes on from {out / 'state.json'})"
     )
+
+
+def _score(params, ctx):
+    return {"score": -abs(params["lambda"] - 3e-3), "other": params["lambda"]}
+
+
+def test_figures_of_any_parameter_name_stay_in_out_and_studies_of_two_metrics_get_one_each(
+    tmp_path,
+):
+    # Parameter names are the user's: "../" in one must not write outside --out, a space
+    # or "#" must not break report.md's links, a long one must not exceed a file name's
+    # limit; and a study of another metric is not drawn on the same axis.
+    import sweep
+
+    odd = ["../../escaped", "a b#c%d", "x" * 300]
+    url = f"sqlite:///{tmp_path}/odd.db"
+    search = {"lambda": {"low": 1e-5, "high": 1e-1, "log": True}}
+    search |= {name: {"low": 1.0, "high": 2.0} for name in odd}
+    for name, metric in (("first", "score"), ("second", "other")):
+        sweep.run(
+            {
+                "study": {"name": name, "trials": 2},
+                "objective": {"metric": metric},
+                "search": search,
+            },
+            objective=_score,
+            storage=url,
+            jobs=1,
+        )
+    out = tmp_path / "deep" / "out"
+    write_report(["first", "second"], storage_url=url, out=out)
+    written = {p for p in tmp_path.rglob("*") if p.is_file() and not p.name.startswith("odd.db")}
+    outside = [p for p in written if out not in p.parents]
+    assert written and not outside, outside
+    text = (out / "report.md").read_text()
+    links = re.findall(r"\]\(([^)]+)\)", text)
+    from urllib.parse import unquote
+
+    for link in links:
+        assert (out / unquote(link)).is_file(), link
+    lam = [link for link in links if link.startswith("figures/lambda")]
+    assert sorted(lam) == ["figures/lambda_other.png", "figures/lambda_score.png"]
+    assert "## λ search: val" not in text and text.count("## λ search") == 2
