@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -66,6 +67,31 @@ def end_progress() -> None:
     """Clear the progress line before other output."""
     _Line.end()
     _printed["line"] = None
+
+
+def silence_closed() -> bool:
+    """Point stdout and stderr at the null device where their reader went away (`| head`);
+    whether one had. A BrokenPipeError with both still read came from the command's own
+    work (a helper process that could not start, say): a failure, not a finished command."""
+    gone = [stream for stream in (sys.stdout, sys.stderr) if reader_gone(stream)]
+    for stream in gone:
+        silence(stream)
+    return bool(gone)
+
+
+def reader_gone(stream: Any) -> bool:
+    """Whether ``stream`` is a pipe whose reading end is closed (poll() says so: POLLERR
+    on Linux, POLLHUP elsewhere). Without poll() (Windows) any broken pipe is taken for the
+    output's."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, ValueError):
+        return False
+    if not hasattr(select, "poll"):
+        return True
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
 
 
 def silence(stream: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import sweep
 from sweep.cli.arguments import build_parser, cluster_options, parse
-from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence
+from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence_closed
 from sweep.errors import explain
 from sweep.system import signals
 from sweep.system.output import check_file, check_out, json_text
@@ -251,10 +251,9 @@ def main(argv: Sequence[str] | None = None, started: float | None = None) -> int
         with Warnings.shown():
             return COMMANDS[args.command](args)
     except BrokenPipeError:
-        # The reader of our output went away (`sweep trials X | head -1`): the command's
-        # work is done; say nothing more to a closed pipe.
-        silence(sys.stdout)
-        return 0
+        if silence_closed():  # `sweep trials X | head -1`: the work is done; say no more
+            return 0
+        raise  # not the output's pipe: the work failed (console.silence_closed)
     except BaseException as exc:
         explained = explain(exc)
         if explained is None:
@@ -280,7 +279,7 @@ def entry(started: float | None = None) -> None:
     try:
         sys.stdout.flush()
     except BrokenPipeError:
-        silence(sys.stdout)
+        silence_closed()
     if code == 0 and "sweep.execution.pool" in sys.modules:
         # Idle by now: ended at once rather than one by one at exit (~0.5 s). Not after a
         # failure, when a worker may still be finishing a trial that the exit waits for.

@@ -302,3 +302,29 @@ def test_a_fine_stage_without_its_parent_is_refused_before_data_is_looked_for(
     argv = ["run", str(path), "--storage", url, "--data-dir", str(tmp_path / "empty")]
     check(capsys, argv, "narrows from study 'nope', which is not in the storage")
     assert not list((tmp_path / "empty").iterdir())  # no download was started
+
+
+def test_a_broken_pipe_inside_the_work_is_a_failure_not_a_closed_output(monkeypatch):
+    # Only a pipe that our stdout or stderr writes to, closed by its reader (`| head`),
+    # ends a command quietly with 0; one of the work's own (a helper process that could
+    # not start) is a failure and must not pass for a finished command.
+    from sweep.cli import main as cli
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "status", broken)
+    with pytest.raises(BrokenPipeError):
+        main(["status"])
+
+
+def test_a_reader_gone_is_told_from_a_reader_still_there():
+    import os
+
+    from sweep.cli.console import reader_gone
+
+    read, write = os.pipe()
+    with open(write, "w") as stream:
+        assert not reader_gone(stream)
+        os.close(read)
+        assert reader_gone(stream)
