@@ -16,6 +16,7 @@ from core.network import evaluate
 from core.training import TrainConfig, TrainResult, train
 from sweep.objectives import datacache
 from sweep.objectives.data import ensure_data, load_split
+from sweep.system.output import write_with
 
 
 @dataclass
@@ -90,15 +91,18 @@ def run_training(
             bar.close()
     test = evaluate(result.params, data.X_test, data.y_test, config.lam)
     if save_model:
-        save_model = Path(save_model)
-        save_model.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(
-            save_model,
+        arrays = {
             **result.params.arrays(),
-            mean=data.mean,
-            std=data.std,
+            "mean": data.mean,
+            "std": data.std,
             **{f"curve_{k}": np.asarray(v) for k, v in result.curves.items()},
-        )
+        }
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file object: numpy adds no ".npz" to the name
+                np.savez(f, **arrays)
+
+        save_model = write_with(save_model, write)  # whole or not at all
     final = result.final
     summary = RunSummary(
         split=split,

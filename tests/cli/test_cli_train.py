@@ -39,6 +39,21 @@ def test_train_json_has_the_documented_keys(capsys, cifar_dir, tmp_path):
     assert saved["W1"].shape == (3072, 50) and saved["mean"].shape == (3072,)
 
 
+def test_a_model_is_saved_under_the_name_given_and_the_summary_names_that_file(
+    capsys, cifar_dir, tmp_path
+):
+    import numpy as np
+
+    model = tmp_path / "sub" / "model-without-suffix"
+    code, out, _ = run(
+        capsys, "train", "--data-dir", str(cifar_dir), "--n-s", "5", "--json",
+        "--save-model", str(model),
+    )  # fmt: skip
+    assert code == 0 and json.loads(out)["model"] == str(model)
+    assert sorted(p.name for p in model.parent.iterdir()) == [model.name]  # no temp, no .npz
+    assert np.load(model)["W1"].shape == (3072, 50)
+
+
 def test_train_prints_a_readable_summary(capsys, cifar_dir):
     code, out, _ = run(capsys, "train", "--data-dir", str(cifar_dir), "--n-s", "5")
     assert code == 0
