@@ -104,13 +104,19 @@ def load_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if "data" not in batch or "labels" not in batch:
         raise DataError(f"{path} has no 'data' and 'labels' entries; is it a CIFAR-10 batch?")
     data = np.asarray(batch["data"])
-    labels = np.asarray(batch["labels"], dtype=np.int64)
+    labels = np.asarray(batch["labels"])
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != DIM:
         raise DataError(
             f"{path}: data must be uint8 of shape (n, {DIM}), got {data.dtype} {data.shape}"
         )
-    if labels.shape != (len(data),):
-        raise DataError(f"{path}: {len(labels)} labels for {len(data)} images")
+    if not len(data):
+        raise DataError(f"{path} holds no images; delete the folder and download it again")
+    if labels.shape != (len(data),) or labels.dtype.kind not in "iu":
+        raise DataError(
+            f"{path}: labels must be {len(data)} integers, one per image; got "
+            f"{labels.dtype} of shape {labels.shape}"
+        )
+    labels = labels.astype(np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= CLASSES):
         raise DataError(f"{path}: labels must lie in 0..{CLASSES - 1}")
     return data, labels

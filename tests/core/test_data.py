@@ -4,6 +4,7 @@ import io
 import pickle
 import tarfile
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -309,3 +310,28 @@ def test_a_mistyped_data_dir_is_refused_without_creating_it(tmp_path, capsys):
     missing = tmp_path / "nonexistent" / "x"
     check(capsys, ["train", "--data-dir", str(missing), "--n-s", "2"], "does not exist")
     assert not (tmp_path / "nonexistent").exists()
+
+
+@pytest.mark.parametrize(
+    ("labels", "images", "message"),
+    [
+        (["a"] * 10, 10, "labels must be 10 integers, one per image; got <U1"),
+        (
+            [[0]] * 10,
+            10,
+            r"labels must be 10 integers, one per image; got int64 of shape \(10, 1\)",
+        ),
+        ([float("nan")] * 10, 10, "labels must be 10 integers, one per image; got float64"),
+        ([], 0, "holds no images"),
+    ],
+    ids=["text", "2-d", "nan", "empty"],
+)
+def test_odd_labels_or_no_images_are_one_data_error_without_warnings(
+    tmp_path, labels, images, message
+):
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": np.zeros((images, 3072), np.uint8), b"labels": labels}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning printed ahead of the error line
+        with pytest.raises(DataError, match=message):
+            data.load_batch(path)
