@@ -26,6 +26,7 @@ from sweep.execution.reproduce import State, load_stages, study_summary, train_s
 from sweep.execution.runner import run_study
 from sweep.execution.train import ensemble_accuracy
 from sweep.spec import builtin, studyfile
+from sweep.store.storage import sqlite_url
 from sweep.store.uncertainty import study_ties
 
 STAGES = ("bonus_coarse", "bonus_fine")
@@ -59,7 +60,7 @@ def reproduce_bonus(
     coarse, fine = load_stages(studies_dir, STAGES)  # bad input fails before OUT is created
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
+    url = storage_url or os.environ.get("SWEEP_STORAGE") or sqlite_url(out / "sweeps.db")
     state = State(out / "state.json")
 
     for spec in (coarse, fine):

@@ -30,6 +30,7 @@ from sweep.execution.runner import RunResult, run_study
 from sweep.execution.train import RunSummary, run_training, warm_split
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
+from sweep.store.storage import sqlite_url
 
 if TYPE_CHECKING:
     from sweep.results.report import Drawn
@@ -119,7 +120,7 @@ def reproduce(
     coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    url = storage_url or os.environ.get("SWEEP_STORAGE") or f"sqlite:///{out / 'sweeps.db'}"
+    url = storage_url or os.environ.get("SWEEP_STORAGE") or sqlite_url(out / "sweeps.db")
     state = State(out / "state.json")
 
     if not state.get("gradcheck"):

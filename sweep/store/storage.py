@@ -58,11 +58,12 @@ def resolve_url(url: str | None) -> str:
 
 
 def shown(url: str) -> str:
-    """The URL as it may be printed: its password, if any, as ***."""
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy reads: it holds no password it would know
+    """The URL as it may be printed: its password, if any, as ***. One without is printed
+    as given (SQLAlchemy's rendering would percent-encode a path's "λ" or "C:\\", and a
+    resume command pasted from it would name another file)."""
+    if not has_password(url):
         return url
+    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
 def has_password(url: str) -> bool:
@@ -72,8 +73,19 @@ def has_password(url: str) -> bool:
         return False
 
 
+def sqlite_url(path: str | os.PathLike[str]) -> str:
+    """The sqlite:/// URL of a file (a "%" in its name escaped, see `sqlite_path`)."""
+    return "sqlite:///" + os.fspath(path).replace("%", "%25")
+
+
 def sqlite_path(url: str) -> Path:
-    return Path(url.split(":///", 1)[1])
+    """The database file of a sqlite:/// URL, as SQLAlchemy opens it: percent-escapes
+    decoded ("%41" is "A", "%25" is "%"), so its checks and lock files are that file's."""
+    try:
+        database = sqlalchemy.engine.make_url(url).database
+    except Exception:
+        database = None
+    return Path(database or url.split(":///", 1)[1])
 
 
 def lock_path(url: str) -> Path:
@@ -167,7 +179,7 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
             )
         if rest in ("", ":memory:") or rest.endswith("/"):
             raise StorageError(f"storage URL {url!r} names no file; use sqlite:///PATH.db")
-        path = Path(rest)
+        path = sqlite_path(url)
         if path.exists():
             _check_sqlite_file(path)
         elif not create:

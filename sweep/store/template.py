@@ -57,10 +57,12 @@ def _whole(template: Path) -> bool:
 
 
 def _make(template: Path) -> None:
+    from sweep.store.storage import sqlite_url  # (storage imports this module)
+
     template.parent.mkdir(parents=True, exist_ok=True)
     staged = template.with_name(f".{template.name}.{os.getpid()}.new")
     try:
-        RDBStorage(f"sqlite:///{staged}").engine.dispose()
+        RDBStorage(sqlite_url(staged)).engine.dispose()
         os.replace(staged, template)  # two processes making it at once: either one is whole
     finally:
         staged.unlink(missing_ok=True)

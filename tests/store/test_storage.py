@@ -202,3 +202,28 @@ def test_a_database_that_cannot_be_created_on_a_full_disk_says_so_and_leaves_no_
         open_storage(f"sqlite:///{tmp_path}/new.db")
     assert str(info.value) == NO_SPACE  # not "is not a usable study database"
     assert not (tmp_path / "new.db").exists()
+
+
+def test_a_sqlite_path_with_percent_escapes_or_odd_characters_is_one_file_throughout(
+    tmp_path, capsys
+):
+    # SQLAlchemy decodes the path's percent-escapes ("%41" is "A"): the checks, the lock
+    # and the template copy must mean the file it opens, and a resume command printed
+    # for a path with a space or a "λ" must name that path as given.
+    import sweep
+    from sweep.api import url_of
+    from sweep.store.storage import shown, sqlite_path
+
+    study = {"study": {"name": "p", "trials": 2}, "search": {"x": {"low": 0.0, "high": 1.0, "log": False}}}
+    sweep.run(
+        study, objective=lambda params, ctx: params["x"], storage=f"sqlite:///{tmp_path}/a%41b.db"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["aAb.db"]
+    assert sqlite_path(f"sqlite:///{tmp_path}/100%.db") == tmp_path / "100%.db"
+    odd = tmp_path / "sp ace λ 50%.db"
+    sweep.run(study, objective=lambda params, ctx: params["x"], storage=odd)  # a Path
+    assert odd.is_file() and sqlite_path(url_of(odd)) == odd
+    printed = f"sqlite:///{tmp_path}/sp ace λ.db"
+    assert shown(printed) == printed
+    assert main(["status", "--storage", f"sqlite:///{tmp_path}/a%41b.db", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["study"] == "p"
