@@ -207,7 +207,7 @@ def param_figure(
             edgecolors="tab:green",
             linewidths=1.5,
             zorder=4,
-            label="tied with its study's best (McNemar, 5%)",
+            label="tied with its study's best (5% level)",
         )
     best = df[df["best"]]
     symbol = "λ" if param == "lambda" else param

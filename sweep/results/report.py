@@ -18,7 +18,7 @@ from sweep.spec.studyfile import StudyFile
 from sweep.store import records
 from sweep.store.records import TrialResult
 from sweep.store.study import Stored
-from sweep.store.uncertainty import LEVEL, compare, tied_span
+from sweep.store.uncertainty import LEVEL, compare, outcomes, tied_span
 from sweep.system.output import file_stem, markdown_cell, out_folder, save_text
 
 
@@ -273,13 +273,18 @@ def _uncertainty(stored: Stored, parent: Stored | None) -> list[str]:
         ]
     elif tied.low is None:
         md = [f"{tied.count} of {done} trials cannot be told apart from the best."]
-    else:
+    best, parent_best = stored.best(), parent.best() if parent else None
+    if tied.count is not None and tied.low is not None:
+        how = (
+            "McNemar's exact test on the per-image outcomes"
+            if best is not None and outcomes(best) is not None
+            else f"their `{spec.metric}_se`: |difference| < 1.96·√(se_best² + se²)"
+        )
         md = [
             f"{tied.count} of {done} trials cannot be told apart from the best: {symbol} in "
             f"[{tied.low:.3g}, {tied.high:.3g}] cannot be told apart on this validation set "
-            "(McNemar's exact test on the per-image outcomes, 5% level)."
+            f"({how}, 5% level)."
         ]
-    best, parent_best = stored.best(), parent.best() if parent else None
     if best is not None and parent_best is not None:
         verdict = compare(parent_best, best, spec.metric)
         if verdict.p_value is not None:

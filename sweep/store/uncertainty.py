@@ -85,9 +85,11 @@ def se_of(t: FrozenTrial, metric: str) -> float | None:
 def compare(best: FrozenTrial, t: FrozenTrial, metric: str) -> Uncertainty:
     """How ``t`` stands against ``best`` (both COMPLETE)."""
     se = se_of(t, metric)
-    if t.number == best.number:
-        return Uncertainty(se, True, 1.0)
     a, b = outcomes(best), outcomes(t)
+    if t.number == best.number:  # tied with itself, where ties can be told at all
+        return (
+            Uncertainty(se, True, 1.0) if a is not None or se is not None else Uncertainty(se, None)
+        )
     if a is not None and b is not None and len(a[0]) == len(b[0]):
         p = mcnemar_exact(*discordant(a, b))
         return Uncertainty(se, p >= LEVEL, p)

@@ -141,11 +141,20 @@ def test_a_user_function_with_se_or_without(tmp_path):
         ties = uncertainty.study_ties(study, "score" if metric else "value")
         best = max(study.trials, key=lambda t: t.value)
         for t in study.trials:
-            if function == "bare":
-                assert ties[t.number].tied is (True if t.number == best.number else None)
+            if function == "bare":  # README: "with neither, `tied` is null", the best's too
+                assert ties[t.number].tied is None
             else:  # |best - x| < 1.96 * sqrt(2) * 0.05
                 close = abs(best.value - t.value) < 1.96 * math.hypot(0.05, 0.05)
                 assert ties[t.number].tied == close and ties[t.number].se == 0.05
+        tied = uncertainty.tied_span(study, "score" if metric else "value", "x")
+        assert (tied.count is None) == (function == "bare")
+        out = tmp_path / f"report-{function}"
+        assert main(["report", function, "--storage", url, "--out", str(out)]) == 0
+        text = (out / "report.md").read_text()
+        if function == "bare":
+            assert "Ties with the best are unknown" in text
+        else:  # told by the function's se, not by a test on outcomes it never kept
+            assert "`score_se`" in text and "McNemar" not in text
 
 
 SCORED = """
