@@ -28,6 +28,7 @@ from sweep.errors import RunFailed, StudyFileError
 from sweep.execution import pool
 from sweep.execution.runner import RunResult, run_study
 from sweep.execution.train import RunSummary, run_training, warm_split
+from sweep.objectives.data import ensure_data
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
 from sweep.store.storage import sqlite_url
@@ -118,6 +119,7 @@ def reproduce(
     runs_config = runs or RUNS
     started = time.perf_counter()
     coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
+    ensure_data(data_dir)  # a mistyped --data-dir too (and a download comes first)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     url = storage_url or os.environ.get("SWEEP_STORAGE") or sqlite_url(out / "sweeps.db")

@@ -324,9 +324,9 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
     stored = load(name, storage_url)
     found = [t for t in stored.trials() if t.number == number]
     if not found:
-        raise StudyNotFound(
-            f"study {name!r} has no trial {number}; it has trials 0..{len(stored.trials()) - 1}"
-        )
+        count = len(stored.trials())
+        has = f"it has trials 0..{count - 1}" if count else "it has no trials yet"
+        raise StudyNotFound(f"study {name!r} has no trial {number}; {has}")
     t = found[0]
     return TrialInfo(
         study=name,

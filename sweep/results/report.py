@@ -59,6 +59,7 @@ def write_report(
     ``gradcheck`` and ``runs`` (name -> `sweep train --json` plus "curves") add the
     sections that `sweep reproduce` produces.
     """
+    names = list(dict.fromkeys(names))  # a study named twice has one section
     return ReportParts(names, storage_url=storage_url, out=out, fmt=fmt).write(gradcheck, runs)
 
 

@@ -19,6 +19,7 @@ from importlib.resources.abc import Traversable
 from pathlib import Path
 
 from sweep.errors import SweepError
+from sweep.system.portable import shell_join
 
 CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when run from one
 
@@ -62,11 +63,14 @@ class Init:
     def text(self) -> str:
         example = self.folder / SHIPPED["example"][1] / "coarse.toml"
         studies = self.folder / SHIPPED["studies"][1]
+        # Quoted as the user's shell reads them: a folder may have spaces in its name.
+        run_example = shell_join(["sweep", "run", str(example)])
+        run_coarse = shell_join(["sweep", "run", str(studies / "coarse.toml")])
         return "\n".join(
             [
                 *(f"wrote {path}" for path in self.files),
-                f"next: sweep run {example.as_posix()} (seconds, no data needed); the seed's "
-                f"stages: sweep run {(studies / 'coarse.toml').as_posix()}, then fine.toml",
+                f"next: {run_example} (seconds, no data needed); the seed's stages: "
+                f"{run_coarse}, then fine.toml",
             ]
         )
 

@@ -328,3 +328,22 @@ def test_a_reader_gone_is_told_from_a_reader_still_there():
         assert not reader_gone(stream)
         os.close(read)
         assert reader_gone(stream)
+
+
+def test_show_on_a_study_without_trials_says_it_has_none(tmp_path, capsys):
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return params['x']\n")
+    (tmp_path / "e.toml").write_text(
+        '[study]\nname = "e"\ntrials = 2\n[objective]\nfile = "f.py"\nfunction = "f"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/empty.db"
+    argv = ["run", str(tmp_path / "e.toml"), "--jobs", "0", "--time-limit", "0"]
+    assert main([*argv, "--storage", url, "--out", str(tmp_path / "out")]) == 0
+    check(capsys, ["show", "e", "0", "--storage", url], "has no trial 0; it has no trials yet")
+
+
+def test_reproduce_with_a_mistyped_data_dir_stops_before_any_work(tmp_path, capsys):
+    out = tmp_path / "report"
+    argv = ["reproduce", "--data-dir", str(tmp_path / "nonexistent"), "--out", str(out)]
+    check(capsys, argv, "does not exist")
+    assert not out.exists()  # no gradient check run, no state.json written

@@ -309,3 +309,12 @@ def test_figures_of_any_parameter_name_stay_in_out_and_studies_of_two_metrics_ge
     lam = [link for link in links if link.startswith("figures/lambda")]
     assert sorted(lam) == ["figures/lambda_other.png", "figures/lambda_score.png"]
     assert "## λ search: val" not in text and text.count("## λ search") == 2
+
+
+def test_a_study_named_twice_has_one_section(reproduced, tmp_path, capsys):
+    _out, summary = reproduced
+    argv = ["report", "coarse", "coarse", "--storage", summary["storage"]]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 0
+    files = int(re.search(r"\((\d+) files\)", capsys.readouterr().out).group(1))
+    assert (tmp_path / "r" / "report.md").read_text().count("## Study `coarse`") == 1
+    assert files == sum(1 for p in (tmp_path / "r").rglob("*") if p.is_file())

@@ -144,3 +144,15 @@ def test_a_foreign_core_installed_over_ours_is_refused(tmp_path):
         text=True,
     )
     assert proc.returncode == 1 and "needs its own package 'core'" in proc.stderr
+
+
+def test_the_next_command_init_prints_can_be_pasted_for_a_folder_with_spaces(tmp_path, capsys):
+    import shlex
+
+    folder = tmp_path / "my studies λ"
+    assert main(["init", str(folder)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("next: "))
+    command = line.removeprefix("next: ").split(" (seconds", 1)[0]
+    assert shlex.split(command) == [
+        "sweep", "run", str(folder / "examples" / "synthetic" / "coarse.toml")
+    ]  # fmt: skip

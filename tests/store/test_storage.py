@@ -214,7 +214,10 @@ def test_a_sqlite_path_with_percent_escapes_or_odd_characters_is_one_file_throug
     from sweep.api import url_of
     from sweep.store.storage import shown, sqlite_path
 
-    study = {"study": {"name": "p", "trials": 2}, "search": {"x": {"low": 0.0, "high": 1.0, "log": False}}}
+    study = {
+        "study": {"name": "p", "trials": 2},
+        "search": {"x": {"low": 0.0, "high": 1.0, "log": False}},
+    }
     sweep.run(
         study, objective=lambda params, ctx: params["x"], storage=f"sqlite:///{tmp_path}/a%41b.db"
     )
