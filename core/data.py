@@ -5,6 +5,7 @@ The only module of the core that touches files or the network.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import os
@@ -12,6 +13,7 @@ import pickle
 import shutil
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -242,6 +244,7 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
         f"download {url} by hand and put it at {archive} "
         f"(or pass --data-dir pointing at a folder holding {FOLDER}/)"
     )
+    _remove_stale(archive.parent, ".download-")
     fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
     tmp = Path(tmp_name)
     try:
@@ -273,7 +276,22 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
         tmp.unlink(missing_ok=True)
 
 
+# A partial download or extraction that nothing has written to for this long was left by
+# a process that was killed (kill -9, a power cut): the next download removes it. A live
+# one writes every second or so.
+STALE_SECONDS = 3600
+
+
+def _remove_stale(folder: Path, prefix: str) -> None:
+    now = time.time()
+    for path in folder.glob(f"{prefix}*"):
+        with contextlib.suppress(OSError):
+            if now - path.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _extract(archive: Path, root: Path) -> None:
+    _remove_stale(root, ".extract-")
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
     try:
         try:

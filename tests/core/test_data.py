@@ -335,3 +335,23 @@ def test_odd_labels_or_no_images_are_one_data_error_without_warnings(
         warnings.simplefilter("error")  # a RuntimeWarning printed ahead of the error line
         with pytest.raises(DataError, match=message):
             data.load_batch(path)
+
+
+def test_partial_downloads_left_by_a_killed_process_are_removed_by_the_next(server, tmp_path):
+    import os
+    import time
+
+    url, md5 = server
+    root = tmp_path / "cache"
+    root.mkdir()
+    old, fresh = root / ".download-killed", root / ".download-running"
+    (root / ".extract-killed").mkdir()
+    for path in (old, fresh):
+        path.write_bytes(b"x" * 1000)
+    past = time.time() - data.STALE_SECONDS - 60
+    for path in (old, root / ".extract-killed"):
+        os.utime(path, (past, past))
+    data.ensure(root, url=url, md5=md5)
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [data.ARCHIVE, data.FOLDER, fresh.name]  # another process's download is left alone
+    )
