@@ -129,9 +129,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     check_file(args.plot, "--plot")
     info = show(args.study, args.trial, args.storage)
     if args.plot:
-        from sweep.results.figures import plot_curves
-
-        plot_curves(info.curves, args.plot, title=f"{args.study} trial {args.trial}")
+        info.plot(args.plot)
     print(info.json() if args.json else info.text())
     if args.plot and not args.json:
         print(f"wrote {args.plot}")

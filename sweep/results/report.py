@@ -208,8 +208,8 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
     params = sorted({p for spec in specs for p, r in spec.search.items() if r.choices is None})
     for param in params:
         for metric, group in by_metric.items():
-            if not any(param in s.ranges for s in group):
-                continue
+            if not any(param in s.ranges and s.counts()["COMPLETE"] for s in group):
+                continue  # no point to draw: no empty figure either
             ranges = {s.name: s.ranges[param][:2] for s in group if param in s.ranges}
             log = all(r[2] for s in group for name, r in s.ranges.items() if name == param)
             stem = file_stem(param if len(by_metric) == 1 else f"{param}_{metric}")
@@ -301,13 +301,16 @@ def _uncertainty(stored: Stored, parent: Stored | None) -> list[str]:
 def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> list[str]:
     study, name, spec = stored.study, stored.name, stored.spec
     tables = write_tables(study, study_folder(out, name))
-    history = figures.plot_history(
-        figures.history_data(study),
-        out / "figures" / f"{name}_history.{fmt}",
-        title=f"{name}: optimisation history",
-        metric=spec.metric,
-    )
-    files += [*tables, history]
+    files += tables
+    history = None
+    if stored.counts()["COMPLETE"]:  # else an empty figure: the text says why instead
+        history = figures.plot_history(
+            figures.history_data(study),
+            out / "figures" / f"{name}_history.{fmt}",
+            title=f"{name}: optimisation history",
+            metric=spec.metric,
+        )
+        files.append(history)
     md = [f"## Study `{name}` ({spec.stage} stage)", ""]
     md += _md_table([{"setting": k, "value": v} for k, v in _settings(stored, spec).items()])
     best = stored.best()
@@ -332,7 +335,7 @@ def _study_section(stored: Stored, out: Path, fmt: str, files: list[Path]) -> li
         "",
         "Files: " + ", ".join(f"[{p.name}]({_rel(p, out)})" for p in tables),
         "",
-        f"![{name} history]({_rel(history, out)})",
+        f"![{name} history]({_rel(history, out)})" if history else "No complete trial yet.",
         "",
     ]
     return md

@@ -318,3 +318,25 @@ def test_a_study_named_twice_has_one_section(reproduced, tmp_path, capsys):
     files = int(re.search(r"\((\d+) files\)", capsys.readouterr().out).group(1))
     assert (tmp_path / "r" / "report.md").read_text().count("## Study `coarse`") == 1
     assert files == sum(1 for p in (tmp_path / "r").rglob("*") if p.is_file())
+
+
+def _fails(params, ctx):
+    raise RuntimeError("no luck")
+
+
+def test_a_study_without_complete_trials_gets_no_empty_figures(tmp_path, capsys):
+    import sweep
+    from tests.conftest import check
+
+    url = f"sqlite:///{tmp_path}/failed.db"
+    study = {"study": {"name": "failed", "trials": 2}, "objective": {"metric": "score"}}
+    study["search"] = {"lambda": {"low": 1e-5, "high": 1e-1, "log": True}}
+    with pytest.raises(sweep.SweepError):
+        sweep.run(study, objective=_fails, storage=url, jobs=1)
+    out = tmp_path / "r"
+    write_report(["failed"], storage_url=url, out=out)
+    assert not (out / "figures").exists() or not any((out / "figures").iterdir())
+    assert "No complete trial yet." in (out / "report.md").read_text()
+    plot = tmp_path / "curves.png"
+    check(capsys, ["show", "failed", "0", "--storage", url, "--plot", str(plot)], "no curves")
+    assert not plot.exists()
