@@ -160,6 +160,7 @@ def train_pack(
     *,
     on_eval: Callable[[int, EvalPoint], None] | None = None,
     on_record: Callable[[list[tuple[int, EvalPoint, np.ndarray]]], None] | None = None,
+    on_leave: Callable[[int, Exception], None] | None = None,
     record: bool = True,
 ) -> list[TrainResult | Exception]:
     """Train K runs that differ only in lambda, schedule, width and dropout side by side
@@ -171,6 +172,8 @@ def train_pack(
     every result is the pack's wall time. ``on_record(rows)``, if given, gets every live
     member's (k, point, validation outcomes) at each recording before ``on_eval`` judges
     any of them, so a pruner comparing members with each other sees them all.
+    ``on_leave(k, exc)``, if given, is called as member k leaves the pack with its
+    exception, while the others train on (a sweep records its end at once).
     """
     first = configs[0]
     for other in configs[1:]:
@@ -208,11 +211,13 @@ def train_pack(
 
     def leave(gone: dict[int, Exception]) -> None:
         nonlocal net, live
-        for k, exc in gone.items():
-            outcomes[k] = exc
         stay = [j for j, k in enumerate(live) if k not in gone]
         net = net.keep(stay)
         live = [live[j] for j in stay]
+        for k, exc in gone.items():
+            outcomes[k] = exc
+            if on_leave is not None:
+                on_leave(k, exc)
 
     # Divergence is detected from the loss below; overflow warnings would only be noise.
     with np.errstate(over="ignore", invalid="ignore"):

@@ -122,14 +122,14 @@ def run_training(
 def training_data(split: str, data_dir: str | Path | None, dtype: str) -> Split:
     """The normalised split from the copy the sweeps share (sweep/objectives/datacache.py):
     made once, then opened in milliseconds; loading the final split from its batches takes
-    ~3 s. The same numbers either way. Where that copy cannot be written (a read-only data
-    folder, a full disk) the split is loaded from the batches, as before."""
+    ~3 s. The same numbers either way. Where that copy cannot be written (neither in the data
+    folder nor in the per-user cache, or a full disk) the split is loaded from the batches."""
     root = ensure_data(data_dir)  # a download's errors are its own, not a reason to retry
     try:
         # Not builtin.cifar10, which keeps a process's first answer: a notebook that trains
         # again after the batches changed gets their new copy (this check takes ~4 ms).
         return datacache.load(split, root, dtype)
-    except OSError:
+    except (OSError, datacache.Unwritable):
         return load_split(split, root, dtype)
 
 

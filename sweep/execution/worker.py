@@ -13,7 +13,6 @@ import base64
 import contextlib
 import dataclasses
 import json
-import math
 import os
 import socket
 import subprocess
@@ -27,11 +26,11 @@ import optuna
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
-from core.errors import DivergedError
 from sweep.execution import budget, devices
+from sweep.execution.settle import settle
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
-from sweep.objectives.objective import Objective, ObjectiveError, TrialTimeout
+from sweep.objectives.objective import Objective, TrialTimeout
 from sweep.spec import plan
 from sweep.store import journal, records
 from sweep.store.outage import disk_full, retrying, unreachable
@@ -127,70 +126,26 @@ def run_trials(
     def timed_out() -> None:  # the function ignored the deadline: end it the hard way
         for p in popped:
             with contextlib.suppress(Exception):
-                _settle(stored, p, TrialTimeout(timeout))
+                settle(stored, p, TrialTimeout(timeout))
+
+    settled: dict[int, TrialState] = {}
+
+    def settle_early(i: int, outcome: BaseException) -> None:  # a member left the pack
+        settled[i] = settle(stored, popped[i], outcome)
 
     with (
         Heartbeat(stored, [p.id for p in popped], chore),
         signals.deadline(timeout, TrialTimeout, on_overrun=timed_out),
     ):
-        outcomes = objective.run([p.trial for p in popped])
+        outcomes = objective.run([p.trial for p in popped], on_end=settle_early)
     return [
-        None if isinstance(o, Exception) and unreachable(o) else _settle(stored, p, o)
-        for p, o in zip(popped, outcomes, strict=True)
+        settled[i]
+        if i in settled
+        else None
+        if isinstance(o, Exception) and unreachable(o)
+        else settle(stored, p, o)
+        for i, (p, o) in enumerate(zip(popped, outcomes, strict=True))
     ]
-
-
-def _settle(stored: Stored, trial: Popped, outcome: float | BaseException) -> TrialState:
-    if isinstance(outcome, optuna.TrialPruned):
-        return _tell(stored, trial, TrialState.PRUNED, records.PRUNE_REASON, str(outcome))
-    if isinstance(outcome, BaseException):  # the trial fails with its reason; the study goes on
-        return _tell(stored, trial, TrialState.FAIL, records.FAIL_REASON, failure_text(outcome))
-    if not math.isfinite(outcome):
-        return _tell(
-            stored, trial, TrialState.FAIL, records.FAIL_REASON, f"the objective returned {outcome}"
-        )
-    return _tell(stored, trial, TrialState.COMPLETE, value=outcome)
-
-
-def _tell(
-    stored: Stored,
-    trial: Popped,
-    state: TrialState,
-    key: str | None = None,
-    reason: str = "",
-    value: float | None = None,
-) -> TrialState:
-    """End a trial. Not through `study.tell` but the storage call it ends with: tell reads
-    the whole trial back twice (to check it is RUNNING, which the storage call checks too,
-    and to return it), a quarter of a trial's storage work in bench/scale.py; the samplers
-    the sweep makes (plan.sampler_for) do nothing after a trial, which is what tell adds.
-    A pruned trial goes through tell, which gives it its last reported value."""
-
-    def tell() -> None:
-        try:
-            if key:
-                stored.storage.set_trial_user_attr(trial.id, key, reason)
-            if state == TrialState.PRUNED:
-                stored.study.tell(trial.trial, state=state)
-            else:
-                values = None if value is None else [value]
-                stored.storage.set_trial_state_values(trial.id, state, values)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            pass  # told already (a retry after the reply was lost), or recovered meanwhile
-
-    retrying(tell)
-    return state
-
-
-REASON_CHARS = 300  # a reason is a cell of the tables and part of a run's one-line error
-
-
-def failure_text(exc: BaseException) -> str:
-    """A failed trial's one-line reason: the exception's type and message, clipped."""
-    own = isinstance(exc, DivergedError | ObjectiveError | TrialTimeout)
-    text = str(exc) if own or not str(exc) else f"{type(exc).__name__}: {exc}"
-    line = (text.splitlines() or [type(exc).__name__])[0]
-    return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."
 
 
 def _folder() -> str | None:

@@ -43,6 +43,7 @@ def objective(params: dict[str, Any], ctx: Any) -> dict[str, float]:
         report=lambda _k, *point, **more: ctx.report(*point, **more),
         keep=lambda _k, correct: ctx.keep_outcomes(correct),
         keep_at=lambda _k, step, correct: ctx.keep_step_outcomes(step, correct),
+        end=lambda _k, exc: None,  # a single run ends as the call returns
     )
     if isinstance(out, Exception):
         raise out
@@ -73,6 +74,7 @@ def objective_many(params_list: list[dict[str, Any]], ctx: Any) -> list[RunOutco
             report=lambda k, *point, g=g, **more: ctx.report(g[k], *point, **more),
             keep=lambda k, correct, g=g: ctx.keep_outcomes(g[k], correct),
             keep_at=lambda k, step, correct, g=g: ctx.keep_step_outcomes(g[k], step, correct),
+            end=lambda k, exc, g=g: ctx.end(g[k], exc),
         )
         for i, result in zip(g, results, strict=True):
             out[i] = result
@@ -86,9 +88,11 @@ def _train(
     report: Callable[..., None],
     keep: Callable[[int, Any], None],
     keep_at: Callable[[int, int, Any], None],
+    end: Callable[[int, Exception], None],
 ) -> list[RunOutcome]:
-    """Train the runs as one pack; ``report(k, step, value, **more)``, ``keep(k, correct)``
-    and ``keep_at(k, step, correct)`` address member k wherever the caller keeps it."""
+    """Train the runs as one pack; ``report(k, step, value, **more)``, ``keep(k, correct)``,
+    ``keep_at(k, step, correct)`` and ``end(k, exc)`` (member k left the pack: pruned or
+    diverged) address member k wherever the caller keeps it."""
     d = cifar10(split, ctx.data_dir, configs[0].dtype)
 
     def on_eval(k: int, p: EvalPoint) -> None:
@@ -110,7 +114,14 @@ def _train(
             keep_at(k, p.step, correct)
 
     results = train_pack(
-        configs, d.X_train, d.y_train, d.X_val, d.y_val, on_eval=on_eval, on_record=on_record
+        configs,
+        d.X_train,
+        d.y_train,
+        d.X_val,
+        d.y_val,
+        on_eval=on_eval,
+        on_record=on_record,
+        on_leave=end,
     )
     out: list[RunOutcome] = []
     for k, result in enumerate(results):

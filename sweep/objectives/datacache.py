@@ -33,6 +33,10 @@ CACHE = ".lambda-sweep-cache"
 DIGESTS = "digests.json"  # file -> its stat signature and content digest
 
 
+class Unwritable(data.DataError):
+    """Neither the data folder nor the per-user cache folder takes a copy."""
+
+
 @dataclass(frozen=True)
 class Cached:
     folder: Path
@@ -122,7 +126,7 @@ def _build(s: data.Split, folder: Path, dtype: str) -> None:
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     except OSError as exc:
-        raise data.DataError(
+        raise Unwritable(
             f"cannot write the normalised copy of the data into {folder.parent} "
             f"({exc.strerror or exc}); make it writable, or set XDG_CACHE_HOME to a "
             "folder that is"

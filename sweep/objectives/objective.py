@@ -159,15 +159,33 @@ class PackContext:
     ``report`` and ``keep_outcomes`` taking the member's index first."""
 
     def __init__(
-        self, members: list[TrialContext], data_dir: str | None, device: str | None = None
+        self,
+        members: list[TrialContext],
+        data_dir: str | None,
+        device: str | None = None,
+        on_end: Callable[[int, BaseException], None] | None = None,
     ):
         self.members = members
         self.trials = [m.trial for m in members]
         self.data_dir = data_dir
         self.device = device
         self.timings: dict[str, float] = {}  # shared by the members (one pack, one clock)
+        self._on_end = on_end
+        self.ended: set[int] = set()  # members whose end is recorded already
+
+    def end(self, i: int, exc: BaseException) -> None:
+        """Member i has left the pack with ``exc`` (pruned, diverged) while the others go
+        on: its end is recorded now, not when the call returns, so that a sweep stopped
+        meanwhile neither loses it nor runs its values again. Return ``exc`` for it too."""
+        if not 0 <= i < len(self.members):
+            raise IndexError(f"member {i} of a pack of {len(self.members)}")
+        if i not in self.ended and self._on_end is not None:
+            self.ended.add(i)
+            self._on_end(i, failure_of(exc))
 
     def report(self, i: int, step: int, value: float, **more: float) -> None:
+        if not 0 <= i < len(self.members):  # a negative one would address another member
+            raise IndexError(f"member {i} of a pack of {len(self.members)}")
         self.members[i].report(step, value, **more)
 
     def keep_outcomes(self, i: int, correct: np.ndarray) -> None:
@@ -212,7 +230,13 @@ class Objective:
             raise outcome
         return outcome
 
-    def run(self, trials: list[optuna.Trial]) -> list[Outcome]:
+    def run(
+        self,
+        trials: list[optuna.Trial],
+        on_end: Callable[[int, BaseException], None] | None = None,
+    ) -> list[Outcome]:
+        """Each trial's outcome. ``on_end(i, exc)`` is called when trial i ends early, while
+        the others go on (a list form's `PackContext.end`); its outcome is ``exc`` then."""
         values = [
             {name: dim.suggest(t, name) for name, dim in sorted(self.space.items())} for t in trials
         ]
@@ -227,6 +251,7 @@ class Objective:
                 [TrialContext(trials[i], r, seed, self.data_dir, self.device) for i in live],
                 self.data_dir,
                 self.device,
+                None if on_end is None else (lambda j, exc, live=live: on_end(live[j], exc)),
             )
             started = time.perf_counter()
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)

@@ -108,6 +108,22 @@ def test_a_diverging_member_leaves_the_cheap_training_curves_of_the_others_alone
         )
 
 
+def test_a_member_leaving_is_told_as_it_leaves_while_the_others_train_on(exercise):
+    args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    runs = configs(n_s=20, cycles=1, seed=2, evals_per_cycle=4, eta_max=0.1)
+    runs[1] = dataclasses.replace(runs[1], lam=1e3)
+    recorded, left = [], []
+    out = train_pack(
+        runs,
+        *args,
+        on_eval=lambda k, point: recorded.append(point.step),
+        on_leave=lambda k, exc: left.append((k, exc, len(recorded))),
+    )
+    ((k, exc, recordings_then),) = left
+    assert k == 1 and exc is out[1] and isinstance(exc, DivergedError)
+    assert recordings_then < len(recorded)  # told before the pack's end, not with it
+
+
 def test_when_every_member_of_a_mixed_pack_diverges_each_gets_its_error(exercise):
     args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
     runs = [TrainConfig(lam=1e3, hidden=m, n_s=10, cycles=1) for m in WIDTHS]

@@ -197,3 +197,72 @@ def test_two_workers_starting_a_10_trial_study_run_packs_of_5(tmp_path):
     packs = {tuple(t.user_attrs["result"]["pack"]) for t in trials}
     assert sorted(len(p) for p in packs) == [5, 5]
     assert set().union(*packs) == set(range(10))
+
+
+ENDS_EARLY = """
+import os
+import time
+from pathlib import Path
+
+FOLDER = Path(os.environ["EARLY_DIR"])
+
+
+def score(params, ctx):
+    return {"value": params["x"]}
+
+
+def score_many(params_list, ctx):
+    if (FOLDER / "ended").exists():  # later packs: every member completes
+        return [{"value": p["x"]} for p in params_list]
+    gave_up = RuntimeError("member 0 gave up")
+    ctx.end(0, gave_up)  # recorded now; the others go on
+    (FOLDER / "ended").write_text("")
+    while not (FOLDER / "go").exists():
+        time.sleep(0.02)
+    return [gave_up] + [{"value": p["x"]} for p in params_list[1:]]
+"""
+
+
+def test_a_member_that_leaves_the_pack_is_ended_at_once_and_a_stop_meanwhile_keeps_it(tmp_path):
+    # The pack trains on after member 0 left it: its FAIL is in the storage already, so a
+    # Ctrl-C meanwhile requeues only the members still training, and its values never run
+    # again (they did: a pruned member, rerun alone after a kill, ended COMPLETE).
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import sweep, wait_for
+
+    (tmp_path / "f.py").write_text(ENDS_EARLY)
+    path = tmp_path / "u.toml"
+    path.write_text(
+        '[study]\nname = "u"\ntrials = 3\nseed = 1\npack = 3\n'
+        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/u.db"
+    env = {**os.environ, "EARLY_DIR": str(tmp_path)}
+    command = sweep("run", str(path), "--storage", url, "--jobs", "1")
+    proc = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "ended").exists(), timeout=60)
+        trials = optuna.load_study(study_name="u", storage=url).trials
+        states = [t.state for t in trials]
+        assert states == [TrialState.FAIL, TrialState.RUNNING, TrialState.RUNNING]
+        assert trials[0].user_attrs["fail_reason"] == "RuntimeError: member 0 gave up"
+        gave_up = trials[0].params["x"]
+        time.sleep(0.5)  # any late write of member 0's end would land by now
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130, proc.stderr.read()
+    finally:
+        proc.kill()
+        proc.wait()
+    trials = optuna.load_study(study_name="u", storage=url).trials
+    assert trials[0].user_attrs["fail_reason"] == "RuntimeError: member 0 gave up"
+    (tmp_path / "go").write_text("")
+    resumed = sweep("resume", "u", "--storage", url, "--jobs", "1")
+    assert subprocess.run(resumed, env=env, capture_output=True, timeout=120).returncode == 0
+    trials = optuna.load_study(study_name="u", storage=url).trials
+    assert [t.state for t in trials if t.params["x"] == gave_up] == [TrialState.FAIL]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3

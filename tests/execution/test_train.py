@@ -27,9 +27,11 @@ def test_a_single_run_trains_on_the_shared_copy_with_the_numbers_of_the_batches(
     assert summary.val_accuracy == alone.final["val_accuracy"]
 
 
-def test_where_the_copy_cannot_be_written_the_run_loads_the_batches(tmp_path):
+def test_where_the_copy_cannot_be_written_the_run_loads_the_batches(tmp_path, monkeypatch):
     root = write_cifar(tmp_path / "data", per_batch=200)
     (root / datacache.CACHE).write_text("a file where the cache folder would go")
+    (tmp_path / "cache").write_text("and where the per-user cache folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     warm_split("final", root, "float32")  # best effort: nothing made, nothing raised
     data = training_data("exercise", root, "float32")
     assert not isinstance(data.X_train, np.memmap)

@@ -103,6 +103,9 @@ class PackCtx:
     def keep_step_outcomes(self, i, step, correct):
         pass
 
+    def end(self, i, exc):
+        self.ended = [*getattr(self, "ended", []), (i, exc, sum(map(len, self.reports.values())))]
+
 
 class OneCtx(PackCtx):
     def report(self, step, value, **more):
@@ -156,3 +159,14 @@ def test_a_study_searching_hidden_packs_its_trials(tmp_path, cifar_dir):
     assert len(done) == 3 and len({t.params["hidden"] for t in done}) == 3
     numbers = sorted(t.number for t in done)
     assert all(t.user_attrs["result"]["pack"] == numbers for t in done)  # trained together
+
+
+def test_a_member_that_diverges_is_ended_through_the_context_as_it_leaves(cifar_dir):
+    spec = parse(GOOD)
+    base = {**spec.fixed, "seed": 3, "n_s": 20, "evals_per_cycle": 4}
+    params = [{**base, "lambda": 0.01}, {**base, "lambda": 1e6}, {**base, "lambda": 0.001}]
+    ctx = PackCtx(cifar_dir)
+    out = builtin.objective_many(params, ctx)
+    ((i, exc, reports_then),) = ctx.ended
+    assert i == 1 and exc is out[1] and "diverged" in str(exc)
+    assert reports_then < sum(map(len, ctx.reports.values()))  # before the others finished

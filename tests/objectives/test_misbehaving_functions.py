@@ -373,7 +373,7 @@ def test_a_pack_member_given_back_as_an_interrupt_fails_with_the_usual_reason(tm
 
 
 def test_a_reason_is_one_clipped_line_and_an_empty_message_leaves_no_colon():
-    from sweep.execution.worker import REASON_CHARS, failure_text
+    from sweep.execution.settle import REASON_CHARS, failure_text
 
     long = failure_text(ValueError("y" * 20_000))
     assert len(long) == REASON_CHARS and long.startswith("ValueError: yyy") and long.endswith("...")
