@@ -129,3 +129,16 @@ def test_after_a_list_form_raised_a_pruned_member_stays_pruned_and_the_others_ru
     assert ctx.timings == {}  # the list form's timings are not the single runs'
     err = capsys.readouterr().err
     assert "the list form raised ValueError: bad; its trials run one by one" in err
+
+
+def test_a_list_forms_report_or_end_for_a_member_out_of_range_is_refused():
+    # A negative index addressed another member (-1: the last) without a word.
+    from sweep.objectives.objective import PackContext
+
+    class Member:
+        trial = 0
+
+    ctx = PackContext([Member(), Member()], data_dir=None)
+    for call in (lambda: ctx.report(-1, 7, 123.0), lambda: ctx.end(2, ValueError("x"))):
+        with pytest.raises(IndexError, match="of a pack of 2"):
+            call()
