@@ -75,7 +75,8 @@ class MedianMarginPruner(optuna.pruners.BasePruner):
         """The bar at ``step`` for trial ``number``, or None while it may not prune."""
         block = step // STEP_STRIDE
         length = self._seed_length(study, block)  # the last step a completed trial reported
-        if length is None or step % STEP_STRIDE < self.warmup * length:
+        # Not at half-way either: of 8 recordings the 4th ends the first half.
+        if length is None or step % STEP_STRIDE <= self.warmup * length:
             return None
         others = self._values_at(study, number, step)
         if len(others) < self.min_trials:

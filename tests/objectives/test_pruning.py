@@ -95,9 +95,13 @@ def test_no_pruning_during_warmup_or_with_too_few_trials(storage):
     # The seed's length comes from COMPLETE trials only: running ones may report longer.
     longer = study_with(
         storage,
-        [(TrialState.COMPLETE, {2: 0.5, 4: 0.5})] * 4 + [(TrialState.RUNNING, {2: 0.5, 9: 0.5})],
+        [(TrialState.COMPLETE, {2: 0.5, 3: 0.5, 4: 0.5})] * 4
+        + [(TrialState.RUNNING, {3: 0.5, 9: 0.5})],
     )
-    assert pruner.threshold(longer, -1, 2).trials == 5  # 2 of 4: past the first half
+    assert pruner.threshold(longer, -1, 3).trials == 5  # 3 of 4: past the first half
+    # Half-way is still the first half (README: "from the second half of its recordings
+    # on"): of recordings at steps 10..80, step 40 is the 4th of 8.
+    assert pruner.threshold(longer, -1, 2) is None
 
 
 def test_with_repeats_a_seed_is_compared_with_the_same_seed_and_step(storage):
