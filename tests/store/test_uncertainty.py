@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.cli.main import main
+from sweep.errors import StudyFileError
 from sweep.execution.runner import run_study
 from sweep.spec import studyfile
 from sweep.store import uncertainty
@@ -194,6 +195,24 @@ def test_a_fine_stage_can_narrow_to_the_trials_tied_with_the_best(tmp_path):
         assert log
         assert (math.log10(low), math.log10(high)) == pytest.approx(decades, abs=1e-9)
         assert notes == [f"lambda range narrowed from c: [{low:.3g}, {high:.3g}] ({note} decades)"]
+
+
+def test_narrowing_to_the_tied_trials_of_a_parent_that_cannot_tell_ties_is_refused(tmp_path):
+    # Its function returned no score_se: the best was "tied" with itself, and the fine
+    # stage narrowed on the best alone without a word.
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return {'score': 0.5}\n")
+    objective = '[objective]\nfile = "f.py"\nfunction = "f"\nmetric = "score"\n'
+    (tmp_path / "c.toml").write_text(
+        f'[study]\nname = "c"\ntrials = 3\n{objective}[search.lambda]\nlow = 1e-4\nhigh = 1.0\n'
+    )
+    url = f"sqlite:///{tmp_path}/c.db"
+    run_study(studyfile.load(tmp_path / "c.toml"), storage_url=url)
+    (tmp_path / "t.toml").write_text(
+        f'[study]\nname = "t"\ntrials = 2\n{objective}'
+        '[search.lambda]\nnarrow_from = "c"\nnarrow = "tied"\n'
+    )
+    with pytest.raises(StudyFileError, match=r"cannot tell .*use top_k instead"):
+        prepare(studyfile.load(tmp_path / "t.toml"), url, target=2)
 
 
 def free_port() -> int:
