@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,11 +21,10 @@ import optuna
 from optuna.trial import TrialState
 
 from core.training import TrainConfig
-from sweep.execution.reproduce import State, load_stages, study_summary, train_stages
+from sweep.execution.reproduce import State, load_stages, make_out, study_summary, train_stages
 from sweep.execution.runner import run_study
 from sweep.execution.train import ensemble_accuracy
 from sweep.spec import builtin, studyfile
-from sweep.store.storage import sqlite_url
 from sweep.store.uncertainty import study_ties
 
 STAGES = ("bonus_coarse", "bonus_fine")
@@ -58,9 +56,7 @@ def reproduce_bonus(
     """Run (or continue) the bonus stages; return what OUT/summary.json holds."""
     started = time.perf_counter()
     coarse, fine = load_stages(studies_dir, STAGES)  # bad input fails before OUT is created
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    url = storage_url or os.environ.get("SWEEP_STORAGE") or sqlite_url(out / "sweeps.db")
+    out, url = make_out(out, storage_url, data_dir)
     state = State(out / "state.json")
 
     for spec in (coarse, fine):

@@ -31,7 +31,7 @@ from sweep.execution.train import RunSummary, run_training, warm_split
 from sweep.objectives.data import ensure_data
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
-from sweep.store.storage import sqlite_url
+from sweep.store.storage import sqlite_url, validate_url
 
 if TYPE_CHECKING:
     from sweep.results.report import Drawn
@@ -101,6 +101,19 @@ def study_summary(r: RunResult) -> dict[str, Any]:
     }
 
 
+def make_out(out: str | Path, storage_url: str | None, data_dir: str | None) -> tuple[Path, str]:
+    """OUT, made once the storage URL and the data are known to be usable (bad input, a
+    mistyped --data-dir, leaves no folder behind; a download comes first), and the URL:
+    --storage, else $SWEEP_STORAGE, else OUT/sweeps.db."""
+    given = storage_url or os.environ.get("SWEEP_STORAGE")
+    if given:
+        validate_url(given)
+    ensure_data(data_dir)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out, given or sqlite_url(out / "sweeps.db")
+
+
 def reproduce(
     *,
     out: str | Path = "report",
@@ -119,10 +132,7 @@ def reproduce(
     runs_config = runs or RUNS
     started = time.perf_counter()
     coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
-    ensure_data(data_dir)  # a mistyped --data-dir too (and a download comes first)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    url = storage_url or os.environ.get("SWEEP_STORAGE") or sqlite_url(out / "sweeps.db")
+    out, url = make_out(out, storage_url, data_dir)
     state = State(out / "state.json")
 
     if not state.get("gradcheck"):

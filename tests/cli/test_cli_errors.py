@@ -347,3 +347,10 @@ def test_reproduce_with_a_mistyped_data_dir_stops_before_any_work(tmp_path, caps
     argv = ["reproduce", "--data-dir", str(tmp_path / "nonexistent"), "--out", str(out)]
     check(capsys, argv, "does not exist")
     assert not out.exists()  # no gradient check run, no state.json written
+
+
+@pytest.mark.parametrize("bonus", [[], ["--bonus"]], ids=["seed", "bonus"])
+def test_reproduce_with_a_bad_storage_url_leaves_no_out_folder(tmp_path, capsys, bonus):
+    out = tmp_path / "report"
+    check(capsys, ["reproduce", *bonus, "--storage", "bogus://x", "--out", str(out)], "scheme")
+    assert not out.exists()
