@@ -215,7 +215,16 @@ def run_study(
             if c["FAIL"] - failed >= target and retrying(lambda: failures(stored)) - own >= target:
                 raise no_progress(stored, spec)
             if exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0:  # a spent grid
-                raise no_progress(stored, spec)
+                if not finished(c):
+                    raise no_progress(stored, spec)
+                # Its failed points cannot be replaced: the run has done what it can, and
+                # the finished trials get their tables, as with any other ending.
+                notes.append(
+                    f"every point of the grid has been tried: {finished(c)}/{target} finished, "
+                    f"{retrying(lambda: failures(stored))} failed (a grid has no other points "
+                    f"to run in their place; see `sweep trials {name}`)"
+                )
+                break
     finally:
         stored.close()
     result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)

@@ -53,10 +53,11 @@ def test_a_diverging_member_fails_alone_and_the_others_complete(tmp_path, cifar_
     # lambda >= ~10 makes the decay factor 1 - 2 eta lambda < -1: those members explode.
     url = f"sqlite:///{tmp_path}/d.db"
     grid = dict(trials=4, sampler="grid", low=1e-3, high=1e4)
-    with pytest.raises(Exception, match="made no progress"):  # the grid has no other points
-        run_study(
-            spec(tmp_path, "packed", pack=4, **grid), storage_url=url, jobs=1, data_dir=cifar_dir
-        )
+    result = run_study(
+        spec(tmp_path, "packed", pack=4, **grid), storage_url=url, jobs=1, data_dir=cifar_dir
+    )
+    # The grid has no other points: the run ends with what it could finish, and says so.
+    assert any("every point of the grid has been tried: 2/4 finished" in n for n in result.notes)
     trials = optuna.load_study(study_name="packed", storage=url).trials
     failed = [t for t in trials if t.state == TrialState.FAIL]
     done = [t for t in trials if t.state == TrialState.COMPLETE]
@@ -66,10 +67,7 @@ def test_a_diverging_member_fails_alone_and_the_others_complete(tmp_path, cifar_
     assert all(t.params["lambda"] < 1 for t in done)
     # the survivors finished with their own results, those of training alone
     url1 = f"sqlite:///{tmp_path}/d1.db"
-    with pytest.raises(Exception, match="made no progress"):
-        run_study(
-            spec(tmp_path, "alone", pack=1, **grid), storage_url=url1, jobs=1, data_dir=cifar_dir
-        )
+    run_study(spec(tmp_path, "alone", pack=1, **grid), storage_url=url1, jobs=1, data_dir=cifar_dir)
     alone = completed(url1, "alone")
     for t in done:
         assert t.value == pytest.approx(alone[t.params["lambda"]].value, abs=0.003)
