@@ -153,7 +153,8 @@ def build_parser() -> _Parser:
         "--lambda",
         dest="lam",
         metavar="X|best:STUDY",
-        help="L2 penalty, or best:STUDY for the best lambda of a stored study",
+        help="L2 penalty, or best:STUDY: the best trial of a stored study (its lambda and "
+        "any other [train] value it searched; options given here win)",
     )
     p.add_argument("--split", help="exercise | search | final (default: exercise)")
     p.add_argument("--n-s", type=_positive_int, help="half-cycle length in update steps")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -164,7 +166,8 @@ def resolve_config(
 ) -> tuple[str, TrainConfig]:
     """The split and config of a run: study file [train] values, then the given overrides.
 
-    ``lam`` is a number or ``best:STUDY`` (the best lambda found by that stored study).
+    ``lam`` is a number or ``best:STUDY``: the best trial of that stored study, its lambda
+    and whatever else of [train] it searched (hidden, dropout...), unless given here too.
     """
     from sweep.spec import studyfile
 
@@ -184,20 +187,33 @@ def resolve_config(
     changes = {k: v for k, v in train_overrides.items() if v is not None}
     if seed is not None:
         changes["seed"] = seed
-    if lam is not None:
-        changes["lam"] = _parse_lambda(lam, storage)
+    if isinstance(lam, str) and lam.startswith("best:"):
+        changes = {**_best_settings(lam.removeprefix("best:"), storage, changes), **changes}
+    elif lam is not None:
+        try:
+            changes["lam"] = float(lam)
+        except ValueError:
+            raise ConfigError(f"--lambda {lam!r} is neither a number nor best:STUDY") from None
     return chosen_split, dataclasses.replace(config, **changes)
 
 
-def _parse_lambda(text: str | float, storage: str | None) -> float:
-    if isinstance(text, str) and text.startswith("best:"):
-        from sweep.results.inspection import best_lambda
+def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The TrainConfig fields the best trial of ``study`` searched (a note on stderr names
+    the ones besides lambda, and those that options given here replace)."""
+    from sweep.results.inspection import best_params
+    from sweep.spec.builtin import TRAIN_KEYS
 
-        return best_lambda(text.removeprefix("best:"), storage=storage)
-    try:
-        return float(text)
-    except ValueError:
-        raise ConfigError(f"--lambda {text!r} is neither a number nor best:STUDY") from None
+    params = best_params(study, storage)
+    order = sorted(params, key=lambda k: (k != "lambda", k))  # lambda first
+    fields = {TRAIN_KEYS[k][0]: (k, params[k]) for k in order if k in TRAIN_KEYS}
+    others = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.values()]
+    if len(others) > 1:
+        kept = [f for f in fields if f in given]
+        logging.getLogger(__name__).warning(
+            f"best:{study} trains with its best trial's {', '.join(others)}"
+            + (f" ({', '.join(fields[f][0] for f in kept)} as given here instead)" if kept else "")
+        )
+    return {field: v for field, (_, v) in fields.items()}
 
 
 def ensemble_accuracy(models: list[str | Path], split: str, data_dir) -> dict:

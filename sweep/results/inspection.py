@@ -354,11 +354,12 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
     )
 
 
-def best_lambda(name: str, storage: str | None = None) -> float:
+def best_params(name: str, storage: str | None = None) -> dict[str, Any]:
+    """The searched values of the study's best trial; it must search lambda."""
     best = load(name, storage).best()
     if best is None:
         raise StudyNotFound(f"study {name!r} has no COMPLETE trials yet; run or resume it first")
     if "lambda" not in best.params:
         searched = ", ".join(sorted(best.params)) or "nothing"
         raise SweepError(f"study {name!r} does not search lambda (it searches {searched})")
-    return float(best.params["lambda"])
+    return dict(best.params)

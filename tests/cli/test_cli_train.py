@@ -127,3 +127,28 @@ def test_best_of_a_study_that_does_not_search_lambda_is_one_line(capsys, tmp_pat
     argv = ["train", "--data-dir", str(cifar_dir), "--lambda", "best:xs", "--storage", url]
     code, _, err = run(capsys, *argv)
     assert (code, err) == (2, "error: study 'xs' does not search lambda (it searches x)\n")
+
+
+def test_best_study_trains_with_everything_its_best_trial_searched(capsys, cifar_dir, tmp_path):
+    # A study searching lambda and hidden: the best trial's hidden width was dropped (the
+    # run trained 50 units, not the width that made the trial best).
+    import optuna
+
+    from tests.conftest import study_text
+
+    text = study_text("wide", trials=3) + "[search.hidden]\nlow = 20\nhigh = 80\n"
+    (tmp_path / "wide.toml").write_text(text)
+    url = f"sqlite:///{tmp_path}/w.db"
+    data = ["--data-dir", str(cifar_dir)]
+    assert main(["run", str(tmp_path / "wide.toml"), "--storage", url, *data]) == 0
+    capsys.readouterr()
+    best = optuna.load_study(study_name="wide", storage=url).best_trial.params
+    train = ["train", "--lambda", "best:wide", "--storage", url, "--n-s", "5", *data, "--json"]
+    code, out, err = run(capsys, *train)
+    assert code == 0 and json.loads(out)["lambda"] == best["lambda"]
+    assert json.loads(out)["hidden"] == best["hidden"]
+    assert (
+        f"trains with its best trial's lambda {best['lambda']:.4g}, hidden {best['hidden']}" in err
+    )
+    code, out, err = run(capsys, *train, "--hidden", "33")  # an option given wins
+    assert code == 0 and json.loads(out)["hidden"] == 33 and "(hidden as given" in err
