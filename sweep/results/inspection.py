@@ -318,7 +318,8 @@ class TrialInfo:
         sd = result.get("sd") or {}
         for name, v in (result.get("metrics") or {}).items():
             shown = number(name, v) + (f" (sd {number(name, sd[name])})" if name in sd else "")
-            lines.append(f"  {label(name)}: {shown}")
+            # Named as in `sweep trials`: a metric "value" or "state" is not the trial's own.
+            lines.append(f"  {label(metric_column(name, list(self.params)))}: {shown}")
         if len(result.get("seeds") or []) > 1:
             lines.append(f"  seeds: {', '.join(str(x) for x in result['seeds'])}")
         if result.get("pack"):

@@ -382,6 +382,8 @@ def test_metrics_and_parameters_named_like_columns_keep_their_own_columns(tmp_pa
     assert main(["show", "c", "0", "--storage", url]) == 0
     shown = capsys.readouterr().out
     assert "curves: 3 points" in shown and "outcomes" not in shown and "point:" not in shown
+    # named as in the tables: the metric "value" is not the trial's value
+    assert "\n  metric.value: 8\n" in shown and "\n  metric.state: 5\n" in shown
 
 
 def test_a_bare_float_is_one_value_column(tmp_path, capsys):
