@@ -21,11 +21,8 @@ from sweep.objectives import paired, pruning
 from sweep.objectives.functions import ProcessExit, exit_guard
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
-from sweep.store.records import RESULT, TrialResult, pack_bits
+from sweep.store.records import RESULT, STEP_STRIDE, TrialResult, pack_bits
 from sweep.system import signals
-
-# Seed r's step s is Optuna step r * STEP_STRIDE + s, so a pruner compares like with like.
-STEP_STRIDE = pruning.STEP_STRIDE
 
 
 class ObjectiveError(Exception):

@@ -34,11 +34,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.objectives import paired
 from sweep.store import queries
+from sweep.store.records import STEP_STRIDE
 
 MARGIN = 0.02  # accuracy: 2 points, ~4 standard errors on 10,000 validation images
 WARMUP = 0.5  # the first half of each seed's recordings never prunes
 MIN_TRIALS = 4  # other trials that must have reached a step before it can prune
-STEP_STRIDE = 1_000_000  # objective.STEP_STRIDE (imported there from here)
 COUNTED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
 
 

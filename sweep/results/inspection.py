@@ -8,7 +8,7 @@ sweep.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from sweep.store.records import (
     PRUNE_REASON,
     RANGES,
     RESULT,
+    STEP_STRIDE,
     WORKER,
     fail_reason,
     prune_reason,
@@ -278,10 +279,17 @@ class TrialInfo:
     seconds: float | None
     user_attrs: dict[str, Any]
     metric: str = "val_accuracy"
+    reported: dict[int, float] = field(default_factory=dict)  # what it gave Optuna, by step
 
     @property
     def curves(self) -> dict[str, list[float]]:
-        return (self.user_attrs.get(RESULT) or {}).get("curves") or {}
+        """Its learning curves; a trial that kept none (pruned, failed) has those of what
+        it reported before it stopped, the first seed's."""
+        kept = (self.user_attrs.get(RESULT) or {}).get("curves") or {}
+        if kept or not self.reported:
+            return kept
+        steps = sorted(s for s in self.reported if s < STEP_STRIDE)
+        return {"step": steps, self.metric: [self.reported[s] for s in steps]}
 
     def json(self) -> str:
         return json_text(self.__dict__, indent=2, default=str)
@@ -352,6 +360,7 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
         seconds=seconds_of(t),
         user_attrs=t.user_attrs,
         metric=stored.spec.metric,
+        reported=dict(t.intermediate_values),
     )
 
 

@@ -42,6 +42,9 @@ RESULT, FAIL_REASON, PRUNE_REASON, REQUEUED, WORKER = (
 )
 POINT, VALUES, RETRY, CRASHES = "point", "values", "retry", "crashes"
 HEARTBEAT = "heartbeat"  # a journal storage's trial: its last beat (sweep/store/journal.py)
+# The Optuna step of seed r's step s is r * STEP_STRIDE + s: each seed's intermediate
+# values apart, so a pruner compares like with like (sweep/objectives/objective.py).
+STEP_STRIDE = 1_000_000
 OUTCOMES_PREFIX = "outcomes@"  # + the Optuna step: a trial's per-image outcomes at a rung
 # Belong to one attempt, never to its retry.
 ATTEMPT_ATTRS = (WORKER, FAIL_REASON, REQUEUED, HEARTBEAT)

@@ -340,3 +340,19 @@ def test_a_study_without_complete_trials_gets_no_empty_figures(tmp_path, capsys)
     plot = tmp_path / "curves.png"
     check(capsys, ["show", "failed", "0", "--storage", url, "--plot", str(plot)], "no curves")
     assert not plot.exists()
+
+
+def test_a_trial_that_kept_no_curves_plots_what_it_reported_before_it_stopped(tmp_path):
+    # A pruned trial keeps no result, but Optuna has its reports: those are its curve
+    # (the first seed's; the second seed's steps start at STEP_STRIDE).
+    from sweep.results.inspection import TrialInfo
+    from sweep.store.records import STEP_STRIDE
+
+    info = TrialInfo(
+        study="s", number=3, state="PRUNED", params={}, value=None, started=None,
+        completed=None, seconds=None, user_attrs={}, metric="score",
+        reported={20: 0.3, 10: 0.2, STEP_STRIDE + 10: 0.9},
+    )  # fmt: skip
+    assert info.curves == {"step": [10, 20], "score": [0.2, 0.3]}
+    path = info.plot(tmp_path / "pruned.png")
+    assert imread(path).std() > 0
