@@ -340,7 +340,7 @@ def url_of(storage: Storage) -> str | None:
     """A storage given as a URL string (kept), a Path (a SQLite file) or None (the default)."""
     if storage is None or isinstance(storage, str):
         return storage
-    from sweep.store.storage import sqlite_url
+    from sweep.store.urls import sqlite_url
 
     return sqlite_url(Path(storage).absolute())
 

@@ -129,7 +129,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     check_file(args.plot, "--plot")
     info = show(args.study, args.trial, args.storage)
     if args.plot:
-        info.plot(args.plot)
+        from sweep.results.figures import plot_trial
+
+        plot_trial(info, args.plot)
     print(info.json() if args.json else info.text())
     if args.plot and not args.json:
         print(f"wrote {args.plot}")

@@ -31,7 +31,8 @@ from sweep.execution.train import RunSummary, run_training, warm_split
 from sweep.objectives.data import ensure_data
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
-from sweep.store.storage import sqlite_url, validate_url
+from sweep.store.storage import validate_url
+from sweep.store.urls import sqlite_url
 
 if TYPE_CHECKING:
     from sweep.results.report import Drawn

@@ -14,8 +14,8 @@ from sweep.execution.progress import Progress
 from sweep.execution.runner import RunResult, check_jobs, run_study
 from sweep.objectives.functions import in_memory_error
 from sweep.store.recovery import recover
-from sweep.store.storage import resolve_url
 from sweep.store.study import finished, open_study
+from sweep.store.urls import resolve_url
 
 
 def resume_study(

@@ -32,8 +32,9 @@ from sweep.store.outage import retrying, unreachable
 from sweep.store.parent import check_parent_stored, run_parent_first
 from sweep.store.queue import exhausted, top_up
 from sweep.store.recovery import recover
-from sweep.store.storage import has_password, open_storage, resolve_url, shown, validate_url
+from sweep.store.storage import open_storage, validate_url
 from sweep.store.study import Stored, finished, open_study, prepare
+from sweep.store.urls import has_password, resolve_url, shown
 from sweep.system.portable import shell_join
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)

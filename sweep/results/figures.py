@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import optuna
@@ -15,6 +16,7 @@ from matplotlib.figure import Figure
 from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
+from sweep.errors import SweepError
 from sweep.results.display import metric_column, param_column
 from sweep.results.tables import study_table
 from sweep.store.records import STAGE, spec_of
@@ -83,6 +85,17 @@ def _legend(ax, **options) -> None:
     trial): matplotlib warns on stderr otherwise."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**options)
+
+
+def plot_trial(info: Any, path: str | Path) -> Path:
+    """A trial's curves (`sweep show --plot`; ``info``: inspection.TrialInfo); one that
+    recorded and reported nothing is refused rather than drawn empty."""
+    if not any(info.curves.values()):
+        raise SweepError(
+            f"trial {info.number} of study {info.study!r} recorded no curves ({info.state}); "
+            "there is nothing to plot"
+        )
+    return plot_curves(info.curves, path, title=f"{info.study} trial {info.number}")
 
 
 def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -31,9 +30,10 @@ from sweep.store.records import (
     spec_of,
     values_of,
 )
-from sweep.store.storage import open_storage, resolve_url
+from sweep.store.storage import open_storage
 from sweep.store.study import Stored, open_study
 from sweep.store.uncertainty import Tied, study_ties, tied_span
+from sweep.store.urls import resolve_url
 from sweep.system.output import json_text
 
 
@@ -293,17 +293,6 @@ class TrialInfo:
 
     def json(self) -> str:
         return json_text(self.__dict__, indent=2, default=str)
-
-    def plot(self, path: str | Path) -> Path:
-        """The trial's learning curves into ``path`` (`sweep show --plot`)."""
-        if not any(self.curves.values()):
-            raise SweepError(
-                f"trial {self.number} of study {self.study!r} recorded no curves "
-                f"({self.state}); there is nothing to plot"
-            )
-        from sweep.results.figures import plot_curves
-
-        return plot_curves(self.curves, path, title=f"{self.study} trial {self.number}")
 
     def text(self) -> str:
         """What a person reads; the raw record (outcome bits, planned point, curves) is

@@ -29,10 +29,10 @@ from sweep.errors import NO_SPACE, StorageError, disk_full
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
 from sweep.store.template import SQLITE_HEADER, copy_empty
+from sweep.store.urls import resolve_url, shown, sqlite_path
 from sweep.system import signals
 from sweep.system.portable import FileLock
 
-DEFAULT_URL = "sqlite:///sweeps.db"
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", journal.SCHEME)
 HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
@@ -48,44 +48,6 @@ def quiet_optuna() -> None:
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     # A Ctrl-C while a connection returns to SQLAlchemy's pool logs a traceback there.
     logging.getLogger("sqlalchemy.pool").setLevel(logging.CRITICAL)
-
-
-def resolve_url(url: str | None) -> str:
-    """``--storage``, else ``$SWEEP_STORAGE``, else ``sqlite:///sweeps.db``."""
-    if url is not None and not url.strip():  # `--storage "$UNSET_VARIABLE"`
-        raise StorageError("the storage URL is empty; pass one such as sqlite:///sweeps.db")
-    return url or os.environ.get("SWEEP_STORAGE") or DEFAULT_URL
-
-
-def shown(url: str) -> str:
-    """The URL as it may be printed: its password, if any, as ***. One without is printed
-    as given (SQLAlchemy's rendering would percent-encode a path's "λ" or "C:\\", and a
-    resume command pasted from it would name another file)."""
-    if not has_password(url):
-        return url
-    return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-
-
-def has_password(url: str) -> bool:
-    try:
-        return sqlalchemy.engine.make_url(url).password is not None
-    except Exception:
-        return False
-
-
-def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The sqlite:/// URL of a file (a "%" in its name escaped, see `sqlite_path`)."""
-    return "sqlite:///" + os.fspath(path).replace("%", "%25")
-
-
-def sqlite_path(url: str) -> Path:
-    """The database file of a sqlite:/// URL, as SQLAlchemy opens it: percent-escapes
-    decoded ("%41" is "A", "%25" is "%"), so its checks and lock files are that file's."""
-    try:
-        database = sqlalchemy.engine.make_url(url).database
-    except Exception:
-        database = None
-    return Path(database or url.split(":///", 1)[1])
 
 
 def lock_path(url: str) -> Path:

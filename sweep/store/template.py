@@ -18,6 +18,7 @@ from pathlib import Path
 import optuna
 from optuna.storages import RDBStorage
 
+from sweep.store.urls import sqlite_url
 from sweep.system.portable import user_cache_dir
 
 SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -57,8 +58,6 @@ def _whole(template: Path) -> bool:
 
 
 def _make(template: Path) -> None:
-    from sweep.store.storage import sqlite_url  # (storage imports this module)
-
     template.parent.mkdir(parents=True, exist_ok=True)
     staged = template.with_name(f".{template.name}.{os.getpid()}.new")
     try:

@@ -354,5 +354,5 @@ def test_a_trial_that_kept_no_curves_plots_what_it_reported_before_it_stopped(tm
         reported={20: 0.3, 10: 0.2, STEP_STRIDE + 10: 0.9},
     )  # fmt: skip
     assert info.curves == {"step": [10, 20], "score": [0.2, 0.3]}
-    path = info.plot(tmp_path / "pruned.png")
+    path = figures.plot_trial(info, tmp_path / "pruned.png")
     assert imread(path).std() > 0

@@ -212,7 +212,7 @@ def test_a_sqlite_path_with_percent_escapes_or_odd_characters_is_one_file_throug
     # for a path with a space or a "λ" must name that path as given.
     import sweep
     from sweep.api import url_of
-    from sweep.store.storage import shown, sqlite_path
+    from sweep.store.urls import shown, sqlite_path
 
     study = {
         "study": {"name": "p", "trials": 2},
