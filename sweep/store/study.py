@@ -278,8 +278,10 @@ def _store_settings(
 
 
 def _check_grid_change(spec: StudyFile, old: int, new: int) -> None:
-    """A grid's points are evenly spaced: a new target must keep every old point."""
-    if not set(plan.grid_units(old)) <= set(plan.grid_units(new)):
+    """A grid's points are evenly spaced: a new target must keep every old point, or (a
+    smaller one, back to the file's after --trials refined it) be among them."""
+    small, big = sorted((old, new))
+    if not set(plan.grid_units(small)) <= set(plan.grid_units(big)):
         finer = ", ".join(str(k * (old - 1) + 1) for k in (2, 3)) if old > 1 else "3, 5"
         raise StudyFileError(
             f"{spec.path}: study {spec.study.name!r} is a grid of {old} points; {new} points "

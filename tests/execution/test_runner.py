@@ -171,6 +171,9 @@ def test_raising_a_grid_target_refines_the_grid_without_repeating_a_value(tmp_pa
     assert r.counts["COMPLETE"] == 7 and r.counts["WAITING"] == 0
     # 7 evenly spaced points in log space: the 4 old ones and the 3 between them.
     assert lambdas(url, "s") == pytest.approx([10 ** (-4 + j / 2) for j in range(7)])
+    # Back to the file's 4 (a rerun without --trials): they are among the 7, none runs again.
+    again = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
+    assert again.counts["COMPLETE"] == 7 and len(lambdas(url, "s")) == 7
 
 
 def test_a_grid_target_that_would_repeat_values_is_refused(tmp_path, cifar_dir):
