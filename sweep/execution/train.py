@@ -200,12 +200,16 @@ def resolve_config(
 def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> dict[str, Any]:
     """The TrainConfig fields the best trial of ``study`` searched (a note on stderr names
     the ones besides lambda, and those that options given here replace)."""
-    from sweep.results.inspection import best_params
-    from sweep.spec.builtin import TRAIN_KEYS
+    from sweep.results.inspection import best_params, load
+    from sweep.spec.builtin import SEARCHABLE, TRAIN_KEYS
 
     params = best_params(study, storage)
+    # Only a study of the built-in network searched its [train] values (a user function's
+    # "hidden" is its own, of its own type): of any other, lambda alone.
+    builtin = load(study, storage).spec.objective.builtin
     order = sorted(params, key=lambda k: (k != "lambda", k))  # lambda first
-    fields = {TRAIN_KEYS[k][0]: (k, params[k]) for k in order if k in TRAIN_KEYS}
+    taken = [k for k in order if k == "lambda" or (builtin and k in SEARCHABLE)]
+    fields = {TRAIN_KEYS[k][0]: (k, params[k]) for k in taken}
     others = [f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in fields.values()]
     if len(others) > 1:
         kept = [f for f in fields if f in given]

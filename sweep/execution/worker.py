@@ -131,7 +131,8 @@ def run_trials(
     settled: dict[int, TrialState] = {}
 
     def settle_early(i: int, outcome: BaseException) -> None:  # a member left the pack
-        settled[i] = settle(stored, popped[i], outcome)
+        if not unreachable(outcome):  # a lost database: requeued at the end, not failed
+            settled[i] = settle(stored, popped[i], outcome)
 
     with (
         Heartbeat(stored, [p.id for p in popped], chore),

@@ -168,28 +168,31 @@ class PackContext:
         self.device = device
         self.timings: dict[str, float] = {}  # shared by the members (one pack, one clock)
         self._on_end = on_end
-        self.ended: set[int] = set()  # members whose end is recorded already
+        self.ended: dict[int, BaseException] = {}  # members whose end is recorded already
 
     def end(self, i: int, exc: BaseException) -> None:
         """Member i has left the pack with ``exc`` (pruned, diverged) while the others go
         on: its end is recorded now, not when the call returns, so that a sweep stopped
         meanwhile neither loses it nor runs its values again. Return ``exc`` for it too."""
-        if not 0 <= i < len(self.members):
-            raise IndexError(f"member {i} of a pack of {len(self.members)}")
+        self.member(i)  # in range
         if i not in self.ended and self._on_end is not None:
-            self.ended.add(i)
-            self._on_end(i, failure_of(exc))
+            self.ended[i] = failure_of(exc)
+            self._on_end(i, self.ended[i])
 
     def report(self, i: int, step: int, value: float, **more: float) -> None:
-        if not 0 <= i < len(self.members):  # a negative one would address another member
-            raise IndexError(f"member {i} of a pack of {len(self.members)}")
-        self.members[i].report(step, value, **more)
+        self.member(i).report(step, value, **more)
 
     def keep_outcomes(self, i: int, correct: np.ndarray) -> None:
-        self.members[i].keep_outcomes(correct)
+        self.member(i).keep_outcomes(correct)
 
     def keep_step_outcomes(self, i: int, step: int, correct: np.ndarray) -> None:
-        self.members[i].keep_step_outcomes(step, correct)
+        self.member(i).keep_step_outcomes(step, correct)
+
+    def member(self, i: int) -> TrialContext:
+        """Member i's own context (a negative index would address another member)."""
+        if not 0 <= i < len(self.members):
+            raise IndexError(f"member {i} of a pack of {len(self.members)}")
+        return self.members[i]
 
 
 Outcome = float | BaseException  # a trial's value, or why it ended without one
@@ -253,7 +256,10 @@ class Objective:
             started = time.perf_counter()
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)
             seconds = time.perf_counter() - started
-            for i, member, out in zip(live, ctx.members, outs, strict=True):
+            for j, (i, member, out) in enumerate(zip(live, ctx.members, outs, strict=True)):
+                if j in ctx.ended:  # told already (ctx.end): that is its outcome
+                    ended[i] = ctx.ended[j]
+                    continue
                 if isinstance(out, BaseException):  # the trial's failure (_call), or one
                     ended[i] = failure_of(out)  # the function returned in the member's place
                     continue
@@ -302,12 +308,13 @@ class Objective:
     ) -> list[Any]:
         """After the list form raised ``failure``: each member not pruned, alone, with a
         fresh context (its curves start over)."""
-        again = [i for i, m in enumerate(ctx.members) if m.pruned is None]
+        # (not one pruned by its report, nor one ended already through ctx.end)
+        again = [i for i, m in enumerate(ctx.members) if m.pruned is None and i not in ctx.ended]
         raised = f"{type(failure).__name__}: {failure}".splitlines()[0]
         print(f"the list form raised {raised}; its trials run one by one", file=sys.stderr)
         ctx.members[:] = [m.again() if i in again else m for i, m in enumerate(ctx.members)]
         ctx.timings.clear()
-        outs: list[Any] = [m.pruned for m in ctx.members]
+        outs: list[Any] = [ctx.ended.get(i, m.pruned) for i, m in enumerate(ctx.members)]
         alone = self._alone([params_list[i] for i in again], [ctx.members[i] for i in again])
         for i, out in zip(again, alone, strict=True):
             outs[i] = out

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound, SweepError
 from sweep.spec.studyfile import StudyFile
-from sweep.store.records import TARGET, spec_of
+from sweep.store.records import TARGET, requeued, spec_of
 from sweep.store.uncertainty import study_ties
 
 
@@ -49,7 +49,13 @@ def parent_results(
         raise StudyNotFound(
             f"study {parent_name!r} has no COMPLETE trials to narrow from; run or resume it first"
         )
-    if len(trials) < target and not partial:
+    # A grid every point of which has been tried cannot finish more (its failed points
+    # have no others to run in their place): narrowing on what it has is all there is.
+    tried = trials + [
+        t for t in parent.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if not requeued(t)
+    ]
+    spent = made is not None and made.study.sampler == "grid" and len(tried) >= target
+    if len(trials) < target and not (partial or spent):
         raise SweepError(
             f"the fine stage narrows from study {parent_name!r}, which has {len(trials)} of its "
             f"{target} trials; finish it first (sweep resume {parent_name}), or pass "

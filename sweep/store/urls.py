@@ -36,8 +36,9 @@ def has_password(url: str) -> bool:
 
 
 def sqlite_url(path: str | os.PathLike[str]) -> str:
-    """The sqlite:/// URL of a file (a "%" in its name escaped, see `sqlite_path`)."""
-    return "sqlite:///" + os.fspath(path).replace("%", "%25")
+    """The sqlite:/// URL of a file: a "%" or "?" in its path escaped, as a URL's path must
+    be (see `sqlite_path`; a "?" would start options)."""
+    return "sqlite:///" + os.fspath(path).replace("%", "%25").replace("?", "%3F")
 
 
 def sqlite_path(url: str) -> Path:

@@ -152,3 +152,18 @@ def test_best_study_trains_with_everything_its_best_trial_searched(capsys, cifar
     )
     code, out, err = run(capsys, *train, "--hidden", "33")  # an option given wins
     assert code == 0 and json.loads(out)["hidden"] == 33 and "(hidden as given" in err
+
+
+def test_best_of_a_user_functions_study_takes_its_lambda_alone(capsys, cifar_dir, tmp_path):
+    # Its "hidden" is the function's own (a float here): not a width for the network.
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return params['hidden']\n")
+    (tmp_path / "u.toml").write_text(
+        '[study]\nname = "u"\ntrials = 2\n[objective]\nfile = "f.py"\nfunction = "f"\n'
+        "[search.lambda]\nlow = 1e-4\nhigh = 1e-1\n[search.hidden]\nlow = 20.0\nhigh = 80.0\n"
+    )
+    url = f"sqlite:///{tmp_path}/u.db"
+    assert main(["run", str(tmp_path / "u.toml"), "--storage", url, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    argv = ["train", "--lambda", "best:u", "--storage", url, "--n-s", "5", "--json"]
+    code, out, err = run(capsys, *argv, "--data-dir", str(cifar_dir))
+    assert code == 0 and json.loads(out)["hidden"] == 50 and "best trial's" not in err

@@ -264,3 +264,59 @@ def test_a_member_that_leaves_the_pack_is_ended_at_once_and_a_stop_meanwhile_kee
     trials = optuna.load_study(study_name="u", storage=url).trials
     assert [t.state for t in trials if t.params["x"] == gave_up] == [TrialState.FAIL]
     assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+
+
+LOST_OR_ENDED = """
+import sqlalchemy.exc
+
+
+def score(params, ctx):
+    with open("{folder}/alone.txt", "a") as f:
+        print(params["x"], params["seed"], file=f)
+    return {"value": params["x"]}
+
+
+def score_many(params_list, ctx):
+    first = params_list[0]["seed"] == 1 and len(params_list) == 3
+    if first and "{case}" == "lost":  # the database went away as member 0 reported
+        lost = sqlalchemy.exc.OperationalError("INSERT", None, Exception("server closed"))
+        ctx.end(0, lost)
+        return [lost] + [{"value": p["x"]} for p in params_list[1:]]
+    if first:  # member 0 gave up, then the list form broke on another member's values
+        ctx.end(0, RuntimeError("member 0 gave up"))
+        raise ValueError("the pack broke")
+    return [{"value": p["x"]} for p in params_list]
+"""
+
+
+@pytest.mark.parametrize("case", ["lost", "raised"])
+def test_a_member_ended_early_is_neither_failed_for_a_lost_database_nor_run_again(tmp_path, case):
+    # lost: a member whose end is a lost database connection is requeued, not failed for
+    # good (its values run again). raised: a member ended through ctx.end is not run again
+    # alone when the list form then raises, nor in the next seed.
+    source = LOST_OR_ENDED.replace("{case}", case).replace("{folder}", str(tmp_path))
+    (tmp_path / "f.py").write_text(source)
+    path = tmp_path / "u.toml"
+    path.write_text(
+        '[study]\nname = "u"\ntrials = 3\nseed = 1\npack = 3\nrepeats = 2\n'
+        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/u.db"
+    main(["run", str(path), "--storage", url, "--jobs", "1", "--out", str(tmp_path / "o")])
+    ran = tmp_path / "alone.txt"
+    alone = (
+        [float(line.split()[0]) for line in ran.read_text().splitlines()] if ran.exists() else []
+    )
+    trials = optuna.load_study(study_name="u", storage=url).trials
+    first = trials[0]
+    assert first.state == TrialState.FAIL
+    again = [t for t in trials[1:] if t.params["x"] == first.params["x"]]
+    if case == "lost":
+        assert "lost the database" in first.user_attrs["fail_reason"]
+        assert [t.state for t in again] == [TrialState.COMPLETE]  # its values ran again
+    else:
+        assert first.user_attrs["fail_reason"] == "RuntimeError: member 0 gave up"
+        # members 1 and 2 ran alone once (seed 1), then as a pack; member 0 never again
+        assert again == [] and first.params["x"] not in alone
+        assert sorted(alone[:2]) == sorted(t.params["x"] for t in trials[1:3])

@@ -88,6 +88,14 @@ def test_a_diverging_trial_fails_with_its_reason_and_the_study_goes_on(tmp_path,
     failed = [t for t in study.trials if t.state.name == "FAIL"]
     assert all("diverged" in t.user_attrs["fail_reason"] for t in failed)
     assert all(t.params["lambda"] > 1 for t in failed)
+    # A fine stage narrows from the spent grid without --partial-parent: it cannot finish
+    # more (it said "finish it first (sweep resume s)", and resume ran nothing).
+    path = tmp_path / "fine.toml"
+    fine = study_text("f", trials=2).replace("low = 1e-4\nhigh = 1e-1", 'narrow_from = "s"')
+    path.write_text(fine)
+    result = run_study(studyfile.load(path), storage_url=url, jobs=1, data_dir=cifar_dir)
+    assert result.counts["COMPLETE"] == 2
+    assert any("narrowed on a partial parent: s had" in n for n in result.notes), result.notes
 
 
 def test_random_top_up_replaces_failed_trials(tmp_path, cifar_dir):

@@ -223,7 +223,7 @@ def test_a_sqlite_path_with_percent_escapes_or_odd_characters_is_one_file_throug
     )
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["aAb.db"]
     assert sqlite_path(f"sqlite:///{tmp_path}/100%.db") == tmp_path / "100%.db"
-    odd = tmp_path / "sp ace λ 50%.db"
+    odd = tmp_path / "sp ace λ 50% ?.db"
     sweep.run(study, objective=lambda params, ctx: params["x"], storage=odd)  # a Path
     assert odd.is_file() and sqlite_path(url_of(odd)) == odd
     printed = f"sqlite:///{tmp_path}/sp ace λ.db"
