@@ -86,12 +86,13 @@ def _archive(tmp_path: Path) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def server(tmp_path):
-    payload = _archive(tmp_path)
+def _serve(payload: bytes, before=lambda: None) -> tuple[http.server.HTTPServer, str]:
+    """A real HTTP server on 127.0.0.1 answering every GET with ``payload`` (after
+    ``before()``), and the archive's URL on it."""
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
+            before()
             self.send_response(200)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
@@ -101,9 +102,14 @@ def server(tmp_path):
             pass
 
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+
+
+@pytest.fixture
+def server(tmp_path):
+    payload = _archive(tmp_path)
+    httpd, url = _serve(payload)
     yield url, hashlib.md5(payload).hexdigest()
     httpd.shutdown()
     httpd.server_close()
@@ -147,22 +153,7 @@ def test_two_commands_downloading_into_one_folder_at_once_both_get_it(tmp_path):
     # The server answers only when both requests are in: both commands found no folder,
     # both download and extract, and the second rename meets the first one's folder.
     payload = _archive(tmp_path)
-    both_asked = threading.Barrier(2, timeout=10)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            both_asked.wait()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/cifar-10-python.tar.gz"
+    httpd, url = _serve(payload, before=threading.Barrier(2, timeout=10).wait)
     md5 = hashlib.md5(payload).hexdigest()
     try:
         for attempt in range(3):

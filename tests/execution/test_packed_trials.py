@@ -73,6 +73,19 @@ def test_a_diverging_member_fails_alone_and_the_others_complete(tmp_path, cifar_
         assert t.value == pytest.approx(alone[t.params["lambda"]].value, abs=0.003)
 
 
+def list_study(tmp_path, source: str, study: str):
+    """Study "u" of the function ``score`` (and its list form) in ``source``, over x in
+    [0, 1], packs of 3; ``study``: more [study] lines."""
+    (tmp_path / "f.py").write_text(source)
+    path = tmp_path / "u.toml"
+    path.write_text(
+        f'[study]\nname = "u"\nseed = 1\npack = 3\n{study}\n'
+        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    return path
+
+
 LIST_FORM = """
 def score(params, ctx):
     if params["x"] > 0.75:
@@ -88,13 +101,7 @@ def score_many(params_list, ctx):
 
 
 def test_a_users_list_form_is_called_once_per_pack_and_each_result_is_its_own(tmp_path):
-    (tmp_path / "f.py").write_text(LIST_FORM)
-    path = tmp_path / "u.toml"
-    path.write_text(
-        '[study]\nname = "u"\ntrials = 6\nseed = 1\nsampler = "grid"\npack = 3\n'
-        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
-        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
-    )
+    path = list_study(tmp_path, LIST_FORM, 'trials = 6\nsampler = "grid"')
     url = f"sqlite:///{tmp_path}/u.db"
     assert main(["run", str(path), "--storage", url, "--jobs", "1"]) in (0, 1)
     trials = optuna.load_study(study_name="u", storage=url).trials
@@ -232,13 +239,7 @@ def test_a_member_that_leaves_the_pack_is_ended_at_once_and_a_stop_meanwhile_kee
 
     from tests.conftest import sweep, wait_for
 
-    (tmp_path / "f.py").write_text(ENDS_EARLY)
-    path = tmp_path / "u.toml"
-    path.write_text(
-        '[study]\nname = "u"\ntrials = 3\nseed = 1\npack = 3\n'
-        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
-        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
-    )
+    path = list_study(tmp_path, ENDS_EARLY, "trials = 3")
     url = f"sqlite:///{tmp_path}/u.db"
     env = {**os.environ, "EARLY_DIR": str(tmp_path)}
     command = sweep("run", str(path), "--storage", url, "--jobs", "1")
@@ -295,13 +296,7 @@ def test_a_member_ended_early_is_neither_failed_for_a_lost_database_nor_run_agai
     # good (its values run again). raised: a member ended through ctx.end is not run again
     # alone when the list form then raises, nor in the next seed.
     source = LOST_OR_ENDED.replace("{case}", case).replace("{folder}", str(tmp_path))
-    (tmp_path / "f.py").write_text(source)
-    path = tmp_path / "u.toml"
-    path.write_text(
-        '[study]\nname = "u"\ntrials = 3\nseed = 1\npack = 3\nrepeats = 2\n'
-        '[objective]\nfile = "f.py"\nfunction = "score"\nmetric = "value"\n'
-        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
-    )
+    path = list_study(tmp_path, source, "trials = 3\nrepeats = 2")
     url = f"sqlite:///{tmp_path}/u.db"
     main(["run", str(path), "--storage", url, "--jobs", "1", "--out", str(tmp_path / "o")])
     ran = tmp_path / "alone.txt"
