@@ -94,7 +94,9 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
         raise data.DataError(f"missing data file {exc.filename}") from None
     name = f"{split}-{dtype}-{key}"
     made = root / CACHE / name  # one made here before (by whoever could write here)
-    folder = made if made.is_dir() and damage(made) is None else cache_dir(root) / name
+    if made.is_dir() and damage(made) is None:
+        return Cached(made, name, root.resolve())
+    folder = cache_dir(root) / name
     notes = []
     if folder.exists():
         problem = damage(folder)
