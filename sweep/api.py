@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import StudyFileError, translated
 from sweep.objectives.context import Function
+from sweep.system import signals
 
 if TYPE_CHECKING:
     from sweep.execution.progress import Progress
@@ -115,7 +116,7 @@ def run(
         >>> result
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
-    with quieted(quiet), translated():
+    with quieted(quiet), translated(), signals.handled_in_call():
         from sweep.execution.runner import run_study
         from sweep.objectives.functions import given_name
 
@@ -162,7 +163,7 @@ def resume(
         >>> loss = lambda params, ctx: {"loss": (params["x"] / width) ** 2}
         >>> sweep.resume("quadratic", objective=loss, storage="sqlite:///quadratic.db")
     """
-    with quieted(quiet), translated():
+    with quieted(quiet), translated(), signals.handled_in_call():
         from sweep.execution.resume import resume_study
 
         result = resume_study(
@@ -205,7 +206,7 @@ def worker(
         >>> sweep.worker("quadratic", objective=loss, storage="postgresql+psycopg://...")
         (3, None)
     """
-    with quieted(quiet), translated():
+    with quieted(quiet), translated(), signals.handled_in_call():
         from sweep.execution.runner import join_study
 
         return join_study(
@@ -254,7 +255,7 @@ def reproduce(
         >>> summary["final"]["test_accuracy"]  # README "What to expect"
         0.5166
     """
-    with quieted(), translated():
+    with quieted(), translated(), signals.handled_in_call():
         from sweep.execution.reproduce import reproduce as run_all
 
         return run_all(

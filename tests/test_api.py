@@ -348,3 +348,47 @@ def test_ctrl_c_in_a_script_is_a_keyboard_interrupt_that_except_exception_does_n
         for t in optuna.load_study(study_name="a", storage=f"sqlite:///{tmp_path}/s.db").trials
     }
     assert optuna.trial.TrialState.RUNNING not in states
+
+
+@pytest.mark.parametrize("signals", [["SIGTERM"], ["SIGINT", "SIGINT"]], ids=["term", "twice"])
+def test_sigterm_or_a_second_ctrl_c_during_a_call_stops_it_cleanly(tmp_path, signals):
+    """From a script, as from the command: SIGTERM (SLURM's preemption) killed the process
+    on the spot, and a second Ctrl-C a few ms after the first broke the clean-up, leaving
+    trials RUNNING. Both now fail the running trials with the reason and raise the
+    KeyboardInterrupt that says how to resume; the script's handlers are put back."""
+    import optuna
+
+    script = tmp_path / "stop.py"
+    script.write_text(
+        "import os, pathlib, signal, sys, threading, time\n"
+        "import sweep\n\n"
+        "def slow(params, ctx):\n"
+        "    pathlib.Path(f'started-{os.getpid()}').touch()\n"
+        "    time.sleep(60)\n"
+        "    return params['x']\n\n"
+        "def fire():\n"
+        "    while len(list(pathlib.Path('.').glob('started-*'))) < 2:\n"
+        "        time.sleep(0.02)\n"
+        f"    for name in {signals!r}:\n"
+        "        os.kill(os.getpid(), getattr(signal, name))\n"
+        "        time.sleep(0.002)\n\n"
+        "threading.Thread(target=fire, daemon=True).start()\n"
+        "try:\n"
+        "    sweep.run({'study': {'name': 'a', 'trials': 2},\n"
+        "               'search': {'x': {'low': 0.1, 'high': 1.0}}},\n"
+        "              objective=slow, storage='sqlite:///s.db', jobs=2)\n"
+        "except KeyboardInterrupt as exc:\n"
+        "    print('stopped:', exc)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.default_int_handler,\n"
+        "      signal.getsignal(signal.SIGTERM) == signal.SIG_DFL)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    reason = "terminated" if signals == ["SIGTERM"] else "interrupted"
+    assert f"stopped: {reason}; 2 running trial(s) marked FAIL" in proc.stdout, proc.stdout
+    assert proc.stdout.splitlines()[-1] == "True True"
+    trials = optuna.load_study(study_name="a", storage=f"sqlite:///{tmp_path}/s.db").trials
+    ran = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]
+    assert [t.user_attrs.get("fail_reason") for t in ran] == [reason, reason]

@@ -22,7 +22,9 @@ import threading
 from collections.abc import Callable, Iterator
 
 STOP = threading.Event()  # a stop signal arrived (loops that wait look at it)
-_state = {"signum": None, "deferred": 0, "pending": False}
+# "watch": a stop ends the process if its clean-up hangs (the command; not a library call,
+# whose caller, a notebook's kernel say, lives on).
+_state = {"signum": None, "deferred": 0, "pending": False, "watch": True}
 
 SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
@@ -39,7 +41,8 @@ def handle(signum: int, frame: object) -> None:
         return  # cleaning up after the first one already
     STOP.set()
     _state["signum"] = signum
-    _watch_the_exit()
+    if _state["watch"]:
+        _watch_the_exit()
     if _state["deferred"]:
         _state["pending"] = True
         return
@@ -78,9 +81,34 @@ def install() -> None:
     if all(signal.getsignal(sig) is handle for sig in SIGNALS):
         return
     STOP.clear()
-    _state.update(signum=None, deferred=0, pending=False)
+    _state.update(signum=None, deferred=0, pending=False, watch=True)
     for sig in SIGNALS:
         signal.signal(sig, handle)
+
+
+@contextlib.contextmanager
+def handled_in_call() -> Iterator[None]:
+    """A library call (sweep.run, resume, worker, reproduce) in a script or a notebook:
+    SIGNALS handled as in the command while it runs (the first fails the running trials
+    and raises Stopped, a KeyboardInterrupt; a second during that clean-up is ignored,
+    where Python's own handler broke it half-way, and SIGTERM no longer ends the process
+    on the spot), then the caller's handlers put back. Only the main thread can set them:
+    from another one, or inside the command (installed already), nothing changes."""
+    mine = all(signal.getsignal(sig) is handle for sig in SIGNALS)
+    if mine or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
+    STOP.clear()
+    _state.update(signum=None, deferred=0, pending=False, watch=False)
+    for sig in SIGNALS:
+        signal.signal(sig, handle)
+    try:
+        yield
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, signal.SIG_DFL if before is None else before)
+        _state["watch"] = True
 
 
 def ignore_all() -> None:
