@@ -122,7 +122,9 @@ class WholeLines(JournalFileBackend):
     fills, part of a line stays at the end of the file; the next append is glued onto it,
     and from then on Optuna cannot read the journal at all ("Invalid log format": every
     finished trial lost; tests/store/test_journal.py pins it). Here a failed write cuts the
-    file back to its length before the append, under the same lock, and raises.
+    file back to its length before the append, under the same lock, and raises. A torn last
+    line that another writer left (killed mid-write, a power cut, a full disk under plain
+    Optuna), which readers skip, is cut off before the next append rather than glued to it.
     """
 
     def __init__(self, path: str, lock: JournalFileSymlinkLock):
@@ -133,9 +135,10 @@ class WholeLines(JournalFileBackend):
         text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
         self._whole_lock.acquire()
         try:
-            fd = os.open(self._whole_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+            flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_BINARY", 0)  # Windows
+            fd = os.open(self._whole_path, flags, 0o666)
             try:
-                start = os.fstat(fd).st_size
+                start = cut_torn_line(fd, os.fstat(fd).st_size)
                 try:
                     write_all(fd, text.encode("utf-8"))
                     os.fsync(fd)
@@ -147,6 +150,29 @@ class WholeLines(JournalFileBackend):
                 os.close(fd)
         finally:
             self._whole_lock.release()
+
+
+def cut_torn_line(fd: int, size: int) -> int:
+    """Cut a last line that has no newline (a record its writer never finished: no reader
+    takes it) off the file open as ``fd``; the file's new size."""
+
+    def read(offset: int, n: int) -> bytes:  # (os.pread is not on Windows)
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
+
+    if size == 0 or read(size - 1, 1) == b"\n":
+        return size
+    end = size
+    while end > 0:
+        take = min(end, 1 << 16)
+        newline = read(end - take, take).rfind(b"\n")
+        if newline >= 0:
+            end = end - take + newline + 1
+            break
+        end -= take
+    log.warning(f"the journal's last record was cut off mid-line ({size - end} bytes): removed")
+    os.ftruncate(fd, end)
+    return end
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -462,6 +462,22 @@ def test_a_full_disk_leaves_the_journal_readable_with_what_was_written_before(
     ] == [1.0, 3.0]
 
 
+def test_a_torn_last_line_another_writer_left_is_cut_off_by_the_next_append(tmp_path):
+    # A writer killed mid-line, a power cut, plain Optuna on a full disk: readers skip the
+    # torn record; the next append glued its own onto it, and from then on no command could
+    # read the journal (resume failed with a JSONDecodeError traceback, then status too).
+    url = f"journal:///{tmp_path}/j.log"
+    study = optuna.create_study(storage=journal.open_journal(url, read_only=False), study_name="t")
+    study.enqueue_trial({"x": 1.0})
+    with open(tmp_path / "j.log", "ab") as f:
+        f.write(b'{"op_code": 4, "wor')  # what was left of the next record
+    reopened = journal.open_journal(url, read_only=False)
+    optuna.load_study(study_name="t", storage=reopened).enqueue_trial({"x": 2.0})
+    assert (tmp_path / "j.log").read_bytes().endswith(b"\n")
+    again = optuna.load_study(study_name="t", storage=journal.open_journal(url, read_only=True))
+    assert [t.system_attrs["fixed_params"]["x"] for t in again.trials] == [1.0, 2.0]
+
+
 def test_optunas_own_journal_file_is_lost_after_a_half_written_line(tmp_path):
     # Why journal.WholeLines exists: with Optuna's JournalFileBackend, a line cut short by a
     # full disk is glued to the next append and the file can no longer be read. If this
