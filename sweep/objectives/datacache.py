@@ -104,7 +104,21 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
             return Cached(folder, folder.name, root.resolve())
         notes.append(f"the cached copy {folder} was damaged ({problem}); rebuilt it")
         _discard(folder)
-    _build(data.load_split(split, root, dtype), folder, dtype)
+    try:
+        staging = _staging(folder)
+    except Unwritable:
+        # The folder looked writable and is not (a Windows ACL, which os.access does not
+        # read): the per-user cache, as for a folder seen to be read-only.
+        if folder.parent != root / CACHE:
+            raise
+        folder = user_cache_dir() / "splits" / name
+        if damage(folder) is None:
+            return Cached(folder, name, root.resolve(), notes)
+        staging = _staging(folder)
+    try:
+        _build(data.load_split(split, root, dtype), staging, folder, dtype)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # bad batches: no staging folder left
     return Cached(folder, folder.name, root.resolve(), notes)
 
 
@@ -122,37 +136,38 @@ def cache_dir(root: Path) -> Path:
     return user_cache_dir() / "splits"
 
 
-def _build(s: data.Split, folder: Path, dtype: str) -> None:
-    """Write the split into a staging folder and rename it into place when complete."""
+def _staging(folder: Path) -> Path:
+    """A new staging folder beside ``folder``, where its copy is written first."""
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+        return Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
     except OSError as exc:
         raise Unwritable(
             f"cannot write the normalised copy of the data into {folder.parent} "
             f"({exc.strerror or exc}); make it writable, or set XDG_CACHE_HOME to a "
             "folder that is"
         ) from None
-    try:
-        sizes = {}
-        for name in ARRAYS:
-            path = staging / f"{name}.npy"
-            np.save(path, getattr(s, name))
-            sizes[name] = path.stat().st_size
-        meta = {
-            "split": s.name,
-            "dtype": dtype,
-            "fingerprint": folder.name,
-            "validation": s.validation,
-            "sizes": s.sizes,
-            "bytes": sizes,
-        }
-        (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-        data.as_created(staging)
-        with contextlib.suppress(OSError):  # another process may have cached it first
-            os.replace(staging, folder)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _build(s: data.Split, staging: Path, folder: Path, dtype: str) -> None:
+    """Write the split into ``staging`` and rename it to ``folder`` when complete."""
+    sizes = {}
+    for name in ARRAYS:
+        path = staging / f"{name}.npy"
+        np.save(path, getattr(s, name))
+        sizes[name] = path.stat().st_size
+    meta = {
+        "split": s.name,
+        "dtype": dtype,
+        "fingerprint": folder.name,
+        "validation": s.validation,
+        "sizes": s.sizes,
+        "bytes": sizes,
+    }
+    (staging / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    data.as_created(staging)
+    with contextlib.suppress(OSError):  # another process may have cached it first
+        os.replace(staging, folder)
 
 
 def damage(folder: Path) -> str | None:

@@ -108,3 +108,27 @@ def test_no_writable_cache_at_all_is_one_data_error(root, tmp_path, monkeypatch)
     (tmp_path / "file").write_text("in the way")
     with pytest.raises(DataError, match=r"cannot write the normalised copy .*XDG_CACHE_HOME"):
         datacache.prepare("exercise", root)
+
+
+def test_a_data_folder_that_looks_writable_but_is_not_falls_back_to_the_user_cache(
+    root, tmp_path, monkeypatch
+):
+    # As with a Windows ACL: os.access says the folder is writable, creating in it fails.
+    import tempfile
+    from pathlib import Path
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    real = tempfile.mkdtemp
+
+    def denied(prefix, dir):
+        if Path(dir) == root / datacache.CACHE:
+            raise PermissionError(13, "Access is denied")
+        return real(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(datacache.tempfile, "mkdtemp", denied)
+    cached = datacache.prepare("exercise", root)
+    assert cached.folder.parent == datacache.user_cache_dir() / "splits"
+    assert datacache.open_split(cached.folder).sizes["train"] == 200
+    built = []
+    monkeypatch.setattr(datacache, "_build", lambda *args: built.append(args))
+    assert datacache.prepare("exercise", root).folder == cached.folder and not built  # reused
