@@ -200,13 +200,13 @@ def resolve_config(
 def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> dict[str, Any]:
     """The TrainConfig fields the best trial of ``study`` searched (a note on stderr names
     the ones besides lambda, and those that options given here replace)."""
-    from sweep.results.inspection import best_params, load
+    from sweep.results.inspection import best_params
     from sweep.spec.builtin import SEARCHABLE, TRAIN_KEYS
 
-    params = best_params(study, storage)
+    params, spec = best_params(study, storage)
     # Only a study of the built-in network searched its [train] values (a user function's
     # "hidden" is its own, of its own type): of any other, lambda alone.
-    builtin = load(study, storage).spec.objective.builtin
+    builtin = spec.objective.builtin
     order = sorted(params, key=lambda k: (k != "lambda", k))  # lambda first
     taken = [k for k in order if k == "lambda" or (builtin and k in SEARCHABLE)]
     fields = {TRAIN_KEYS[k][0]: (k, params[k]) for k in taken}

@@ -128,25 +128,25 @@ def run_trials(
             with contextlib.suppress(Exception):
                 settle(stored, p, TrialTimeout(timeout))
 
-    settled: dict[int, TrialState] = {}
+    settled: dict[int, TrialState] = {}  # members told already, as they left the pack
 
-    def settle_early(i: int, outcome: BaseException) -> None:  # a member left the pack
-        if not unreachable(outcome):  # a lost database: requeued at the end, not failed
+    def settle_early(i: int, outcome: BaseException) -> None:
+        if not unreachable(outcome):  # a lost database: left to the pack's end (requeued)
             settled[i] = settle(stored, popped[i], outcome)
+
+    def end(i: int, outcome: float | BaseException) -> TrialState | None:
+        if i in settled:
+            return settled[i]
+        if isinstance(outcome, Exception) and unreachable(outcome):
+            return None
+        return settle(stored, popped[i], outcome)
 
     with (
         Heartbeat(stored, [p.id for p in popped], chore),
         signals.deadline(timeout, TrialTimeout, on_overrun=timed_out),
     ):
         outcomes = objective.run([p.trial for p in popped], on_end=settle_early)
-    return [
-        settled[i]
-        if i in settled
-        else None
-        if isinstance(o, Exception) and unreachable(o)
-        else settle(stored, p, o)
-        for i, (p, o) in enumerate(zip(popped, outcomes, strict=True))
-    ]
+    return [end(i, outcome) for i, outcome in enumerate(outcomes)]
 
 
 def _folder() -> str | None:

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial
 
 from sweep.errors import StudyNotFound, SweepError
 from sweep.results.display import label, metric_column, number, param_column, params
+from sweep.spec.studyfile import StudyFile
 from sweep.store import records
 from sweep.store.records import (
     FAIL_REASON,
@@ -353,12 +354,14 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
     )
 
 
-def best_params(name: str, storage: str | None = None) -> dict[str, Any]:
-    """The searched values of the study's best trial; it must search lambda."""
-    best = load(name, storage).best()
+def best_params(name: str, storage: str | None = None) -> tuple[dict[str, Any], StudyFile]:
+    """The searched values of the study's best trial (it must search lambda), and the
+    study's file as stored."""
+    stored = load(name, storage)
+    best = stored.best()
     if best is None:
         raise StudyNotFound(f"study {name!r} has no COMPLETE trials yet; run or resume it first")
     if "lambda" not in best.params:
         searched = ", ".join(sorted(best.params)) or "nothing"
         raise SweepError(f"study {name!r} does not search lambda (it searches {searched})")
-    return dict(best.params)
+    return dict(best.params), stored.spec
