@@ -204,11 +204,12 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
     by_metric: dict[str, list[Stored]] = {}  # studies of other metrics get figures of their own
     for s in studies:
         by_metric.setdefault(s.spec.metric, []).append(s)
+    complete = {s.name: s.counts()["COMPLETE"] for s in studies}  # one query each
     specs = [s.spec for s in studies]
     params = sorted({p for spec in specs for p, r in spec.search.items() if r.choices is None})
     for param in params:
         for metric, group in by_metric.items():
-            if not any(param in s.ranges and s.counts()["COMPLETE"] for s in group):
+            if not any(param in s.ranges and complete[s.name] for s in group):
                 continue  # no point to draw: no empty figure either
             ranges = {s.name: s.ranges[param][:2] for s in group if param in s.ranges}
             log = all(r[2] for s in group for name, r in s.ranges.items() if name == param)

@@ -51,17 +51,22 @@ def parent_results(
         )
     # A grid every point of which has been tried cannot finish more (its failed points
     # have no others to run in their place): narrowing on what it has is all there is.
-    tried = trials + [
-        t for t in parent.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if not requeued(t)
-    ]
-    spent = made is not None and made.study.sampler == "grid" and len(tried) >= target
-    if len(trials) < target and not (partial or spent):
+    if len(trials) < target and not (partial or _spent_grid(parent, made, len(trials), target)):
         raise SweepError(
             f"the fine stage narrows from study {parent_name!r}, which has {len(trials)} of its "
             f"{target} trials; finish it first (sweep resume {parent_name}), or pass "
             "--partial-parent to narrow on what it has"
         )
     return Parent(done, len(trials), target)
+
+
+def _spent_grid(parent: optuna.Study, made: StudyFile | None, finished: int, target: int) -> bool:
+    """Whether ``parent`` is a grid every point of which has been tried for good: finished,
+    or failed with its values not queued again."""
+    if made is None or made.study.sampler != "grid":
+        return False
+    failed = parent.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    return finished + sum(not requeued(t) for t in failed) >= target
 
 
 def check_parent_stored(spec: StudyFile, names: set[str]) -> None:
