@@ -80,8 +80,13 @@ def install() -> None:
     in between and that a library's bare ``except`` swallowed: STOP still says so."""
     if all(signal.getsignal(sig) is handle for sig in SIGNALS):
         return
+    _take_signals(watch=True)
+
+
+def _take_signals(*, watch: bool) -> None:
+    """`handle` for SIGNALS, with no stop seen yet; ``watch``: see _state."""
     STOP.clear()
-    _state.update(signum=None, deferred=0, pending=False, watch=True)
+    _state.update(signum=None, deferred=0, pending=False, watch=watch)
     for sig in SIGNALS:
         signal.signal(sig, handle)
 
@@ -99,10 +104,7 @@ def handled_in_call() -> Iterator[None]:
         yield
         return
     previous = {sig: signal.getsignal(sig) for sig in SIGNALS}
-    STOP.clear()
-    _state.update(signum=None, deferred=0, pending=False, watch=False)
-    for sig in SIGNALS:
-        signal.signal(sig, handle)
+    _take_signals(watch=False)
     try:
         yield
     finally:
