@@ -8,7 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from core.errors import DivergedError
-from sweep.objectives.objective import ObjectiveError, TrialTimeout
+from sweep.objectives.objective import FAILED_SEED, ObjectiveError, TrialTimeout
 from sweep.store import records
 from sweep.store.outage import retrying
 from sweep.store.queue import Popped
@@ -62,8 +62,12 @@ REASON_CHARS = 300  # a reason is a cell of the tables and part of a run's one-l
 
 
 def failure_text(exc: BaseException) -> str:
-    """A failed trial's one-line reason: the exception's type and message, clipped."""
+    """A failed trial's one-line reason: the exception's type and message, clipped; with
+    repeats, first the seed it failed on."""
     own = isinstance(exc, DivergedError | ObjectiveError | TrialTimeout)
     text = str(exc) if own or not str(exc) else f"{type(exc).__name__}: {exc}"
     line = (text.splitlines() or [type(exc).__name__])[0]
+    seed = getattr(exc, FAILED_SEED, None)
+    if seed is not None:
+        line = f"seed {seed}: {line}"
     return line if len(line) <= REASON_CHARS else line[: REASON_CHARS - 3] + "..."

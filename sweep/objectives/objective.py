@@ -6,6 +6,7 @@ network included, is called as ``function(params, ctx) -> float | dict[str, floa
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -52,6 +53,19 @@ def failure_of(exc: BaseException) -> BaseException:
     if isinstance(exc, KeyboardInterrupt):
         return ObjectiveError("the function raised KeyboardInterrupt")
     return ObjectiveError(f"the function raised {type(exc).__name__}: {exc}")
+
+
+FAILED_SEED = "sweep_failed_seed"  # the attribute `on_seed` sets on a failure
+
+
+def on_seed(exc: BaseException, seed: int | None) -> BaseException:
+    """``exc``, marked with the seed it happened on, so that the trial's reason names it
+    (sweep/execution/settle.py): with ``repeats`` a user asks which seed failed. ``seed``
+    None (a study of one seed) and pruning, which is not a failure, leave it as it is."""
+    if seed is not None and not isinstance(exc, optuna.TrialPruned):
+        with contextlib.suppress(AttributeError, TypeError):  # an exception without __dict__
+            setattr(exc, FAILED_SEED, seed)
+    return exc
 
 
 class TrialContext:
@@ -161,6 +175,7 @@ class PackContext:
         data_dir: str | None,
         device: str | None = None,
         on_end: Callable[[int, BaseException], None] | None = None,
+        seed: int | None = None,
     ):
         self.members = members
         self.trials = [m.trial for m in members]
@@ -168,6 +183,7 @@ class PackContext:
         self.device = device
         self.timings: dict[str, float] = {}  # shared by the members (one pack, one clock)
         self._on_end = on_end
+        self._seed = seed  # the seed a failure's reason names (`on_seed`), with repeats
         self.ended: dict[int, BaseException] = {}  # members whose end is recorded already
 
     def end(self, i: int, exc: BaseException) -> None:
@@ -176,7 +192,7 @@ class PackContext:
         meanwhile neither loses it nor runs its values again. Return ``exc`` for it too."""
         self.member(i)  # in range
         if i not in self.ended and self._on_end is not None:
-            self.ended[i] = failure_of(exc)
+            self.ended[i] = on_seed(failure_of(exc), self._seed)
             self._on_end(i, self.ended[i])
 
     def report(self, i: int, step: int, value: float, **more: float) -> None:
@@ -247,11 +263,13 @@ class Objective:
             if not live:
                 break
             seed = self.spec.study.seed + r
+            named = seed if self.spec.study.repeats > 1 else None  # in a failure's reason
             ctx = PackContext(
                 [TrialContext(trials[i], r, seed, self.data_dir, self.device) for i in live],
                 self.data_dir,
                 self.device,
                 None if on_end is None else (lambda j, exc, live=live: on_end(live[j], exc)),
+                named,
             )
             started = time.perf_counter()
             outs = self._call([{**self.spec.fixed, **values[i], "seed": seed} for i in live], ctx)
@@ -261,7 +279,7 @@ class Objective:
                     ended[i] = ctx.ended[j]
                     continue
                 if isinstance(out, BaseException):  # the trial's failure (_call), or one
-                    ended[i] = failure_of(out)  # the function returned in the member's place
+                    ended[i] = on_seed(failure_of(out), named)  # returned in its place
                     continue
                 try:
                     seeds[i].add(
@@ -272,7 +290,7 @@ class Objective:
                         self.spec.metric,
                     )
                 except Exception as exc:
-                    ended[i] = exc
+                    ended[i] = on_seed(exc, named)
         together = [t.number for t in trials] if len(trials) > 1 else None
         outcomes: list[Outcome] = []
         for i, trial in enumerate(trials):

@@ -89,6 +89,20 @@ def nan_extra(params, ctx):
         return {"score": float("nan")}
     return {"score": params["x"], "extra": math.inf}
 
+def fails_on_seed_6(params, ctx):
+    if params["seed"] == 6:
+        raise ValueError("not this seed")
+    return params["x"]
+
+def ends_on_seed_7(params, ctx):
+    return ends_on_seed_7_many([params], ctx)[0]
+
+def ends_on_seed_7_many(params_list, ctx):
+    if params_list[0]["seed"] == 7:
+        for i in range(len(params_list)):
+            ctx.end(i, ValueError("ended"))
+    return [p["x"] for p in params_list]
+
 def some_seeds(params, ctx):
     out = {"v": params["x"] + params["seed"]}
     if params["seed"] % 2 == 0:
@@ -299,6 +313,23 @@ def test_keys_some_seeds_return_are_averaged_over_those_seeds(tmp_path, capsys):
     assert main(["trials", "r", "--storage", url, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert all(r["metrics"]["extra"] == 6.0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("function", "reason"),
+    [
+        ("fails_on_seed_6", "seed 6: ValueError: not this seed"),
+        ("ends_on_seed_7", "seed 7: ValueError: ended"),  # ended early through ctx.end
+    ],
+)
+def test_with_repeats_a_failure_names_the_seed_it_happened_on(tmp_path, function, reason):
+    url = f"sqlite:///{tmp_path}/s.db"
+    path = make(tmp_path, "s", function, trials=4, extra="repeats = 3")
+    with pytest.raises(RunFailed):
+        run_study(load(path), storage_url=url, jobs=1)
+    trials = trials_of(url, "s")
+    settled(trials)
+    assert {t.user_attrs["fail_reason"] for t in trials} == {reason}
 
 
 BASE = {"study": {"name": "x", "trials": 10}, "objective": {"file": "f.py"}}
