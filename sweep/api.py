@@ -45,6 +45,7 @@ from sweep.system import signals
 
 if TYPE_CHECKING:
     from sweep.execution.progress import Progress
+    from sweep.execution.result import WorkerResult
     from sweep.execution.runner import RunResult
     from sweep.results.inspection import Status
     from sweep.spec.studyfile import StudyFile
@@ -196,7 +197,7 @@ def worker(
     gpus: tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     quiet: bool = True,
-) -> tuple[int, str | None]:
+) -> WorkerResult:
     """Run trials of a study created elsewhere until its target (`sweep worker`), or until
     ``time_limit`` (seconds; or the scheduler's job end time) leaves no time for another
     trial; returns how many this call ran, and why it stopped early (None: the study is
@@ -204,12 +205,13 @@ def worker(
 
     Example (on another machine; ``loss`` as in `resume`'s example):
         >>> sweep.worker("quadratic", objective=loss, storage="postgresql+psycopg://...")
-        (3, None)
+        WorkerResult(ran=3, stopped=None)
     """
     with quieted(quiet), translated(), signals.handled_in_call():
+        from sweep.execution.result import WorkerResult
         from sweep.execution.runner import join_study
 
-        return join_study(
+        ran, stopped = join_study(
             name,
             storage_url=url_of(storage),
             jobs=jobs,
@@ -223,6 +225,7 @@ def worker(
             workers_per_gpu=workers_per_gpu,
             function=objective,
         )
+        return WorkerResult(ran, stopped)
 
 
 def status(storage: Storage = None) -> Status:

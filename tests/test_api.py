@@ -392,3 +392,17 @@ def test_sigterm_or_a_second_ctrl_c_during_a_call_stops_it_cleanly(tmp_path, sig
     trials = optuna.load_study(study_name="a", storage=f"sqlite:///{tmp_path}/s.db").trials
     ran = [t for t in trials if t.state != optuna.trial.TrialState.WAITING]
     assert [t.user_attrs.get("fail_reason") for t in ran] == [reason, reason]
+
+
+def test_worker_returns_the_trials_it_ran_and_why_it_stopped(tmp_path):
+    (tmp_path / "f.py").write_text("def objective(params, ctx):\n    return params['x']\n")
+    study = tmp_path / "w.toml"
+    study.write_text(
+        '[study]\nname = "w"\ntrials = 3\n[objective]\nfile = "f.py"\n'
+        "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n"
+    )
+    url = f"sqlite:///{tmp_path}/w.db"
+    made = sweep.run(study, storage=url, jobs=0, time_limit=0)  # create it and leave
+    assert made.counts.get("COMPLETE", 0) == 0
+    result = sweep.worker("w", storage=url, idle=0)
+    assert result == (3, None) and (result.ran, result.stopped) == (3, None)

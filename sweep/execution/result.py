@@ -1,18 +1,26 @@
 """What `sweep run` and `sweep resume` return: a study's counts, best and notes, as the
-storage holds them, and the lines the CLI prints."""
+storage holds them, and the lines the CLI prints; and what `sweep worker` returns."""
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from sweep.execution.progress import Best, finished, progress
 from sweep.results.display import label, number, params
 from sweep.store import records
 from sweep.store.study import Stored
 from sweep.system.output import json_text
+
+
+class WorkerResult(NamedTuple):
+    """What `sweep.worker` returns: how many trials this call ran, and why it stopped short
+    of the study's target (None: the study is done). A tuple: ``ran, stopped = ...``."""
+
+    ran: int
+    stopped: str | None
 
 
 @dataclass
