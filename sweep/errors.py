@@ -44,14 +44,16 @@ class Interrupted(KeyboardInterrupt):
 
 
 def disk_full(exc: BaseException | None) -> bool:
-    """Whether an exception means the database's disk is full (SQLite: "database or disk
-    is full"; PostgreSQL: SQLSTATE 53100): no retry helps, the user must free space."""
+    """Whether an exception means a disk is full (SQLite: "database or disk is full";
+    PostgreSQL: SQLSTATE 53100; numpy's np.save): no retry helps, the user must free space."""
     seen = 0
     while exc is not None and seen < 10:
         text = str(exc)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return True
         if "disk is full" in text or "No space left on device" in text:
+            return True
+        if "Not enough free space to write" in text:  # numpy's np.save, errno None
             return True
         if getattr(getattr(exc, "orig", None), "sqlstate", None) == "53100":
             return True

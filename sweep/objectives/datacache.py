@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from core import data
+from sweep.errors import disk_full
 from sweep.objectives.data import ensure_data
 from sweep.system.portable import user_cache_dir
 
@@ -151,10 +152,18 @@ def _staging(folder: Path) -> Path:
 
 def _build(s: data.Split, staging: Path, folder: Path, dtype: str) -> None:
     """Write the split into ``staging`` and rename it to ``folder`` when complete."""
+    need = sum(getattr(s, name).nbytes for name in ARRAYS)
+    if shutil.disk_usage(staging).free < need:
+        raise _no_space(folder, need)
     sizes = {}
     for name in ARRAYS:
         path = staging / f"{name}.npy"
-        np.save(path, getattr(s, name))
+        try:
+            np.save(path, getattr(s, name))
+        except OSError as exc:  # numpy's own "Not enough free space" has no errno
+            if disk_full(exc):
+                raise _no_space(folder, need) from None
+            raise
         sizes[name] = path.stat().st_size
     meta = {
         "split": s.name,
@@ -168,6 +177,13 @@ def _build(s: data.Split, staging: Path, folder: Path, dtype: str) -> None:
     data.as_created(staging)
     with contextlib.suppress(OSError):  # another process may have cached it first
         os.replace(staging, folder)
+
+
+def _no_space(folder: Path, need: int) -> data.DataError:
+    return data.DataError(
+        f"no space left in {folder.parent} for the normalised copy of the data "
+        f"({need / 1e9:.2f} GB); free some space there and rerun"
+    )
 
 
 def damage(folder: Path) -> str | None:

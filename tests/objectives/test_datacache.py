@@ -132,3 +132,26 @@ def test_a_data_folder_that_looks_writable_but_is_not_falls_back_to_the_user_cac
     built = []
     monkeypatch.setattr(datacache, "_build", lambda *args: built.append(args))
     assert datacache.prepare("exercise", root).folder == cached.folder and not built  # reused
+
+
+def _left(root):
+    return sorted(p.name for p in (root / datacache.CACHE).iterdir() if p.is_dir())
+
+
+def test_a_disk_without_room_for_the_copy_is_one_line_before_anything_is_written(root, monkeypatch):
+    usage = datacache.shutil.disk_usage
+    monkeypatch.setattr(datacache.shutil, "disk_usage", lambda p: usage(p)._replace(free=1000))
+    with pytest.raises(DataError, match=r"^no space left in .* \(0\.\d\d GB\); free some space"):
+        datacache.prepare("exercise", root)
+    assert _left(root) == []  # no staging folder, no copy
+
+
+def test_a_disk_that_fills_while_the_copy_is_written_is_the_same_line(root, monkeypatch):
+    # Another program filled it meanwhile: numpy's own error, which carries no errno.
+    def full(path, array):
+        raise OSError(f"Not enough free space to write {array.nbytes} bytes after offset 128")
+
+    monkeypatch.setattr(datacache.np, "save", full)
+    with pytest.raises(DataError, match=r"^no space left in .*; free some space there"):
+        datacache.prepare("exercise", root)
+    assert _left(root) == []
