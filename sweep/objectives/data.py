@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from core import data
-from sweep.system.portable import user_cache_dir
+from sweep.system.portable import home, user_cache_dir
 
 
 def resolve_root(data_dir: str | Path | None) -> Path:
@@ -36,7 +36,7 @@ def default_root() -> Path:
 
 def old_cache_dir() -> Path:
     """Where versions up to 0.2 kept the data on every system (on Linux the same folder)."""
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lambda-sweep"
+    return Path(os.environ.get("XDG_CACHE_HOME") or home() / ".cache") / "lambda-sweep"
 
 
 def ensure_data(data_dir: str | Path | None) -> Path:

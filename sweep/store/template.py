@@ -33,9 +33,9 @@ def copy_empty(path: Path) -> bool:
     the template first if needed. Returns False, leaving ``path`` as it was, when that
     cannot be done; the caller then lets Optuna create the file. The caller holds the
     schema lock, so no other process creates ``path`` meanwhile."""
-    template = template_path()
     try:
-        if not _whole(template):  # none yet, or not a database: (re)made
+        template = template_path()
+        if not _whole(template):  # none yet, or not a whole database: (re)made
             _make(template)
     except Exception:  # an unwritable or full cache folder, or whatever Optuna raised there
         return False
@@ -50,11 +50,19 @@ def copy_empty(path: Path) -> bool:
 
 
 def _whole(template: Path) -> bool:
+    """Whether ``template`` is a whole SQLite file: its header, and as many bytes as the
+    header's page size times its page count (a copy cut short by a full disk is not)."""
     try:
         with open(template, "rb") as f:
-            return f.read(len(SQLITE_HEADER)) == SQLITE_HEADER
+            head = f.read(100)
+            size = os.fstat(f.fileno()).st_size
     except OSError:
         return False
+    if len(head) < 100 or head[: len(SQLITE_HEADER)] != SQLITE_HEADER:
+        return False
+    page = int.from_bytes(head[16:18], "big")
+    pages = int.from_bytes(head[28:32], "big")
+    return pages > 0 and size == (65536 if page == 1 else page) * pages
 
 
 def _make(template: Path) -> None:

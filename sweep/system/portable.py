@@ -21,6 +21,8 @@ import filelock
 import platformdirs
 import psutil
 
+from sweep.errors import SweepError
+
 APP = "lambda-sweep"
 
 # filelock waits by retrying a non-blocking lock; 5 ms keeps a waiting worker's delay
@@ -81,11 +83,29 @@ def pid_alive(pid: int) -> bool:
         return True
 
 
+NO_HOME = (
+    "no per-user cache folder: the home folder is unknown ({why}); set HOME, or "
+    "XDG_CACHE_HOME, to an absolute path, or pass --data-dir"
+)
+
+
 def user_cache_dir() -> Path:
     """The per-user cache folder: ~/.cache/lambda-sweep on Linux ($XDG_CACHE_HOME
     honoured), ~/Library/Caches/lambda-sweep on macOS, %LOCALAPPDATA%/lambda-sweep/Cache
-    on Windows."""
-    return Path(platformdirs.user_cache_dir(APP, appauthor=False))
+    on Windows. A process with no home folder (HOME unset and a user id with no account,
+    as in some containers) gets a one-line SweepError."""
+    try:
+        return Path(platformdirs.user_cache_dir(APP, appauthor=False))
+    except RuntimeError as exc:  # platformdirs: "could not determine the home directory"
+        raise SweepError(NO_HOME.format(why=exc)) from None
+
+
+def home() -> Path:
+    """The user's home folder (Path.home()), or the same one-line SweepError."""
+    try:
+        return Path.home()
+    except RuntimeError as exc:
+        raise SweepError(NO_HOME.format(why=exc)) from None
 
 
 def shell_join(args: Sequence[str], *, windows: bool | None = None) -> str:

@@ -3,6 +3,7 @@
 import sqlite3
 
 import optuna
+import platformdirs
 import pytest
 from optuna.storages import RDBStorage
 
@@ -63,3 +64,25 @@ def test_a_template_that_is_not_a_database_is_made_again(tmp_path, cache):
     RDBStorage(f"sqlite:///{tmp_path}/optuna.db").engine.dispose()
     open_storage(f"sqlite:///{tmp_path}/s.db").engine.dispose()
     assert schema(tmp_path / "s.db") == schema(tmp_path / "optuna.db")
+
+
+def test_a_template_cut_short_is_made_again(tmp_path, cache):
+    # A full disk or a killed copy left its header and part of its pages: every new study
+    # file copied from it was a malformed database.
+    open_storage(f"sqlite:///{tmp_path}/first.db").engine.dispose()  # makes the template
+    whole = template.template_path().read_bytes()
+    template.template_path().write_bytes(whole[:4096])
+    open_storage(f"sqlite:///{tmp_path}/s.db").engine.dispose()
+    assert schema(tmp_path / "s.db") == schema(tmp_path / "first.db")
+    assert template.template_path().read_bytes() == whole
+
+
+def test_without_a_home_folder_optuna_creates_the_file(tmp_path, monkeypatch):
+    # A user id with no account and HOME unset (some containers): platformdirs raises.
+    def unknown(*args, **kwargs):
+        raise RuntimeError("could not determine the home directory")
+
+    monkeypatch.setattr(platformdirs, "user_cache_dir", unknown)
+    assert template.copy_empty(tmp_path / "x.db") is False
+    open_storage(f"sqlite:///{tmp_path}/s.db").engine.dispose()
+    assert sqlite3.connect(tmp_path / "s.db").execute("SELECT COUNT(*) FROM studies").fetchone()

@@ -115,6 +115,21 @@ def test_the_cache_folder_and_the_old_one(tmp_path, monkeypatch):
     assert sweep_data.default_root() == tmp_path / "env"
 
 
+def test_no_home_folder_is_one_line_that_says_what_to_set(monkeypatch):
+    # A user id with no account and HOME unset (some containers): platformdirs raises.
+    import platformdirs
+
+    from sweep.errors import SweepError
+
+    def unknown(*args, **kwargs):
+        raise RuntimeError("could not determine the home directory for '~/.cache'")
+
+    monkeypatch.setattr(platformdirs, "user_cache_dir", unknown)
+    monkeypatch.delenv("SWEEP_DATA_DIR", raising=False)
+    with pytest.raises(SweepError, match=r"^no per-user cache folder: .*set HOME.*--data-dir$"):
+        sweep_data.default_root()
+
+
 def test_no_module_imports_fcntl():
     """Not even guarded: the one POSIX file lock is filelock's business (sweep/system/)."""
     hits = []
