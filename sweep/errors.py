@@ -22,6 +22,10 @@ class StorageError(SweepError):
     """The storage URL is unusable: unknown scheme, unreachable server, not a database."""
 
 
+class NoDatabase(StorageError):
+    """No study database at the URL, where one must be (a worker's or a fine stage's)."""
+
+
 class StudyNotFound(SweepError):
     """No study of that name in the storage."""
 

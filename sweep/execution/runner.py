@@ -17,7 +17,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import RunFailed, StorageError, StudyFileError, StudyNotFound, SweepError
+from sweep.errors import (
+    NoDatabase,
+    RunFailed,
+    StorageError,
+    StudyFileError,
+    StudyNotFound,
+    SweepError,
+)
 from sweep.execution import budget, devices, pool
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
@@ -135,8 +142,8 @@ def run_study(
     limit = Budget.start(time_limit)
     name = spec.study.name
     try:
-        url = validate_url(storage_url, create=not spec.parent)
-    except StorageError:
+        url = validate_url(storage_url, create=not spec.parent, write=True)
+    except NoDatabase:
         if spec.parent:  # a fine stage's parent must already be in the storage
             raise StudyNotFound(
                 f"the fine stage narrows from study {spec.parent!r}, which is not in the "

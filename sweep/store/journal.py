@@ -34,7 +34,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial
 
-from sweep.errors import StorageError
+from sweep.errors import NoDatabase, StorageError
 from sweep.store import records
 from sweep.store.template import SQLITE_HEADER
 from sweep.system.portable import pid_alive
@@ -59,8 +59,9 @@ def path_of(url: str) -> Path:
     return Path(url.split(":///", 1)[1])
 
 
-def validate(url: str, *, create: bool) -> str:
-    """Check a journal URL without opening it; the URL to open."""
+def validate(url: str, *, create: bool, write: bool | None = None) -> str:
+    """Check a journal URL without opening it; the URL to open. ``write`` (default:
+    ``create``): the caller will append to it, so it must be writable."""
     rest = url.split(":///", 1)[1] if ":///" in url else ""
     how = "use journal:///PATH (relative) or journal:////ABSOLUTE/PATH"
     if "?" in rest:
@@ -81,10 +82,10 @@ def validate(url: str, *, create: bool) -> str:
         if head and not head.startswith(b"{"):
             raise StorageError(f"{path} is not an Optuna journal file; pass another --storage")
     elif not create:
-        raise StorageError(
+        raise NoDatabase(
             f"no study database at {path}; run `sweep run STUDY_FILE` first or pass --storage"
         )
-    if create:
+    if create if write is None else write:
         _check_writable(path)
     return url
 

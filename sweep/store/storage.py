@@ -25,7 +25,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep.errors import NO_SPACE, StorageError, disk_full
+from sweep.errors import NO_SPACE, NoDatabase, StorageError, disk_full
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
 from sweep.store.template import SQLITE_HEADER, copy_empty
@@ -72,7 +72,7 @@ def open_storage(
     has no heartbeat (sweep/store/journal.py: recovery judges its trials).
     """
     create = create and not read_only
-    url = validate_url(url, create=create)
+    url = validate_url(url, create=create, write=not read_only)
     if journal.is_journal(url):
         return journal.open_journal(url, read_only=read_only)
     sqlite = url.startswith("sqlite")
@@ -118,9 +118,12 @@ def preload() -> None:
     import alembic.migration  # noqa: F401
 
 
-def validate_url(url: str | None, *, create: bool = True) -> str:
+def validate_url(url: str | None, *, create: bool = True, write: bool | None = None) -> str:
     """Check a storage URL without writing anything (an existing SQLite file's tables are
-    read: another program's database is refused); returns the URL to open."""
+    read: another program's database is refused); returns the URL to open. ``create``: a
+    missing file may be made; ``write`` (default: ``create``): the caller will write, so
+    the file and its folder must be writable (a worker's or a fine stage's open)."""
+    write = create if write is None else write
     url = resolve_url(url)
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in SCHEMES:
@@ -129,7 +132,7 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
             "postgresql+psycopg://USER:PASSWORD@HOST/DB or journal:///PATH.journal"
         )
     if scheme == journal.SCHEME:
-        return journal.validate(url, create=create)
+        return journal.validate(url, create=create, write=write)
     if scheme == "postgresql":
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     if scheme == "sqlite":
@@ -145,16 +148,16 @@ def validate_url(url: str | None, *, create: bool = True) -> str:
         if path.exists():
             _check_sqlite_file(path)
         elif not create:
-            raise StorageError(
+            raise NoDatabase(
                 f"no study database at {path}; run `sweep run STUDY_FILE` first or pass --storage"
             )
         # SQLite writes a journal file beside the database: the folder must be writable.
-        if create and not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
+        if write and not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
             raise StorageError(
                 f"cannot write the database {path}: the folder {path.parent} does not exist "
                 "or is not writable; pass another --storage"
             )
-        if create and path.exists() and not os.access(path, os.W_OK):
+        if write and path.exists() and not os.access(path, os.W_OK):
             raise StorageError(f"{path} is not writable; check its permissions")
     return url
 

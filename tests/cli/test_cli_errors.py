@@ -127,6 +127,27 @@ def test_a_read_only_database_folder(db, capsys, tmp_path, cifar_dir):
     assert digest(folder) == before
 
 
+def test_a_read_only_database_file_in_a_writable_folder(db, capsys, tmp_path, cifar_dir):
+    # A fine stage and a worker open an existing database without creating one: they were
+    # let through, then failed at their first write (a traceback; a worker retried for 2
+    # minutes and blamed an outage). chattr +i: read-only even for root.
+    folder, url = db
+    before = digest(folder)
+    fine = study_text("s-fine", trials=2, search='narrow_from = "s"')
+    (tmp_path / "fine.toml").write_text(fine)
+    subprocess.run(["chattr", "+i", str(folder / "sweeps.db")], check=True)
+    try:
+        for args in (
+            ["run", str(tmp_path / "fine.toml"), "--data-dir", str(cifar_dir)],
+            ["worker", "s", "--data-dir", str(cifar_dir)],
+        ):
+            check(capsys, [*args, "--storage", url], "sweeps.db is not writable; check its")
+        assert main(["status", "--storage", url]) == 0  # reading still works
+    finally:
+        subprocess.run(["chattr", "-i", str(folder / "sweeps.db")], check=True)
+    assert digest(folder) == before
+
+
 def test_unknown_study_lists_the_existing_ones(db, capsys):
     folder, url = db
     before = digest(folder)
