@@ -166,7 +166,12 @@ def _from_file(path: str, source: bytes) -> Any:
     # A unique module name per path: two studies' objective.py files never collide.
     # Compiled from ``source``, not through the import system's __pycache__, whose check
     # (whole seconds and size) misses an edit of the same length within a second.
-    name = "sweep_objective_" + hashlib.sha1(path.encode()).hexdigest()[:12]
+    name = "sweep_objective_" + hashlib.sha1(os.fsencode(path)).hexdigest()[:12]
+    # Its own folder is searched last, as a script's is first: `from helpers import f`
+    # finds helpers.py beside it, and never hides a module of the tool's or a library's.
+    folder = os.path.dirname(path)
+    if folder not in sys.path:
+        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import subprocess
 from pathlib import Path
 
@@ -505,3 +506,19 @@ def test_a_log_gets_each_progress_state_once(folder):
     progress = [line for line in run.stderr.splitlines() if line.startswith("slow: ")]
     assert progress and progress[-1].startswith("slow: 2/2 finished"), run.stderr
     assert len(progress) == len(set(progress)), run.stderr
+
+
+@pytest.mark.parametrize("where", ["plain", os.fsdecode(b"not-utf8-\xe9")])
+def test_a_file_imports_a_module_beside_it_from_any_folder_name(tmp_path, monkeypatch, where):
+    # As a script would: `from helpers import ...` finds helpers.py beside the file. A
+    # folder whose name is not UTF-8 (an old archive's, a Latin-1 system's) was a traceback.
+    folder = tmp_path / where
+    folder.mkdir()
+    (folder / "helpers.py").write_text("def score(x):\n    return -(x - 0.25) ** 2\n")
+    (folder / "f.py").write_text(
+        "from helpers import score\n\ndef objective(params, ctx):\n    return score(params['x'])\n"
+    )
+    path = study(folder, "h", 'file = "f.py"', "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false")
+    monkeypatch.chdir(tmp_path)  # not the file's folder
+    result = run_study(load(path), storage_url=f"sqlite:///{tmp_path}/h.db", jobs=1)
+    assert result.counts["COMPLETE"] == 6
