@@ -76,8 +76,18 @@ class State:
 
     def __init__(self, path: Path):
         self.path = path
-        text = path.read_text(encoding="utf-8") if path.is_file() else "{}"
-        self.data: dict[str, Any] = json.loads(text)
+        self.damaged: str | None = None  # why an existing file could not be read
+        self.data: dict[str, Any] = {}
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:  # cut short by a power cut, or edited
+                self.damaged = str(exc)
+            else:
+                if isinstance(data, dict):
+                    self.data = data
+                else:
+                    self.damaged = f"it holds a {type(data).__name__}, not an object"
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.data.get(name)
@@ -135,6 +145,11 @@ def reproduce(
     coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
     out, url = make_out(out, storage_url, data_dir)
     state = State(out / "state.json")
+    if state.damaged:
+        say(
+            f"{state.path} could not be read ({state.damaged}); its stages are checked "
+            "again (finished studies are kept in the storage)"
+        )
 
     if not state.get("gradcheck"):
         t0 = time.perf_counter()

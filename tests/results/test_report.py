@@ -151,6 +151,31 @@ def test_rerun_reuses_finished_stages(reproduced, studies, cifar_dir):
     assert any(line.startswith("final:") for line in said)
 
 
+def test_a_damaged_state_file_is_said_and_its_stages_are_checked_again(
+    reproduced, studies, cifar_dir
+):
+    out, first = reproduced
+    url = first["storage"]
+    counts = {
+        s: len(optuna.load_study(study_name=s, storage=url).trials) for s in ("coarse", "fine")
+    }
+    (out / "state.json").write_text('{"gradcheck": {"W1": ')  # cut short by a power cut
+    said = []
+    again = reproduce(
+        out=out,
+        jobs=1,
+        data_dir=str(cifar_dir),
+        studies_dir=str(studies),
+        runs=TINY,
+        say=said.append,
+    )
+    assert "state.json could not be read (" in said[0] and "are checked again" in said[0]
+    for stage, n in counts.items():  # the finished studies were not run again
+        assert len(optuna.load_study(study_name=stage, storage=url).trials) == n
+        assert again[stage]["best_lambda"] == first[stage]["best_lambda"]
+    assert json.loads((out / "state.json").read_text())["fine"] == again["fine"]
+
+
 def test_best_study_resolution(reproduced, cifar_dir, capsys):
     _out, summary = reproduced
     url = summary["storage"]
