@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -195,6 +196,25 @@ def resolve_config(
         except ValueError:
             raise ConfigError(f"--lambda {lam!r} is neither a number nor best:STUDY") from None
     return chosen_split, dataclasses.replace(config, **changes)
+
+
+def data_dir_for(lam: str | float | None, storage: str | None, data_dir: str | None) -> str | None:
+    """``data_dir``; else, for ``--lambda best:STUDY`` without $SWEEP_DATA_DIR, the folder
+    that study ran on when it still holds CIFAR-10 (as `sweep resume` finds it); else None,
+    the default lookup. A session run with --data-dir DIR then trains on DIR too, instead
+    of downloading a second copy into the per-user cache."""
+    if data_dir is not None or not (isinstance(lam, str) and lam.startswith("best:")):
+        return data_dir
+    if os.environ.get("SWEEP_DATA_DIR"):
+        return None
+    from core.data import FOLDER
+    from sweep.results.inspection import load
+    from sweep.store import records
+
+    recorded = load(lam.removeprefix("best:"), storage).attrs.get(records.DATA)
+    if recorded and (Path(recorded["dir"]) / FOLDER).is_dir():
+        return recorded["dir"]
+    return None
 
 
 def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> dict[str, Any]:

@@ -201,6 +201,19 @@ def test_best_study_resolution(reproduced, cifar_dir, capsys):
     assert "no study named 'nope'" in capsys.readouterr().err
 
 
+def test_best_of_a_study_trains_on_the_data_folder_it_ran_on(reproduced, tmp_path, monkeypatch):
+    # The README's session with --data-dir DIR, then `sweep train --lambda best:fine`
+    # without it: the default lookup (an empty per-user cache here) used to download a
+    # second copy of CIFAR-10, or fail offline.
+    _out, summary = reproduced
+    monkeypatch.delenv("SWEEP_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    args = ["train", "--lambda", "best:fine", "--storage", summary["storage"], "--n-s", "5"]
+    assert main([*args, "--split", "exercise"]) == 0
+    assert not (tmp_path / "empty-cache").exists()
+
+
 def test_report_command(reproduced, tmp_path, capsys):
     _out, summary = reproduced
     assert (
