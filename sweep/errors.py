@@ -47,12 +47,21 @@ class Interrupted(KeyboardInterrupt):
         self.exit_code = exit_code
 
 
+def message_of(exc: BaseException) -> str:
+    """str(exc), or what can be said when a user's exception cannot be turned into text
+    (its __str__ raised: the worker crashed on it, leaving its trial RUNNING)."""
+    try:
+        return str(exc)
+    except Exception as broken:
+        return f"(its message could not be read: {type(broken).__name__})"
+
+
 def disk_full(exc: BaseException | None) -> bool:
     """Whether an exception means a disk is full (SQLite: "database or disk is full";
     PostgreSQL: SQLSTATE 53100; numpy's np.save): no retry helps, the user must free space."""
     seen = 0
     while exc is not None and seen < 10:
-        text = str(exc)
+        text = message_of(exc)
         if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
             return True
         if "disk is full" in text or "No space left on device" in text:

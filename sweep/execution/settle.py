@@ -8,6 +8,7 @@ import optuna
 from optuna.trial import TrialState
 
 from core.errors import DivergedError
+from sweep.errors import message_of
 from sweep.objectives.objective import FAILED_SEED, ObjectiveError, TrialTimeout
 from sweep.store import records
 from sweep.store.outage import retrying
@@ -65,7 +66,8 @@ def failure_text(exc: BaseException) -> str:
     """A failed trial's one-line reason: the exception's type and message, clipped; with
     repeats, first the seed it failed on."""
     own = isinstance(exc, DivergedError | ObjectiveError | TrialTimeout)
-    text = str(exc) if own or not str(exc) else f"{type(exc).__name__}: {exc}"
+    message = message_of(exc)
+    text = message if own or not message else f"{type(exc).__name__}: {message}"
     line = (text.splitlines() or [type(exc).__name__])[0]
     seed = getattr(exc, FAILED_SEED, None)
     if seed is not None:

@@ -18,6 +18,7 @@ import numpy as np
 import optuna
 
 from sweep import __version__
+from sweep.errors import message_of
 from sweep.objectives import paired, pruning
 from sweep.objectives.functions import ProcessExit, exit_guard
 from sweep.spec.space import Dimension
@@ -52,7 +53,26 @@ def failure_of(exc: BaseException) -> BaseException:
         return ObjectiveError(f"the function exited (SystemExit: {exc.code})")
     if isinstance(exc, KeyboardInterrupt):
         return ObjectiveError("the function raised KeyboardInterrupt")
-    return ObjectiveError(f"the function raised {type(exc).__name__}: {exc}")
+    return ObjectiveError(f"the function raised {type(exc).__name__}: {message_of(exc)}")
+
+
+def per_image(correct: Any, call: str) -> np.ndarray:
+    """``correct`` as one bool per validation image. Anything else raises a TypeError in
+    the function that says what ``call`` takes, so that its trial fails with that reason
+    (stored as it was, it broke the worker when the trial ended)."""
+    a = np.asarray(correct) if not isinstance(correct, str | bytes) else np.asarray(None)
+    if a.dtype == bool:
+        ones = True
+    else:
+        ones = np.issubdtype(a.dtype, np.number) and bool(np.isin(a, (0, 1)).all())
+    if a.ndim != 1 or a.size == 0 or not ones:
+        given = f"shape {a.shape}" if a.ndim else type(correct).__name__
+        raise TypeError(
+            f"ctx.{call} takes one True/False (or 1/0) per validation image, a 1-D array "
+            f"of at least one; it got {given}"
+            + (f" of {a.dtype}" if a.ndim and a.dtype != bool else "")
+        )
+    return a.astype(bool)
 
 
 FAILED_SEED = "sweep_failed_seed"  # the attribute `on_seed` sets on a failure
@@ -104,7 +124,7 @@ class TrialContext:
     def keep_outcomes(self, correct: np.ndarray) -> None:
         """Which validation images the final model classifies correctly (bool, one per
         image): kept with the trial, one bit each, to test ties with the best."""
-        self.outcomes = np.asarray(correct, dtype=bool)
+        self.outcomes = per_image(correct, "keep_outcomes")
 
     def keep_step_outcomes(self, step: int, correct: np.ndarray) -> None:
         """Which validation images the network classifies correctly at the recording about
@@ -112,6 +132,7 @@ class TrialContext:
         trials there (the paired pruner's rungs), else dropped. Call it before ``report``."""
         pruner = self._trial.study.pruner
         recording = len(self.curves.get("step", ())) + 1
+        correct = per_image(correct, "keep_step_outcomes")
         if isinstance(pruner, paired.PairedPruner) and pruner.wants(recording):
             self._trial.set_user_attr(paired.key(self._offset + int(step)), paired.stored(correct))
 
@@ -328,7 +349,7 @@ class Objective:
         fresh context (its curves start over)."""
         # (not one pruned by its report, nor one ended already through ctx.end)
         again = [i for i, m in enumerate(ctx.members) if m.pruned is None and i not in ctx.ended]
-        raised = f"{type(failure).__name__}: {failure}".splitlines()[0]
+        raised = f"{type(failure).__name__}: {message_of(failure)}".splitlines()[0]
         print(f"the list form raised {raised}; its trials run one by one", file=sys.stderr)
         ctx.members[:] = [m.again() if i in again else m for i, m in enumerate(ctx.members)]
         ctx.timings.clear()

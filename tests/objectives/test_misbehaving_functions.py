@@ -89,6 +89,22 @@ def nan_extra(params, ctx):
         return {"score": float("nan")}
     return {"score": params["x"], "extra": math.inf}
 
+def bad_outcomes(params, ctx):
+    ctx.keep_outcomes(1 if params["x"] > 0.5 else "abc")
+    return params["x"]
+
+def bad_outcomes_many(params_list, ctx):
+    for i in range(len(params_list)):
+        ctx.keep_outcomes(i, [[True, False]])
+    return [p["x"] for p in params_list]
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("str broke")
+
+def unprintable(params, ctx):
+    raise Unprintable()
+
 def fails_on_seed_6(params, ctx):
     if params["seed"] == 6:
         raise ValueError("not this seed")
@@ -313,6 +329,26 @@ def test_keys_some_seeds_return_are_averaged_over_those_seeds(tmp_path, capsys):
     assert main(["trials", "r", "--storage", url, "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert all(r["metrics"]["extra"] == 6.0 for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("function", "jobs", "reason"),
+    [
+        ("bad_outcomes", 1, "ctx.keep_outcomes takes one True/False (or 1/0) per validation"),
+        ("unprintable", 1, "Unprintable: (its message could not be read: RuntimeError)"),
+        ("unprintable", 2, "Unprintable: (its message could not be read: RuntimeError)"),
+    ],
+)
+def test_a_bad_keep_outcomes_or_an_unprintable_exception_fails_its_trial(
+    tmp_path, function, jobs, reason
+):
+    # Both crashed the worker when the trial ended, leaving it RUNNING for every resume.
+    url = f"sqlite:///{tmp_path}/s.db"
+    with pytest.raises(RunFailed, match="made no progress: 4 trial"):
+        run_study(load(make(tmp_path, "s", function, trials=4)), storage_url=url, jobs=jobs)
+    trials = trials_of(url, "s")
+    settled(trials)
+    assert all(reason in t.user_attrs["fail_reason"] for t in trials), trials
 
 
 @pytest.mark.parametrize(
