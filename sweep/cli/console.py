@@ -126,3 +126,26 @@ class Warnings(logging.Handler):
             yield
         finally:
             logger.removeHandler(handler)
+
+
+@contextlib.contextmanager
+def trials_print_to_stderr() -> Iterator[None]:
+    """While trials run in this process (`sweep worker --jobs 1`): what a function prints,
+    Python's print or a C library's, goes to stderr, as it does from a worker process
+    (sweep/execution/worker.py init_process), so that stdout (`--json`, a pipe) stays the
+    command's own."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # a closed stream: leave it as it is
+        yield
+        return
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        os.dup2(saved, 1)
+        os.close(saved)

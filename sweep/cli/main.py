@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import sweep
+from sweep.cli import console
 from sweep.cli.arguments import build_parser, cluster_options, parse
 from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence_closed
 from sweep.errors import explain
@@ -88,16 +89,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    ran, why = sweep.worker(
-        args.study,
-        storage=args.storage,
-        jobs=args.jobs,
-        data_dir=args.data_dir,
-        threads=args.threads,
-        oversubscribe=args.oversubscribe,
-        objective_dir=args.objective_dir,
-        **cluster_options(args),
-    )
+    with console.trials_print_to_stderr():  # with --jobs 1 the trials run in this process
+        ran, why = sweep.worker(
+            args.study,
+            storage=args.storage,
+            jobs=args.jobs,
+            data_dir=args.data_dir,
+            threads=args.threads,
+            oversubscribe=args.oversubscribe,
+            objective_dir=args.objective_dir,
+            **cluster_options(args),
+        )
     if args.json:
         print(json.dumps({"study": args.study, "ran": ran, "stopped": why}))
         return 0

@@ -460,6 +460,21 @@ def test_what_a_function_prints_goes_to_stderr_not_into_the_json(folder):
     assert run.stderr.count("hello from the function") == 6
     assert run.stderr.count("and from C") == 6
     assert "hello at import" in run.stderr
+    # `sweep worker --jobs 1` runs the trials in its own process: the same holds there.
+    url = f"sqlite:///{folder}/w.db"
+    made = subprocess.run(
+        sweep("run", str(path), "--jobs", "0", "--time-limit", "0", "--storage", url),
+        capture_output=True,
+        cwd=folder,
+    )
+    assert made.returncode == 0, made.stderr
+    work = subprocess.run(
+        sweep("worker", "talk", "--json", "--storage", url), capture_output=True, text=True
+    )
+    assert work.returncode == 0, work.stderr
+    assert json.loads(work.stdout) == {"study": "talk", "ran": 6, "stopped": None}
+    assert work.stderr.count("hello from the function") == 6
+    assert work.stderr.count("and from C") == 6
 
 
 def test_a_file_edited_between_two_runs_of_one_session_is_loaded_again(folder):
