@@ -229,8 +229,9 @@ def build_parser() -> _Parser:
         "--jobs",
         type=_positive_int,
         default=1,
-        help="worker processes (default 1: trials run in this process; with more, each "
-        "worker is a process of its own and a crashed one is replaced)",
+        help="worker processes (default 1: trials run in this process, or in one of its "
+        "own if the study has a trial_timeout; with more, each worker is a process of its "
+        "own and a crashed one is replaced)",
     )
     p.add_argument(
         "--threads",

@@ -314,17 +314,19 @@ def join_study(
     or until ``time_limit`` (as in run_study) leaves no time for another trial.
 
     With several jobs the trials run in worker processes, as in `sweep run` (a killed one
-    is replaced); one job runs in this process (pool.run_here). Returns the number of
-    trials run and, if the time ran out first, why the worker stopped.
+    is replaced); one job runs in this process (pool.run_here), unless the study has a
+    trial_timeout: a trial stuck past it ends its process, which must not be this one.
+    Returns the number of trials run and, if the time ran out first, why it stopped.
     """
     limit = Budget.start(time_limit)
     check_jobs(jobs, oversubscribe)
     devices.check(gpus, workers_per_gpu, jobs)
-    if jobs == 1:  # the trials run in this process: its device before the function loads
-        devices.claim(gpus, 0)
     url = resolve_url(storage_url)
     stored = open_study(name, url)
     spec = stored.spec
+    here = jobs == 1 and not spec.study.trial_timeout
+    if here:  # the trials run in this process: its device before the function loads
+        devices.claim(gpus, 0)
     given = _check_function(spec, function, objective_dir)  # says what to copy or install
     data = builtin.prepare_data(spec, data_dir, stored.attrs.get(records.DATA))
     job = Job(
@@ -343,9 +345,9 @@ def join_study(
     )
     ran = 0
     try:
-        if jobs == 1:
+        if here:
             ran = pool.run_here(job, stored)
-        while jobs > 1:
+        while not here:
             n, crashed = pool.run(job, jobs, stored)
             ran += n
             if not crashed or budget.out_of_time(job, stored):

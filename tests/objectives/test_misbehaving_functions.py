@@ -72,6 +72,16 @@ def hangs(params, ctx):
         time.sleep(10**6)
     return params["x"]
 
+def stubborn(params, ctx):
+    if ctx.trial == 0:  # ignores its timeout: only ending its process stops it
+        end = time.time() + 60
+        while time.time() < end:
+            try:
+                time.sleep(0.5)
+            except BaseException:
+                pass
+    return params["x"]
+
 def not_numbers(params, ctx):
     return {"score": True} if params["x"] > 0.5 else {"score": "0.5"}
 
@@ -294,6 +304,32 @@ def test_a_trial_past_its_timeout_fails_and_is_not_queued_again(tmp_path):
     assert not any(t.user_attrs.get("requeued") for t in hung)
     assert len({t.params["x"] for t in hung}) == len(hung)  # each hung value ran once
     assert all((t.datetime_complete - t.datetime_start).total_seconds() < 10 for t in hung)
+
+
+@pytest.mark.slow
+def test_a_one_job_worker_outlives_a_trial_that_ignores_its_timeout(tmp_path):
+    # `sweep worker --jobs 1` ran trials in its own process: the stuck trial's end was the
+    # command's, exit 70 without a word, and the study's other trials were left WAITING.
+    # Here as on a cluster: an orchestrator (--jobs 0) tops up the failed trial's place.
+    url = f"sqlite:///{tmp_path}/s.db"
+    path = make(tmp_path, "s", "stubborn", trials=3, extra="trial_timeout = 1")
+    orchestrator = start("run", str(path), "--jobs", "0", "--storage", url, "--out", str(tmp_path))
+
+    def created() -> bool:
+        with contextlib.suppress(Exception):  # no file, or no study in it, yet
+            return len(trials_of(url, "s")) == 3
+        return False
+
+    wait_for(created)
+    work = subprocess.run(
+        sweep("worker", "s", "--storage", url), capture_output=True, text=True, timeout=120
+    )
+    assert work.returncode == 0, work.stderr
+    assert orchestrator.wait(timeout=60) == 0, orchestrator.stderr.read()
+    trials = trials_of(url, "s")
+    settled(trials)
+    assert [t.state for t in trials] == [TrialState.FAIL] + [TrialState.COMPLETE] * 3
+    assert trials[0].user_attrs["fail_reason"].startswith("timed out after 1 s")
 
 
 def test_booleans_and_strings_are_not_metrics(tmp_path):
