@@ -108,10 +108,15 @@ class TrainResult:
 
 
 def eval_steps(n_s: int, cycles: int, evals_per_cycle: int) -> list[int]:
-    """The update steps after which the curves are recorded; the last is the final step."""
+    """The update steps after which the curves are recorded; the last is the final step.
+    More recordings than steps give one after each step (none before the first: a step 0
+    would never come, and with it no recording at all)."""
     per_cycle = 2 * n_s
     return sorted(
-        {round((i + 1) * per_cycle / evals_per_cycle) for i in range(cycles * evals_per_cycle)}
+        {
+            max(1, round((i + 1) * per_cycle / evals_per_cycle))
+            for i in range(cycles * evals_per_cycle)
+        }
     )
 
 

@@ -45,6 +45,16 @@ def test_n_s_auto_is_two_epochs():
     assert eval_steps(500, 1, 10) == list(range(100, 1001, 100))
 
 
+@pytest.mark.parametrize(("n_s", "evals"), [(1, 10), (2, 10), (20, 100)])
+def test_more_recordings_than_steps_record_after_every_step(exercise, n_s, evals):
+    # The first recording was rounded to step 0, which never comes: nothing was recorded
+    # and the run ended in an IndexError (every trial of such a study failed).
+    assert eval_steps(n_s, 1, evals) == list(range(1, 2 * n_s + 1))
+    config = TrainConfig(n_s=n_s, cycles=1, evals_per_cycle=evals)
+    r = train(config, exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
+    assert r.curves["step"] == list(range(1, 2 * n_s + 1)) and 0 <= r.final["val_accuracy"] <= 1
+
+
 def test_same_seed_gives_bit_identical_weights(exercise):
     config = TrainConfig(n_s=10, cycles=1, seed=7)
     args = (exercise.X_train, exercise.y_train, exercise.X_val, exercise.y_val)
