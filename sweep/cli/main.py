@@ -47,9 +47,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _print_run(result, out: str, storage: str | None, as_json: bool) -> None:
     from sweep.results.tables import write_study_tables
 
-    end_progress()
-    if not result.already_done:
-        result.tables = write_study_tables(result.study, storage, out)
+    end_progress()  # tables even of a finished study: a Ctrl-C may have come before them
+    result.tables = write_study_tables(result.study, storage, out)
     print(result.json() if as_json else result.text())
 
 

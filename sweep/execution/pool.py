@@ -167,9 +167,9 @@ def _stopped(job: Job, stored: Stored) -> Interrupted:
     to go on."""
     reason = signals.reason()
     n = fail_running(stored, reason=reason)
+    running = f"{n} running trial(s) marked FAIL and queued again" if n else "no trial was running"
     return Interrupted(
-        f"{reason}; {n} running trial(s) marked FAIL and queued again. "
-        f"Resume with: {job.resume_command}",
+        f"{reason}; {running}. Resume with: {job.resume_command}",
         exit_code=signals.exit_code(),
     )
 

@@ -104,9 +104,12 @@ class RunResult:
     def text(self) -> str:
         if self.already_done:
             done = self.counts["COMPLETE"] + self.counts["PRUNED"]
-            return (
-                f"study {self.study!r} is already finished: {done}/{self.target} trials "
-                f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run"
+            return "\n".join(
+                [
+                    f"study {self.study!r} is already finished: {done}/{self.target} trials "
+                    f"finished ({self.counts['COMPLETE']} COMPLETE); nothing to run",
+                    *(f"wrote {path}" for path in self.tables),
+                ]
             )
         c = self.counts
         lam = self.ranges.get("lambda")
