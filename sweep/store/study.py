@@ -8,9 +8,11 @@ public Optuna calls are used; the storage object is kept, never dug out of a stu
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import optuna
@@ -272,19 +274,30 @@ def _store_settings(
     old = attrs.get(records.TARGET)
     if old != target:
         if spec.study.sampler == "grid" and old is not None:
-            _check_grid_change(spec, old, target)
+            _check_grid_change(spec, old, target, _grid_points(stored))
         study.set_user_attr(records.TARGET, target)
     return notes
 
 
-def _check_grid_change(spec: StudyFile, old: int, new: int) -> None:
-    """A grid's points are evenly spaced: a new target must keep every old point, or (a
-    smaller one, back to the file's after --trials refined it) be among them."""
+def _grid_points(stored: Stored) -> set[Fraction]:
+    """The grid points already given to trials, as fractions of the range."""
+    points = (records.point_of(t) for t in stored.trials())
+    return {Fraction(*p) for p in points if isinstance(p, list)}
+
+
+def _check_grid_change(spec: StudyFile, old: int, new: int, taken: set[Fraction]) -> None:
+    """A grid's points are evenly spaced: a new target must keep every old point and every
+    point already run (a grid refined, then set back to fewer points, holds the finer
+    one's), or (a smaller one, back to the file's after --trials refined it) be among them."""
     small, big = sorted((old, new))
-    if not set(plan.grid_units(small)) <= set(plan.grid_units(big)):
-        finer = ", ".join(str(k * (old - 1) + 1) for k in (2, 3)) if old > 1 else "3, 5"
+    kept = set(plan.grid_units(small)) | (taken if new > old else set())
+    if not kept <= set(plan.grid_units(big)):
+        # The smallest grid holding every kept point, and the next refinement of it.
+        intervals = math.lcm(*(u.denominator for u in kept))
+        finer = ", ".join(str(k * intervals + 1) for k in (1, 2)) if intervals > 1 else "3, 5"
+        held = f"{old} points" if kept == set(plan.grid_units(small)) else "points of a finer one"
         raise StudyFileError(
-            f"{spec.path}: study {spec.study.name!r} is a grid of {old} points; {new} points "
+            f"{spec.path}: study {spec.study.name!r} is a grid of {held}; {new} points "
             f"would not contain them, so values would run twice. Use a refinement ({finer}) "
             "or give the study a new name"
         )

@@ -182,6 +182,13 @@ def test_raising_a_grid_target_refines_the_grid_without_repeating_a_value(tmp_pa
     # Back to the file's 4 (a rerun without --trials): they are among the 7, none runs again.
     again = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
     assert again.counts["COMPLETE"] == 7 and len(lambdas(url, "s")) == 7
+    # From the file's 4 to 10: 10 holds the 4 but not the 7 that ran (the check compared
+    # the targets alone, and the study claimed a 10-point grid it never ran).
+    with pytest.raises(StudyFileError, match=r"grid of points of a finer one; 10 points .*7, 13"):
+        run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, trials=10)
+    finer = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, trials=13)
+    assert lambdas(url, "s") == pytest.approx([10 ** (-4 + j / 4) for j in range(13)])
+    assert finer.counts["COMPLETE"] == 13
 
 
 def test_a_grid_target_that_would_repeat_values_is_refused(tmp_path, cifar_dir):
