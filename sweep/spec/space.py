@@ -86,6 +86,7 @@ class SearchRange:
         return Dimension(self.low, self.high, self.log, self.is_int, choices)
 
 
+MAX_MARGIN = 10  # decades (log) or spans (linear) a narrowed range is widened by, at most
 KEYS = ("low", "high", "log", "int", "choices", "narrow_from", "top_k", "margin", "narrow")
 NARROW_RULES = ("top_k", "tied")
 
@@ -123,8 +124,8 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
             p.fail(f"{key}.narrow_from", "cannot name the study itself")
         if r.top_k < 1:
             p.fail(f"{key}.top_k", f"({r.top_k}) must be at least 1")
-        if r.margin < 0:
-            p.fail(f"{key}.margin", f"({r.margin}) must be >= 0")
+        if not 0 <= r.margin <= MAX_MARGIN:  # 10**(best + 320 decades) overflows
+            p.fail(f"{key}.margin", f"({r.margin}) must be between 0 and {MAX_MARGIN}")
         return r
     r = SearchRange(
         name=name,
@@ -135,6 +136,8 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
     )
     if not r.low < r.high:
         p.fail(f"{key}.low", f"({r.low}) must be below high ({r.high})")
+    if not math.isfinite(r.high - r.low):  # a float cannot hold the width: Optuna fails
+        p.fail(key, f"from {r.low:g} to {r.high:g} is wider than a float can hold; narrow it")
     if r.log and r.low <= 0:
         p.fail(f"{key}.low", f"({r.low}) must be positive for a log range")
     if r.is_int and math.ceil(r.low) > math.floor(r.high):

@@ -58,6 +58,11 @@ def digest(folder):
         (("high = 1e-1", "high = inf"), "search.lambda.high must be a finite number, not inf"),
         (("low = 1e-4", "low = nan"), "search.lambda.low must be a finite number, not nan"),
         (("cycles = 1", "cycles = 1\neta_max = inf"), "train.eta_max must be a finite number"),
+        (("low = 1e-4\nhigh = 1e-1", 'narrow_from = "s"\nmargin = 320'), "between 0 and 10"),
+        (
+            ("low = 1e-4\nhigh = 1e-1", "low = -1e308\nhigh = 1e308\nlog = false"),
+            "search.lambda from -1e+308 to 1e+308 is wider than a float can hold",
+        ),
         (("seed = 7", "seed = -5"), "study.seed (-5) must be between 0 and 2**32"),
         (("seed = 7", "seed = 9223372036854775807"), "must be between 0 and 2**32"),
         (("trials = 2", "trials = 1000000000"), "must be between 1 and 10000"),
