@@ -272,6 +272,32 @@ def test_killing_the_orchestrator_ends_its_workers(setup):
     assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 6
 
 
+@pytest.mark.parametrize("attempt", range(3))
+def test_killing_the_orchestrator_while_its_workers_start_ends_them(setup, attempt):
+    # Killed before a worker process had set up its watch, the watch took the parent it
+    # then had (init) for the orchestrator: the workers lived on for ~100 s with the pipe.
+    path, _, common = setup(trials=6, n_s=2000)
+    proc = subprocess.Popen(
+        sweep("run", str(path), "--jobs", "2", *common),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    # The worker processes exist (loky's spawned interpreters), still importing.
+    spawned = wait_for(lambda: {p for p in children(proc.pid) if "loky" in _cmdline(p)}, every=0.01)
+    proc.kill()
+    started = time.monotonic()
+    proc.stdout.read()  # returns at EOF: when every process holding the pipe is gone
+    assert time.monotonic() - started < 15
+    proc.wait()
+    wait_for(lambda: not any(pid_alive(pid) for pid in spawned), timeout=15)
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().decode(errors="replace")
+    return ""
+
+
 def test_resume_of_a_finished_study_runs_nothing(setup, capsys):
     path, url, common = setup(trials=2, n_s=20)
     assert main(["run", str(path), *common]) == 0

@@ -69,7 +69,11 @@ _started: loky.ProcessPoolExecutor | None = None  # the last executor this proce
 def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
     global _started
     _started = loky.get_reusable_executor(
-        max_workers=jobs, timeout=IDLE_TIMEOUT, initializer=init_process, env=worker_env(threads)
+        max_workers=jobs,
+        timeout=IDLE_TIMEOUT,
+        initializer=init_process,
+        initargs=(os.getpid(),),
+        env=worker_env(threads),
     )
     return _started
 

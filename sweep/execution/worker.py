@@ -334,7 +334,7 @@ def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
 
 
-def init_process() -> None:
+def init_process(parent: int | None = None) -> None:
     """Runs first in every worker process.
 
     Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
@@ -345,7 +345,9 @@ def init_process() -> None:
     signals.ignore_here()
     with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a C library's prints too
-    parent = os.getppid()
+    # The orchestrator's pid, given: one killed while this process was still starting
+    # has left it to another parent already, whose pid the process would watch instead.
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while os.getppid() == parent:
