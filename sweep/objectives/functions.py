@@ -150,6 +150,11 @@ def _module(section: ObjectiveSection, objective_dir: str | None) -> Any:
                 f"holds {section.file}"
             )
         path = objective_path(section, objective_dir).resolve()
+        if path.is_dir():
+            raise StudyFileError(
+                f"objective file {path} is a folder; [objective] file names the .py file "
+                "that holds the function"
+            )
         if not path.is_file():  # checked on every call: only the import is cached
             raise StudyFileError(
                 f"objective file {path} does not exist; copy it there, or pass "

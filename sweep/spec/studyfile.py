@@ -227,6 +227,8 @@ def parse(
         fixed = {**p.table(raw, "data"), **p.table(raw, "train")}
     search = {}
     for name, spec in p.table(raw, "search").items():
+        if not name.strip():  # a column without a header, a figure named ".png"
+            p.fail("search", f"has a parameter named {name!r}; give it a name")
         if objective.builtin and name not in builtin.SEARCHABLE:
             p.fail(
                 f"search.{name}",

@@ -236,6 +236,20 @@ def _comparable(spec: StudyFile) -> dict:
     return d
 
 
+def _differences(stored: dict, given: dict, shown: int = 3) -> str:
+    """What differs between two settings dicts, as "key: stored -> given", the first few."""
+
+    def flat(d: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(d, dict):
+            return {prefix: d}
+        return {k: v for key, sub in d.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+
+    a, b = flat(stored), flat(given)
+    keys = [k for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
+    lines = [f"{k.rstrip('.')}: {a.get(k)!r} stored, {b.get(k)!r} here" for k in keys[:shown]]
+    return "; ".join(lines) + (f"; and {len(keys) - shown} more" if len(keys) > shown else "")
+
+
 def _store_settings(
     stored: Stored,
     spec: StudyFile,
@@ -260,10 +274,10 @@ def _store_settings(
         study.set_user_attr(records.SPEC, spec.to_dict())
         study.set_user_attr(records.STAGE, spec.stage)
         study.set_user_attr(records.PARENT, spec.parent)
-    elif _comparable(spec_of(attrs)) != _comparable(spec):
+    elif changed := _differences(_comparable(spec_of(attrs)), _comparable(spec)):
         raise StudyFileError(
             f"{spec.path}: study {spec.study.name!r} already exists in the storage with other "
-            "settings; give the study a new name (or use another --storage)"
+            f"settings ({changed}); give the study a new name (or use another --storage)"
         )
     if records.RANGES not in attrs:  # derived once; a resumed fine stage never recomputes it
         derived = derived or _derive_ranges(spec, stored.storage, existing, partial_parent)

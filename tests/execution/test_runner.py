@@ -153,6 +153,9 @@ def test_changed_settings_under_the_same_name_are_refused(tmp_path, cifar_dir):
     run_study(spec(tmp_path, trials=1), storage_url=url, data_dir=cifar_dir)
     with pytest.raises(StudyFileError, match="already exists in the storage with other settings"):
         run_study(spec(tmp_path, trials=1, high=0.5), storage_url=url, data_dir=cifar_dir)
+    with pytest.raises(StudyFileError) as info:  # which setting: the user edits one of many
+        run_study(spec(tmp_path, trials=1, high=0.5), storage_url=url, data_dir=cifar_dir)
+    assert "settings (search.lambda.high: 0.1 stored, 0.5 here); give" in str(info.value)
 
 
 def test_table_data_and_files(tmp_path, cifar_dir):

@@ -204,6 +204,8 @@ def test_data_is_loaded_once_per_worker_process_not_per_trial(folder):
         ('file = "funcs.py"\nmodule = "x"', "", "needs exactly one of file"),
         ('function = "quadratic"', "", "needs exactly one of file"),
         ('file = "missing.py"', "", "objective file "),
+        ('file = "."', "", "is a folder; [objective] file names the .py file"),
+        ('file = "funcs.py"', '[search.""]\nlow = 1.0\nhigh = 2.0', "named ''; give it a name"),
         ('module = "no_such_module_here"', "", "objective module 'no_such_module_here' cannot"),
         ('file = "funcs.py"\nfunction = "nope"', "", "has no function 'nope'"),
         ('file = "raises.py"', "", "raises.py raised ZeroDivisionError at import (line 3)"),
