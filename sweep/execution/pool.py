@@ -215,6 +215,8 @@ def run(
         # The caller recovers every trial that was running: each runs alone next time, in
         # a process of its own, where a crash is its own (sweep/store/enqueue.py MAX_CRASHES).
         executor.shutdown(wait=True, kill_workers=True)
+        if f"EXIT({signals.OVERRUN_EXIT})" in str(exc):  # loky lists the exit codes
+            return 0, "a trial ignored its trial_timeout, so its process was ended"
         return 0, str(exc).splitlines()[0]
     except SweepError:
         raise

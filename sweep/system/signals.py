@@ -209,6 +209,7 @@ def exit_code() -> int:
     return 143 if reason() == "terminated" else 130
 
 
+OVERRUN_EXIT = 70  # the exit code of a process whose block ran past its deadline's grace
 HARD_GRACE_SECONDS = 10.0  # after a deadline, how long a function may ignore it
 _exit = os._exit  # the real one (objective.py guards os._exit while a function runs)
 
@@ -237,7 +238,7 @@ def deadline(
     def watchdog() -> None:
         if not done.wait(seconds + (HARD_GRACE_SECONDS if soft else 0.0)):
             on_overrun()
-            _exit(70)
+            _exit(OVERRUN_EXIT)
 
     if soft:
 

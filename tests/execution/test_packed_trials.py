@@ -311,7 +311,7 @@ def test_a_member_ended_early_is_neither_failed_for_a_lost_database_nor_run_agai
         assert "lost the database" in first.user_attrs["fail_reason"]
         assert [t.state for t in again] == [TrialState.COMPLETE]  # its values ran again
     else:
-        assert first.user_attrs["fail_reason"] == "RuntimeError: member 0 gave up"
+        assert first.user_attrs["fail_reason"] == "seed 1: RuntimeError: member 0 gave up"
         # members 1 and 2 ran alone once (seed 1), then as a pack; member 0 never again
         assert again == [] and first.params["x"] not in alone
         assert sorted(alone[:2]) == sorted(t.params["x"] for t in trials[1:3])

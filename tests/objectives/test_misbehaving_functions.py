@@ -332,6 +332,17 @@ def test_a_one_job_worker_outlives_a_trial_that_ignores_its_timeout(tmp_path):
     assert trials[0].user_attrs["fail_reason"].startswith("timed out after 1 s")
 
 
+@pytest.mark.slow
+def test_a_process_ended_for_a_timeout_is_said_as_such(tmp_path):
+    # It was "a worker died (... a segmentation fault or excessive memory usage ...)".
+    url = f"sqlite:///{tmp_path}/s.db"
+    path = make(tmp_path, "s", "stubborn", trials=3, extra="trial_timeout = 1")
+    result = run_study(load(path), storage_url=url, jobs=2)
+    assert result.counts["COMPLETE"] == 3
+    ended = "a worker died (a trial ignored its trial_timeout, so its process was ended)"
+    assert any(note.startswith(ended) for note in result.notes), result.notes
+
+
 def test_booleans_and_strings_are_not_metrics(tmp_path):
     url = f"sqlite:///{tmp_path}/n.db"
     path = make(tmp_path, "n", "not_numbers", extra="")
