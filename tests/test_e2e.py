@@ -262,12 +262,7 @@ def test_killing_the_orchestrator_ends_its_workers(setup):
         stderr=subprocess.STDOUT,
     )
     workers = wait_for(lambda: running_workers(url))
-    proc.kill()
-    started = time.monotonic()
-    proc.stdout.read()  # returns at EOF: when every process holding the pipe is gone
-    assert time.monotonic() - started < 10
-    proc.wait()
-    wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=10)
+    _kill_and_see_workers_end(proc, workers, within=10)
     assert main(["resume", "e2e", *common]) == 0  # recovers the killed trials
     assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 6
 
@@ -284,12 +279,17 @@ def test_killing_the_orchestrator_while_its_workers_start_ends_them(setup, attem
     )
     # The worker processes exist (loky's spawned interpreters), still importing.
     spawned = wait_for(lambda: {p for p in children(proc.pid) if "loky" in _cmdline(p)}, every=0.01)
+    _kill_and_see_workers_end(proc, spawned, within=15)
+
+
+def _kill_and_see_workers_end(proc: subprocess.Popen, workers, within: float) -> None:
+    """kill -9 the command: its output ends, and its workers, within ``within`` s."""
     proc.kill()
     started = time.monotonic()
     proc.stdout.read()  # returns at EOF: when every process holding the pipe is gone
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < within
     proc.wait()
-    wait_for(lambda: not any(pid_alive(pid) for pid in spawned), timeout=15)
+    wait_for(lambda: not any(pid_alive(pid) for pid in workers), timeout=within)
 
 
 def _cmdline(pid: int) -> str:

@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from core.errors import DivergedError
 from sweep.errors import message_of
-from sweep.objectives.objective import FAILED_SEED, ObjectiveError, TrialTimeout
+from sweep.objectives.outcomes import FAILED_SEED, ObjectiveError, TrialTimeout
 from sweep.store import records
 from sweep.store.outage import retrying
 from sweep.store.queue import Popped

@@ -30,7 +30,8 @@ from sweep.execution import budget, devices
 from sweep.execution.settle import settle
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
-from sweep.objectives.objective import Objective, TrialTimeout
+from sweep.objectives.objective import Objective
+from sweep.objectives.outcomes import TrialTimeout
 from sweep.spec import plan
 from sweep.store import journal, records
 from sweep.store.outage import disk_full, retrying, unreachable

@@ -8,13 +8,8 @@ import pytest
 
 from core.errors import DivergedError
 from sweep.objectives import builtin
-from sweep.objectives.objective import (
-    STEP_STRIDE,
-    Objective,
-    ObjectiveError,
-    PackContext,
-    metrics_of,
-)
+from sweep.objectives.objective import STEP_STRIDE, Objective, PackContext
+from sweep.objectives.outcomes import ObjectiveError, metrics_of
 from sweep.spec import studyfile
 from tests.conftest import study_text
 

@@ -128,6 +128,18 @@ def test_report_links_every_file_it_names(reproduced):
     assert "Gradient check" in text and "## Study `fine` (fine stage)" in text
 
 
+def _again(out, studies, cifar_dir, said: list[str]) -> dict:
+    """`sweep reproduce` once more into ``out``, its lines into ``said``."""
+    return reproduce(
+        out=out,
+        jobs=1,
+        data_dir=str(cifar_dir),
+        studies_dir=str(studies),
+        runs=TINY,
+        say=said.append,
+    )
+
+
 def test_rerun_reuses_finished_stages(reproduced, studies, cifar_dir):
     out, first = reproduced
     url = first["storage"]
@@ -137,14 +149,7 @@ def test_rerun_reuses_finished_stages(reproduced, studies, cifar_dir):
         state.pop(stage)
     (out / "state.json").write_text(json.dumps(state))
     said = []
-    again = reproduce(
-        out=out,
-        jobs=1,
-        data_dir=str(cifar_dir),
-        studies_dir=str(studies),
-        runs=TINY,
-        say=said.append,
-    )
+    again = _again(out, studies, cifar_dir, said)
     assert len(optuna.load_study(study_name="coarse", storage=url).trials) == before
     assert again["cycle1"] == first["cycle1"] and again["coarse"] == first["coarse"]
     assert again["fine"]["best_lambda"] == first["fine"]["best_lambda"]  # stored study reused
@@ -161,14 +166,7 @@ def test_a_damaged_state_file_is_said_and_its_stages_are_checked_again(
     }
     (out / "state.json").write_text('{"gradcheck": {"W1": ')  # cut short by a power cut
     said = []
-    again = reproduce(
-        out=out,
-        jobs=1,
-        data_dir=str(cifar_dir),
-        studies_dir=str(studies),
-        runs=TINY,
-        say=said.append,
-    )
+    again = _again(out, studies, cifar_dir, said)
     assert "state.json could not be read (" in said[0] and "are checked again" in said[0]
     for stage, n in counts.items():  # the finished studies were not run again
         assert len(optuna.load_study(study_name=stage, storage=url).trials) == n
