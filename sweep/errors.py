@@ -22,6 +22,10 @@ class StorageError(SweepError):
     """The storage URL is unusable: unknown scheme, unreachable server, not a database."""
 
 
+class NotWritable(StorageError):
+    """The study database (or its folder) cannot be written by a command that writes."""
+
+
 class NoDatabase(StorageError):
     """No study database at the URL, where one must be (a worker's or a fine stage's)."""
 

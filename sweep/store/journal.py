@@ -34,7 +34,7 @@ from optuna.storages import BaseStorage, JournalStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 from optuna.trial import FrozenTrial
 
-from sweep.errors import NoDatabase, StorageError
+from sweep.errors import NoDatabase, NotWritable, StorageError
 from sweep.store import records
 from sweep.store.template import SQLITE_HEADER
 from sweep.system.portable import pid_alive
@@ -94,12 +94,12 @@ def _check_writable(path: Path) -> None:
     # Locks are files created beside the journal: its folder must be writable.
     folder = path.parent
     if not (folder.is_dir() and os.access(folder, os.W_OK)):
-        raise StorageError(
+        raise NotWritable(
             f"cannot write the journal {path}: the folder {folder} does not exist or is not "
             "writable; pass another --storage"
         )
     if path.exists() and not os.access(path, os.W_OK):
-        raise StorageError(f"{path} is not writable; check its permissions")
+        raise NotWritable(f"{path} is not writable; check its permissions")
 
 
 def open_journal(url: str, *, read_only: bool) -> JournalStorage:

@@ -25,7 +25,7 @@ import sqlalchemy
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial
 
-from sweep.errors import NO_SPACE, NoDatabase, StorageError, disk_full
+from sweep.errors import NO_SPACE, NoDatabase, NotWritable, StorageError, disk_full
 from sweep.store import connections, journal
 from sweep.store.outage import first_line
 from sweep.store.template import SQLITE_HEADER, copy_empty
@@ -153,12 +153,12 @@ def validate_url(url: str | None, *, create: bool = True, write: bool | None = N
             )
         # SQLite writes a journal file beside the database: the folder must be writable.
         if write and not (path.parent.is_dir() and os.access(path.parent, os.W_OK)):
-            raise StorageError(
+            raise NotWritable(
                 f"cannot write the database {path}: the folder {path.parent} does not exist "
                 "or is not writable; pass another --storage"
             )
         if write and path.exists() and not os.access(path, os.W_OK):
-            raise StorageError(f"{path} is not writable; check its permissions")
+            raise NotWritable(f"{path} is not writable; check its permissions")
     return url
 
 

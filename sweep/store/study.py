@@ -145,6 +145,18 @@ def open_study(
     return Stored(url, storage, study)
 
 
+def open_finished(name: str, url: str) -> Stored | None:
+    """The study, opened read-only, if it is finished (its target reached and nothing
+    running), else None: a command that writes (resume, worker) has nothing to write to
+    such a study, so a read-only database file (an archived one) does not stop it."""
+    stored = open_study(name, url, read_only=True)
+    counts = stored.counts()
+    if finished(counts) >= stored.target and counts["RUNNING"] == 0:
+        return stored
+    stored.close()
+    return None
+
+
 def prepare(
     spec: StudyFile, url: str, *, target: int, partial_parent: bool = False
 ) -> tuple[Stored, list[str]]:

@@ -2,9 +2,12 @@
 
 import contextlib
 import hashlib
+import json
+import shutil
 import sqlite3
 import subprocess
 
+import optuna
 import pytest
 
 from sweep.cli.main import main
@@ -136,21 +139,38 @@ def test_a_read_only_database_file_in_a_writable_folder(db, capsys, tmp_path, ci
     # A fine stage and a worker open an existing database without creating one: they were
     # let through, then failed at their first write (a traceback; a worker retried for 2
     # minutes and blamed an outage). chattr +i: read-only even for root.
-    folder, url = db
-    before = digest(folder)
+    folder, _ = db
+    copy = tmp_path / "sweeps.db"
+    shutil.copyfile(folder / "sweeps.db", copy)
+    url = f"sqlite:///{copy}"
     fine = study_text("s-fine", trials=2, search='narrow_from = "s"')
     (tmp_path / "fine.toml").write_text(fine)
-    subprocess.run(["chattr", "+i", str(folder / "sweeps.db")], check=True)
+    out = tmp_path / "tables"
+    subprocess.run(["chattr", "+i", str(copy)], check=True)
     try:
-        for args in (
-            ["run", str(tmp_path / "fine.toml"), "--data-dir", str(cifar_dir)],
-            ["worker", "s", "--data-dir", str(cifar_dir)],
-        ):
-            check(capsys, [*args, "--storage", url], "sweeps.db is not writable; check its")
+        # A finished study has nothing to write: resume writes its tables (the place a
+        # Ctrl-C before them sends the user), a worker runs nothing.
+        assert main(["resume", "s", "--storage", url, "--out", str(out)]) == 0
+        assert "already finished" in capsys.readouterr().out and (out / "s" / "table.csv").exists()
+        assert main(["worker", "s", "--storage", url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["ran"] == 0
+        check(
+            capsys,
+            ["run", str(tmp_path / "fine.toml"), "--data-dir", str(cifar_dir), "--storage", url],
+            "sweeps.db is not writable; check its",
+        )
+    finally:
+        subprocess.run(["chattr", "-i", str(copy)], check=True)
+    optuna.load_study(study_name="s", storage=url).set_user_attr("target", 3)  # unfinished
+    before = hashlib.sha256(copy.read_bytes()).hexdigest()
+    subprocess.run(["chattr", "+i", str(copy)], check=True)
+    try:
+        for command in ("worker", "resume"):
+            check(capsys, [command, "s", "--storage", url], "sweeps.db is not writable; check its")
         assert main(["status", "--storage", url]) == 0  # reading still works
     finally:
-        subprocess.run(["chattr", "-i", str(folder / "sweeps.db")], check=True)
-    assert digest(folder) == before
+        subprocess.run(["chattr", "-i", str(copy)], check=True)
+    assert hashlib.sha256(copy.read_bytes()).hexdigest() == before
 
 
 def test_unknown_study_lists_the_existing_ones(db, capsys):
