@@ -172,11 +172,6 @@ def _from_file(path: str, source: bytes) -> Any:
     # Compiled from ``source``, not through the import system's __pycache__, whose check
     # (whole seconds and size) misses an edit of the same length within a second.
     name = "sweep_objective_" + hashlib.sha1(os.fsencode(path)).hexdigest()[:12]
-    # Its own folder is searched last, as a script's is first: `from helpers import f`
-    # finds helpers.py beside it, and never hides a module of the tool's or a library's.
-    folder = os.path.dirname(path)
-    if folder not in sys.path:
-        sys.path.append(folder)
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -199,8 +194,24 @@ def _from_file(path: str, source: bytes) -> Any:
             f"objective file {path} {what} at import"
             + (f" (line {line})" if line else "")
             + ("" if isinstance(exc, ProcessExit) else f": {exc}".splitlines()[0])
+            + _beside(exc, path)
         ) from None
     return module
+
+
+def _beside(exc: BaseException, path: str) -> str:
+    """For a module that sits beside the objective file but is not found: what to do. Its
+    folder is not put on the path by the tool: in one session, two studies' folders with a
+    helpers.py each would share the first one imported, without a word."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    folder = os.path.dirname(path)
+    top = (missing or "").split(".")[0]
+    if not top or not (
+        os.path.exists(os.path.join(folder, f"{top}.py"))
+        or os.path.isdir(os.path.join(folder, top))
+    ):
+        return ""
+    return f"; {top} beside it is imported from PYTHONPATH: add {folder} to it"
 
 
 @functools.cache

@@ -74,9 +74,11 @@ def on_seed(exc: BaseException, seed: int | None) -> BaseException:
     """``exc``, marked with the seed it happened on, so that the trial's reason names it
     (sweep/execution/settle.py): with ``repeats`` a user asks which seed failed. ``seed``
     None (a study of one seed) and pruning, which is not a failure, leave it as it is."""
-    if seed is not None and not isinstance(exc, optuna.TrialPruned):
-        with contextlib.suppress(AttributeError, TypeError):  # an exception without __dict__
+    with contextlib.suppress(AttributeError, TypeError):  # an exception without __dict__
+        if seed is not None and not isinstance(exc, optuna.TrialPruned):
             setattr(exc, FAILED_SEED, seed)
+        elif hasattr(exc, FAILED_SEED):  # a function's stored exception, raised again
+            delattr(exc, FAILED_SEED)
     return exc
 
 

@@ -129,8 +129,8 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
         return r
     r = SearchRange(
         name=name,
-        low=float(p.get(spec, f"{key}.low", (float, int), required=True)),
-        high=float(p.get(spec, f"{key}.high", (float, int), required=True)),
+        low=_float(p, spec, f"{key}.low"),
+        high=_float(p, spec, f"{key}.high"),
         log=log,
         is_int=is_int,
     )
@@ -143,6 +143,16 @@ def parse_range(p: Any, name: str, spec: Any, study_name: str, *, is_int: bool) 
     if r.is_int and math.ceil(r.low) > math.floor(r.high):
         p.fail(key, f"holds no integer between {r.low:g} and {r.high:g}")
     return r
+
+
+def _float(p: Any, spec: dict, key: str) -> float:
+    """A required bound as a float; an integer too large for one is refused in one line."""
+    value = p.get(spec, key, (float, int), required=True)
+    try:
+        return float(value)
+    except OverflowError:
+        p.fail(key, "is larger than a float can hold")
+        raise  # (p.fail raises)
 
 
 def check_search(

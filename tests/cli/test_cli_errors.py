@@ -66,6 +66,7 @@ def digest(folder):
             ("low = 1e-4\nhigh = 1e-1", "low = -1e308\nhigh = 1e308\nlog = false"),
             "search.lambda from -1e+308 to 1e+308 is wider than a float can hold",
         ),
+        (("high = 1e-1", f"high = {10**400}"), "search.lambda.high is larger than a float can"),
         (("seed = 7", "seed = -5"), "study.seed (-5) must be between 0 and 2**32"),
         (("seed = 7", "seed = 9223372036854775807"), "must be between 0 and 2**32"),
         (("trials = 2", "trials = 1000000000"), "must be between 1 and 10000"),

@@ -115,6 +115,11 @@ class Unprintable(Exception):
 def unprintable(params, ctx):
     raise Unprintable()
 
+STORED = ValueError("bad input")
+
+def reraises(params, ctx):
+    raise STORED
+
 def fails_on_seed_6(params, ctx):
     if params["seed"] == 6:
         raise ValueError("not this seed")
@@ -396,6 +401,23 @@ def test_a_bad_keep_outcomes_or_an_unprintable_exception_fails_its_trial(
     trials = trials_of(url, "s")
     settled(trials)
     assert all(reason in t.user_attrs["fail_reason"] for t in trials), trials
+
+
+def test_an_exception_raised_again_carries_no_seed_into_a_study_without_repeats(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    for name, extra in (("with", "repeats = 2"), ("without", "")):
+        with pytest.raises(RunFailed):
+            run_study(
+                load(make(tmp_path, name, "reraises", trials=2, extra=extra)),
+                storage_url=url,
+                jobs=1,
+            )
+    assert {t.user_attrs["fail_reason"] for t in trials_of(url, "with")} == {
+        "seed 5: ValueError: bad input"
+    }
+    assert {t.user_attrs["fail_reason"] for t in trials_of(url, "without")} == {
+        "ValueError: bad input"
+    }
 
 
 @pytest.mark.parametrize(

@@ -525,17 +525,30 @@ def test_a_log_gets_each_progress_state_once(folder):
     assert len(progress) == len(set(progress)), run.stderr
 
 
-@pytest.mark.parametrize("where", ["plain", os.fsdecode(b"not-utf8-\xe9")])
-def test_a_file_imports_a_module_beside_it_from_any_folder_name(tmp_path, monkeypatch, where):
-    # As a script would: `from helpers import ...` finds helpers.py beside the file. A
-    # folder whose name is not UTF-8 (an old archive's, a Latin-1 system's) was a traceback.
-    folder = tmp_path / where
+def test_a_file_in_a_folder_whose_name_is_not_utf8_loads(tmp_path):
+    # An old archive's or a Latin-1 system's folder name: loading the file was a traceback.
+    folder = tmp_path / os.fsdecode(b"not-utf8-\xe9")
     folder.mkdir()
-    (folder / "helpers.py").write_text("def score(x):\n    return -(x - 0.25) ** 2\n")
-    (folder / "f.py").write_text(
-        "from helpers import score\n\ndef objective(params, ctx):\n    return score(params['x'])\n"
-    )
+    (folder / "f.py").write_text("def objective(params, ctx):\n    return params['x']\n")
     path = study(folder, "h", 'file = "f.py"', "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false")
-    monkeypatch.chdir(tmp_path)  # not the file's folder
     result = run_study(load(path), storage_url=f"sqlite:///{tmp_path}/h.db", jobs=1)
     assert result.counts["COMPLETE"] == 6
+
+
+def test_a_module_beside_the_file_is_not_on_the_path_and_the_error_says_what_to_do(
+    tmp_path, capsys
+):
+    # Put on the path, a second study's helpers.py in another folder would silently be the
+    # first one's (imported once per session): the tool leaves the path to the user.
+    (tmp_path / "helpers.py").write_text("VALUE = 1.0\n")
+    (tmp_path / "f.py").write_text(
+        "from helpers import VALUE\n\ndef objective(p, ctx):\n    return VALUE\n"
+    )
+    path = study(tmp_path, "h", 'file = "f.py"', "[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false")
+    url = f"sqlite:///{tmp_path}/h.db"
+    check(
+        capsys,
+        ["run", str(path), "--storage", url],
+        f"helpers beside it is imported from PYTHONPATH: add {tmp_path} to it",
+    )
+    assert not (tmp_path / "h.db").exists()
