@@ -249,7 +249,7 @@ def _comparable(spec: StudyFile) -> dict:
 
 
 def _differences(stored: dict, given: dict, shown: int = 3) -> str:
-    """What differs between two settings dicts, as "key: stored -> given", the first few."""
+    """What differs between two settings dicts ("key: X stored, Y here"), the first few."""
 
     def flat(d: Any, prefix: str = "") -> dict[str, Any]:
         if not isinstance(d, dict):
