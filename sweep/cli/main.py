@@ -20,13 +20,14 @@ from sweep.system.output import check_file, check_out, json_text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from sweep.execution.train import data_dir_for, resolve_config, run_training
+    from sweep.execution.train import resolve_config, run_training
 
-    split, config = resolve_config(
+    split, config, data_dir = resolve_config(
         study_file=args.study_file,
         lam=args.lam,
         split=args.split,
         storage=args.storage,
+        data_dir=args.data_dir,
         n_s=args.n_s,
         cycles=args.cycles,
         batch_size=args.batch_size,
@@ -38,7 +39,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     check_file(args.save_model, "--save-model")
-    data_dir = data_dir_for(args.lam, args.storage, args.data_dir)
     summary, _ = run_training(config, split=split, data_dir=data_dir, save_model=args.save_model)
     print(json_text(summary.to_json(), indent=2) if args.json else summary.describe())
     return 0

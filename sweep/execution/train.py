@@ -163,12 +163,18 @@ def resolve_config(
     split: str | None = None,
     storage: str | None = None,
     seed: int | None = None,
+    data_dir: str | None = None,
     **train_overrides,
-) -> tuple[str, TrainConfig]:
-    """The split and config of a run: study file [train] values, then the given overrides.
+) -> tuple[str, TrainConfig, str | None]:
+    """The split, config and data folder of a run: study file [train] values, then the
+    given overrides.
 
     ``lam`` is a number or ``best:STUDY``: the best trial of that stored study, its lambda
     and whatever else of [train] it searched (hidden, dropout...), unless given here too.
+    The data folder is ``data_dir``; else, for ``best:STUDY`` without $SWEEP_DATA_DIR, the
+    folder that study ran on when it still holds CIFAR-10 (as `sweep resume` finds it), so
+    that a session run with --data-dir DIR does not download a second copy; else None,
+    the default lookup.
     """
     from sweep.spec import studyfile
 
@@ -189,41 +195,31 @@ def resolve_config(
     if seed is not None:
         changes["seed"] = seed
     if isinstance(lam, str) and lam.startswith("best:"):
-        changes = {**_best_settings(lam.removeprefix("best:"), storage, changes), **changes}
+        best, recorded = _best_settings(lam.removeprefix("best:"), storage, changes)
+        changes = {**best, **changes}
+        if data_dir is None and not os.environ.get("SWEEP_DATA_DIR") and recorded:
+            from core.data import FOLDER
+
+            if (Path(recorded["dir"]) / FOLDER).is_dir():
+                data_dir = recorded["dir"]
     elif lam is not None:
         try:
             changes["lam"] = float(lam)
         except ValueError:
             raise ConfigError(f"--lambda {lam!r} is neither a number nor best:STUDY") from None
-    return chosen_split, dataclasses.replace(config, **changes)
+    return chosen_split, dataclasses.replace(config, **changes), data_dir
 
 
-def data_dir_for(lam: str | float | None, storage: str | None, data_dir: str | None) -> str | None:
-    """``data_dir``; else, for ``--lambda best:STUDY`` without $SWEEP_DATA_DIR, the folder
-    that study ran on when it still holds CIFAR-10 (as `sweep resume` finds it); else None,
-    the default lookup. A session run with --data-dir DIR then trains on DIR too, instead
-    of downloading a second copy into the per-user cache."""
-    if data_dir is not None or not (isinstance(lam, str) and lam.startswith("best:")):
-        return data_dir
-    if os.environ.get("SWEEP_DATA_DIR"):
-        return None
-    from core.data import FOLDER
-    from sweep.results.inspection import load
-    from sweep.store import records
-
-    recorded = load(lam.removeprefix("best:"), storage).attrs.get(records.DATA)
-    if recorded and (Path(recorded["dir"]) / FOLDER).is_dir():
-        return recorded["dir"]
-    return None
-
-
-def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> dict[str, Any]:
+def _best_settings(
+    study: str, storage: str | None, given: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, str] | None]:
     """The TrainConfig fields the best trial of ``study`` searched (a note on stderr names
-    the ones besides lambda, and those that options given here replace)."""
+    the ones besides lambda, and those that options given here replace), and where the
+    study's data was."""
     from sweep.results.inspection import best_params
     from sweep.spec.builtin import SEARCHABLE, TRAIN_KEYS
 
-    params, spec = best_params(study, storage)
+    params, spec, recorded = best_params(study, storage)
     # Only a study of the built-in network searched its [train] values (a user function's
     # "hidden" is its own, of its own type): of any other, lambda alone.
     builtin = spec.objective.builtin
@@ -237,7 +233,7 @@ def _best_settings(study: str, storage: str | None, given: dict[str, Any]) -> di
             f"best:{study} trains with its best trial's {', '.join(others)}"
             + (f" ({', '.join(fields[f][0] for f in kept)} as given here instead)" if kept else "")
         )
-    return {field: v for field, (_, v) in fields.items()}
+    return {field: v for field, (_, v) in fields.items()}, recorded
 
 
 def ensemble_accuracy(models: list[str | Path], split: str, data_dir) -> dict:

@@ -354,9 +354,11 @@ def show(name: str, number: int, storage_url: str | None = None) -> TrialInfo:
     )
 
 
-def best_params(name: str, storage: str | None = None) -> tuple[dict[str, Any], StudyFile]:
-    """The searched values of the study's best trial (it must search lambda), and the
-    study's file as stored."""
+def best_params(
+    name: str, storage: str | None = None
+) -> tuple[dict[str, Any], StudyFile, dict[str, str] | None]:
+    """The searched values of the study's best trial (it must search lambda), the study's
+    file as stored, and where its data was (records.DATA; None for a user function's)."""
     stored = load(name, storage)
     best = stored.best()
     if best is None:
@@ -364,4 +366,4 @@ def best_params(name: str, storage: str | None = None) -> tuple[dict[str, Any], 
     if "lambda" not in best.params:
         searched = ", ".join(sorted(best.params)) or "nothing"
         raise SweepError(f"study {name!r} does not search lambda (it searches {searched})")
-    return dict(best.params), stored.spec
+    return dict(best.params), stored.spec, stored.attrs.get(records.DATA)
