@@ -10,12 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sweep.errors import NotWritable
 from sweep.execution.progress import Progress
 from sweep.execution.runner import RunResult, check_jobs, run_study
 from sweep.objectives.functions import in_memory_error
 from sweep.store.recovery import recover
-from sweep.store.study import finished, open_finished, open_study
+from sweep.store.study import finished, open_to_write
 from sweep.store.urls import resolve_url
 
 
@@ -34,16 +33,12 @@ def resume_study(
     ``function``: a study's function given in memory, passed again (runner.run_study)."""
     check_jobs(jobs, oversubscribe)
     url = resolve_url(storage_url)
-    try:
-        stored = open_study(name, url)
-    except NotWritable:  # nothing to write to a finished study: its tables still are
-        done = open_finished(name, url)
-        if done is None:
-            raise
+    stored, done = open_to_write(name, url)
+    if done:  # on a read-only file: nothing to write, its tables still are (the CLI's)
         try:
-            return RunResult.of(done, notes=[], seconds=0.0, already_done=True)
+            return RunResult.of(stored, notes=[], seconds=0.0, already_done=True)
         finally:
-            done.close()
+            stored.close()
     try:
         spec, target = stored.spec, stored.target
         if function is None and spec.objective.in_memory:  # before recovering anything

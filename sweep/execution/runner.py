@@ -19,7 +19,6 @@ from typing import Any
 
 from sweep.errors import (
     NoDatabase,
-    NotWritable,
     RunFailed,
     StorageError,
     StudyFileError,
@@ -41,7 +40,7 @@ from sweep.store.parent import check_parent_stored, run_parent_first
 from sweep.store.queue import exhausted, top_up
 from sweep.store.recovery import recover
 from sweep.store.storage import open_storage, validate_url
-from sweep.store.study import Stored, finished, open_finished, open_study, prepare
+from sweep.store.study import Stored, finished, open_study, open_to_write, prepare
 from sweep.store.urls import has_password, resolve_url, shown
 from sweep.system.portable import shell_join
 
@@ -323,13 +322,9 @@ def join_study(
     check_jobs(jobs, oversubscribe)
     devices.check(gpus, workers_per_gpu, jobs)
     url = resolve_url(storage_url)
-    try:
-        stored = open_study(name, url)
-    except NotWritable:  # a finished study on a read-only file: nothing for a worker to do
-        done = open_finished(name, url)
-        if done is None:
-            raise
-        done.close()
+    stored, done = open_to_write(name, url)
+    if done:  # a finished study on a read-only file: nothing for a worker to do
+        stored.close()
         return 0, None
     spec = stored.spec
     here = jobs == 1 and not spec.study.trial_timeout

@@ -19,7 +19,7 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.errors import StudyFileError, StudyNotFound
+from sweep.errors import NotWritable, StudyFileError, StudyNotFound
 from sweep.spec import plan
 from sweep.spec.builtin import LIMITS
 from sweep.spec.narrowing import narrow
@@ -145,16 +145,20 @@ def open_study(
     return Stored(url, storage, study)
 
 
-def open_finished(name: str, url: str) -> Stored | None:
-    """The study, opened read-only, if it is finished (its target reached and nothing
-    running), else None: a command that writes (resume, worker) has nothing to write to
-    such a study, so a read-only database file (an archived one) does not stop it."""
-    stored = open_study(name, url, read_only=True)
-    counts = stored.counts()
-    if finished(counts) >= stored.target and counts["RUNNING"] == 0:
-        return stored
-    stored.close()
-    return None
+def open_to_write(name: str, url: str) -> tuple[Stored, bool]:
+    """The study opened for a command that writes (resume, worker), and False; or, when
+    its database file cannot be written, the study opened read-only and True if it is
+    finished (its target reached, nothing running): such a command has nothing to write
+    to it, so a read-only (archived) file does not stop it. Otherwise NotWritable."""
+    try:
+        return open_study(name, url), False
+    except NotWritable:
+        stored = open_study(name, url, read_only=True)
+        counts = stored.counts()
+        if finished(counts) >= stored.target and counts["RUNNING"] == 0:
+            return stored, True
+        stored.close()
+        raise
 
 
 def prepare(
