@@ -26,6 +26,7 @@ from loky.process_executor import BrokenProcessPool
 from threadpoolctl import threadpool_limits
 
 from sweep.errors import NO_SPACE, Interrupted, RunFailed, StorageError, SweepError, disk_full
+from sweep.execution import crashes
 from sweep.execution.worker import Job, init_process, work
 from sweep.store.recovery import fail_running
 from sweep.store.storage import preload
@@ -53,13 +54,15 @@ MEMORY_GROWTH_BYTES = 4 * 2**30
 
 
 def worker_env(threads: int) -> dict[str, str]:
-    """The workers' environment, set before each process starts: its BLAS threads and
-    loky's leak check (MEMORY_GROWTH_BYTES). threadpoolctl limits OpenBLAS, MKL and BLIS in
-    the running process (sweep/execution/worker.py), but not macOS Accelerate, which reads
+    """The workers' environment, set before each process starts: its BLAS threads,
+    loky's leak check (MEMORY_GROWTH_BYTES) and no fault-handler dump of a crash
+    (sweep/execution/crashes.py). threadpoolctl limits OpenBLAS, MKL and BLIS in the
+    running process (sweep/execution/worker.py), but not macOS Accelerate, which reads
     VECLIB_MAXIMUM_THREADS once, when NumPy loads it."""
     return {
         "VECLIB_MAXIMUM_THREADS": str(max(1, threads)),
         "LOKY_MAX_MEMORY_LEAK_SIZE": str(MEMORY_GROWTH_BYTES),
+        **crashes.quiet_env(),
     }
 
 

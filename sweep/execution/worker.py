@@ -26,7 +26,7 @@ import optuna
 from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
-from sweep.execution import budget, devices
+from sweep.execution import budget, crashes, devices
 from sweep.execution.settle import settle
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
@@ -284,17 +284,19 @@ def run_isolated(
     process took longer than the grace period to record itself (tests/store/test_postgres.py).
     """
     job_values = {**dataclasses.asdict(job), "function": _b64(job.function)}
-    given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
-    payload = json.dumps(given)  # the device is in CUDA_VISIBLE_DEVICES, inherited
-    code = "import sys; from sweep.execution.worker import isolated_main; "
-    code += "isolated_main(sys.stdin.read())"
-    with Heartbeat(stored, [popped.id], chore):
-        done = subprocess.run([sys.executable, "-c", code], input=payload, text=True, check=False)
-    trial = retrying(lambda: stored.storage.get_trial(popped.id))
-    if trial.state != TrialState.RUNNING:
-        return trial.state
-    how = f"signal {-done.returncode}" if done.returncode < 0 else f"exit code {done.returncode}"
-    reason = f"its process died running it alone ({how})"
+    with crashes.log() as dump:
+        fds = [] if dump is None else [dump.fileno()]
+        given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
+        payload = json.dumps({**given, "dump": fds[0] if fds else None})  # device: inherited
+        code = "import sys; from sweep.execution.worker import isolated_main; "
+        code += "isolated_main(sys.stdin.read())"
+        with Heartbeat(stored, [popped.id], chore):
+            args = [sys.executable, "-c", code]
+            done = subprocess.run(args, input=payload, text=True, check=False, pass_fds=fds)
+        trial = retrying(lambda: stored.storage.get_trial(popped.id))
+        if trial.state != TrialState.RUNNING:
+            return trial.state
+        reason = f"its process died running it alone ({crashes.how(done.returncode, dump)})"
 
     def fail_and_requeue() -> bool:
         with stored.locked():  # one step for a top-up (sweep/store/queue.py lost_retries)
@@ -309,6 +311,7 @@ def isolated_main(payload: str) -> None:
     init_process()
     quiet_optuna()
     given = json.loads(payload)
+    crashes.record_to(given["dump"])
     job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})
     devices.adopt(given["device"])
     try:  # through a database restart, as a worker opens it (tests/store/test_postgres.py)
