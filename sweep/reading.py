@@ -92,8 +92,9 @@ class Study:
         """A matplotlib Figure, not saved (``fig.savefig(path)`` writes it).
 
         ``kind="param"``: the metric against a searched parameter (default: lambda, else
-        the first numeric one), with the stages it was narrowed from overlaid and its
-        range shaded, as in the report. ``kind="history"``: the metric in the order the
+        the first numeric one, else the first), with the stages it was narrowed from
+        overlaid and its range shaded, as in the report; a choices parameter's choices
+        along the axis. ``kind="history"``: the metric in the order the
         trials finished, with the best so far.
         """
         with quieted():
@@ -110,15 +111,20 @@ class Study:
                 raise SweepError(f"figure kind {kind!r} is not one of: param, history")
             numeric = sorted(p for p, r in spec.search.items() if r.choices is None)
             if param is None:
-                if not numeric:
-                    raise SweepError(f"study {self.name!r} searches no numeric parameter to draw")
-                param = "lambda" if "lambda" in numeric else numeric[0]
-            if param not in numeric:
+                if not spec.search:
+                    raise SweepError(f"study {self.name!r} searches no parameter to draw")
+                param = "lambda" if "lambda" in spec.search else (numeric or sorted(spec.search))[0]
+            if param not in spec.search:
                 raise SweepError(
-                    f"study {self.name!r} searches no numeric parameter {param!r}; "
-                    f"choose one of: {', '.join(numeric) or 'none'}"
+                    f"study {self.name!r} searches no parameter {param!r}; "
+                    f"choose one of: {', '.join(sorted(spec.search)) or 'none'}"
                 )
+            choices = spec.search[param].choices
             chain = [*self._parents(stored), stored]
+            if choices is not None:  # never narrowed: the stages chose among the same ones
+                chain = [
+                    s for s in chain if getattr(s.spec.search.get(param), "choices", 0) == choices
+                ]
             ranges = {s.name: s.ranges[param][:2] for s in chain if param in s.ranges}
             log = all(s.ranges[param][2] for s in chain if param in s.ranges)
             return figures.param_figure(
@@ -127,6 +133,7 @@ class Study:
                 param=param,
                 metric=spec.metric,
                 log=log,
+                choices=None if choices is None else list(choices),
             )
 
     def report(self, out: str | os.PathLike[str] = "reports", *, fmt: str = "png") -> Path:

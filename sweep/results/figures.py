@@ -122,9 +122,10 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
 
 
 def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
-    """COMPLETE trials of the studies: study, stage, the parameter's value, the objective
-    metric, its standard error, its sd over seeds, whether it is tied with its study's
-    best, best (one per study and one overall)."""
+    """COMPLETE trials of the studies: study, stage, the parameter's value (a number, or a
+    choices parameter's choice), the objective metric, its standard error, its sd over
+    seeds, whether it is tied with its study's best, best (one per study and one
+    overall)."""
     frames = []
     minimize = False
     for study in studies:
@@ -135,12 +136,16 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
         df = study_table(study)
         df = df[df["state"] == "COMPLETE"]
         objective = metric_column(spec.metric, sorted(spec.search))
+        values = df[param_column(param)]
         frames.append(
             pd.DataFrame(
                 {
                     "study": study.study_name,
                     "stage": study.user_attrs.get(STAGE, "coarse"),
-                    param_column(param): df[param_column(param)].astype(float),
+                    # a choices parameter's values stay as they are (words, true/false)
+                    param_column(param): values.astype(object)
+                    if spec.search[param].choices is not None
+                    else values.astype(float),
                     "value": df[objective].astype(float),
                     "se": df["se"].astype(float),
                     "sd": df[f"{objective}_sd"].astype(float),
@@ -176,9 +181,12 @@ def plot_param(
     param: str = "lambda",
     metric: str = "val_accuracy",
     log: bool = True,
+    choices: list[Any] | None = None,
 ) -> Path:
-    """``ranges``: study name -> the parameter's searched range; fine stages' are shaded."""
-    return _save(param_figure(df, ranges, param=param, metric=metric, log=log), path)
+    """``ranges``: study name -> the parameter's searched range; fine stages' are shaded.
+    ``choices``: a choices parameter's, in order along the axis (then no range)."""
+    figure = param_figure(df, ranges, param=param, metric=metric, log=log, choices=choices)
+    return _save(figure, path)
 
 
 def param_figure(
@@ -188,9 +196,13 @@ def param_figure(
     param: str = "lambda",
     metric: str = "val_accuracy",
     log: bool = True,
+    choices: list[Any] | None = None,
 ) -> Figure:
     """The figure of `plot_param`, not saved (Jupyter shows a returned Figure inline)."""
-    x = param_column(param)
+    column = param_column(param)
+    df = df.assign(x=df[column].astype(float) if choices is None else _spread(df, column, choices))
+    df = df[df["x"].notna()]
+    x = "x"
     fig = InlineFigure(figsize=(7, 4))
     ax = fig.subplots()
     scale, ylabel = _scale(metric)
@@ -234,9 +246,13 @@ def param_figure(
             color="gold",
             edgecolor="black",
             zorder=5,
-            label=f"best {symbol} = {b[x]:.3g}",
+            label=f"best {symbol} = "
+            + (f"{b[column]:.3g}" if choices is None else _choice_label(b[column])),
         )
-    if log:
+    if choices is not None:
+        ax.set_xticks(range(len(choices)), [_choice_label(c) for c in choices])
+        ax.set_xlim(-0.5, len(choices) - 0.5)
+    elif log:
         ax.set_xscale("log")
     ax.set_xlabel("λ (L2 penalty)" if param == "lambda" else param)
     ax.set_ylabel(ylabel)
@@ -244,6 +260,34 @@ def param_figure(
     _legend(ax, fontsize=8)
     ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
     return fig
+
+
+def _choice_index(value: Any, choices: list[Any]) -> int | None:
+    """Which of ``choices`` a stored value is (true is not 1 here, nor 1.0 "1.0")."""
+    for i, choice in enumerate(choices):
+        if isinstance(choice, bool) == isinstance(value, bool | np.bool_) and choice == value:
+            return i
+    return None
+
+
+def _spread(df: pd.DataFrame, column: str, choices: list[Any]) -> pd.Series:
+    """Where each trial of a choices parameter is drawn: its choice's place (0, 1, ...),
+    each study a little to one side and its trials of one choice spread out, so that none
+    hides another. NaN for a value that is not one of ``choices``."""
+    place = df[column].map(lambda v: _choice_index(v, choices)).astype(float)
+    studies = list(dict.fromkeys(df["study"]))
+    width = 0.6 / len(studies) if studies else 0.6  # of the room between two choices
+    x = pd.Series(np.nan, index=df.index)
+    for (study, _), part in df.groupby(["study", place], sort=False):
+        centre = (studies.index(study) - (len(studies) - 1) / 2) * width
+        offsets = np.linspace(-0.3, 0.3, len(part)) * width if len(part) > 1 else [0.0]
+        x[part.sort_values("value").index] = place[part.index].iloc[0] + centre + offsets
+    return x
+
+
+def _choice_label(choice: Any) -> str:
+    """A choice as the study file writes it (true, not True)."""
+    return str(choice).lower() if isinstance(choice, bool | np.bool_) else str(choice)
 
 
 # --- optimisation history --------------------------------------------------------------

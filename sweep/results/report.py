@@ -199,28 +199,35 @@ def _run_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:
-    """One figure per searched numeric parameter: the metric against it, stages overlaid."""
+    """One figure per searched parameter: the metric against it, stages overlaid (a
+    choices parameter's choices along the axis)."""
     md: list[str] = []
     by_metric: dict[str, list[Stored]] = {}  # studies of other metrics get figures of their own
     for s in studies:
         by_metric.setdefault(s.spec.metric, []).append(s)
     complete = {s.name: s.counts()["COMPLETE"] for s in studies}  # one query each
-    specs = [s.spec for s in studies]
-    params = sorted({p for spec in specs for p, r in spec.search.items() if r.choices is None})
+    params = sorted({p for s in studies for p in s.spec.search})
     for param in params:
         for metric, group in by_metric.items():
-            if not any(param in s.ranges and complete[s.name] for s in group):
+            searched = [s for s in group if param in s.spec.search]
+            if not any(complete[s.name] for s in searched):
                 continue  # no point to draw: no empty figure either
-            ranges = {s.name: s.ranges[param][:2] for s in group if param in s.ranges}
-            log = all(r[2] for s in group for name, r in s.ranges.items() if name == param)
+            choices = searched[0].spec.search[param].choices
+            if choices is not None:  # the stages that chose among the same choices
+                searched = [s for s in searched if s.spec.search[param].choices == choices]
+            else:
+                searched = [s for s in searched if param in s.ranges]
+            ranges = {s.name: s.ranges[param][:2] for s in searched if param in s.ranges}
+            log = all(s.ranges[param][2] for s in searched if param in s.ranges)
             stem = file_stem(param if len(by_metric) == 1 else f"{param}_{metric}")
             path = figures.plot_param(
-                figures.param_data([s.study for s in group], param),
+                figures.param_data([s.study for s in searched], param),
                 ranges,
                 out / "figures" / f"{stem}.{fmt}",
                 param=param,
                 metric=metric,
                 log=log,
+                choices=None if choices is None else list(choices),
             )
             files.append(path)
             title = "λ search" if param == "lambda" else f"{param} search"

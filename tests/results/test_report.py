@@ -392,3 +392,44 @@ def test_a_trial_that_kept_no_curves_plots_what_it_reported_before_it_stopped(tm
     assert info.curves == {"step": [10, 20], "score": [0.2, 0.3]}
     path = figures.plot_trial(info, tmp_path / "pruned.png")
     assert imread(path).std() > 0
+
+
+def _by_choice(params, ctx):
+    base = {"relu": 0.5, "tanh": 0.4, "sigmoid": 0.3}[params["act"]]
+    return {"score": base + (0.01 if params["wide"] else 0.0) + 0.001 * params["k"]}
+
+
+def test_a_choices_parameter_is_drawn_with_its_choices_along_the_axis(tmp_path):
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/choices.db"
+    search = {
+        "act": {"choices": ["relu", "tanh", "sigmoid"]},
+        "wide": {"choices": [True, False]},
+        "k": {"choices": [1, 2.5, 4]},  # 1 is not true, and the stored 1.0 is 1
+    }
+    study = {"study": {"name": "ch", "trials": 12, "seed": 3}, "objective": {"metric": "score"}}
+    sweep.run({**study, "search": search}, objective=_by_choice, storage=url, jobs=1)
+    stored = sweep.open("ch", storage=url)
+    trials = stored.trials()
+    for param, labels in (("act", ["relu", "tanh", "sigmoid"]), ("wide", ["true", "false"])):
+        ax = stored.figure(param=param).axes[0]
+        assert [t.get_text() for t in ax.get_xticklabels()] == labels
+        points = [line.get_xydata() for line in ax.lines if line.get_marker() == "o"]
+        drawn = np.concatenate(points)
+        # every trial, beside its own choice
+        for place, choice in enumerate(search[param]["choices"]):
+            mine = sorted(trials.loc[trials[param] == choice, "value"])
+            near = drawn[np.abs(drawn[:, 0] - place) < 0.5]
+            assert sorted(set(near[:, 1])) == sorted(set(mine)), param
+        assert ax.get_legend().get_texts()[0].get_text().startswith("best ")
+    best = stored.best.params
+    k_ax = stored.figure(param="k").axes[0]
+    assert [t.get_text() for t in k_ax.get_xticklabels()] == ["1", "2.5", "4"]
+    assert any(t.get_text() == f"best k = {best['k']}" for t in k_ax.get_legend().get_texts())
+    out = tmp_path / "r"
+    write_report(["ch"], storage_url=url, out=out)
+    text = (out / "report.md").read_text()
+    for param in ("act", "k", "wide"):
+        assert (out / "figures" / f"{param}.png").is_file()
+        assert f"](figures/{param}.png)" in text
