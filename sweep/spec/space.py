@@ -205,9 +205,20 @@ def check_trials(n: int, where: str, maximum: int) -> int:
 
 
 def check_grid(sampler: str, trials: int, search: dict[str, SearchRange], where: str) -> None:
-    """A grid runs each of its points once: it cannot have more points than values."""
+    """A grid searches one parameter (its points are fractions of one range, which
+    refinements keep: sweep/store/queue.py) and runs each point once: it cannot have more
+    points than values."""
     if sampler != "grid":
         return
+    if len(search) > 1:
+        # Each point's one fraction would go to every parameter alike: a diagonal, never
+        # a grid of their combinations.
+        names = ", ".join(f"search.{name}" for name in sorted(search))
+        raise StudyFileError(
+            f"{where}: a grid searches one parameter, and {names} are searched; use "
+            'sampler = "qmc" (evenly spread points over several parameters), or keep one '
+            "searched and fix the others in [train]"
+        )
     for name, r in search.items():
         n = distinct_values(r)
         if n is not None and trials > n:
