@@ -28,14 +28,18 @@ def narrow(
     is_int: bool = False,
     keep: list[float] | None = None,
     bounds: tuple[float | None, float | None] = (None, None),
+    within: tuple[float, float] | None = None,
 ) -> Narrowed:
     """Narrow around the ``top_k`` best of ``results`` = [(value searched, score)].
 
     The range is [min, max] of the top_k values, widened by ``margin`` each side. If the
     best value is the smallest (largest) value that was tried, the optimum may lie beyond
     it: the range then extends past it by at least the hull's width plus the margin (and
-    half a decade, or half the span tried), instead of shrinking onto the edge. ``bounds``
-    keeps the range inside the values the parameter may take (a dropout rate below 0).
+    half a decade, or half the span tried), instead of shrinking onto the edge. ``within``
+    (the range the values were searched in) holds the other sides: widening a hull by its
+    margin does not reach past the searched range (a count of layers below the 1 searched).
+    ``bounds`` keeps the range inside the values the parameter may take (a dropout rate
+    below 0).
     """
     if not results:
         raise ValueError("nothing to narrow from")
@@ -52,12 +56,22 @@ def narrow(
     unit = "decades" if log else "of the span tried"
     what = f"the {len(top)} tied with the best" if keep else f"the top {len(top)}"
     note = f"hull of {what} widened by {margin:g} {unit}"
-    if len(results) > 1 and best <= min(tried):
+    below = len(results) > 1 and best <= min(tried)
+    above = len(results) > 1 and best >= max(tried) and not below
+    if below:
         lo = min(lo, best - reach)
         note = f"best value {back(best):.3g} is the smallest tried: range extended below it"
-    elif len(results) > 1 and best >= max(tried):
+    elif above:
         hi = max(hi, best + reach)
         note = f"best value {back(best):.3g} is the largest tried: range extended above it"
+    if within is not None and (not log or min(within) > 0):
+        inside = (
+            max(lo, to(within[0])) if not below else lo,
+            min(hi, to(within[1])) if not above else hi,
+        )
+        if inside != (lo, hi):
+            lo, hi = inside
+            note = f"{note}; kept inside the range searched"
     low, high = back(lo), back(hi)
     if is_int:
         low, high = math.floor(low), math.ceil(high)

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 
 from sweep.errors import StudyFileError, StudyNotFound, SweepError
 from sweep.spec.studyfile import StudyFile
-from sweep.store.records import TARGET, requeued, spec_of
+from sweep.store.records import RANGES, TARGET, requeued, spec_of
 from sweep.store.uncertainty import study_ties
 
 
@@ -24,6 +24,7 @@ class Parent:
     done: list[tuple[float, float]]
     finished: int  # COMPLETE + PRUNED
     target: int
+    searched: tuple[float, float] | None = None  # the parent's own range (None: unknown)
 
 
 def parent_results(
@@ -42,6 +43,12 @@ def parent_results(
             f"{pname!r} (it searches {', '.join(searched) or 'nothing'}); narrow from a study "
             f"that does, or give [search.{pname}] low and high"
         )
+    if made and made.search[pname].choices is not None:
+        raise StudyFileError(
+            f"{spec.path}: search.{pname}.narrow_from: study {parent_name!r} chose {pname!r} "
+            f"among choices, which are never narrowed; give [search.{pname}] the same "
+            "choices (the fine stage tries them all)"
+        )
     trials = parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     done = [(t.params[pname], t.value) for t in trials if t.state == TrialState.COMPLETE]
     target = int(parent.user_attrs.get(TARGET) or len(trials))
@@ -57,7 +64,8 @@ def parent_results(
             f"{target} trials; finish it first (sweep resume {parent_name}), or pass "
             "--partial-parent to narrow on what it has"
         )
-    return Parent(done, len(trials), target)
+    searched = parent.user_attrs.get(RANGES, {}).get(pname)
+    return Parent(done, len(trials), target, None if searched is None else tuple(searched[:2]))
 
 
 def _spent_grid(parent: optuna.Study, made: StudyFile | None, finished: int, target: int) -> bool:

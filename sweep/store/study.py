@@ -221,6 +221,7 @@ def _derive_ranges(
                 minimize=spec.objective.direction == "minimize",
                 is_int=r.is_int,
                 bounds=LIMITS.get(pname, (None, None)) if spec.objective.builtin else (None, None),
+                within=parent.searched,
             )
             derived.ranges[pname] = [narrowed.low, narrowed.high, r.log]
             derived.notes.append(

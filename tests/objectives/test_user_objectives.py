@@ -552,3 +552,23 @@ def test_a_module_beside_the_file_is_not_on_the_path_and_the_error_says_what_to_
         f"helpers beside it is imported from PYTHONPATH: add {tmp_path} to it",
     )
     assert not (tmp_path / "h.db").exists()
+
+
+def test_a_fine_stage_cannot_narrow_a_parameter_its_parent_chose_among_choices(folder, capsys):
+    # Numbers became a continuous range (k = 3.27 of choices 1 and 2), words a TypeError
+    # traceback; choices are never narrowed: the fine stage is to try them all.
+    objective = 'file = "funcs.py"\nfunction = "kinds"\nmetric = "score"\n[train]\nepochs = 1'
+    layers = "[search.layers]\nlow = 1\nhigh = 9\nint = true\nlog = false\n"
+    act = '[search.act]\nchoices = ["relu", "tanh"]\n'
+    url = f"sqlite:///{folder}/ch.db"
+    assert main(["run", str(study(folder, "ch", objective, layers + act)), "--storage", url]) == 0
+    narrowed = '[search.layers]\nnarrow_from = "ch"\nmargin = 1.0\nlog = false\nint = true\n'
+    fine = study(folder, "ch-fine", objective, narrowed + '[search.act]\nnarrow_from = "ch"\n')
+    check(capsys, ["run", str(fine), "--storage", url], "chose 'act' among choices")
+    assert [s.study_name for s in optuna.get_all_study_summaries(url)] == ["ch"]
+    fine = study(folder, "ch-fine", objective, narrowed + act)
+    assert main(["run", str(fine), "--storage", url, "--json"]) == 0
+    ranges = json.loads(capsys.readouterr().out)["ranges"]["layers"]
+    # The best is the most layers tried: above, the range extends past it, as documented;
+    # below, a margin of the whole span no longer reaches under the 1 layer searched.
+    assert ranges["low"] >= 1 and ranges["high"] > 9

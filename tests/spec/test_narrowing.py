@@ -138,3 +138,20 @@ def test_a_narrowed_range_stays_inside_the_parameters_bounds():
     results = [(0.0, 0.5), (0.2, 0.45), (0.4, 0.4)]
     r = narrow(results, top_k=2, margin=0.25, log=False, bounds=(0.0, 0.9))
     assert r.low == 0.0 and 0.2 < r.high < 0.9 and "cut at 0" in r.note
+
+
+def test_a_margin_does_not_widen_past_the_range_searched_but_an_edge_extension_does():
+    # layers 1..9: the best (5) is inside, its top two 5 and 9 widened by the whole span
+    # would be [-3, 17]; a count of layers below the 1 searched never runs now.
+    results = [(1, 0.1), (3, 0.2), (5, 0.9), (7, 0.3), (9, 0.5)]
+    r = narrow(results, top_k=2, margin=1.0, log=False, is_int=True, within=(1, 9))
+    assert (r.low, r.high) == (1, 9) and r.note.endswith("kept inside the range searched")
+    # best at the upper edge: that side still extends past it; the other side is held
+    edge = [(1, 0.1), (3, 0.2), (5, 0.3), (7, 0.4), (9, 0.9)]
+    r = narrow(edge, top_k=2, margin=1.0, log=False, within=(1, 9))
+    assert r.low == 1 and r.high > 9 and "extended above" in r.note
+    # in decades: the seed's kind of range, well inside, is unchanged
+    lams = [(1e-5, 0.3), (1e-4, 0.4), (1e-3, 0.5), (1e-2, 0.45), (1e-1, 0.2)]
+    assert narrow(lams, top_k=3, margin=0.25, within=(1e-5, 1e-1)) == narrow(
+        lams, top_k=3, margin=0.25
+    )

@@ -101,7 +101,7 @@ def test_a_grid_over_two_parameters_is_refused_not_run_on_its_diagonal(tmp_path)
     # (1e-4 with 20 units, ..., 1e-1 with 80), never a combination of a low and a high one.
     text = GOOD.replace('sampler = "random"', 'sampler = "grid"')
     text += "\n[search.hidden]\nlow = 20\nhigh = 80\nint = true\nlog = false\n"
-    with pytest.raises(StudyFileError, match='a grid searches one parameter.*sampler = "qmc"'):
+    with pytest.raises(StudyFileError, match=r'a grid searches one parameter.*sampler = "qmc"'):
         studyfile.load(write(tmp_path, text))
     one = text.split("[search.hidden]")[0]  # lambda alone: still a grid
     assert studyfile.load(write(tmp_path, one)).study.sampler == "grid"
