@@ -73,7 +73,7 @@ def run(
     objective_dir: str | None = None,
     partial_parent: bool = False,
     time_limit: float | None = None,
-    gpus: tuple[str, ...] = (),
+    gpus: str | tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     quiet: bool = True,
 ) -> RunResult:
@@ -134,7 +134,7 @@ def run(
             objective_dir=objective_dir,
             partial_parent=partial_parent,
             time_limit=time_limit,
-            gpus=tuple(gpus),
+            gpus=gpus,
             workers_per_gpu=workers_per_gpu,
             function=objective,
         )
@@ -194,7 +194,7 @@ def worker(
     oversubscribe: bool = False,
     objective_dir: str | None = None,
     time_limit: float | None = None,
-    gpus: tuple[str, ...] = (),
+    gpus: str | tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     quiet: bool = True,
 ) -> WorkerResult:
@@ -221,7 +221,7 @@ def worker(
             oversubscribe=oversubscribe,
             objective_dir=objective_dir,
             time_limit=time_limit,
-            gpus=tuple(gpus),
+            gpus=gpus,
             workers_per_gpu=workers_per_gpu,
             function=objective,
         )

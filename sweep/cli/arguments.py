@@ -103,7 +103,7 @@ def cluster_options(args: argparse.Namespace) -> dict:
     take them."""
     limit = args.time_limit
     if limit is not None:  # counted from the command's start, not after its imports
-        limit -= time.time() - args.started
+        limit = max(0.0, limit - (time.time() - args.started))
     return {"time_limit": limit, "gpus": args.gpus, "workers_per_gpu": args.workers_per_gpu}
 
 

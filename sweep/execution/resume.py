@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sweep.execution.options import check_jobs
 from sweep.execution.progress import Progress
-from sweep.execution.runner import RunResult, check_jobs, run_study
+from sweep.execution.runner import RunResult, run_study
 from sweep.objectives.functions import in_memory_error
 from sweep.store.recovery import recover
 from sweep.store.study import finished, open_to_write

@@ -25,7 +25,7 @@ from sweep.errors import (
     StudyNotFound,
     SweepError,
 )
-from sweep.execution import budget, devices, pool
+from sweep.execution import budget, devices, options, pool
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
 from sweep.execution.result import RunResult
@@ -44,22 +44,7 @@ from sweep.store.study import Stored, finished, open_study, open_to_write, prepa
 from sweep.store.urls import has_password, resolve_url, shown
 from sweep.system.portable import shell_join
 
-MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
 STALLED_ROUNDS = 3  # rounds in a row of local workers changing nothing: an error, not a loop
-
-
-def check_jobs(jobs: int, oversubscribe: bool) -> None:
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 0:
-        raise SweepError(
-            f"jobs ({jobs!r}) must be a whole number of worker processes, or 0 to leave the "
-            "trials to `sweep worker` processes"
-        )
-    limit = MAX_JOBS_PER_CORE * pool.cpu_count()
-    if jobs > limit and not oversubscribe:
-        raise SweepError(
-            f"--jobs {jobs} is more than {MAX_JOBS_PER_CORE} worker processes per core "
-            f"({limit} here); lower it, or pass --oversubscribe if you really want that many"
-        )
 
 
 def _recorded_data(url: str, name: str) -> dict[str, str] | None:
@@ -118,7 +103,7 @@ def run_study(
     objective_dir: str | None = None,
     partial_parent: bool = False,
     time_limit: float | None = None,
-    gpus: tuple[str, ...] = (),
+    gpus: str | tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     function: Callable[..., Any] | None = None,
     meanwhile: Callable[[], object] | None = None,
@@ -139,6 +124,15 @@ def run_study(
     Bad input fails before anything is written.
     """
     started = time.perf_counter()
+    gpus = options.check_run(
+        jobs,
+        oversubscribe=oversubscribe,
+        least=0,
+        threads=threads,
+        time_limit=time_limit,
+        gpus=gpus,
+        workers_per_gpu=workers_per_gpu,
+    )
     limit = Budget.start(time_limit)
     name = spec.study.name
     try:
@@ -150,8 +144,6 @@ def run_study(
                 f"storage {resolve_url(storage_url)}; {run_parent_first(spec)}"
             ) from None
         raise
-    check_jobs(jobs, oversubscribe)
-    devices.check(gpus, workers_per_gpu, jobs)
     target = check_trials(spec.study.trials if trials is None else trials, "--trials", MAX_TRIALS)
     check_grid(spec.study.sampler, target, spec.search, spec.path)
     given = _check_function(spec, function, objective_dir)  # fails before anything is written
@@ -306,7 +298,7 @@ def join_study(
     oversubscribe: bool = False,
     objective_dir: str | None = None,
     time_limit: float | None = None,
-    gpus: tuple[str, ...] = (),
+    gpus: str | tuple[str, ...] = (),
     workers_per_gpu: int = 1,
     function: Callable[..., Any] | None = None,
 ) -> tuple[int, str | None]:
@@ -318,9 +310,15 @@ def join_study(
     trial_timeout: a trial stuck past it ends its process, which must not be this one.
     Returns the number of trials run and, if the time ran out first, why it stopped.
     """
+    gpus = options.check_run(
+        jobs,
+        oversubscribe=oversubscribe,
+        threads=threads,
+        time_limit=time_limit,
+        gpus=gpus,
+        workers_per_gpu=workers_per_gpu,
+    )
     limit = Budget.start(time_limit)
-    check_jobs(jobs, oversubscribe)
-    devices.check(gpus, workers_per_gpu, jobs)
     url = resolve_url(storage_url)
     stored, done = open_to_write(name, url)
     if done:  # a finished study on a read-only file: nothing for a worker to do

@@ -241,3 +241,50 @@ def test_ctx_device_is_none_without_gpus():
     trial = optuna.create_study().ask()
     assert TrialContext(trial, 0, 1, None).device is None
     assert json.dumps(TrialContext(trial, 0, 1, None, "2").device) == '"2"'
+
+
+def test_the_python_api_takes_gpus_as_the_flag_does(tmp_path, monkeypatch):
+    # gpus="0,1" was split into the characters "0", "," and "1": the second worker ran
+    # with CUDA_VISIBLE_DEVICES="," (no device at all), without a word.
+    import sweep
+
+    monkeypatch.setenv("SLEEP_SECONDS", "0.2")
+    url = f"sqlite:///{tmp_path}/api.db"
+    result = sweep.run(_study(tmp_path, trials=6), storage=url, jobs=2, gpus="0,1")
+    assert result.counts["COMPLETE"] == 6 and result.counts["FAIL"] == 0  # "," is no number
+    assert {device for _, device, _ in _devices(url)} <= {"0", "1"}
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        ({"threads": 0}, r"threads \(0\) must be a whole number of BLAS threads"),
+        ({"time_limit": -1}, r"time_limit \(-1\) must be a number of seconds, 0 or more"),
+        ({"gpus": "0,,1"}, r"gpus: '0,,1' is not a list of devices"),
+        ({"gpus": ["0"], "jobs": 2}, r"--jobs 2 is more than 1 device"),
+        ({"workers_per_gpu": 0, "gpus": "0"}, r"workers_per_gpu \(0\) must be a whole number"),
+    ],
+)
+def test_the_python_api_refuses_what_the_flags_refuse(tmp_path, call, message):
+    # threads=0 and time_limit=-1 were taken (the latter ran nothing, without a word)
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    _create(tmp_path, url)
+    before = len(_trials(url))
+    with pytest.raises(sweep.SweepError, match=message):
+        sweep.worker("sleepy", storage=url, **call)
+    with pytest.raises(sweep.SweepError, match=message):
+        sweep.run(_study(tmp_path), storage=url, **call)
+    assert len(_trials(url)) == before
+
+
+def test_a_worker_of_no_processes_is_refused_not_divided_by(tmp_path):
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/z.db"
+    _create(tmp_path, url)
+    with pytest.raises(sweep.SweepError, match=r"jobs \(0\) must be .* processes, 1 or more"):
+        sweep.worker("sleepy", storage=url, jobs=0)  # was a ZeroDivisionError
+    with pytest.raises(sweep.SweepError, match=r"jobs \(0\) must be .* processes, 1 or more"):
+        sweep.resume("sleepy", storage=url, jobs=0)
