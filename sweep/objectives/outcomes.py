@@ -97,6 +97,12 @@ def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
             if not math.isfinite(v):
                 raise ObjectiveError(f"the function returned {k} = {float(v)}, not a finite number")
         metrics = {str(k): float(v) for k, v in result.items()}
+        for k, v in metrics.items():
+            if k.endswith("_se") and k[: -len("_se")] in metrics and v < 0:
+                raise ObjectiveError(
+                    f"the function returned {k} = {v}: the standard error of "
+                    f"{k[: -len('_se')]} is 0 or more"
+                )
         if metric not in metrics:
             returned = ", ".join(metrics) or "nothing"
             raise ObjectiveError(f"the function returned no {metric!r} (it returned {returned})")

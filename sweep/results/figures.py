@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
@@ -23,18 +24,24 @@ from sweep.store.records import STAGE, spec_of
 from sweep.system.output import save_figure
 
 DPI = 120
+# Names are the user's: with two "$" in a metric's name matplotlib parsed it as TeX math
+# and failed ("a$^$b"), or drew "cost $ per $" as math. No figure here means any: text is
+# text, when the figure is made and when it is drawn (tick labels are made then).
+plain_text = matplotlib.rc_context({"text.parse_math": False})
 
 
 class InlineFigure(Figure):
     """A Figure that Jupyter shows inline as a PNG whatever matplotlib's backend (no pyplot
     state is needed for it)."""
 
+    @plain_text
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
         return buffer.getvalue()
 
 
+@plain_text
 def _save(fig, path: str | Path) -> Path:
     # A bare Figure: no pyplot state, no GUI; written whole or not at all.
     return save_figure(fig, path, dpi=DPI, bbox_inches="tight")
@@ -49,6 +56,7 @@ def schedule_data(schedule: Schedule, cycles: int) -> pd.DataFrame:
     return pd.DataFrame({"step": steps, "eta": [eta(int(t), schedule) for t in steps]})
 
 
+@plain_text
 def plot_schedule(df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     fig = Figure(figsize=(6, 3))
     ax = fig.subplots()
@@ -98,6 +106,7 @@ def plot_trial(info: Any, path: str | Path) -> Path:
     return plot_curves(info.curves, path, title=f"{info.study} trial {info.number}")
 
 
+@plain_text
 def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
     """The curves a trial reported (ctx.report), one panel per quantity."""
     df = curve_data(curves)
@@ -189,6 +198,7 @@ def plot_param(
     return _save(figure, path)
 
 
+@plain_text
 def param_figure(
     df: pd.DataFrame,
     ranges: dict[str, tuple[float, float]],
@@ -216,7 +226,8 @@ def param_figure(
         ax.errorbar(
             part[x],
             part["value"] * scale,
-            yerr=None if part["se"].isna().all() else part["se"].fillna(0) * scale,
+            # (a negative se returned by an older version's function: unknown)
+            yerr=None if part["se"].isna().all() else part["se"].where(part["se"] >= 0, 0) * scale,
             fmt="o",
             capsize=3,
             color=colours.get(stage, "tab:gray"),
@@ -321,6 +332,7 @@ def plot_history(
     return _save(history_figure(df, title, metric), path)
 
 
+@plain_text
 def history_figure(df: pd.DataFrame, title: str = "", metric: str = "val_accuracy") -> Figure:
     """The figure of `plot_history`, not saved."""
     fig = InlineFigure(figsize=(6, 3.5))

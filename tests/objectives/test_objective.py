@@ -89,6 +89,8 @@ def test_reports_of_later_seeds_are_offset(tmp_path, cifar_dir):
         ({"acc": "high"}, "acc", "not a number"),
         ("0.5", None, "returned str, not a number or a dict"),
         (True, None, "returned bool"),
+        # a negative standard error became COMPLETE (even "tied"), then `sweep report` failed
+        ({"m": 0.5, "m_se": -1.0}, "m", "returned m_se = -1.0: the standard error of m is 0"),
     ],
 )
 def test_unusable_results_are_clear_errors(returned, metric, message):
@@ -102,6 +104,8 @@ def test_a_bare_number_or_a_dict_become_metrics():
     assert metrics_of(0.25, None) == {"value": 0.25}
     assert metrics_of(np.float32(0.5), "acc") == {"acc": 0.5}
     assert metrics_of({"acc": 1, "loss": 2.5}, "acc") == {"acc": 1.0, "loss": 2.5}
+    # "_se" pairs with a metric only: a key of the user's own that ends so is any number
+    assert metrics_of({"acc": 1, "fit_se": -2}, "acc") == {"acc": 1.0, "fit_se": -2.0}
 
 
 def test_after_a_list_form_raised_a_pruned_member_stays_pruned_and_the_others_run_alone(capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import optuna
+import pandas as pd
 import pytest
 from matplotlib.image import imread
 
@@ -433,3 +434,37 @@ def test_a_choices_parameter_is_drawn_with_its_choices_along_the_axis(tmp_path):
     for param in ("act", "k", "wide"):
         assert (out / "figures" / f"{param}.png").is_file()
         assert f"](figures/{param}.png)" in text
+
+
+def _dollars(params, ctx):
+    return {"a$^$b": params["cost $ per $"], "a$^$b_se": 0.01}
+
+
+def test_names_with_dollar_signs_are_drawn_as_text_not_parsed_as_math(tmp_path):
+    # Two "$" in a name: matplotlib parsed it as TeX and `sweep report` ended in a
+    # ParseSyntaxException traceback; "cost $ per $" was drawn as math.
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/d.db"
+    study = {"study": {"name": "dollars", "trials": 3}, "objective": {"metric": "a$^$b"}}
+    study["search"] = {"cost $ per $": {"low": 1.0, "high": 2.0, "log": False}}
+    sweep.run(study, objective=_dollars, storage=url, jobs=1)
+    fig = sweep.open("dollars", storage=url).figure()
+    assert fig._repr_png_().startswith(b"\x89PNG")
+    ax = fig.axes[0]
+    assert ax.get_xlabel() == "cost $ per $" and "a$^$b" in ax.get_title()
+    out = tmp_path / "r"
+    write_report(["dollars"], storage_url=url, out=out)
+    assert imread(next((out / "figures").glob("cost*.png"))).size
+
+
+def test_a_negative_standard_error_stored_earlier_draws_no_bar():
+    df = pd.DataFrame(
+        {
+            "study": ["s", "s"], "stage": ["coarse"] * 2, "x": [1.0, 2.0],
+            "value": [0.5, 0.6], "se": [-1.0, 0.1], "sd": [None, None],
+            "tied": [None, None], "best_in_study": [False, True], "best": [False, True],
+        }
+    )  # fmt: skip
+    fig = figures.param_figure(df, {}, param="x", metric="m", log=False)
+    assert fig._repr_png_().startswith(b"\x89PNG")  # was: 'yerr' must not contain negatives
