@@ -166,6 +166,8 @@ class Study:
 
     def _repr_html_(self) -> str:
         """Jupyter's view: name, stage, counts, best, and the table's first rows."""
+        from pandas.api.types import is_extension_array_dtype
+
         from sweep.results.display import label, number, params
 
         s = self.status()
@@ -186,9 +188,11 @@ class Study:
         table = self.table()
         if len(table):
             head = table.head(10).copy()
-            # None in an object column is no NaN for na_rep (string columns' NaN is)
-            shown = [name for name, dtype in head.dtypes.items() if dtype.kind == "O"]
-            head[shown] = head[shown].fillna("")
+            # Blank cells for what has no value: na_rep takes neither None in an object
+            # column nor <NA> in a nullable one (the rank of a failed trial).
+            for name, dtype in head.dtypes.items():
+                if dtype.kind == "O" or is_extension_array_dtype(dtype):
+                    head[name] = head[name].astype(object).where(head[name].notna(), "")
             lines.append(head.to_html(index=False, na_rep="", float_format="{:.4g}".format))
             if len(table) > 10:
                 lines.append(f"<p>... {len(table) - 10} more rows: <code>.table()</code></p>")

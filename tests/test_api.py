@@ -406,3 +406,18 @@ def test_worker_returns_the_trials_it_ran_and_why_it_stopped(tmp_path):
     assert made.counts.get("COMPLETE", 0) == 0
     result = sweep.worker("w", storage=url, idle=0)
     assert result == (3, None) and (result.ran, result.stopped) == (3, None)
+
+
+def _fails_above(params, ctx):
+    if params["lambda"] > 1e-3:
+        raise ValueError("too large")
+    return {"loss": params["lambda"]}
+
+
+def test_the_jupyter_view_leaves_what_a_failed_trial_lacks_blank(tmp_path):
+    url = f"sqlite:///{tmp_path}/f.db"
+    sweep.run(coarse_study("half-failed", trials=6), objective=_fails_above, storage=url)
+    study = sweep.open("half-failed", storage=url)
+    assert "FAIL" in set(study.trials()["state"])  # ranked trials and failed ones
+    shown = study._repr_html_()
+    assert "&lt;NA&gt;" not in shown and "None" not in shown and "nan" not in shown
