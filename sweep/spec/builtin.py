@@ -5,12 +5,14 @@ sweep/objectives/builtin.py."""
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from core.data import SPLITS
 from core.errors import ConfigError
 from core.training import TrainConfig
 from sweep.errors import StudyFileError
+from sweep.spec.space import SearchRange
 from sweep.spec.strict import Parser
 
 # [train] key -> (TrainConfig field, accepted types). "lambda" is a Python keyword.
@@ -39,6 +41,14 @@ LIMITS: dict[str, tuple[float | None, float | None]] = {
     "dropout": (0.0, 0.9),
     "hidden": (1, 2000),
     "batch_size": (1, None),
+}
+
+
+# Training images of each split of the official CIFAR-10 (10,000 per batch file). A
+# smaller copy of the data is checked against the batch size when it loads.
+TRAIN_IMAGES = {
+    name: 10_000 * len(batches) - (validation if isinstance(validation, int) else 0)
+    for name, (batches, validation) in SPLITS.items()
 }
 
 
@@ -72,6 +82,37 @@ def settings(p: Parser, raw: dict, seed: int) -> tuple[str, TrainConfig]:
             values[name] = float(values[name])
     values.setdefault("curves", "cheap")  # studies need the final values, not full curves
     try:
-        return split, TrainConfig(seed=seed, **values)
+        train = TrainConfig(seed=seed, **values)
     except ConfigError as exc:
         raise StudyFileError(f"{p.where}: [train]: {exc}") from None
+    if train.batch_size > TRAIN_IMAGES[split]:
+        p.fail("train.batch_size", f"({train.batch_size}) is {_too_large(split)}")
+    return split, train
+
+
+def check_search(p: Parser, search: dict[str, SearchRange], split: str, train: TrainConfig) -> None:
+    """Every value a searched [train] key can take is one the network takes (a searched
+    hidden of 100.5 or 0, a dropout grid reaching 1.0 failed every trial it ran)."""
+    fields = {key: field for key, (field, _) in TRAIN_KEYS.items()}
+    for key, r in search.items():
+        if r.choices is not None:
+            values, what = list(r.choices), "holds"
+        elif r.low is not None and r.high is not None:  # (not yet narrowed: a fine stage's)
+            ends = [math.ceil(r.low), math.floor(r.high)] if r.is_int else [r.low, r.high]
+            values, what = ends, "reaches"
+        else:
+            continue
+        for value in values:
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if key in ("hidden", "batch_size") and not whole:
+                p.fail(f"search.{key}", f"holds {value!r}; {key} is a whole number")
+            try:
+                dataclasses.replace(train, **{fields[key]: value})
+            except (ConfigError, TypeError) as exc:
+                p.fail(f"search.{key}", f"{what} {value!r}, which the network refuses: {exc}")
+            if key == "batch_size" and value > TRAIN_IMAGES[split]:
+                p.fail(f"search.{key}", f"{what} {value}, {_too_large(split)}")
+
+
+def _too_large(split: str) -> str:
+    return f"more than the {split} split's {TRAIN_IMAGES[split]:,} training images; lower it"

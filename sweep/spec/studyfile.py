@@ -241,6 +241,8 @@ def parse(
     check_search(p, raw, search, study.sampler, study.trials)
     if "lambda" in search and objective.builtin and (search["lambda"].low or 0) < 0:
         p.fail("search.lambda.low", f"({search['lambda'].low}) must be >= 0")
+    if objective.builtin:
+        builtin.check_search(p, search, split, train)
     return StudyFile(where, study, objective, split, train, fixed, search)
 
 

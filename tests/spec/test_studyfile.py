@@ -105,3 +105,42 @@ def test_a_grid_over_two_parameters_is_refused_not_run_on_its_diagonal(tmp_path)
         studyfile.load(write(tmp_path, text))
     one = text.split("[search.hidden]")[0]  # lambda alone: still a grid
     assert studyfile.load(write(tmp_path, one)).study.sampler == "grid"
+
+
+@pytest.mark.parametrize(
+    ("train", "search", "message"),
+    [
+        # each ran: the study was made, every trial failed, and the file fixed was then
+        # "already in the storage with other settings"
+        (
+            "batch_size = 20000",
+            "",
+            "train.batch_size (20000) is more than the exercise split's 10,000",
+        ),
+        (
+            "",
+            "[search.batch_size]\nlow = 50\nhigh = 50000",
+            "search.batch_size reaches 50000, more",
+        ),
+        (
+            "",
+            "[search.hidden]\nchoices = [50, 100.5]",
+            "search.hidden holds 100.5; hidden is a whole",
+        ),
+        ("", '[search.hidden]\nchoices = [50, "x"]', "search.hidden holds 'x'"),
+        ("", "[search.hidden]\nlow = 0\nhigh = 80", "search.hidden reaches 0, which the network"),
+        ("", "[search.dropout]\nlow = 0.0\nhigh = 1.0\nlog = false", "dropout (1.0) must be in"),
+        ("", "[search.dropout]\nchoices = [0.0, 1.0]", "search.dropout holds 1.0"),
+        ("", "[search.dropout]\nlow = -0.5\nhigh = 0.5\nlog = false", "reaches -0.5"),
+    ],
+)
+def test_searched_values_the_network_refuses_are_refused_before_a_trial_runs(
+    tmp_path, train, search, message
+):
+    # GOOD with a line added to [train], and [search.lambda] replaced by ``search``
+    text = GOOD.replace("[train]\n", f"[train]\n{train}\n")
+    if search:
+        text = text.split("[search.lambda]")[0] + search
+    with pytest.raises(StudyFileError) as info:
+        studyfile.load(write(tmp_path, text))
+    assert message in str(info.value)
