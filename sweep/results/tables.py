@@ -125,9 +125,16 @@ def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFr
     if len(df) and df[f"{objective_col}_sd"].notna().any():
         out["sd over seeds"] = df[f"{objective_col}_sd"].map(lambda v: number(metric, v))
     out["tied"] = df["tied"].map({True: "yes", False: "no"}).fillna("–")
-    for name in [c for c in df.columns if c not in fixed and not c.endswith("_se")]:
-        se = df.get(f"{name}_se")
-        heading = name if name.startswith("metric.") else label(name)
+    # A "<name>_se" key is the standard error of metric <name>, shown beside it; one that
+    # has no such metric is a column of its own.
+    paired = {c for c in df.columns if c.endswith("_se") and c[: -len("_se")] in df.columns}
+    names = [c for c in df.columns if c not in fixed and c not in paired]
+    headings = {name: name if name.startswith("metric.") else label(name) for name in names}
+    taken = [*out.columns, *headings.values()]
+    for name in names:
+        se = df.get(f"{name}_se") if f"{name}_se" in paired else None
+        # val_loss and "val loss" would share a heading: both keep their own names
+        heading = headings[name] if taken.count(headings[name]) == 1 else name
         out[heading] = [
             with_se(name, v, None if se is None else se.iloc[i]) for i, v in enumerate(df[name])
         ]

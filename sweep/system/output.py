@@ -134,8 +134,13 @@ def json_text(value: Any, **options: Any) -> str:
 def latex_escape(text: object) -> str:
     """Text as LaTeX reads it: tabulate's escaping of every special character, then the
     few symbols our tables use."""
-    escaped = "".join(tabulate.LATEX_ESCAPE_RULES.get(c, c) for c in str(text))
+    escaped = "".join(LATEX.get(c, tabulate.LATEX_ESCAPE_RULES.get(c, c)) for c in str(text))
     return escaped.replace("★", r"$\star$").replace("±", r"$\pm$").replace("–", "--")
+
+
+# What tabulate leaves that LaTeX's default fonts print as another character ("|" as an
+# em dash) or refuse (pdflatex: "λ" is not set up for use with LaTeX).
+LATEX = {"|": r"\textbar{}", "λ": r"$\lambda$", "η": r"$\eta$", "σ": r"$\sigma$", "μ": r"$\mu$"}
 
 
 def file_stem(name: str, limit: int = 60) -> str:

@@ -468,3 +468,30 @@ def test_a_negative_standard_error_stored_earlier_draws_no_bar():
     )  # fmt: skip
     fig = figures.param_figure(df, {}, param="x", metric="m", log=False)
     assert fig._repr_png_().startswith(b"\x89PNG")  # was: 'yerr' must not contain negatives
+
+
+def _alike(params, ctx):
+    x = params["a|b"]
+    return {"val_loss": x, "val loss": 2 * x, "noise_se": 0.5, "fit": x, "fit_se": 0.01}
+
+
+def test_every_returned_key_has_its_own_column_in_every_table(tmp_path):
+    # "val_loss" and "val loss" shared one heading (the first's values lost), "noise_se"
+    # without a "noise" was in table.csv only, and a "|" in LaTeX was printed as a dash.
+    import sweep
+    from sweep.results.tables import write_tables
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    study = {"study": {"name": "keys", "trials": 2}, "objective": {"metric": "fit"}}
+    study["search"] = {"a|b": {"low": 1.0, "high": 2.0, "log": False}}
+    sweep.run(study, objective=_alike, storage=url)
+    _, md_path, tex_path = write_tables(
+        optuna.load_study(study_name="keys", storage=url), tmp_path / "t"
+    )
+    md, tex = md_path.read_text(), tex_path.read_text()
+    header = md.splitlines()[0]
+    for heading in ("val_loss", "val loss", "noise se", "fit ± se"):
+        assert f" {heading} " in header, header
+    assert "fit se" not in header  # fit_se is fit's standard error, beside it
+    assert r"val\_loss" in tex and "val loss" in tex and "noise se" in tex
+    assert r"a\textbar{}b" in tex and "a|b" not in tex
