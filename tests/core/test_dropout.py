@@ -35,6 +35,14 @@ def test_gradients_with_a_fixed_dropout_mask_match_centred_differences(p):
         assert e.max_rel <= TOLERANCE and e.max_rel <= 1e-7, (name, e)
 
 
+def test_a_nearly_total_dropout_passes_on_the_gradients_it_can_measure():
+    # p = 0.99 keeps one hidden unit of ten: W2 entries of ~2e-10 were compared with
+    # themselves, and the numerical gradient's own rounding (~2.5e-13) "failed" them (7e-4)
+    errors = check(dropout=0.99)
+    assert all(e.max_rel <= TOLERANCE for e in errors.values()), errors
+    assert 1e-14 < errors["W2"].max_abs < 1e-9  # the same differences as before
+
+
 def test_the_dropout_check_catches_a_gradient_that_forgets_the_mask_scale():
     def wrong(params, X, y, lam, mask):
         H, P = forward(params, X, mask)
