@@ -52,6 +52,15 @@ TRAIN_IMAGES = {
 }
 
 
+def limits(name: str, split: str | None) -> tuple[float | None, float | None]:
+    """The values a fine stage's narrowed range of ``name`` may not leave: LIMITS, and for
+    the batch size the split's training images (an edge extension reached 17,500 of 10,000)."""
+    low, high = LIMITS.get(name, (None, None))
+    if name == "batch_size" and split in TRAIN_IMAGES:
+        high = TRAIN_IMAGES[split]
+    return low, high
+
+
 def fixed_params(split: str | None, train: TrainConfig | None) -> dict[str, Any]:
     """The built-in objective's fixed params: [train] under its study-file names, the split."""
     if train is None:

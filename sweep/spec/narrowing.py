@@ -64,14 +64,11 @@ def narrow(
     elif above:
         hi = max(hi, best + reach)
         note = f"best value {back(best):.3g} is the largest tried: range extended above it"
-    if within is not None and (not log or min(within) > 0):
-        inside = (
-            max(lo, to(within[0])) if not below else lo,
-            min(hi, to(within[1])) if not above else hi,
-        )
-        if inside != (lo, hi):
-            lo, hi = inside
-            note = f"{note}; kept inside the range searched"
+    if within is not None:
+        if not below and (not log or within[0] > 0) and lo < to(within[0]):
+            lo, note = to(within[0]), f"{note}; low end kept at the range searched"
+        if not above and (not log or within[1] > 0) and hi > to(within[1]):
+            hi, note = to(within[1]), f"{note}; high end kept at the range searched"
     low, high = back(lo), back(hi)
     if is_int:
         low, high = math.floor(low), math.ceil(high)

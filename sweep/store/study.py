@@ -21,7 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.errors import NotWritable, StudyFileError, StudyNotFound
 from sweep.spec import plan
-from sweep.spec.builtin import LIMITS
+from sweep.spec.builtin import limits
 from sweep.spec.narrowing import narrow
 from sweep.spec.space import Dimension
 from sweep.spec.studyfile import StudyFile
@@ -220,7 +220,7 @@ def _derive_ranges(
                 log=r.log,
                 minimize=spec.objective.direction == "minimize",
                 is_int=r.is_int,
-                bounds=LIMITS.get(pname, (None, None)) if spec.objective.builtin else (None, None),
+                bounds=limits(pname, spec.split) if spec.objective.builtin else (None, None),
                 within=parent.searched,
             )
             derived.ranges[pname] = [narrowed.low, narrowed.high, r.log]

@@ -145,13 +145,40 @@ def test_a_margin_does_not_widen_past_the_range_searched_but_an_edge_extension_d
     # would be [-3, 17]; a count of layers below the 1 searched never runs now.
     results = [(1, 0.1), (3, 0.2), (5, 0.9), (7, 0.3), (9, 0.5)]
     r = narrow(results, top_k=2, margin=1.0, log=False, is_int=True, within=(1, 9))
-    assert (r.low, r.high) == (1, 9) and r.note.endswith("kept inside the range searched")
+    assert (r.low, r.high) == (1, 9)
+    assert r.note.endswith(
+        "low end kept at the range searched; high end kept at the range searched"
+    )
     # best at the upper edge: that side still extends past it; the other side is held
     edge = [(1, 0.1), (3, 0.2), (5, 0.3), (7, 0.4), (9, 0.9)]
     r = narrow(edge, top_k=2, margin=1.0, log=False, within=(1, 9))
     assert r.low == 1 and r.high > 9 and "extended above" in r.note
+    assert "high end kept" not in r.note  # the note says what was done, not more
+    # a log narrowing of a parent's linear range from 0: the side above 0 is still held
+    rates = [(0.05, 0.1), (0.3, 0.5), (0.5, 0.8), (0.61, 0.9), (0.72, 0.85), (0.9, 0.2)]
+    r = narrow(rates, top_k=3, margin=0.25, within=(0.0, 0.9))
+    assert r.high == pytest.approx(0.9) and "high end kept" in r.note  # was 1.27
     # in decades: the seed's kind of range, well inside, is unchanged
     lams = [(1e-5, 0.3), (1e-4, 0.4), (1e-3, 0.5), (1e-2, 0.45), (1e-1, 0.2)]
     assert narrow(lams, top_k=3, margin=0.25, within=(1e-5, 1e-1)) == narrow(
         lams, top_k=3, margin=0.25
     )
+
+
+def test_a_narrowed_batch_size_stays_within_the_splits_training_images():
+    # best 10,000 of the exercise split's 10,000: the edge extension reached 17,500, and
+    # every trial above 10,000 failed
+    from sweep.spec.builtin import limits
+
+    assert limits("batch_size", "exercise") == (1, 10_000)
+    assert limits("batch_size", "search") == (1, 45_000) and limits("hidden", "search") == (1, 2000)
+    results = [(5000, 0.2), (10_000, 0.3)]
+    r = narrow(
+        results,
+        top_k=2,
+        margin=0.25,
+        log=False,
+        is_int=True,
+        bounds=limits("batch_size", "exercise"),
+    )
+    assert r.high == 10_000 and "cut at 10000" in r.note
