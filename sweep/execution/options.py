@@ -8,7 +8,11 @@ as the caller wrote them, and went through unchecked: ``gpus="0,1"`` became the 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
+from typing import NamedTuple
+
+import numpy as np
 
 from sweep.errors import SweepError
 from sweep.execution import devices, pool
@@ -30,6 +34,16 @@ def check_jobs(jobs: int, oversubscribe: bool, *, least: int = 1) -> None:
         )
 
 
+class Checked(NamedTuple):
+    """The options as plain Python values (numpy's integers become ints: a Job is JSON)."""
+
+    jobs: int
+    threads: int | None
+    time_limit: float | None
+    gpus: tuple[str, ...]
+    workers_per_gpu: int
+
+
 def check_run(
     jobs: int,
     *,
@@ -37,32 +51,49 @@ def check_run(
     least: int = 1,
     threads: int | None = None,
     time_limit: float | None = None,
-    gpus: str | Iterable[str] = (),
+    gpus: str | int | Iterable[str] | None = (),
     workers_per_gpu: int = 1,
-) -> tuple[str, ...]:
-    """Every option of a run or a worker; returns the devices as a tuple ("0,1" or "auto"
-    as `--gpus` takes them, or a list of ids)."""
+) -> Checked:
+    """Every option of a run or a worker. ``gpus``: "0,1" or "auto" as `--gpus` takes
+    them, one index, or a list of ids."""
     check_jobs(jobs, oversubscribe, least=least)
     if threads is not None and (_whole(threads) is None or threads < 1):
         raise SweepError(f"threads ({threads!r}) must be a whole number of BLAS threads, 1 or more")
-    if time_limit is not None and not (
-        isinstance(time_limit, int | float)
-        and not isinstance(time_limit, bool)
-        and math.isfinite(time_limit)
-        and time_limit >= 0
-    ):
-        raise SweepError(f"time_limit ({time_limit!r}) must be a number of seconds, 0 or more")
+    seconds = None if time_limit is None else _seconds(time_limit)
+    if time_limit is not None and not 0 <= seconds < math.inf:  # type: ignore[operator]
+        shown = repr(time_limit) if len(repr(time_limit)) <= 40 else f"{repr(time_limit)[:37]}..."
+        raise SweepError(f"time_limit ({shown}) must be a number of seconds, 0 or more")
     if _whole(workers_per_gpu) is None or workers_per_gpu < 1:
         raise SweepError(f"workers_per_gpu ({workers_per_gpu!r}) must be a whole number, 1 or more")
+    if gpus is None:
+        gpus = ()
+    elif _whole(gpus) is not None:  # one device's index
+        gpus = str(gpus)
+    elif not isinstance(gpus, str | Iterable):
+        raise SweepError(f'gpus ({gpus!r}) must be devices: "0,1", "auto" or a list of ids')
     listed = gpus if isinstance(gpus, str) else ",".join(str(g) for g in gpus)
     try:
         given = devices.parse_gpus(listed) if listed else ()
     except ValueError as exc:
         raise SweepError(f"gpus: {exc}") from None
     devices.check(given, workers_per_gpu, jobs)
-    return given
+    return Checked(
+        int(jobs), None if threads is None else int(threads), seconds, given, int(workers_per_gpu)
+    )
+
+
+def _seconds(value: object) -> float:
+    """A number of seconds as a float; NaN for anything else (inf for too large an int)."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool | np.bool_):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _whole(value: object) -> int | None:
-    """``value`` if it is a whole number (not a bool), else None."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    """``value`` as an int if it is a whole number (numpy's too; not a bool), else None."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | np.bool_):
+        return int(value)
+    return None

@@ -124,7 +124,7 @@ def run_study(
     Bad input fails before anything is written.
     """
     started = time.perf_counter()
-    gpus = options.check_run(
+    jobs, threads, time_limit, gpus, workers_per_gpu = options.check_run(
         jobs,
         oversubscribe=oversubscribe,
         least=0,
@@ -310,7 +310,7 @@ def join_study(
     trial_timeout: a trial stuck past it ends its process, which must not be this one.
     Returns the number of trials run and, if the time ran out first, why it stopped.
     """
-    gpus = options.check_run(
+    jobs, threads, time_limit, gpus, workers_per_gpu = options.check_run(
         jobs,
         oversubscribe=oversubscribe,
         threads=threads,

@@ -263,6 +263,8 @@ def test_the_python_api_takes_gpus_as_the_flag_does(tmp_path, monkeypatch):
         ({"gpus": "0,,1"}, r"gpus: '0,,1' is not a list of devices"),
         ({"gpus": ["0"], "jobs": 2}, r"--jobs 2 is more than 1 device"),
         ({"workers_per_gpu": 0, "gpus": "0"}, r"workers_per_gpu \(0\) must be a whole number"),
+        ({"gpus": True}, r"gpus \(True\) must be devices"),  # was a TypeError traceback
+        ({"time_limit": 10**400}, r"time_limit \(1000.*\.\.\.\) must be a number"),
     ],
 )
 def test_the_python_api_refuses_what_the_flags_refuse(tmp_path, call, message):
@@ -288,3 +290,19 @@ def test_a_worker_of_no_processes_is_refused_not_divided_by(tmp_path):
         sweep.worker("sleepy", storage=url, jobs=0)  # was a ZeroDivisionError
     with pytest.raises(sweep.SweepError, match=r"jobs \(0\) must be .* processes, 1 or more"):
         sweep.resume("sleepy", storage=url, jobs=0)
+
+
+def test_the_python_api_takes_numpys_integers_and_no_gpus(tmp_path):
+    # np.int64(1) "must be a whole number"; gpus=None or 0 ended in TypeError tracebacks
+    import numpy as np
+
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/n.db"
+    _create(tmp_path, url)
+    done = sweep.worker(
+        "sleepy", storage=url, jobs=np.int64(1), threads=np.int32(1), gpus=None,
+        time_limit=np.float32(0), workers_per_gpu=np.int64(1),
+    )  # fmt: skip
+    assert done.ran == 0 and "time limit" in done.stopped
+    assert sweep.worker("sleepy", storage=url, gpus=0, time_limit=0).ran == 0
