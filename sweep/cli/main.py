@@ -102,8 +102,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"study": args.study, "ran": ran, "stopped": why}))
         return 0
-    if why:
-        print(f"worker stops: {why}; the study's other trials can run later", flush=True)
+    if why:  # (the time left, or a grid with no point left to run)
+        print(f"worker stops: {why}", flush=True)
     print(f"worker done: ran {ran} trial(s) of {args.study!r}")
     return 0
 

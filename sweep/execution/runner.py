@@ -219,11 +219,7 @@ def run_study(
                     raise no_progress(stored, spec)
                 # Its failed points cannot be replaced: the run has done what it can, and
                 # the finished trials get their tables, as with any other ending.
-                notes.append(
-                    f"every point of the grid has been tried: {finished(c)}/{target} finished, "
-                    f"{retrying(lambda: failures(stored))} failed (a grid has no other points "
-                    f"to run in their place; see `sweep trials {name}`)"
-                )
+                notes.append(spent_grid(stored, c))
                 break
     finally:
         stored.close()
@@ -354,10 +350,23 @@ def join_study(
             if not crashed or budget.out_of_time(job, stored):
                 break
             recover(stored)
-        done = finished(retrying(stored.counts)) >= stored.target
-        return ran, None if done else budget.out_of_time(job, stored)
+        c = retrying(stored.counts)
+        if finished(c) >= stored.target:
+            return ran, None
+        if exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0:
+            return ran, spent_grid(stored, c)  # (the worker stopped at once: no point left)
+        return ran, budget.out_of_time(job, stored)
     finally:
         stored.close()
+
+
+def spent_grid(stored: Stored, counts: dict[str, int]) -> str:
+    """Why a grid with failed points stops short of its target."""
+    return (
+        f"every point of the grid has been tried: {finished(counts)}/{stored.target} finished, "
+        f"{retrying(lambda: failures(stored))} failed (a grid has no other points to run in "
+        f"their place; see `sweep trials {stored.name}`)"
+    )
 
 
 def _limits(limit: Budget | None, gpus: tuple[str, ...]) -> dict[str, Any]:

@@ -52,3 +52,33 @@ def test_a_trial_run_alone_is_its_workers_while_the_new_process_starts(tmp_path)
     assert states == {TrialState.FAIL: 1, TrialState.COMPLETE: 1}  # the kill, then alone
     (failed,) = [t for t in study.trials if t.state == TrialState.FAIL]
     assert "is gone" in failed.user_attrs["fail_reason"]
+
+
+def test_a_worker_of_a_spent_grid_stops_at_once_and_says_why(tmp_path):
+    # It waited its idle minute for points that can never come, then said nothing was
+    # left ("stopped": null, which means the study is done) with the study at 1/2.
+    import json
+
+    (tmp_path / "g.py").write_text(
+        'def objective(params, ctx):\n    if params["c"] == "b":\n'
+        '        raise ValueError("no")\n    return 1.0\n'
+    )
+    (tmp_path / "g.toml").write_text(
+        '[study]\nname = "gx"\ntrials = 2\nsampler = "grid"\n[objective]\nfile = "g.py"\n'
+        '[search.c]\nchoices = ["a", "b"]\n'
+    )
+    url = f"sqlite:///{tmp_path}/g.db"
+    made = subprocess.run(
+        sweep("run", str(tmp_path / "g.toml"), "--storage", url, "--jobs", "0",
+              "--time-limit", "0", "--out", str(tmp_path / "out")),
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    for _ in range(2):  # the run of both points, then a worker that finds none
+        done = subprocess.run(
+            sweep("worker", "gx", "--storage", url, "--json"),
+            capture_output=True, text=True, check=False, timeout=50,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr  # (timeout: well inside the idle minute)
+        stopped = json.loads(done.stdout)["stopped"]
+        assert stopped.startswith("every point of the grid has been tried: 1/2 finished, 1 failed")
