@@ -72,26 +72,36 @@ def how(returncode: int, dump: IO[bytes] | None) -> str:
 
 
 def _where(dump: IO[bytes] | None) -> str:
-    """The innermost frame of the dump outside Python, its packages and lambda-sweep (the
-    user's code), else the innermost frame; "" without a dump."""
+    """The user's innermost frame in the dump: the innermost outside Python, its packages
+    and lambda-sweep; for a function installed as a package itself, the one lambda-sweep
+    called (not numpy's or ctypes' beneath it); else the innermost. "" without a dump."""
     try:
         dump.seek(0)  # type: ignore[union-attr]
         text = dump.read().decode("utf-8", "replace")  # type: ignore[union-attr]
     except (AttributeError, OSError, ValueError):
         return ""
-    frames = [m for m in map(FRAME.match, text.splitlines()) if m]
+    frames = [m for m in map(FRAME.match, text.splitlines()) if m]  # innermost first
     if not frames:
         return ""
-    frame = next((f for f in frames if not _installed(f["file"])), frames[0])
+    frame = next((f for f in frames if not _under(f["file"], *_installed())), None)
+    if frame is None:
+        ours = next((i for i, f in enumerate(frames) if _under(f["file"], _SWEEP)), 0)
+        frame = frames[max(ours - 1, 0)]
     return f"in {frame['function']} at {Path(frame['file']).name}:{frame['line']}"
 
 
-def _installed(file: str) -> bool:
-    """Whether a frame's file is Python's, an installed package's or lambda-sweep's."""
-    if file.startswith("<"):  # <string>, <frozen runpy>
-        return True
+_SWEEP = str(Path(__file__).resolve().parents[1])  # the sweep/ package
+
+
+def _installed() -> list[str]:
+    """Python's folders, its packages' and lambda-sweep's."""
     paths = sysconfig.get_paths()
-    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}
-    roots.add(str(Path(__file__).resolve().parents[1]))  # sweep/
+    return [*{paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib")}, _SWEEP]
+
+
+def _under(file: str, *roots: str) -> bool:
+    """Whether a frame's file is in one of ``roots`` (<string>, <frozen ...> are Python's)."""
+    if file.startswith("<"):
+        return True
     here = os.path.abspath(file)
     return any(here.startswith(os.path.abspath(root) + os.sep) for root in roots)

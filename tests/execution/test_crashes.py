@@ -56,3 +56,16 @@ def test_the_dump_file_has_no_name_to_leave_behind():
     with crashes.log() as dump:
         assert dump is not None
         assert not Path(f"/proc/self/fd/{dump.fileno()}").resolve().exists()
+
+
+def test_a_function_installed_as_a_package_is_named_not_the_library_under_it():
+    # `module = "mypkg.train"` in site-packages: every frame was "installed", and the
+    # reason named ctypes' string_at instead of the user's objective
+    site = Path(sysconfig.get_paths()["purelib"])
+    dump = dump_of(
+        (str(STDLIB / "ctypes" / "__init__.py"), 519, "string_at"),
+        (str(site / "mypkg" / "train.py"), 7, "objective"),
+        (str(Path(crashes.__file__).parent.parent / "objectives" / "objective.py"), 282, "_alone"),
+        ("<string>", 1, "<module>"),
+    )
+    assert crashes.how(-signal.SIGSEGV, dump) == "SIGSEGV in objective at train.py:7"
