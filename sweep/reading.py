@@ -123,7 +123,11 @@ class Study:
             chain = [*self._parents(stored), stored]
             if choices is not None:  # never narrowed: the stages chose among the same ones
                 chain = [
-                    s for s in chain if getattr(s.spec.search.get(param), "choices", 0) == choices
+                    s
+                    for s in chain
+                    if figures.same_choices(
+                        getattr(s.spec.search.get(param), "choices", None), choices
+                    )
                 ]
             ranges = {s.name: s.ranges[param][:2] for s in chain if param in s.ranges}
             log = all(s.ranges[param][2] for s in chain if param in s.ranges)

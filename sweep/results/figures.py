@@ -261,7 +261,12 @@ def param_figure(
             + (f"{b[column]:.3g}" if choices is None else _choice_label(b[column])),
         )
     if choices is not None:
-        ax.set_xticks(range(len(choices)), [_choice_label(c) for c in choices])
+        labels = [_choice_label(c) for c in choices]
+        slanted = sum(map(len, labels)) > 40  # long labels would run into each other
+        ax.set_xticks(range(len(choices)), labels, rotation=25 if slanted else 0)
+        if slanted:
+            for text in ax.get_xticklabels():
+                text.set_horizontalalignment("right")
         ax.set_xlim(-0.5, len(choices) - 0.5)
     elif log:
         ax.set_xscale("log")
@@ -279,6 +284,13 @@ def _choice_index(value: Any, choices: list[Any]) -> int | None:
         if isinstance(choice, bool) == isinstance(value, bool | np.bool_) and choice == value:
             return i
     return None
+
+
+def same_choices(a: list[Any] | tuple | None, b: list[Any] | tuple | None) -> bool:
+    """Whether two studies chose among the same choices, in any order (drawn on one axis)."""
+    if a is None or b is None:
+        return a is b
+    return len(a) == len(b) and all(_choice_index(c, list(b)) is not None for c in a)
 
 
 def _spread(df: pd.DataFrame, column: str, choices: list[Any]) -> pd.Series:

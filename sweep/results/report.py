@@ -209,12 +209,16 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
     params = sorted({p for s in studies for p in s.spec.search})
     for param in params:
         for metric, group in by_metric.items():
-            searched = [s for s in group if param in s.spec.search]
-            if not any(complete[s.name] for s in searched):
+            searched = [s for s in group if param in s.spec.search and complete[s.name]]
+            if not searched:
                 continue  # no point to draw: no empty figure either
             choices = searched[0].spec.search[param].choices
             if choices is not None:  # the stages that chose among the same choices
-                searched = [s for s in searched if s.spec.search[param].choices == choices]
+                searched = [
+                    s
+                    for s in searched
+                    if figures.same_choices(s.spec.search[param].choices, choices)
+                ]
             else:
                 searched = [s for s in searched if param in s.ranges]
             ranges = {s.name: s.ranges[param][:2] for s in searched if param in s.ranges}

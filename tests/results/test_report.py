@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import re
@@ -495,3 +496,36 @@ def test_every_returned_key_has_its_own_column_in_every_table(tmp_path):
     assert "fit se" not in header  # fit_se is fit's standard error, beside it
     assert r"val\_loss" in tex and "val loss" in tex and "noise se" in tex
     assert r"a\textbar{}b" in tex and "a|b" not in tex
+
+
+def _opt(params, ctx):
+    if params.get("fail"):
+        raise ValueError("no luck")
+    return {"score": {"a": 1.0, "b": 2.0}[params["opt"]]}
+
+
+def test_stages_choosing_among_the_same_choices_in_another_order_share_the_figure(
+    tmp_path, monkeypatch
+):
+    # ["b", "a"] was another set of choices than ["a", "b"]: that study was left out of the
+    # figure without a word; and a first study with no complete trial left an empty axis.
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/o.db"
+    for name, choices, fixed in (
+        ("af", ["a", "b"], {"fail": 1}),
+        ("o1", ["a", "b"], {}),
+        ("o2", ["b", "a"], {}),
+    ):
+        study = {"study": {"name": name, "trials": 2, "sampler": "grid"}, "train": fixed}
+        study |= {"objective": {"metric": "score"}, "search": {"opt": {"choices": choices}}}
+        with contextlib.suppress(sweep.SweepError):  # af: every trial fails
+            sweep.run(study, objective=_opt, storage=url)
+    drawn = []
+    real = figures.plot_param
+    monkeypatch.setattr(
+        figures, "plot_param", lambda df, *a, **k: drawn.append(df) or real(df, *a, **k)
+    )
+    write_report(["af", "o1", "o2"], storage_url=url, out=tmp_path / "r")
+    (opt,) = drawn
+    assert sorted(set(opt["study"])) == ["o1", "o2"] and len(opt) == 4
