@@ -128,6 +128,7 @@ def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFr
     # A "<name>_se" key is the standard error of metric <name>, shown beside it; one that
     # has no such metric is a column of its own.
     paired = {c for c in df.columns if c.endswith("_se") and c[: -len("_se")] in df.columns}
+    paired -= {f"{c}_se" for c in fixed}  # lambda_se of a searched lambda is no error bar
     names = [c for c in df.columns if c not in fixed and c not in paired]
     headings = {name: name if name.startswith("metric.") else label(name) for name in names}
     taken = [*out.columns, *headings.values()]

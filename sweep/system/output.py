@@ -14,6 +14,7 @@ import json
 import math
 import os
 import tempfile
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -138,9 +139,28 @@ def latex_escape(text: object) -> str:
     return escaped.replace("★", r"$\star$").replace("±", r"$\pm$").replace("–", "--")
 
 
+def _greek() -> dict[str, str]:
+    """Greek letters as LaTeX's math macros ("λ": "$\\lambda$"); capitals that look Latin
+    and have no macro as those Latin letters."""
+    latin = dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΧ", "ABEZHIKMNOPTX", strict=True))
+    out = {}
+    for code in range(0x391, 0x3CA):
+        letter, name = chr(code), unicodedata.name(chr(code), "")
+        if not name.startswith("GREEK"):
+            continue  # (an unassigned code point)
+        word = name.split()[-1].lower().replace("lamda", "lambda")  # Unicode's spelling
+        if "FINAL" in name:
+            out[letter] = r"$\varsigma$"
+        elif "SMALL" in name:
+            out[letter] = "o" if word == "omicron" else f"$\\{word}$"
+        else:
+            out[letter] = latin.get(letter) or f"$\\{word.capitalize()}$"
+    return out
+
+
 # What tabulate leaves that LaTeX's default fonts print as another character ("|" as an
-# em dash) or refuse (pdflatex: "λ" is not set up for use with LaTeX).
-LATEX = {"|": r"\textbar{}", "λ": r"$\lambda$", "η": r"$\eta$", "σ": r"$\sigma$", "μ": r"$\mu$"}
+# em dash) or refuse (pdflatex: "λ" and the other Greek letters are not set up for LaTeX).
+LATEX = {"|": r"\textbar{}", "µ": r"$\mu$", **_greek()}  # (µ: the micro sign)
 
 
 def file_stem(name: str, limit: int = 60) -> str:

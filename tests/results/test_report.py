@@ -473,7 +473,10 @@ def test_a_negative_standard_error_stored_earlier_draws_no_bar():
 
 def _alike(params, ctx):
     x = params["a|b"]
-    return {"val_loss": x, "val loss": 2 * x, "noise_se": 0.5, "fit": x, "fit_se": 0.01}
+    return {"val_loss": x, "val loss": 2 * x, "noise_se": 0.5, "fit": x, "fit_se": 0.01} | {
+        "a|b_se": 0.3,  # named like the searched parameter's error: a metric of its own
+        "θ_err": 1.0,
+    }
 
 
 def test_every_returned_key_has_its_own_column_in_every_table(tmp_path):
@@ -491,11 +494,12 @@ def test_every_returned_key_has_its_own_column_in_every_table(tmp_path):
     )
     md, tex = md_path.read_text(), tex_path.read_text()
     header = md.splitlines()[0]
-    for heading in ("val_loss", "val loss", "noise se", "fit ± se"):
+    for heading in ("val_loss", "val loss", "noise se", "fit ± se", r"a\|b se", "θ err"):
         assert f" {heading} " in header, header
     assert "fit se" not in header  # fit_se is fit's standard error, beside it
     assert r"val\_loss" in tex and "val loss" in tex and "noise se" in tex
     assert r"a\textbar{}b" in tex and "a|b" not in tex
+    assert r"$\theta$ err" in tex and "θ" not in tex
 
 
 def _opt(params, ctx):
