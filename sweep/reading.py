@@ -120,17 +120,16 @@ class Study:
                     f"choose one of: {', '.join(sorted(spec.search)) or 'none'}"
                 )
             choices = spec.search[param].choices
-            chain = [*self._parents(stored), stored]
-            if choices is not None:  # never narrowed: the stages chose among the same ones
-                chain = [
-                    s
-                    for s in chain
-                    if figures.same_choices(
-                        getattr(s.spec.search.get(param), "choices", None), choices
-                    )
-                ]
+            if figures.same_choices(choices, None):  # numbers: drawn on a number axis
+                choices = None
+            chain = [  # the stages drawn on the same axis (figures.axes_of)
+                s
+                for s in [*self._parents(stored), stored]
+                if param in s.spec.search
+                and figures.same_choices(s.spec.search[param].choices, choices)
+            ]
             ranges = {s.name: s.ranges[param][:2] for s in chain if param in s.ranges}
-            log = all(s.ranges[param][2] for s in chain if param in s.ranges)
+            log = bool(ranges) and all(s.ranges[param][2] for s in chain if param in s.ranges)
             return figures.param_figure(
                 figures.param_data([s.study for s in chain], param),
                 ranges,

@@ -151,10 +151,10 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
                 {
                     "study": study.study_name,
                     "stage": study.user_attrs.get(STAGE, "coarse"),
-                    # a choices parameter's values stay as they are (words, true/false)
-                    param_column(param): values.astype(object)
-                    if spec.search[param].choices is not None
-                    else values.astype(float),
+                    # choices of words or true/false stay as they are
+                    param_column(param): values.astype(float)
+                    if same_choices(spec.search[param].choices, None)
+                    else values.astype(object),
                     "value": df[objective].astype(float),
                     "se": df["se"].astype(float),
                     "sd": df[f"{objective}_sd"].astype(float),
@@ -286,11 +286,37 @@ def _choice_index(value: Any, choices: list[Any]) -> int | None:
     return None
 
 
+def axes_of(searches: list[tuple | list | None]) -> list[tuple[list[Any] | None, list[int]]]:
+    """How studies' searches of one parameter (None: a range; else its choices) are drawn:
+    the numeric ones (ranges, choices of numbers) on one number axis, first; each set of
+    other choices (words, true/false; in any order) on an axis of its own. Returns
+    (the axis's choices, or None for numbers; the indices of the searches drawn on it)."""
+    axes: list[tuple[list[Any] | None, list[int]]] = []
+    for i, choices in enumerate(searches):
+        numeric = choices is None or all(_is_number(c) for c in choices)
+        for kind, members in axes:
+            if (kind is None and numeric) or (kind is not None and _same(kind, choices)):
+                members.append(i)
+                break
+        else:
+            axes.append((None if numeric else list(choices), [i]))  # type: ignore[arg-type]
+    return sorted(axes, key=lambda axis: axis[0] is not None)
+
+
 def same_choices(a: list[Any] | tuple | None, b: list[Any] | tuple | None) -> bool:
-    """Whether two studies chose among the same choices, in any order (drawn on one axis)."""
-    if a is None or b is None:
-        return a is b
-    return len(a) == len(b) and all(_choice_index(c, list(b)) is not None for c in a)
+    """Whether two searches are drawn on one axis (see axes_of)."""
+    return len(axes_of([a, b])) == 1
+
+
+def _same(a: list[Any], b: tuple | list | None) -> bool:
+    """The same choices, in any order."""
+    return (
+        b is not None and len(a) == len(b) and all(_choice_index(c, list(b)) is not None for c in a)
+    )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _spread(df: pd.DataFrame, column: str, choices: list[Any]) -> pd.Series:

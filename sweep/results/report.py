@@ -199,8 +199,9 @@ def _run_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:
-    """One figure per searched parameter: the metric against it, stages overlaid (a
-    choices parameter's choices along the axis)."""
+    """One figure per searched parameter: the metric against it, stages overlaid. Numbers
+    (ranges, and choices of numbers) share a number axis; choices of words or true/false
+    get their choices along the axis, one figure per set of choices (figures.axes_of)."""
     md: list[str] = []
     by_metric: dict[str, list[Stored]] = {}  # studies of other metrics get figures of their own
     for s in studies:
@@ -210,34 +211,30 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
     for param in params:
         for metric, group in by_metric.items():
             searched = [s for s in group if param in s.spec.search and complete[s.name]]
-            if not searched:
-                continue  # no point to draw: no empty figure either
-            choices = searched[0].spec.search[param].choices
-            if choices is not None:  # the stages that chose among the same choices
-                searched = [
-                    s
-                    for s in searched
-                    if figures.same_choices(s.spec.search[param].choices, choices)
-                ]
-            else:
-                searched = [s for s in searched if param in s.ranges]
-            ranges = {s.name: s.ranges[param][:2] for s in searched if param in s.ranges}
-            log = all(s.ranges[param][2] for s in searched if param in s.ranges)
-            stem = file_stem(param if len(by_metric) == 1 else f"{param}_{metric}")
-            path = figures.plot_param(
-                figures.param_data([s.study for s in searched], param),
-                ranges,
-                out / "figures" / f"{stem}.{fmt}",
-                param=param,
-                metric=metric,
-                log=log,
-                choices=None if choices is None else list(choices),
-            )
-            files.append(path)
-            title = "λ search" if param == "lambda" else f"{param} search"
-            if len(by_metric) > 1:
-                title += f": {label(metric)}"
-            md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})", ""]
+            kinds = figures.axes_of([s.spec.search[param].choices for s in searched])
+            for i, (choices, members) in enumerate(kinds):  # (none drawn without a point)
+                drawn = [searched[j] for j in members]
+                ranges = {s.name: s.ranges[param][:2] for s in drawn if param in s.ranges}
+                log = bool(ranges) and all(s.ranges[param][2] for s in drawn if param in s.ranges)
+                name = param if len(by_metric) == 1 else f"{param}_{metric}"
+                stem = file_stem(name if i == 0 else f"{name}_{i + 1}")
+                path = figures.plot_param(
+                    figures.param_data([s.study for s in drawn], param),
+                    ranges,
+                    out / "figures" / f"{stem}.{fmt}",
+                    param=param,
+                    metric=metric,
+                    log=log,
+                    choices=choices,
+                )
+                files.append(path)
+                title = "λ search" if param == "lambda" else f"{param} search"
+                if len(by_metric) > 1:
+                    title += f": {label(metric)}"
+                if len(kinds) > 1:
+                    title += f" ({', '.join(s.name for s in drawn)})"
+                md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})"]
+                md.append("")
     return md
 
 

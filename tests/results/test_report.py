@@ -425,10 +425,10 @@ def test_a_choices_parameter_is_drawn_with_its_choices_along_the_axis(tmp_path):
             near = drawn[np.abs(drawn[:, 0] - place) < 0.5]
             assert sorted(set(near[:, 1])) == sorted(set(mine)), param
         assert ax.get_legend().get_texts()[0].get_text().startswith("best ")
-    best = stored.best.params
+    # choices of numbers are drawn on a number axis, where ranges of the same go
     k_ax = stored.figure(param="k").axes[0]
-    assert [t.get_text() for t in k_ax.get_xticklabels()] == ["1", "2.5", "4"]
-    assert any(t.get_text() == f"best k = {best['k']}" for t in k_ax.get_legend().get_texts())
+    drawn = {x for line in k_ax.lines for x in line.get_xdata()}
+    assert drawn <= {1.0, 2.5, 4.0} and k_ax.get_xscale() == "linear"
     out = tmp_path / "r"
     write_report(["ch"], storage_url=url, out=out)
     text = (out / "report.md").read_text()
@@ -533,3 +533,38 @@ def test_stages_choosing_among_the_same_choices_in_another_order_share_the_figur
     write_report(["af", "o1", "o2"], storage_url=url, out=tmp_path / "r")
     (opt,) = drawn
     assert sorted(set(opt["study"])) == ["o1", "o2"] and len(opt) == 4
+
+
+def test_each_kind_of_search_of_a_parameter_gets_its_figure(tmp_path, monkeypatch):
+    # Choices of numbers and a range share a number axis (coarse [1, 2, 4], fine 1..4);
+    # two different sets of words get a figure each: none is left out without a word.
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    searches = {
+        "coarse": {"k": {"choices": [1, 2, 4]}},
+        "fine": {"k": {"low": 1.0, "high": 4.0, "log": False}},
+        "w1": {"k": {"choices": ["x", "y"]}},
+        "w2": {"k": {"choices": ["y", "z"]}},
+    }
+    for name, search in searches.items():
+        study = {"study": {"name": name, "trials": 2}, "objective": {"metric": "score"}}
+        sweep.run(study | {"search": search}, objective=_k_score, storage=url)
+    drawn = []
+    real = figures.plot_param
+    monkeypatch.setattr(
+        figures,
+        "plot_param",
+        lambda df, *a, **k: drawn.append(sorted(set(df["study"]))) or real(df, *a, **k),
+    )
+    write_report(list(searches), storage_url=url, out=tmp_path / "r")
+    assert drawn == [["coarse", "fine"], ["w1"], ["w2"]]
+    names = sorted(p.name for p in (tmp_path / "r" / "figures").glob("k*.png"))
+    assert names == ["k.png", "k_2.png", "k_3.png"]
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "## k search (coarse, fine)" in md and "## k search (w2)" in md
+
+
+def _k_score(params, ctx):
+    k = params["k"]
+    return {"score": float(k) if not isinstance(k, str) else float(len(k))}
