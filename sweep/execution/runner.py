@@ -37,7 +37,7 @@ from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.store import journal, records
 from sweep.store.outage import retrying, unreachable
 from sweep.store.parent import check_parent_stored, run_parent_first
-from sweep.store.queue import exhausted, top_up
+from sweep.store.queue import exhausted, spent, top_up
 from sweep.store.recovery import recover
 from sweep.store.storage import open_storage, validate_url
 from sweep.store.study import Stored, finished, open_study, open_to_write, prepare
@@ -353,7 +353,7 @@ def join_study(
         c = retrying(stored.counts)
         if finished(c) >= stored.target:
             return ran, None
-        if exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0:
+        if retrying(lambda: spent(stored, spec)):
             return ran, spent_grid(stored, c)  # (the worker stopped at once: no point left)
         return ran, budget.out_of_time(job, stored)
     finally:

@@ -35,7 +35,7 @@ from sweep.objectives.outcomes import TrialTimeout
 from sweep.spec import plan
 from sweep.store import journal, records
 from sweep.store.outage import disk_full, retrying, unreachable
-from sweep.store.queue import Popped, exhausted, next_trials, refill, requeue
+from sweep.store.queue import Popped, next_trials, refill, requeue, spent
 from sweep.store.recovery import recover, requeue_abandoned
 from sweep.store.storage import HEARTBEAT_SECONDS, quiet_optuna
 from sweep.store.study import Stored, open_study
@@ -239,14 +239,9 @@ def work(job: Job, index: int) -> int:
                     if plans is None and failed_in_a_row >= stored.target:
                         break  # sampled values keep failing: the orchestrator says why
                     continue
-                counts = retrying(stored.counts)
-                if counts["RUNNING"] == 0:
-                    if (
-                        plans
-                        and counts["WAITING"] == 0
-                        and retrying(lambda: exhausted(stored, spec))
-                    ):
-                        break  # a spent grid: no point is left to run (the command says so)
+                if retrying(stored.counts)["RUNNING"] == 0:
+                    if plans and retrying(lambda: spent(stored, spec)):
+                        break  # a spent grid: no point is left to run (the command says why)
                     idle_since = idle_since or time.monotonic()
                     if time.monotonic() - idle_since >= job.idle:
                         break

@@ -103,6 +103,12 @@ def check_search(p: Parser, search: dict[str, SearchRange], split: str, train: T
     """Every value a searched [train] key can take is one the network takes (a searched
     hidden of 100.5 or 0, a dropout grid reaching 1.0 failed every trial it ran)."""
     fields = {key: field for key, (field, _) in TRAIN_KEYS.items()}
+    # eta_min must stay below eta_max: with both searched, each end is checked against the
+    # other's most lenient end, not against a fixed value no trial would use
+    lenient = {}
+    for key, end in (("eta_min", "low"), ("eta_max", "high")):
+        if key in search and search[key].low is not None:
+            lenient[fields[key]] = getattr(search[key], end)
     for key, r in search.items():
         if r.choices is not None:
             values, what = list(r.choices), "holds"
@@ -116,7 +122,7 @@ def check_search(p: Parser, search: dict[str, SearchRange], split: str, train: T
             if key in ("hidden", "batch_size") and not whole:
                 p.fail(f"search.{key}", f"holds {value!r}; {key} is a whole number")
             try:
-                dataclasses.replace(train, **{fields[key]: value})
+                dataclasses.replace(train, **{**lenient, fields[key]: value})
             except (ConfigError, TypeError) as exc:
                 p.fail(f"search.{key}", f"{what} {value!r}, which the network refuses: {exc}")
             if key == "batch_size" and value > TRAIN_IMAGES[split]:

@@ -47,7 +47,7 @@ def parent_results(
         raise StudyFileError(
             f"{spec.path}: search.{pname}.narrow_from: study {parent_name!r} chose {pname!r} "
             f"among choices, which are never narrowed; give [search.{pname}] the same "
-            "choices (the fine stage tries them all)"
+            "choices (the fine stage tries them all), or a low and high of your own"
         )
     trials = parent.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
     done = [(t.params[pname], t.value) for t in trials if t.state == TrialState.COMPLETE]

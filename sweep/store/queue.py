@@ -321,6 +321,18 @@ def exhausted(stored: Stored, spec: StudyFile) -> bool:
     return spec.study.sampler == "grid" and not pending_points(stored, spec, 1)
 
 
+def spent(stored: Stored, spec: StudyFile) -> bool:
+    """A grid with every point given to a trial and none waiting or running: nothing left
+    to run. Read under the study's lock, which failing a trial and queueing its values
+    again hold as one step (requeue, recovery): between those two writes a retry would
+    look spent."""
+    if spec.study.sampler != "grid":
+        return False
+    with stored.locked():
+        counts = stored.counts()
+        return not counts["WAITING"] and not counts["RUNNING"] and exhausted(stored, spec)
+
+
 # --- failing and re-queueing -----------------------------------------------------------
 
 

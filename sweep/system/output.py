@@ -146,8 +146,8 @@ def _greek() -> dict[str, str]:
     out = {}
     for code in range(0x391, 0x3CA):
         letter, name = chr(code), unicodedata.name(chr(code), "")
-        if not name.startswith("GREEK"):
-            continue  # (an unassigned code point)
+        if not name.startswith("GREEK") or " WITH " in name:
+            continue  # (unassigned, or accented: ά has no macro, a Unicode engine prints it)
         word = name.split()[-1].lower().replace("lamda", "lambda")  # Unicode's spelling
         if "FINAL" in name:
             out[letter] = r"$\varsigma$"

@@ -500,6 +500,9 @@ def test_every_returned_key_has_its_own_column_in_every_table(tmp_path):
     assert r"val\_loss" in tex and "val loss" in tex and "noise se" in tex
     assert r"a\textbar{}b" in tex and "a|b" not in tex
     assert r"$\theta$ err" in tex and "θ" not in tex
+    from sweep.system.output import latex_escape
+
+    assert latex_escape("ά_rate") == r"ά\_rate"  # an accented letter has no macro: kept
 
 
 def _opt(params, ctx):

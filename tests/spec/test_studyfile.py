@@ -144,3 +144,14 @@ def test_searched_values_the_network_refuses_are_refused_before_a_trial_runs(
     with pytest.raises(StudyFileError) as info:
         studyfile.load(write(tmp_path, text))
     assert message in str(info.value)
+
+
+def test_eta_min_and_eta_max_searched_together_are_checked_against_each_other(tmp_path):
+    # each end of eta_min was checked against the default eta_max of 0.1, which no trial
+    # uses: this search, where every pair is valid, was refused
+    both = "[search.eta_min]\nlow = 1e-4\nhigh = 0.2\n[search.eta_max]\nlow = 0.3\nhigh = 1.0\n"
+    text = GOOD.split("[search.lambda]")[0] + both
+    assert set(studyfile.load(write(tmp_path, text)).search) == {"eta_min", "eta_max"}
+    never = both.replace("low = 0.3", "low = 1e-5").replace("high = 1.0", "high = 1e-4")
+    with pytest.raises(StudyFileError, match=r"eta_min .* must be below eta_max"):
+        studyfile.load(write(tmp_path, GOOD.split("[search.lambda]")[0] + never))
