@@ -99,6 +99,7 @@ class Study:
         """
         with quieted():
             from sweep.results import figures
+            from sweep.results.display import param_column
 
             stored = self._stored()
             spec = stored.spec
@@ -129,13 +130,14 @@ class Study:
                 and figures.same_choices(s.spec.search[param].choices, choices)
             ]
             ranges = {s.name: s.ranges[param][:2] for s in chain if param in s.ranges}
-            log = bool(ranges) and all(s.ranges[param][2] for s in chain if param in s.ranges)
+            logs = [s.ranges[param][2] for s in chain if param in s.ranges]
+            data = figures.param_data([s.study for s in chain], param)
             return figures.param_figure(
-                figures.param_data([s.study for s in chain], param),
+                data,
                 ranges,
                 param=param,
                 metric=spec.metric,
-                log=log,
+                log=choices is None and figures.log_axis(logs, data[param_column(param)]),
                 choices=None if choices is None else list(choices),
             )
 

@@ -69,7 +69,7 @@ def check_run(
         gpus = ()
     elif _whole(gpus) is not None:  # one device's index
         gpus = str(gpus)
-    elif not isinstance(gpus, str | Iterable) or isinstance(gpus, bytes):
+    elif not isinstance(gpus, str | Iterable) or isinstance(gpus, bytes | bytearray | memoryview):
         raise SweepError(f'gpus ({gpus!r}) must be devices: "0,1", "auto" or a list of ids')
     listed = gpus if isinstance(gpus, str) else ",".join(str(g) for g in gpus)
     try:

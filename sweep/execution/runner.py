@@ -37,7 +37,7 @@ from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.store import journal, records
 from sweep.store.outage import retrying, unreachable
 from sweep.store.parent import check_parent_stored, run_parent_first
-from sweep.store.queue import exhausted, spent, top_up
+from sweep.store.queue import spent, top_up
 from sweep.store.recovery import recover
 from sweep.store.storage import open_storage, validate_url
 from sweep.store.study import Stored, finished, open_study, open_to_write, prepare
@@ -214,7 +214,7 @@ def run_study(
             # interrupted pack, do not count):
             if c["FAIL"] - failed >= target and retrying(lambda: failures(stored)) - own >= target:
                 raise no_progress(stored, spec)
-            if exhausted(stored, spec) and c["WAITING"] + c["RUNNING"] == 0:  # a spent grid
+            if retrying(lambda: spent(stored, spec)):  # a grid with no point left to run
                 if not finished(c):
                     raise no_progress(stored, spec)
                 # Its failed points cannot be replaced: the run has done what it can, and

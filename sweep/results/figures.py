@@ -303,6 +303,17 @@ def axes_of(searches: list[tuple | list | None]) -> list[tuple[list[Any] | None,
     return sorted(axes, key=lambda axis: axis[0] is not None)
 
 
+def log_axis(range_logs: list[bool], values: pd.Series) -> bool:
+    """A number axis's scale: log where every range drawn on it searched in log (choices of
+    numbers alone: where they span two decades or more), never with a value <= 0 to draw."""
+    values = values.dropna().astype(float)
+    if not len(values) or values.min() <= 0:
+        return False
+    if range_logs:
+        return all(range_logs)
+    return values.max() / values.min() >= 100
+
+
 def same_choices(a: list[Any] | tuple | None, b: list[Any] | tuple | None) -> bool:
     """Whether two searches are drawn on one axis (see axes_of)."""
     return len(axes_of([a, b])) == 1

@@ -11,7 +11,7 @@ from typing import Any
 from core.schedules import Schedule
 from sweep.errors import SweepError
 from sweep.results import figures
-from sweep.results.display import label, number
+from sweep.results.display import label, number, param_column
 from sweep.results.inspection import load
 from sweep.results.tables import display_table, markdown, study_folder, study_table, write_tables
 from sweep.spec.studyfile import StudyFile
@@ -210,28 +210,32 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
     params = sorted({p for s in studies for p in s.spec.search})
     for param in params:
         for metric, group in by_metric.items():
-            searched = [s for s in group if param in s.spec.search and complete[s.name]]
-            kinds = figures.axes_of([s.spec.search[param].choices for s in searched])
-            for i, (choices, members) in enumerate(kinds):  # (none drawn without a point)
-                drawn = [searched[j] for j in members]
+            searching = [s for s in group if param in s.spec.search]
+            axes = figures.axes_of([s.spec.search[param].choices for s in searching])
+            for choices, members in axes:
+                drawn = [searching[j] for j in members if complete[searching[j].name]]
+                if not drawn:
+                    continue  # no point to draw: no empty figure either
+                data = figures.param_data([s.study for s in drawn], param)
                 ranges = {s.name: s.ranges[param][:2] for s in drawn if param in s.ranges}
-                log = bool(ranges) and all(s.ranges[param][2] for s in drawn if param in s.ranges)
+                logs = [s.ranges[param][2] for s in drawn if param in s.ranges]
                 name = param if len(by_metric) == 1 else f"{param}_{metric}"
-                stem = file_stem(name if i == 0 else f"{name}_{i + 1}")
+                if choices is not None and len(axes) > 1:  # beside numbers or other choices:
+                    name += f" ({', '.join(sorted(map(str, choices)))})"  # named by its own
                 path = figures.plot_param(
-                    figures.param_data([s.study for s in drawn], param),
+                    data,
                     ranges,
-                    out / "figures" / f"{stem}.{fmt}",
+                    out / "figures" / f"{file_stem(name)}.{fmt}",
                     param=param,
                     metric=metric,
-                    log=log,
+                    log=choices is None and figures.log_axis(logs, data[param_column(param)]),
                     choices=choices,
                 )
                 files.append(path)
                 title = "λ search" if param == "lambda" else f"{param} search"
                 if len(by_metric) > 1:
                     title += f": {label(metric)}"
-                if len(kinds) > 1:
+                if len(axes) > 1:
                     title += f" ({', '.join(s.name for s in drawn)})"
                 md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})"]
                 md.append("")

@@ -100,15 +100,20 @@ def settings(p: Parser, raw: dict, seed: int) -> tuple[str, TrainConfig]:
 
 
 def check_search(p: Parser, search: dict[str, SearchRange], split: str, train: TrainConfig) -> None:
-    """Every value a searched [train] key can take is one the network takes (a searched
-    hidden of 100.5 or 0, a dropout grid reaching 1.0 failed every trial it ran)."""
+    """Each value a searched [train] key can take (a range's ends, each choice) is one the
+    network takes (a searched hidden of 100.5 or 0, a dropout grid reaching 1.0 failed
+    every trial it ran). eta_min must stay below eta_max: with both searched, a value of
+    one is checked against the other's most lenient (the smallest eta_min, the largest
+    eta_max), so a search in which no pair works is refused; pairs that fail among others
+    that work fail as trials."""
     fields = {key: field for key, (field, _) in TRAIN_KEYS.items()}
-    # eta_min must stay below eta_max: with both searched, each end is checked against the
-    # other's most lenient end, not against a fixed value no trial would use
     lenient = {}
-    for key, end in (("eta_min", "low"), ("eta_max", "high")):
-        if key in search and search[key].low is not None:
-            lenient[fields[key]] = getattr(search[key], end)
+    for key, pick, unknown in (("eta_min", min, 1e-300), ("eta_max", max, 1e300)):
+        if key in search:  # (unknown until narrowed, for a fine stage: left out)
+            r = search[key]
+            known = r.choices if r.choices is not None else [r.low, r.high]
+            values = [v for v in known if isinstance(v, int | float) and v is not None]
+            lenient[fields[key]] = pick(values) if values else unknown
     for key, r in search.items():
         if r.choices is not None:
             values, what = list(r.choices), "holds"

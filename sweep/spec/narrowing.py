@@ -64,12 +64,15 @@ def narrow(
     elif above:
         hi = max(hi, best + reach)
         note = f"best value {back(best):.3g} is the largest tried: range extended above it"
+    held_low = held_high = None  # the searched range's ends that hold this one
     if within is not None:
         if not below and (not log or within[0] > 0) and lo < to(within[0]):
-            lo, note = to(within[0]), f"{note}; low end kept at the range searched"
+            held_low, note = within[0], f"{note}; low end kept at the range searched"
         if not above and (not log or within[1] > 0) and hi > to(within[1]):
-            hi, note = to(within[1]), f"{note}; high end kept at the range searched"
-    low, high = back(lo), back(hi)
+            held_high, note = within[1], f"{note}; high end kept at the range searched"
+    # A held end is the searched one exactly (10**log10(v) is not always v)
+    low = back(lo) if held_low is None else held_low
+    high = back(hi) if held_high is None else held_high
     if is_int:
         low, high = math.floor(low), math.ceil(high)
         high = max(high, low + 1)

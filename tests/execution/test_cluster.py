@@ -264,7 +264,8 @@ def test_the_python_api_takes_gpus_as_the_flag_does(tmp_path, monkeypatch):
         ({"gpus": ["0"], "jobs": 2}, r"--jobs 2 is more than 1 device"),
         ({"workers_per_gpu": 0, "gpus": "0"}, r"workers_per_gpu \(0\) must be a whole number"),
         ({"gpus": True}, r"gpus \(True\) must be devices"),  # was a TypeError traceback
-        ({"gpus": b"01"}, r"gpus \(b'01'\) must be devices"),  # was devices 48 and 49
+        ({"gpus": b"01"}, r"gpus \(b.01.\) must be devices"),  # was devices 48 and 49
+        ({"gpus": bytearray(b"0")}, r"gpus \(bytearray.* must be devices"),
         ({"time_limit": 10**400}, r"time_limit \(1000.*\.\.\.\) must be a number"),
     ],
 )

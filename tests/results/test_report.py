@@ -562,10 +562,33 @@ def test_each_kind_of_search_of_a_parameter_gets_its_figure(tmp_path, monkeypatc
     )
     write_report(list(searches), storage_url=url, out=tmp_path / "r")
     assert drawn == [["coarse", "fine"], ["w1"], ["w2"]]
+    # numbers keep the plain name; each set of choices is named by its choices, so a
+    # parameter named k_2 cannot take its file, and the names stay as trials finish
     names = sorted(p.name for p in (tmp_path / "r" / "figures").glob("k*.png"))
-    assert names == ["k.png", "k_2.png", "k_3.png"]
+    assert len(names) == 3 and "k.png" in names
+    assert any(n.startswith("k__x__y_") for n in names) and not any("k_2" in n for n in names)
     md = (tmp_path / "r" / "report.md").read_text()
     assert "## k search (coarse, fine)" in md and "## k search (w2)" in md
+    for link in re.findall(r"\]\((figures/k[^)]*)\)", md):
+        assert (tmp_path / "r" / link).is_file()
+    assert len(set(re.findall(r"\]\((figures/k[^)]*)\)", md))) == 3
+
+
+def test_choices_of_numbers_spanning_decades_are_drawn_on_a_log_axis(tmp_path):
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/l.db"
+    study = {
+        "study": {"name": "lc", "trials": 4, "sampler": "grid"},
+        "objective": {"metric": "score"},
+    }
+    study["search"] = {"k": {"choices": [1e-5, 1e-4, 1e-3, 1e-2]}}
+    sweep.run(study, objective=_k_score, storage=url)
+    assert sweep.open("lc", storage=url).figure(param="k").axes[0].get_xscale() == "log"
+    study["study"] |= {"name": "zero", "trials": 3}  # a choice of 0 has no place on a log axis
+    study["search"] = {"k": {"choices": [0, 1e-3, 1e-2]}}
+    sweep.run(study, objective=_k_score, storage=url)
+    assert sweep.open("zero", storage=url).figure(param="k").axes[0].get_xscale() == "linear"
 
 
 def _k_score(params, ctx):

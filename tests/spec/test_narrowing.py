@@ -182,3 +182,13 @@ def test_a_narrowed_batch_size_stays_within_the_splits_training_images():
         bounds=limits("batch_size", "exercise"),
     )
     assert r.high == 10_000 and "cut at 10000" in r.note
+
+
+def test_a_held_end_of_a_whole_number_range_is_the_searched_end_exactly():
+    # 10**log10(300) rounded up was 301, 10**log10(8) rounded down 7: a step outside the
+    # range the note said was kept
+    r = narrow([(10, 0.1), (50, 0.9), (100, 0.5), (300, 0.2)], top_k=3, margin=1.0,
+               is_int=True, within=(10, 300))  # fmt: skip
+    assert (r.low, r.high) == (10, 300)
+    r = narrow([(8, 0.1), (16, 0.9), (32, 0.2)], top_k=3, margin=1.0, is_int=True, within=(8, 32))
+    assert (r.low, r.high) == (8, 32)

@@ -155,3 +155,29 @@ def test_eta_min_and_eta_max_searched_together_are_checked_against_each_other(tm
     never = both.replace("low = 0.3", "low = 1e-5").replace("high = 1.0", "high = 1e-4")
     with pytest.raises(StudyFileError, match=r"eta_min .* must be below eta_max"):
         studyfile.load(write(tmp_path, GOOD.split("[search.lambda]")[0] + never))
+
+
+@pytest.mark.parametrize(
+    ("search", "accepted"),
+    [
+        ("[search.eta_min]\nlow = 1e-4\nhigh = 0.2\n[search.eta_max]\nchoices = [0.5, 1.0]", True),
+        (
+            "[search.eta_min]\nchoices = [1e-8, 1e-7]\n[search.eta_max]\nlow = 1e-6\nhigh = 1e-2",
+            True,
+        ),
+        ('[search.eta_min]\nlow = 1e-4\nhigh = 0.2\n[search.eta_max]\nnarrow_from = "c"', True),
+        (
+            "[search.eta_min]\nchoices = [0.05, 0.06]\n[search.eta_max]\nchoices = [0.02, 0.03]",
+            False,
+        ),
+    ],
+)
+def test_eta_choices_and_fine_stages_are_checked_against_the_others_values(
+    tmp_path, search, accepted
+):
+    text = GOOD.replace('name = "s"', 'name = "f"').split("[search.lambda]")[0] + search + "\n"
+    if accepted:
+        studyfile.load(write(tmp_path, text))
+    else:
+        with pytest.raises(StudyFileError, match=r"eta_min \(0\.05\) must be below eta_max"):
+            studyfile.load(write(tmp_path, text))
