@@ -9,7 +9,6 @@ import io
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import numpy as np
 import optuna
 import pandas as pd
@@ -24,24 +23,25 @@ from sweep.store.records import STAGE, spec_of
 from sweep.system.output import save_figure
 
 DPI = 120
-# Names are the user's: with two "$" in a metric's name matplotlib parsed it as TeX math
-# and failed ("a$^$b"), or drew "cost $ per $" as math. No figure here means any: text is
-# text, when the figure is made and when it is drawn (tick labels are made then).
-plain_text = matplotlib.rc_context({"text.parse_math": False})
+
+
+def plain(text: object) -> str:
+    """A user's name as text in a figure: with two "$" in it matplotlib parsed it as TeX
+    math and failed ("a$^$b") or drew "cost $ per $" as math. (Not parse_math=False for
+    the whole figure: a log axis's own labels are math, "$10^{-3}$".)"""
+    return str(text).replace("$", r"\$")
 
 
 class InlineFigure(Figure):
     """A Figure that Jupyter shows inline as a PNG whatever matplotlib's backend (no pyplot
     state is needed for it)."""
 
-    @plain_text
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
         return buffer.getvalue()
 
 
-@plain_text
 def _save(fig, path: str | Path) -> Path:
     # A bare Figure: no pyplot state, no GUI; written whole or not at all.
     return save_figure(fig, path, dpi=DPI, bbox_inches="tight")
@@ -56,7 +56,6 @@ def schedule_data(schedule: Schedule, cycles: int) -> pd.DataFrame:
     return pd.DataFrame({"step": steps, "eta": [eta(int(t), schedule) for t in steps]})
 
 
-@plain_text
 def plot_schedule(df: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     fig = Figure(figsize=(6, 3))
     ax = fig.subplots()
@@ -106,7 +105,6 @@ def plot_trial(info: Any, path: str | Path) -> Path:
     return plot_curves(info.curves, path, title=f"{info.study} trial {info.number}")
 
 
-@plain_text
 def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "") -> Path:
     """The curves a trial reported (ctx.report), one panel per quantity."""
     df = curve_data(curves)
@@ -117,13 +115,13 @@ def plot_curves(curves: dict[str, list[float]], path: str | Path, title: str = "
     for ax, (name, columns) in zip(axes, panels, strict=True):
         for column in columns:
             prefix = column.split("_", 1)[0]
-            label = {"train": "training", "val": "validation"}.get(prefix, column)
+            label = {"train": "training", "val": "validation"}.get(prefix, plain(column))
             ax.plot(df["step"], df[column], label=label, color=colours.get(prefix, "tab:blue"))
         ax.set_xlabel("step")
-        ax.set_ylabel(name)
+        ax.set_ylabel(plain(name))
         ax.grid(alpha=0.3)
         _legend(ax)
-    fig.suptitle(title or "Training curves")
+    fig.suptitle(plain(title) if title else "Training curves")
     return _save(fig, path)
 
 
@@ -179,7 +177,8 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
 
 def _scale(metric: str) -> tuple[float, str]:
     """Accuracies are drawn in percent."""
-    return (100.0, f"{metric.replace('_', ' ')} (%)") if "accuracy" in metric else (1.0, metric)
+    shown = plain(metric)
+    return (100.0, f"{shown.replace('_', ' ')} (%)") if "accuracy" in metric else (1.0, shown)
 
 
 def plot_param(
@@ -198,7 +197,6 @@ def plot_param(
     return _save(figure, path)
 
 
-@plain_text
 def param_figure(
     df: pd.DataFrame,
     ranges: dict[str, tuple[float, float]],
@@ -246,7 +244,7 @@ def param_figure(
             label="tied with its study's best (5% level)",
         )
     best = df[df["best"]]
-    symbol = "λ" if param == "lambda" else param
+    symbol = "λ" if param == "lambda" else plain(param)
     if len(best):
         b = best.iloc[0]
         ax.scatter(
@@ -258,10 +256,10 @@ def param_figure(
             edgecolor="black",
             zorder=5,
             label=f"best {symbol} = "
-            + (f"{b[column]:.3g}" if choices is None else _choice_label(b[column])),
+            + (f"{b[column]:.3g}" if choices is None else plain(_choice_label(b[column]))),
         )
     if choices is not None:
-        labels = [_choice_label(c) for c in choices]
+        labels = [plain(_choice_label(c)) for c in choices]
         slanted = sum(map(len, labels)) > 40  # long labels would run into each other
         ax.set_xticks(range(len(choices)), labels, rotation=25 if slanted else 0)
         if slanted:
@@ -270,11 +268,13 @@ def param_figure(
         ax.set_xlim(-0.5, len(choices) - 0.5)
     elif log:
         ax.set_xscale("log")
-    ax.set_xlabel("λ (L2 penalty)" if param == "lambda" else param)
+    ax.set_xlabel("λ (L2 penalty)" if param == "lambda" else plain(param))
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     _legend(ax, fontsize=8)
-    ax.set_title(f"{symbol} against {metric.replace('_', ' ')} (bars: ±1 standard error)")
+    ax.set_title(
+        f"{symbol} against {plain(metric).replace('_', ' ')} (bars: ±1 standard error)"
+    )
     return fig
 
 
@@ -381,7 +381,6 @@ def plot_history(
     return _save(history_figure(df, title, metric), path)
 
 
-@plain_text
 def history_figure(df: pd.DataFrame, title: str = "", metric: str = "val_accuracy") -> Figure:
     """The figure of `plot_history`, not saved."""
     fig = InlineFigure(figsize=(6, 3.5))
@@ -393,7 +392,7 @@ def history_figure(df: pd.DataFrame, title: str = "", metric: str = "val_accurac
     )
     ax.set_xlabel("completed trials")
     ax.set_ylabel(ylabel)
-    ax.set_title(title or "Optimisation history")
+    ax.set_title(plain(title) if title else "Optimisation history")
     ax.grid(alpha=0.3)
     ax.legend()
     return fig

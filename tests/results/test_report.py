@@ -452,8 +452,8 @@ def test_names_with_dollar_signs_are_drawn_as_text_not_parsed_as_math(tmp_path):
     sweep.run(study, objective=_dollars, storage=url, jobs=1)
     fig = sweep.open("dollars", storage=url).figure()
     assert fig._repr_png_().startswith(b"\x89PNG")
-    ax = fig.axes[0]
-    assert ax.get_xlabel() == "cost $ per $" and "a$^$b" in ax.get_title()
+    ax = fig.axes[0]  # "\$" is how matplotlib writes a dollar sign that is text
+    assert ax.get_xlabel() == r"cost \$ per \$" and r"a\$^\$b" in ax.get_title()
     out = tmp_path / "r"
     write_report(["dollars"], storage_url=url, out=out)
     assert imread(next((out / "figures").glob("cost*.png"))).size
@@ -594,3 +594,20 @@ def test_choices_of_numbers_spanning_decades_are_drawn_on_a_log_axis(tmp_path):
 def _k_score(params, ctx):
     k = params["k"]
     return {"score": float(k) if not isinstance(k, str) else float(len(k))}
+
+
+def test_a_log_axis_keeps_its_tick_labels_math():
+    # Turning math off for the whole figure (the first fix for "$" in names) printed the
+    # λ axis's labels as "$\\mathdefault{10^{-4}}$"
+    df = pd.DataFrame(
+        {
+            "study": ["s"] * 3, "stage": ["coarse"] * 3, "lambda": [1e-5, 1e-3, 1e-1],
+            "value": [0.4, 0.5, 0.45], "se": [None] * 3, "sd": [None] * 3,
+            "tied": [None] * 3, "best_in_study": [False, True, False], "best": [False, True, False],
+        }
+    )  # fmt: skip
+    fig = figures.param_figure(df, {}, param="lambda", metric="val_accuracy")
+    fig._repr_png_()  # draws the ticks
+    labels = fig.axes[0].get_xticklabels()
+    assert labels and all(t.get_parse_math() for t in labels)
+    assert any("10^" in t.get_text() for t in labels)
