@@ -99,7 +99,7 @@ class Study:
         """
         with quieted():
             from sweep.results import figures
-            from sweep.results.display import param_column
+            from sweep.results.report import param_axis
 
             stored = self._stored()
             spec = stored.spec
@@ -121,7 +121,7 @@ class Study:
                     f"choose one of: {', '.join(sorted(spec.search)) or 'none'}"
                 )
             choices = spec.search[param].choices
-            if figures.same_choices(choices, None):  # numbers: drawn on a number axis
+            if figures.numeric(choices):  # drawn on a number axis
                 choices = None
             chain = [  # the stages drawn on the same axis (figures.axes_of)
                 s
@@ -129,16 +129,10 @@ class Study:
                 if param in s.spec.search
                 and figures.same_choices(s.spec.search[param].choices, choices)
             ]
-            ranges = {s.name: s.ranges[param][:2] for s in chain if param in s.ranges}
-            logs = [s.ranges[param][2] for s in chain if param in s.ranges]
-            data = figures.param_data([s.study for s in chain], param)
+            choices = None if choices is None else list(choices)
+            data, ranges, log = param_axis(chain, param, choices)
             return figures.param_figure(
-                data,
-                ranges,
-                param=param,
-                metric=spec.metric,
-                log=choices is None and figures.log_axis(logs, data[param_column(param)]),
-                choices=None if choices is None else list(choices),
+                data, ranges, param=param, metric=spec.metric, log=log, choices=choices
             )
 
     def report(self, out: str | os.PathLike[str] = "reports", *, fmt: str = "png") -> Path:

@@ -151,7 +151,7 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
                     "stage": study.user_attrs.get(STAGE, "coarse"),
                     # choices of words or true/false stay as they are
                     param_column(param): values.astype(float)
-                    if same_choices(spec.search[param].choices, None)
+                    if numeric(spec.search[param].choices)
                     else values.astype(object),
                     "value": df[objective].astype(float),
                     "se": df["se"].astype(float),
@@ -272,9 +272,7 @@ def param_figure(
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3, which="both")
     _legend(ax, fontsize=8)
-    ax.set_title(
-        f"{symbol} against {plain(metric).replace('_', ' ')} (bars: ±1 standard error)"
-    )
+    ax.set_title(f"{symbol} against {plain(metric).replace('_', ' ')} (bars: ±1 standard error)")
     return fig
 
 
@@ -293,13 +291,13 @@ def axes_of(searches: list[tuple | list | None]) -> list[tuple[list[Any] | None,
     (the axis's choices, or None for numbers; the indices of the searches drawn on it)."""
     axes: list[tuple[list[Any] | None, list[int]]] = []
     for i, choices in enumerate(searches):
-        numeric = choices is None or all(_is_number(c) for c in choices)
+        number = numeric(choices)
         for kind, members in axes:
-            if (kind is None and numeric) or (kind is not None and _same(kind, choices)):
+            if (kind is None and number) or (kind is not None and _same(kind, choices)):
                 members.append(i)
                 break
         else:
-            axes.append((None if numeric else list(choices), [i]))  # type: ignore[arg-type]
+            axes.append((None if number else list(choices), [i]))  # type: ignore[arg-type]
     return sorted(axes, key=lambda axis: axis[0] is not None)
 
 
@@ -326,8 +324,11 @@ def _same(a: list[Any], b: tuple | list | None) -> bool:
     )
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def numeric(choices: tuple | list | None) -> bool:
+    """Whether a search (None: a range; else its choices) is drawn on a number axis."""
+    return choices is None or all(
+        isinstance(c, int | float) and not isinstance(c, bool) for c in choices
+    )
 
 
 def _spread(df: pd.DataFrame, column: str, choices: list[Any]) -> pd.Series:

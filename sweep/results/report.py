@@ -6,7 +6,7 @@ import datetime
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.schedules import Schedule
 from sweep.errors import SweepError
@@ -20,6 +20,9 @@ from sweep.store.records import TrialResult
 from sweep.store.study import Stored
 from sweep.store.uncertainty import LEVEL, compare, outcomes, tied_span
 from sweep.system.output import file_stem, markdown_cell, out_folder, save_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -216,9 +219,7 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
                 drawn = [searching[j] for j in members if complete[searching[j].name]]
                 if not drawn:
                     continue  # no point to draw: no empty figure either
-                data = figures.param_data([s.study for s in drawn], param)
-                ranges = {s.name: s.ranges[param][:2] for s in drawn if param in s.ranges}
-                logs = [s.ranges[param][2] for s in drawn if param in s.ranges]
+                data, ranges, log = param_axis(drawn, param, choices)
                 name = param if len(by_metric) == 1 else f"{param}_{metric}"
                 if choices is not None and len(axes) > 1:  # beside numbers or other choices:
                     name += f" ({', '.join(sorted(map(str, choices)))})"  # named by its own
@@ -228,7 +229,7 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
                     out / "figures" / f"{file_stem(name)}.{fmt}",
                     param=param,
                     metric=metric,
-                    log=choices is None and figures.log_axis(logs, data[param_column(param)]),
+                    log=log,
                     choices=choices,
                 )
                 files.append(path)
@@ -240,6 +241,17 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
                 md += [f"## {title}", "", f"![{param} against {label(metric)}]({_rel(path, out)})"]
                 md.append("")
     return md
+
+
+def param_axis(
+    drawn: list[Stored], param: str, choices: list[Any] | None
+) -> tuple[pd.DataFrame, dict[str, tuple[float, float]], bool]:
+    """What a figure of ``param`` draws for studies on one axis (figures.axes_of): their
+    trials, the ranges they searched, and whether the axis is log."""
+    data = figures.param_data([s.study for s in drawn], param)
+    ranges = {s.name: s.ranges[param][:2] for s in drawn if param in s.ranges}
+    logs = [s.ranges[param][2] for s in drawn if param in s.ranges]
+    return data, ranges, choices is None and figures.log_axis(logs, data[param_column(param)])
 
 
 def _settings(stored: Stored, spec: StudyFile) -> dict[str, object]:
