@@ -34,7 +34,7 @@ sys.path[:] = [p for p in sys.path if Path(p).resolve() != Path(__file__).resolv
 import joblib  # noqa: E402
 
 import sweep  # noqa: E402
-from sweep.execution import pool, worker  # noqa: E402
+from sweep.execution import pool, processes, worker  # noqa: E402
 from sweep.store.study import open_study  # noqa: E402
 
 
@@ -86,7 +86,7 @@ def one(variant: str, folder: Path, n: int, trials: int, seconds: float, kill: b
         outcome = f"raised {type(exc).__name__}: {str(exc).splitlines()[0][:120]}"
     finally:
         pool.run = original
-        pool.stop()
+        processes.stop()
     wall = time.perf_counter() - start
     complete = len(open_study(name, url).trials())
     return {"wall_s": wall, "outcome": outcome, "trials_stored": complete}

@@ -132,7 +132,7 @@ class Warnings(logging.Handler):
 def trials_print_to_stderr() -> Iterator[None]:
     """While trials run in this process (`sweep worker --jobs 1`): what a function prints,
     Python's print or a C library's, goes to stderr, as it does from a worker process
-    (sweep/execution/worker.py init_process), so that stdout (`--json`, a pipe) stays the
+    (sweep/execution/processes.py init_process), so that stdout (`--json`, a pipe) stays the
     command's own."""
     sys.stdout.flush()
     try:

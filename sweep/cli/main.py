@@ -280,10 +280,10 @@ def entry(started: float | None = None) -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         silence_closed()
-    if code == 0 and "sweep.execution.pool" in sys.modules:
+    if code == 0 and "sweep.execution.processes" in sys.modules:
         # Idle by now: ended at once rather than one by one at exit (~0.5 s). Not after a
         # failure, when a worker may still be finishing a trial that the exit waits for.
-        sys.modules["sweep.execution.pool"].stop()
+        sys.modules["sweep.execution.processes"].stop()
     # The interpreter's last collections walk every object of NumPy, Optuna, SQLAlchemy and
     # pandas (~0.7 s of wall: README, "What to expect"); the process's end releases them.
     gc.freeze()

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 
 from sweep.errors import SweepError
-from sweep.execution import devices, pool
+from sweep.execution import devices, processes
 
 MAX_JOBS_PER_CORE = 4  # more worker processes than this only thrash (memory, BLAS threads)
 
@@ -26,7 +26,7 @@ def check_jobs(jobs: int, oversubscribe: bool, *, least: int = 1) -> None:
     if _whole(jobs) is None or jobs < least:
         also = "or 0 to leave the trials to `sweep worker` processes" if least == 0 else "1 or more"
         raise SweepError(f"jobs ({jobs!r}) must be a whole number of worker processes, {also}")
-    limit = MAX_JOBS_PER_CORE * pool.cpu_count()
+    limit = MAX_JOBS_PER_CORE * processes.cpu_count()
     if jobs > limit and not oversubscribe:
         raise SweepError(
             f"--jobs {jobs} is more than {MAX_JOBS_PER_CORE} worker processes per core "

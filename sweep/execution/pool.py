@@ -1,4 +1,6 @@
-"""Local worker processes (loky): start them early, run them, survive crashes and Ctrl-C.
+"""Local worker processes (loky): start them early, run studies and single runs in them,
+survive crashes and Ctrl-C. The processes themselves (environment, first call, end) are
+sweep/execution/processes.py's.
 
 A worker killed mid-trial (kill -9, out of memory) breaks the pool: the caller recovers
 the trials and starts new workers, so a crash costs the running trials' progress and
@@ -21,64 +23,18 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
-import loky
 from loky.process_executor import BrokenProcessPool
 from threadpoolctl import threadpool_limits
 
 from sweep.errors import NO_SPACE, Interrupted, RunFailed, StorageError, SweepError, disk_full
-from sweep.execution import crashes
-from sweep.execution.worker import Job, init_process, work
+from sweep.execution import processes
+from sweep.execution.worker import Job, work
 from sweep.store.recovery import fail_running
 from sweep.store.storage import preload
 from sweep.store.study import Stored
 from sweep.system import signals
 
 T = TypeVar("T")
-IDLE_TIMEOUT = 60  # seconds an idle loky process lives before it exits
-
-
-def cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
-
-
-# loky restarts a worker whose memory grew by more than LOKY_MAX_MEMORY_LEAK_SIZE (300 MB
-# by default) over a task, taking it for a leak. A worker's task is a whole study, and it
-# keeps the memory-mapped dataset it trained on (CIFAR-10's search split is 0.55 GB of
-# resident pages), so with the default every worker was restarted after every study (~1.5
-# s of start-up at each stage of `sweep reproduce`, and a warning about a leak). Growth
-# beyond this still restarts it.
-MEMORY_GROWTH_BYTES = 4 * 2**30
-
-
-def worker_env(threads: int) -> dict[str, str]:
-    """The workers' environment, set before each process starts: its BLAS threads,
-    loky's leak check (MEMORY_GROWTH_BYTES) and no fault-handler dump of a crash
-    (sweep/execution/crashes.py). threadpoolctl limits OpenBLAS, MKL and BLIS in the
-    running process (sweep/execution/worker.py), but not macOS Accelerate, which reads
-    VECLIB_MAXIMUM_THREADS once, when NumPy loads it."""
-    return {
-        "VECLIB_MAXIMUM_THREADS": str(max(1, threads)),
-        "LOKY_MAX_MEMORY_LEAK_SIZE": str(MEMORY_GROWTH_BYTES),
-        **crashes.quiet_env(),
-    }
-
-
-_started: loky.ProcessPoolExecutor | None = None  # the last executor this process used
-
-
-def _executor(jobs: int, threads: int) -> loky.ProcessPoolExecutor:
-    global _started
-    _started = loky.get_reusable_executor(
-        max_workers=jobs,
-        timeout=IDLE_TIMEOUT,
-        initializer=init_process,
-        initargs=(os.getpid(),),
-        env=worker_env(threads),
-    )
-    return _started
 
 
 def _warm_up(rdb: bool) -> int:
@@ -93,24 +49,9 @@ def start(jobs: int, threads: int, *, rdb: bool = True) -> None:
     """Start the processes now, so that they import while the caller prepares data
     (``rdb``: the study is in SQLite or PostgreSQL, not in a journal file)."""
     with signals.ignore_in_children():
-        executor = _executor(jobs, threads)
+        executor = processes.executor(jobs, threads)
         for _ in range(jobs):
             executor.submit(_warm_up, rdb)
-
-
-def stop(*, kill: bool = True) -> None:
-    """End this process's idle worker processes now, instead of after IDLE_TIMEOUT or one
-    by one at exit (callers that run several sweeps in one process and then exit; the
-    `sweep` command when it is done).
-
-    ``kill``: at once (SIGKILL through loky's shutdown, ~0.1 s). Killed less than ~1 s
-    after their last call, though, loky's resource tracker may print "leaked semlock
-    objects" at exit (measured: 3 of 9 `sweep reproduce` runs whose last run ended ~1 s
-    before the exit). ``kill=False`` asks them to exit and returns without waiting for
-    them (they take ~0.5 s; a later stop() waits for what is left): 0 of 12 such runs.
-    """
-    if _started is not None:
-        _started.shutdown(wait=kill, kill_workers=kill)
 
 
 def run_each(calls: list[Callable[[], T]], jobs: int, on_result: Callable[[int, T], None]) -> None:
@@ -124,7 +65,7 @@ def run_each(calls: list[Callable[[], T]], jobs: int, on_result: Callable[[int, 
     processes and raise KeyboardInterrupt; a killed process raises RunFailed.
     """
     with signals.ignore_in_children():
-        executor = _executor(jobs, 1)
+        executor = processes.executor(jobs, 1)
         futures = [executor.submit(_one_thread, call) for call in calls]
     pending = set(futures)
     try:
@@ -196,7 +137,7 @@ def run(
     Returns the number of trials they ran and None, or why a worker died.
     """
     with signals.ignore_in_children():
-        executor = _executor(jobs, job.threads)
+        executor = processes.executor(jobs, job.threads)
         futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
         if meanwhile is not None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from core.gradcheck import check, passed
 from core.training import TrainConfig, TrainResult
 from sweep.errors import RunFailed, StudyFileError
-from sweep.execution import pool
+from sweep.execution import pool, processes
 from sweep.execution.runner import RunResult, run_study
 from sweep.execution.train import RunSummary, run_training, warm_split
 from sweep.objectives.data import ensure_data
@@ -282,8 +282,8 @@ def train_stages(
     if side_by_side:
         say(f"{', '.join(name for name, *_ in todo)}: training side by side, --jobs {jobs}")
         pool.run_each([*calls, *([when_idle] if when_idle else [])], min(jobs, len(todo)), record)
-        # Nothing is left for the workers, and the command ends soon after: see pool.stop.
-        pool.stop(kill=False)
+        # Nothing is left for the workers, and the command ends soon after: see processes.stop.
+        processes.stop(kill=False)
     else:
         for i, call in enumerate(calls):
             record(i, call())

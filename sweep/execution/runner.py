@@ -25,7 +25,7 @@ from sweep.errors import (
     StudyNotFound,
     SweepError,
 )
-from sweep.execution import budget, devices, options, pool
+from sweep.execution import budget, devices, options, pool, processes
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
 from sweep.execution.result import RunResult
@@ -153,7 +153,7 @@ def run_study(
             "function given in memory; pass jobs=1 or more (or join with sweep.worker)"
         )
     recorded = _recorded_data(url, name)
-    threads = threads or max(1, pool.cpu_count() // max(jobs, 1))
+    threads = threads or max(1, processes.cpu_count() // max(jobs, 1))
     if jobs:
         # The processes import while the data and storage are prepared.
         pool.start(jobs, threads, rdb=not journal.is_journal(url))
@@ -329,7 +329,7 @@ def join_study(
     job = Job(
         url=url,
         study=name,
-        threads=threads or max(1, pool.cpu_count() // jobs),
+        threads=threads or max(1, processes.cpu_count() // jobs),
         data_dir=str(data.root) if data else data_dir,
         fingerprint=data.fingerprint if data else None,
         objective_dir=objective_dir,

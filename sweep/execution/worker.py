@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from sweep.execution import budget, crashes, devices
+from sweep.execution.processes import init_process
 from sweep.execution.settle import settle
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
@@ -43,6 +44,10 @@ from sweep.system import signals
 
 # An idle worker (nothing queued: the last trials run elsewhere) looks at the storage after
 # WAIT_SECONDS, then twice as long up to MAX_WAIT_SECONDS: many idle ones load it little.
+# The orchestrator's own workers (Job.idle 0: a few, on one machine) wait at most
+# LOCAL_MAX_WAIT_SECONDS: the command ends when the last of them does, and one whose pack
+# ended early slept up to 1.6 s past the other's end (the coarse stage: its wall grew
+# from 17.4 to 18.9 s).
 WAIT_SECONDS = 0.1
 MAX_WAIT_SECONDS = 1.6
 
@@ -338,27 +343,3 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
-
-
-def init_process(parent: int | None = None) -> None:
-    """Runs first in every worker process.
-
-    Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
-    their trials; sweep/system/signals.py); a worker whose orchestrator was killed (kill -9) exits
-    at once instead of training on for minutes while holding the orchestrator's output
-    pipes open. A user function's prints go to stderr: stdout is the command's (`--json`).
-    """
-    signals.ignore_here()
-    with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
-        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # a C library's prints too
-    # The orchestrator's pid, given: one killed while this process was still starting
-    # has left it to another parent already, whose pid the process would watch instead.
-    parent = os.getppid() if parent is None else parent
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        sys.stderr.flush()
-        os._exit(1)  # its trial stays RUNNING with a dead pid: `sweep resume` recovers it
-
-    threading.Thread(target=watch, daemon=True).start()

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweep.execution import pool
+from sweep.execution import pool, processes
 
 
 def meet(folder: str, me: int, other: int) -> tuple[int, int]:
@@ -61,7 +61,7 @@ def test_stop_ends_the_idle_workers_at_once():
     pids = set()
     pool.run_each([os.getpid] * 4, 2, lambda i, pid: pids.add(pid))
     assert pids and all(alive(pid) for pid in pids)  # idle, kept for the next call
-    pool.stop()
+    processes.stop()
     assert not any(alive(pid) for pid in pids)
 
 
@@ -79,7 +79,7 @@ def grow(megabytes: int) -> int:
 def test_a_worker_that_keeps_its_dataset_between_calls_is_not_restarted():
     # loky takes 300 MB of growth over a call for a leak and restarts the worker after it
     # (its default LOKY_MAX_MEMORY_LEAK_SIZE); a study's worker keeps more than that.
-    pool.stop()  # a fresh process: loky measures its reference size after its first call
+    processes.stop()  # a fresh process: loky measures its reference size after its first call
     pids = []
     for call in (os.getpid, functools.partial(grow, 400), os.getpid):
         pool.run_each([call], 1, lambda i, pid: pids.append(pid))

@@ -290,7 +290,7 @@ def test_a_study_runs_on_a_journal_and_every_reader_reads_it(tmp_path, capsys):
 
 
 def _orchestrator(index, rounds, folder, barrier, results):
-    from sweep.execution import pool
+    from sweep.execution import processes
 
     for r, (url, names) in enumerate(rounds):
         name = names[index % len(names)]
@@ -300,7 +300,7 @@ def _orchestrator(index, rounds, folder, barrier, results):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             code = main([*argv, "--out", f"{folder}/out{index}"])
         results.put((r, index, code, err.getvalue()[-300:]))
-    pool.stop()
+    processes.stop()
 
 
 @pytest.mark.parametrize(
@@ -360,7 +360,7 @@ def test_kill_9_of_workers_mid_trial_then_resume(tmp_path):
     assert complete == pytest.approx(planned(8))  # each planned value COMPLETE exactly once
     assert {t.params["x"] for t in killed} <= set(complete)  # the killed ones ran again
     # Failed: the killed ones, and any its other worker ran when it ended with the
-    # orchestrator (sweep/execution/worker.py init_process): all recovered, none twice. The
+    # orchestrator (sweep/execution/processes.py init_process): all recovered, none twice. The
     # killed ones as gone; one that the other worker popped just before it died may not have
     # recorded its worker yet, and is recovered when its start is older than the grace
     # period instead (seen in CI on a loaded machine: "no heartbeat for 31 s").

@@ -29,7 +29,7 @@ TRIALS = 3
 
 def _orchestrator(index, rounds, folder, data_dir, barrier, results):
     from sweep.cli.main import main
-    from sweep.execution import pool
+    from sweep.execution import processes
 
     for r, (url, names) in enumerate(rounds):
         name = names[index % len(names)]
@@ -39,7 +39,7 @@ def _orchestrator(index, rounds, folder, data_dir, barrier, results):
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
             code = main([*argv, "--jobs", "1", "--out", f"{folder}/out{index}"])
         results.put((r, index, code, err.getvalue()[-300:]))
-    pool.stop()
+    processes.stop()
 
 
 def race(rounds, processes, tmp_path, cifar_dir):

@@ -19,7 +19,7 @@ from sweep.system import signals
 threading.Thread(target=time.sleep, args=(5,), daemon=True).start()  # blocks nothing
 if {command}:
     signals.install()
-from sweep.execution import pool
+from sweep.execution import pool, processes
 
 try:
     with signals.ignore_in_children():
@@ -30,7 +30,7 @@ except KeyboardInterrupt:
     print("stopped", signals.exit_code() if {command} else "")
 else:
     print("lost")
-pool.stop()
+processes.stop()
 """
 
 
