@@ -50,6 +50,7 @@ from sweep.system import signals
 # from 17.4 to 18.9 s).
 WAIT_SECONDS = 0.1
 MAX_WAIT_SECONDS = 1.6
+LOCAL_MAX_WAIT_SECONDS = 0.2
 
 
 class Heartbeat:
@@ -251,7 +252,7 @@ def work(job: Job, index: int) -> int:
                     if time.monotonic() - idle_since >= job.idle:
                         break
                 time.sleep(wait)
-                wait = min(2 * wait, MAX_WAIT_SECONDS)
+                wait = min(2 * wait, MAX_WAIT_SECONDS if job.idle else LOCAL_MAX_WAIT_SECONDS)
                 retrying(lambda: recover(stored))
     finally:
         stored.close()

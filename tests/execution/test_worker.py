@@ -82,3 +82,58 @@ def test_a_worker_of_a_spent_grid_stops_at_once_and_says_why(tmp_path):
         assert done.returncode == 0, done.stderr  # (timeout: well inside the idle minute)
         stopped = json.loads(done.stdout)["stopped"]
         assert stopped.startswith("every point of the grid has been tried: 1/2 finished, 1 failed")
+
+
+def _idle_waits(tmp_path, monkeypatch, idle: float) -> list[float]:
+    """The sleeps of a worker (in this process) that finds nothing queued while another
+    runs the study's last trial, which ends after the worker's seventh look."""
+    import socket
+
+    from sweep.execution import worker
+    from sweep.store import records
+
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return params['x']\n")
+    (tmp_path / "s.toml").write_text(
+        '[study]\nname = "s"\ntrials = 1\nseed = 2\n[objective]\nfile = "f.py"\n'
+        'function = "f"\n[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n'
+    )
+    url = f"sqlite:///{tmp_path}/s.db"
+    made = subprocess.run(
+        sweep("run", str(tmp_path / "s.toml"), "--storage", url, "--jobs", "0",
+              "--time-limit", "0", "--out", str(tmp_path / "out")),
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    storage = open_storage(url)
+    study = optuna.load_study(study_name="s", storage=storage)
+    other = study.ask()  # the queued trial, now run by another (live) worker
+    alive = {"host": socket.gethostname(), "pid": os.getpid()}
+    other.set_user_attr(records.WORKER, alive)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 7:
+            study.tell(other, 0.5)
+
+    monkeypatch.setattr(worker.time, "sleep", sleep)
+    job = worker.Job(url=url, study="s", threads=1, data_dir=None, fingerprint=None,
+                     objective_dir=str(tmp_path), resume_command="", idle=idle)  # fmt: skip
+    assert worker.work(job, 0) == 0
+    return waits
+
+
+def test_the_orchestrators_idle_worker_looks_again_often_and_ends_with_the_study(
+    tmp_path, monkeypatch
+):
+    # `sweep run` ends when the last of its workers does. One whose pack ended first waited
+    # twice as long at each look, up to 1.6 s, and slept on for up to 1.6 s after the
+    # study was done (the coarse stage: 1.5 s of its 19 s).
+    waits = _idle_waits(tmp_path, monkeypatch, idle=0.0)
+    assert len(waits) == 7 and max(waits) <= 0.2, waits
+
+
+def test_a_remote_idle_worker_looks_again_less_and_less_often(tmp_path, monkeypatch):
+    # Many `sweep worker` processes waiting on one database load it little.
+    waits = _idle_waits(tmp_path, monkeypatch, idle=60.0)
+    assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 1.6, 1.6], waits
