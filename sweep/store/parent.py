@@ -25,6 +25,7 @@ class Parent:
     finished: int  # COMPLETE + PRUNED
     target: int
     searched: tuple[float, float] | None = None  # the parent's own range (None: unknown)
+    minimize: bool = False  # the parent's direction: its best is by its own measure
 
 
 def parent_results(
@@ -65,7 +66,10 @@ def parent_results(
             "--partial-parent to narrow on what it has"
         )
     searched = parent.user_attrs.get(RANGES, {}).get(pname)
-    return Parent(done, len(trials), target, None if searched is None else tuple(searched[:2]))
+    minimize = parent.direction == optuna.study.StudyDirection.MINIMIZE
+    return Parent(
+        done, len(trials), target, None if searched is None else tuple(searched[:2]), minimize
+    )
 
 
 def _spent_grid(parent: optuna.Study, made: StudyFile | None, finished: int, target: int) -> bool:

@@ -218,7 +218,7 @@ def _derive_ranges(
                 top_k=r.top_k,
                 margin=r.margin,
                 log=r.log,
-                minimize=spec.objective.direction == "minimize",
+                minimize=parent.minimize,  # (this stage may optimise something else)
                 is_int=r.is_int,
                 bounds=limits(pname, spec.split) if spec.objective.builtin else (None, None),
                 within=parent.searched,

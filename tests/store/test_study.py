@@ -247,3 +247,26 @@ def test_narrowing_a_parameter_the_parent_does_not_search_writes_nothing(tmp_pat
 def optuna_target(url, name):
     study = optuna.load_study(study_name=name, storage=url)
     yield lambda n: study.set_user_attr("target", n)
+
+
+def test_a_fine_stage_narrows_around_its_parents_best_by_the_parents_direction(tmp_path, capsys):
+    # A minimising parent and a maximising fine stage: the parent's trials were ranked by
+    # the fine stage's direction, so it narrowed around the parent's worst values (here the
+    # lowest x tried, "the smallest tried: range extended below it").
+    from sweep.cli.main import main
+
+    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return abs(params['x'] - 0.3)\n")
+    coarse = _stage(tmp_path, "M", "[search.x]\nlow = 0.01\nhigh = 1.0\n", trials=8)
+    coarse.write_text(
+        coarse.read_text().replace('function = "f"\n', 'function = "f"\ndirection = "minimize"\n')
+    )
+    fine = _stage(tmp_path, "X", '[search.x]\nnarrow_from = "M"\ntop_k = 1\n', trials=2)
+    url = f"sqlite:///{tmp_path}/s.db"
+    argv = ["--storage", url, "--out", str(tmp_path / "o")]
+    assert main(["run", str(coarse), *argv]) == 0
+    parent = optuna.load_study(study_name="M", storage=url)
+    best = parent.best_trial.params["x"]
+    capsys.readouterr()
+    assert main(["run", str(fine), *argv]) == 0
+    low, high = optuna.load_study(study_name="X", storage=url).user_attrs["ranges"]["x"][:2]
+    assert low < best < high, (low, best, high)
