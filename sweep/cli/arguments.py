@@ -260,7 +260,8 @@ def build_parser() -> _Parser:
         "--sort",
         metavar="number|value|PARAM",
         default="number",
-        help="row order: trial number (default), value (the best first) or a searched parameter",
+        help="row order: trial number (default), value (the best first) or a searched parameter "
+        "(by its column: param.NAME for one named like a column of the table)",
     )
 
     p = command("show", "one trial: config, timings, curves")

@@ -235,10 +235,12 @@ def _by_param(name: str) -> Callable[[dict[str, Any]], tuple]:
 
 
 def trials(name: str, storage_url: str | None = None, sort: str = "number") -> Trials:
-    """A study's trials; ``sort``: number, value (the best first) or a searched parameter."""
+    """A study's trials; ``sort``: number, value (the best first) or a searched parameter,
+    by its column's name (param.NAME for one named like a column of the tool's)."""
     stored = load(name, storage_url)
-    if sort not in SORTS and sort not in stored.spec.search:
-        choices = ", ".join([*SORTS, *sorted(stored.spec.search)])
+    columns = {param_column(p): p for p in stored.spec.search}
+    if sort not in SORTS and sort not in columns and sort not in stored.spec.search:
+        choices = ", ".join([*SORTS, *sorted(columns)])
         raise SweepError(f"sort {sort!r} is not one of: {choices}")
     minimize = stored.study.direction == StudyDirection.MINIMIZE
     ties = study_ties(stored.study, stored.spec.metric)
@@ -259,7 +261,7 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
                 "reason": trial_reason(t),
             }
         )
-    key = SORTS[sort] if sort in SORTS else _by_param(sort)
+    key = SORTS[sort] if sort in SORTS else _by_param(columns.get(sort, sort))
     if sort == "value" and minimize:  # best first
         key = lambda r: r["value"] if r["value"] is not None else float("inf")  # noqa: E731
     return Trials(sorted(rows, key=key))

@@ -572,3 +572,25 @@ def test_a_fine_stage_cannot_narrow_a_parameter_its_parent_chose_among_choices(f
     # The best is the most layers tried: above, the range extends past it, as documented;
     # below, a margin of the whole span no longer reaches under the 1 layer searched.
     assert ranges["low"] >= 1 and ranges["high"] > 9
+
+
+def test_a_parameter_named_like_a_column_is_sorted_by_its_column_name(tmp_path):
+    # Its column is param.value; sorting by param.value was refused, and by value sorted
+    # by the objective, so no name reached it (hostile pass).
+    import sweep as api
+
+    url = f"sqlite:///{tmp_path}/c.db"
+    search = {"value": {"low": 1, "high": 50, "int": True}, "x": {"low": 0.1, "high": 1.0}}
+    api.run(
+        {"study": {"name": "c", "trials": 6, "seed": 3}, "search": search},
+        objective=lambda p, ctx: -p["x"],
+        storage=url,
+        jobs=1,
+    )
+    study_ = api.open("c", storage=url)
+    by_param = study_.trials(sort="param.value")["param.value"].tolist()
+    assert by_param == sorted(by_param) and len(set(by_param)) > 1
+    by_objective = study_.trials(sort="value")["value"].tolist()
+    assert by_objective == sorted(by_objective, reverse=True)
+    with pytest.raises(api.SweepError, match=r"not one of: number, value, param\.value, x$"):
+        study_.trials(sort="y")
