@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,6 +202,22 @@ def _run_row(name: str, r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The other figures of a report are named "<study>_history", "<study>_best_curves",
+# "<run>_eta" and "<run>_curves": a parameter's figure named like them (a parameter
+# "coarse_history") overwrote one, and the report showed it twice.
+OTHER_FIGURES = ("_history", "_best_curves", "_eta", "_curves")
+
+
+def _figure_stem(name: str, key: tuple, used: set[str]) -> str:
+    """A parameter figure's file name: ``name``'s, unless another figure has it or may have
+    it; then a digest of what the figure shows (``key``) keeps it apart."""
+    stem = file_stem(name)
+    if stem.endswith(OTHER_FIGURES) or stem in used:
+        stem += "-" + hashlib.blake2b(repr(key).encode("utf-8"), digest_size=4).hexdigest()
+    used.add(stem)
+    return stem
+
+
 def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[Path]) -> list[str]:
     """One figure per searched parameter: the metric against it, stages overlaid. Numbers
     (ranges, and choices of numbers) share a number axis; choices of words or true/false
@@ -211,6 +228,7 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
         by_metric.setdefault(s.spec.metric, []).append(s)
     complete = {s.name: s.counts()["COMPLETE"] for s in studies}  # one query each
     params = sorted({p for s in studies for p in s.spec.search})
+    used: set[str] = set()
     for param in params:
         for metric, group in by_metric.items():
             searching = [s for s in group if param in s.spec.search]
@@ -226,7 +244,7 @@ def _parameter_figures(studies: list[Stored], out: Path, fmt: str, files: list[P
                 path = figures.plot_param(
                     data,
                     ranges,
-                    out / "figures" / f"{file_stem(name)}.{fmt}",
+                    out / "figures" / f"{_figure_stem(name, (param, metric, choices), used)}.{fmt}",
                     param=param,
                     metric=metric,
                     log=log,

@@ -611,3 +611,26 @@ def test_a_log_axis_keeps_its_tick_labels_math():
     labels = fig.axes[0].get_xticklabels()
     assert labels and all(t.get_parse_math() for t in labels)
     assert any("10^" in t.get_text() for t in labels)
+
+
+def test_a_parameter_named_like_a_study_figure_keeps_its_own_figure(tmp_path):
+    # A parameter "s_history" was drawn into figures/s_history.png, the file of study s's
+    # history drawn after it: report.md showed the history twice, the parameter never.
+    import sweep
+
+    def objective(params, ctx):
+        ctx.report(0, 0.1)
+        ctx.report(1, 0.2)
+        return 0.5 + params["s_history"]
+
+    url = f"sqlite:///{tmp_path}/f.db"
+    search = {"s_history": {"low": 1e-5, "high": 1e-1}}
+    sweep.run(
+        {"study": {"name": "s", "trials": 3}, "search": search}, objective=objective, storage=url
+    )
+    write_report(["s"], storage_url=url, out=tmp_path / "r")
+    links = re.findall(r"\]\((figures/[^)]*)\)", (tmp_path / "r" / "report.md").read_text())
+    assert len(links) == len(set(links)) >= 2, links
+    assert "figures/s_history.png" in links  # the study's history keeps its usual name
+    for link in links:
+        assert (tmp_path / "r" / link).is_file()
