@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import StudyFileError, translated
+from sweep.errors import StudyFileError, SweepError, translated
 from sweep.objectives.context import Function
 from sweep.system import signals
 
@@ -266,7 +266,7 @@ def reproduce(
             jobs=jobs,
             data_dir=_str(data_dir),
             storage_url=url_of(storage),
-            studies_dir=_str(studies),
+            studies_dir=_str(studies, "studies"),
             say=logger.info,
             on_progress=_on_progress(progress),
         )
@@ -344,12 +344,19 @@ def url_of(storage: Storage) -> str | None:
     """A storage given as a URL string (kept), a Path (a SQLite file) or None (the default)."""
     if storage is None or isinstance(storage, str):
         return storage
+    if not isinstance(storage, os.PathLike):
+        raise SweepError(
+            f"storage ({storage!r}) must be a URL string (sqlite:///PATH.db, "
+            "postgresql+psycopg://..., journal:///PATH) or the path of a SQLite file"
+        )
     from sweep.store.urls import sqlite_url
 
     return sqlite_url(Path(storage).absolute())
 
 
-def _str(path: str | os.PathLike[str] | None) -> str | None:
+def _str(path: str | os.PathLike[str] | None, what: str = "data_dir") -> str | None:
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise SweepError(f"{what} ({path!r}) must be a folder's path, a str or a pathlib.Path")
     return None if path is None else os.fspath(path)
 
 

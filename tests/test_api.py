@@ -12,6 +12,7 @@ import textwrap
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
@@ -267,7 +268,15 @@ def test_bad_arguments_are_sweep_errors_that_write_nothing(tmp_path):
         with pytest.raises(sweep.SweepError, match=message):
             sweep.run(study, objective=f, storage=url, **options)
     assert not (tmp_path / "args.db").exists() or not sweep.status(url).studies
-    sweep.run(coarse_study("args", trials=2), objective=f, storage=url)
+    wrong_types = [
+        (5, None, r"storage \(5\) must be a URL string"),
+        (url, 3, r"data_dir \(3\) must be a folder's path"),
+    ]
+    for storage, data_dir, message in wrong_types:  # (a TypeError from os.fspath, deep inside)
+        with pytest.raises(sweep.SweepError, match=message):
+            sweep.run(coarse_study("args"), objective=f, storage=storage, data_dir=data_dir)
+    assert not (tmp_path / "args.db").exists() or not sweep.status(url).studies
+    sweep.run(coarse_study("args", trials=2), objective=f, storage=url, trials=np.int64(2))
     study = sweep.open("args", storage=url)
     with pytest.raises(sweep.SweepError, match="sort 'bogus' is not one of: number, value, lambda"):
         study.trials(sort="bogus")

@@ -8,9 +8,11 @@ stage's range is derived from an earlier study (`narrow_from`) and stored with t
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 
 from sweep.errors import StudyFileError
@@ -197,11 +199,11 @@ def distinct_values(r: SearchRange) -> int | None:
 
 def check_trials(n: int, where: str, maximum: int) -> int:
     """A study's target (--trials) within 1..maximum."""
-    if isinstance(n, bool) or not isinstance(n, int):
+    if isinstance(n, bool | np.bool_) or not isinstance(n, numbers.Integral):
         raise StudyFileError(f"{where} ({n!r}) must be a whole number of trials")
     if not 1 <= n <= maximum:
         raise StudyFileError(f"{where} ({n}) must be between 1 and {maximum}")
-    return n
+    return int(n)  # numpy's too, as jobs= takes them
 
 
 def check_grid(sampler: str, trials: int, search: dict[str, SearchRange], where: str) -> None:
