@@ -111,6 +111,8 @@ def metrics_of(result: Any, metric: str | None) -> dict[str, float]:
         raise ObjectiveError(
             f"the function returned {type(result).__name__}, not a number or a dict"
         )
+    if not math.isfinite(result):  # as a dict's values: before repeats average it
+        raise ObjectiveError(f"the function returned {float(result)}, not a finite number")
     return {metric or "value": float(result)}
 
 

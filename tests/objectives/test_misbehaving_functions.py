@@ -125,6 +125,9 @@ def fails_on_seed_6(params, ctx):
         raise ValueError("not this seed")
     return params["x"]
 
+def inf_on_seed_6(params, ctx):
+    return math.inf if params["seed"] == 6 else params["x"]
+
 def ends_on_seed_7(params, ctx):
     return ends_on_seed_7_many([params], ctx)[0]
 
@@ -436,13 +439,16 @@ def test_an_exception_raised_again_carries_no_seed_into_a_study_without_repeats(
     [
         ("fails_on_seed_6", "seed 6: ValueError: not this seed"),
         ("ends_on_seed_7", "seed 7: ValueError: ended"),  # ended early through ctx.end
+        # averaged with the others before: "value is inf", and numpy's RuntimeWarning
+        ("inf_on_seed_6", "seed 6: the function returned inf, not a finite number"),
     ],
 )
-def test_with_repeats_a_failure_names_the_seed_it_happened_on(tmp_path, function, reason):
+def test_with_repeats_a_failure_names_the_seed_it_happened_on(tmp_path, capfd, function, reason):
     url = f"sqlite:///{tmp_path}/s.db"
     path = make(tmp_path, "s", function, trials=4, extra="repeats = 3")
     with pytest.raises(RunFailed):
         run_study(load(path), storage_url=url, jobs=1)
+    assert "Warning" not in capfd.readouterr().err
     trials = trials_of(url, "s")
     settled(trials)
     assert {t.user_attrs["fail_reason"] for t in trials} == {reason}
