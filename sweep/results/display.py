@@ -44,6 +44,12 @@ def param_column(name: str) -> str:
     return f"param.{name}" if name in TOOL_COLUMNS or name.startswith(RENAMED) else name
 
 
+def objective_column(metric: str, params: list[str] | tuple[str, ...] = ()) -> str:
+    """The objective's column: "value" when that is its name (a function that returns a
+    bare number), since the trial's value is that number, else as `metric_column`."""
+    return "value" if metric == "value" else metric_column(metric, params)
+
+
 def metric_column(name: str, params: list[str] | tuple[str, ...] = ()) -> str:
     """A metric's column: its name, unless that is a tool column, a parameter's name,
     looks like one of the sd columns or like a renamed column ("metric.value")."""

@@ -17,7 +17,7 @@ from optuna.study import StudyDirection
 
 from core.schedules import Schedule, eta
 from sweep.errors import SweepError
-from sweep.results.display import metric_column, param_column
+from sweep.results.display import objective_column, param_column
 from sweep.results.tables import study_table
 from sweep.store.records import STAGE, spec_of
 from sweep.system.output import save_figure
@@ -142,7 +142,7 @@ def param_data(studies: list[optuna.Study], param: str) -> pd.DataFrame:
         minimize = spec.objective.direction == "minimize"
         df = study_table(study)
         df = df[df["state"] == "COMPLETE"]
-        objective = metric_column(spec.metric, sorted(spec.search))
+        objective = objective_column(spec.metric, sorted(spec.search))
         values = df[param_column(param)]
         frames.append(
             pd.DataFrame(

@@ -16,7 +16,14 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial
 
 from sweep.errors import StudyNotFound, SweepError
-from sweep.results.display import label, metric_column, number, param_column, params
+from sweep.results.display import (
+    label,
+    metric_column,
+    number,
+    objective_column,
+    param_column,
+    params,
+)
 from sweep.spec.studyfile import StudyFile
 from sweep.store import records
 from sweep.store.records import (
@@ -178,6 +185,7 @@ JSON_KEYS += ("params", "metrics")
 @dataclass(frozen=True)
 class Trials:
     rows: list[dict[str, Any]]  # JSON_KEYS plus "reason"
+    metric: str = ""  # the study's objective
 
     def json(self) -> str:
         return json_text([{k: r[k] for k in JSON_KEYS} for r in self.rows], indent=2)
@@ -189,6 +197,8 @@ class Trials:
 
         params = list(dict.fromkeys(k for r in self.rows for k in r["params"]))
         metrics = list(dict.fromkeys(k for r in self.rows for k in r["metrics"]))
+        if self.metric == "value":  # a bare number returned: it is the value column's
+            metrics = [m for m in metrics if m != "value"]
         pcols = {p: param_column(p) for p in params}
         mcols = {m: metric_column(m, params) for m in metrics}
         flat = [
@@ -264,7 +274,7 @@ def trials(name: str, storage_url: str | None = None, sort: str = "number") -> T
     key = SORTS[sort] if sort in SORTS else _by_param(columns.get(sort, sort))
     if sort == "value" and minimize:  # best first
         key = lambda r: r["value"] if r["value"] is not None else float("inf")  # noqa: E731
-    return Trials(sorted(rows, key=key))
+    return Trials(sorted(rows, key=key), stored.spec.metric)
 
 
 # --- one trial -------------------------------------------------------------------------
@@ -319,7 +329,8 @@ class TrialInfo:
         for name, v in (result.get("metrics") or {}).items():
             shown = number(name, v) + (f" (sd {number(name, sd[name])})" if name in sd else "")
             # Named as in `sweep trials`: a metric "value" or "state" is not the trial's own.
-            lines.append(f"  {label(metric_column(name, list(self.params)))}: {shown}")
+            column = objective_column if name == self.metric else metric_column
+            lines.append(f"  {label(column(name, list(self.params)))}: {shown}")
         if len(result.get("seeds") or []) > 1:
             lines.append(f"  seeds: {', '.join(str(x) for x in result['seeds'])}")
         if result.get("pack"):

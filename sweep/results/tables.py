@@ -9,7 +9,7 @@ import pandas as pd
 import tabulate
 
 from sweep.errors import SweepError
-from sweep.results.display import label, metric_column, number, param_column
+from sweep.results.display import label, metric_column, number, objective_column, param_column
 from sweep.results.inspection import load, trial_reason
 from sweep.store.records import TrialResult, spec_of, values_of
 from sweep.store.uncertainty import study_ties
@@ -34,7 +34,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
     """
     spec = spec_of(study.user_attrs)
     metric, params = spec.metric, sorted(spec.search)
-    objective = metric_column(metric, params)
+    objective = objective_column(metric, params)
     ties = study_ties(study, metric)
     rows, others = [], {}
     for t in study.get_trials(deepcopy=False):
@@ -104,7 +104,7 @@ def with_se(name: str, value: object, se: object) -> str:
 def display_table(df: pd.DataFrame, metric: str, params: list[str]) -> pd.DataFrame:
     """The table as shown in reports: formatted numbers with their standard error, the sd
     over seeds, whether a trial is tied with the best, the best row marked."""
-    objective_col = metric_column(metric, params)
+    objective_col = objective_column(metric, params)
 
     def objective(row) -> str:
         text = number(metric, row[objective_col])

@@ -399,9 +399,15 @@ def test_a_bare_float_is_one_value_column(tmp_path, capsys):
     capsys.readouterr()
     assert main(["trials", "b", "--storage", url, "--format", "csv"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split(",")
-    assert header.count("value") == 1 and "metric.value" in header and "param.value" in header
+    # the function's number is the trial's value: not a second column "metric.value" (a
+    # name the user never chose), in `sweep trials`, the tables or `sweep show`
+    assert header.count("value") == 1 and "metric.value" not in header and "param.value" in header
+    table = (tmp_path / "o" / "b" / "table.csv").read_text().splitlines()[0].split(",")
+    assert "value" in table and not any(c.startswith("metric.") for c in table), table
+    assert "value ± se" in (tmp_path / "o" / "b" / "table.md").read_text()
     assert main(["show", "b", "1", "--storage", url]) == 0
-    assert "curves: 1 points of value" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert "curves: 1 points of value" in shown and "metric.value" not in shown
     assert main(["report", "b", "--storage", url, "--out", str(tmp_path / "r")]) == 0
 
 
