@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +25,8 @@ from collections.abc import Callable, Iterator
 STOP = threading.Event()  # a stop signal arrived (loops that wait look at it)
 # "watch": a stop ends the process if its clean-up hangs (the command; not a library call,
 # whose caller, a notebook's kernel say, lives on).
-_state = {"signum": None, "deferred": 0, "pending": False, "watch": True}
+_state: dict = {"signum": None, "deferred": 0, "pending": False, "watch": True, "watching": False}
+_watching = threading.Lock()
 
 SIGNALS = tuple(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGBREAK") if hasattr(signal, name)
@@ -58,7 +60,12 @@ STOP_GRACE_SECONDS = 30.0
 def _watch_the_exit() -> None:
     """A command asked to stop must stop: if the clean-up has not ended this process
     STOP_GRACE_SECONDS after the signal, say so and exit with the signal's code. Trials
-    it left running are queued again once their heartbeat goes stale (sweep resume)."""
+    it left running are queued again once their heartbeat goes stale (sweep resume).
+    Once per process: the signal's thread (`_hear_signals`) and `handle` both call it."""
+    with _watching:
+        if _state["watching"]:
+            return
+        _state["watching"] = True
 
     def force() -> None:
         with contextlib.suppress(Exception):
@@ -81,6 +88,40 @@ def install() -> None:
     if all(signal.getsignal(sig) is handle for sig in SIGNALS):
         return
     _take_signals(watch=True)
+    _hear_signals()
+
+
+def _hear_signals() -> None:
+    """Start the command's STOP_GRACE_SECONDS as the signal arrives, in a thread.
+
+    Python runs `handle` in the main thread between two bytecodes: one blocked in C code
+    does not run it. A SQLite call waiting up to 60 s for another program's lock on the
+    database (a DB browser's open transaction) left a SIGTERM unanswered until the lock
+    was released, 73 s later, and the grace period never began. Python's C-level handler
+    writes each signal's number to the wakeup fd at once, whatever the main thread does;
+    this thread reads it. (Not for library calls: a notebook's event loop owns the fd.)
+    """
+    if _state.get("wakeup"):
+        return
+    reader, writer = socket.socketpair()
+    writer.setblocking(False)
+    try:
+        signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+    except (ValueError, OSError):  # not the main thread, or a platform without it
+        reader.close()
+        writer.close()
+        return
+    _state["wakeup"] = (reader, writer)  # kept open for the process's life
+
+    def hear() -> None:
+        while data := reader.recv(64):
+            stops = [n for n in data if n in SIGNALS]
+            if stops and _state["watch"]:
+                if _state["signum"] is None:
+                    _state["signum"] = stops[0]
+                _watch_the_exit()
+
+    threading.Thread(target=hear, name="sweep-signals", daemon=True).start()
 
 
 def _take_signals(*, watch: bool) -> None:

@@ -81,3 +81,32 @@ def test_a_command_whose_clean_up_hangs_still_ends_after_the_grace_period(tmp_pa
         "error: terminated; the clean-up took over 1.5 s, so the command ends without it "
         "(`sweep resume` recovers its trials)\n"
     )
+
+
+# The main thread stuck in C code when the signal comes: a SQLite call waiting for a lock
+# that another connection holds (as a DB browser's open transaction would).
+BLOCKED = """
+import os, signal, sqlite3, sys, threading
+from sweep.system import signals
+
+signals.STOP_GRACE_SECONDS = float(sys.argv[1])
+signals.install()
+holder = sqlite3.connect(sys.argv[2], isolation_level=None)
+holder.execute("CREATE TABLE t (x)")
+holder.execute("BEGIN EXCLUSIVE")
+threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM)).start()
+sqlite3.connect(sys.argv[2], timeout=40).execute("SELECT * FROM t").fetchall()
+"""
+
+
+def test_the_grace_period_begins_while_the_main_thread_waits_in_c_code(tmp_path):
+    # Python runs the handler only between bytecodes: the SIGTERM went unanswered until
+    # the lock was released (73 s in a hostile pass), and the grace period never began.
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, "1.5", str(tmp_path / "l.db")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 143
+    assert "the clean-up took over 1.5 s, so the command ends without it" in done.stderr
