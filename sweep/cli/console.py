@@ -11,6 +11,8 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from sweep.system import signals
+
 
 def emit(text: str, stream: Any = None, end: str = "\n") -> None:
     """Print while the work goes on: a reader that went away (`| head`) must not stop it."""
@@ -149,3 +151,24 @@ def trials_print_to_stderr() -> Iterator[None]:
             sys.stderr.flush()
         os.dup2(saved, 1)
         os.close(saved)
+
+
+def print_run(result, out: str, storage: str | None, as_json: bool) -> None:
+    """`sweep run` and `resume`: write the study's tables, then print the result."""
+    from sweep.results.tables import write_study_tables
+
+    end_progress()  # tables even of a finished study: a Ctrl-C may have come before them
+    try:
+        result.tables = write_study_tables(result.study, storage, out)
+    except KeyboardInterrupt:  # after the last trial: the study is done
+        from sweep.errors import Interrupted
+        from sweep.execution.runner import resume_command
+        from sweep.store.urls import resolve_url
+
+        command = resume_command(result.study, resolve_url(storage), None, out=out)
+        raise Interrupted(
+            f"{signals.reason()}; the trials ran, the tables were not written. "
+            f"Write them with: {command}",
+            exit_code=signals.exit_code(),
+        ) from None
+    print(result.json() if as_json else result.text())

@@ -13,7 +13,14 @@ from typing import Any
 import sweep
 from sweep.cli import console
 from sweep.cli.arguments import build_parser, cluster_options, parse
-from sweep.cli.console import Warnings, emit, end_progress, print_progress, silence_closed
+from sweep.cli.console import (
+    Warnings,
+    emit,
+    end_progress,
+    print_progress,
+    print_run,
+    silence_closed,
+)
 from sweep.errors import explain
 from sweep.system import signals
 from sweep.system.output import check_file, check_out, json_text
@@ -44,14 +51,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_run(result, out: str, storage: str | None, as_json: bool) -> None:
-    from sweep.results.tables import write_study_tables
-
-    end_progress()  # tables even of a finished study: a Ctrl-C may have come before them
-    result.tables = write_study_tables(result.study, storage, out)
-    print(result.json() if as_json else result.text())
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     check_out(args.out)
     result = sweep.run(
@@ -68,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         partial_parent=args.partial_parent,
         **cluster_options(args),
     )
-    _print_run(result, args.out, args.storage, args.json)
+    print_run(result, args.out, args.storage, args.json)
     return 0
 
 
@@ -83,7 +82,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         oversubscribe=args.oversubscribe,
         objective_dir=args.objective_dir,
     )
-    _print_run(result, args.out, args.storage, args.json)
+    print_run(result, args.out, args.storage, args.json)
     return 0
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import (
+    Interrupted,
     NoDatabase,
     RunFailed,
     StorageError,
@@ -42,6 +43,7 @@ from sweep.store.recovery import recover
 from sweep.store.storage import open_storage, validate_url
 from sweep.store.study import Stored, finished, open_study, open_to_write, prepare
 from sweep.store.urls import has_password, resolve_url, shown
+from sweep.system import signals
 from sweep.system.portable import shell_join
 
 STALLED_ROUNDS = 3  # rounds in a row of local workers changing nothing: an error, not a loop
@@ -75,9 +77,12 @@ def _check_function(
     return None if function is None else dumps(function)
 
 
-def resume_command(name: str, url: str, data_dir: str | None, given: bytes | None = None) -> str:
+def resume_command(
+    name: str, url: str, data_dir: str | None, given: bytes | None = None, out: str | None = None
+) -> str:
     """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
-    never with the storage's password. A function given in memory is passed again."""
+    never with the storage's password. A function given in memory is passed again; ``out``:
+    where the tables go."""
     if given is not None:
         return f"sweep.resume({name!r}, objective=...) with the same function"
     secret = has_password(url)
@@ -85,6 +90,8 @@ def resume_command(name: str, url: str, data_dir: str | None, given: bytes | Non
     args = ["sweep", "resume", name] + ([] if given else ["--storage", shown(url)])
     if data_dir:
         args += ["--data-dir", str(Path(data_dir).absolute())]
+    if out is not None:
+        args += ["--out", out]
     hint = " (with the password in place of ***, or the URL in $SWEEP_STORAGE)"
     return shell_join(args) + (hint if secret and not given else "")
 
@@ -221,11 +228,19 @@ def run_study(
                 # the finished trials get their tables, as with any other ending.
                 notes.append(spent_grid(stored, c))
                 break
+        result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)
+        if on_progress:
+            on_progress(progress(stored))
+    except Interrupted:
+        raise  # the workers' trials failed and queued again: it says how to go on
+    except KeyboardInterrupt:  # between rounds, watching workers elsewhere, or at the end
+        raise Interrupted(
+            f"{signals.reason()}; no trial of this command was running. "
+            f"Resume with: {job.resume_command}",
+            exit_code=signals.exit_code(),
+        ) from None
     finally:
         stored.close()
-    result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)
-    if on_progress:
-        on_progress(progress(stored))
     return result
 
 

@@ -1,5 +1,7 @@
-"""A Ctrl-C before the command has begun: one line and exit code 130, at any moment."""
+"""A Ctrl-C or SIGTERM outside the workers (before the command has begun, with the main
+thread stuck, after the last trial): one line, its exit code, and how to go on."""
 
+import shlex
 import subprocess
 import sys
 
@@ -110,3 +112,49 @@ def test_the_grace_period_begins_while_the_main_thread_waits_in_c_code(tmp_path)
     )
     assert done.returncode == 143
     assert "the clean-up took over 1.5 s, so the command ends without it" in done.stderr
+
+
+STUDY = """[study]
+name = "t"
+trials = 2
+[objective]
+file = "f.py"
+[search.x]
+low = 1.0
+high = 2.0
+"""
+
+
+@pytest.mark.parametrize("where", ["tables", "result"])
+def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
+    tmp_path, capsys, monkeypatch, where
+):
+    # It said "error: interrupted" and nothing more: no tables, no command (hostile pass:
+    # 6 of 7 signals sent as the last trial ended).
+    from sweep.execution import result
+    from sweep.results import tables
+    from sweep.system import signals
+
+    (tmp_path / "f.py").write_text("def objective(params, ctx):\n    return params['x']\n")
+    (tmp_path / "t.toml").write_text(STUDY)
+    url, out = f"sqlite:///{tmp_path}/t.db", str(tmp_path / "mine")
+
+    def stop(*args, **kwargs):
+        raise signals.Stopped
+
+    if where == "tables":
+        monkeypatch.setattr(tables, "write_study_tables", stop)
+    else:  # the run's end, before the command has its result
+        monkeypatch.setattr(result.RunResult, "of", stop)
+    capsys.readouterr()
+    argv = ["run", str(tmp_path / "t.toml"), "--storage", url, "--out", out]
+    assert cli.main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    said = "Write them with: " if where == "tables" else "no trial of this command was running. "
+    said += "Resume with: " if where == "result" else ""
+    assert err.startswith("error: interrupted; ") and said + "sweep resume t" in err, err
+    command = shlex.split(err.split("with: ")[-1])
+    assert command[:2] == ["sweep", "resume"] and ("--out" in command) == (where == "tables")
+    monkeypatch.undo()
+    assert cli.main([*command[1:], *(["--out", out] if where == "result" else [])]) == 0
+    assert (tmp_path / "mine" / "t" / "table.csv").is_file()
