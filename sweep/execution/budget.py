@@ -13,6 +13,8 @@ deadline crosses processes (the command's, its worker processes).
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import re
 import statistics
@@ -30,6 +32,7 @@ RECENT = 10  # COMPLETE trials the estimate of a trial's duration is taken from
 # (a busy machine, a longer value), and a trial cut off at the deadline is lost work.
 MARGIN = 1.1
 END_TIME_VARIABLE = "SLURM_JOB_END_TIME"
+logger = logging.getLogger(__name__)
 
 
 def parse_duration(text: str) -> float:
@@ -102,9 +105,20 @@ def job_end_time(environ: Mapping[str, str] = os.environ) -> float | None:
     """The scheduler's end time for this job, epoch seconds, if it exposes one."""
     value = environ.get(END_TIME_VARIABLE, "").strip()
     try:
-        return float(value) if value else None
+        end = float(value) if value else None
     except ValueError:
-        return None  # not ours to refuse: the scheduler's variable, in some other form
+        end = math.nan
+    if end is not None and not math.isfinite(end):
+        # Not ours to refuse (the scheduler's variable, in some other form), but the run
+        # cannot stop before the job ends, as the user may count on: say so.
+        logger.warning(
+            "%s (%r) is not a time in epoch seconds: the job's end is not known, and a "
+            "trial running then is lost (give --time-limit)",
+            END_TIME_VARIABLE,
+            value,
+        )
+        return None
+    return end
 
 
 def out_of_time(job: Any, stored: Any) -> str | None:

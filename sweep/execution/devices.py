@@ -31,7 +31,8 @@ def parse_gpus(text: str, environ: Mapping[str, str] = os.environ) -> tuple[str,
         listed = environ.get(VARIABLE, "")
         gpus = tuple(g.strip() for g in listed.split(",") if g.strip())
         if not gpus:
-            raise ValueError(f"auto needs {VARIABLE} to list the devices (it is not set)")
+            now = "it is not set" if VARIABLE not in environ else f"it is {listed!r}"
+            raise ValueError(f"auto needs {VARIABLE} to list the devices ({now})")
         where = f"{VARIABLE} ({listed!r})"
     else:
         gpus = tuple(g.strip() for g in text.split(","))

@@ -68,6 +68,19 @@ def test_the_earlier_of_the_time_limit_and_the_job_end_time_wins():
     assert Budget.start(None, now=100.0, environ={"SLURM_JOB_END_TIME": "x"}) is None
 
 
+def test_a_job_end_time_that_is_not_a_time_is_left_out_with_a_warning(caplog):
+    # It was left out without a word: the user counted on the run stopping before the job.
+    for value in ("garbage", "nan", "inf"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="sweep"):
+            assert Budget.start(None, now=100.0, environ={"SLURM_JOB_END_TIME": value}) is None
+        assert f"SLURM_JOB_END_TIME ('{value}') is not a time in epoch seconds" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="sweep"):
+        assert Budget.start(None, now=100.0, environ={"SLURM_JOB_END_TIME": "130"})
+    assert not caplog.text
+
+
 def test_a_trial_starts_only_if_it_ends_before_the_deadline():
     budget = Budget(100.0)
     assert budget.stop_reason([], now=99.0) is None  # no finished trial: go on until then
@@ -84,8 +97,10 @@ def test_a_trial_starts_only_if_it_ends_before_the_deadline():
 def test_gpus_parse_and_bound_the_jobs():
     assert parse_gpus("0,1") == ("0", "1")
     assert parse_gpus("auto", {"CUDA_VISIBLE_DEVICES": "2, 3"}) == ("2", "3")
-    with pytest.raises(ValueError, match="auto needs CUDA_VISIBLE_DEVICES"):
+    with pytest.raises(ValueError, match=r"auto needs CUDA_VISIBLE_DEVICES .*\(it is not set\)"):
         parse_gpus("auto", {})
+    with pytest.raises(ValueError, match=r"\(it is ''\)"):  # set, to nothing: not "not set"
+        parse_gpus("auto", {"CUDA_VISIBLE_DEVICES": ""})
     with pytest.raises(ValueError, match="names a device twice"):
         parse_gpus("0,0")
     uuid = "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6"
