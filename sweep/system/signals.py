@@ -103,7 +103,10 @@ def _hear_signals() -> None:
     """
     if _state.get("wakeup"):
         return
-    reader, writer = socket.socketpair()
+    try:
+        reader, writer = socket.socketpair()
+    except OSError:  # (Windows: a loopback TCP pair, which a firewall may refuse)
+        return
     writer.setblocking(False)
     try:
         signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
@@ -112,6 +115,9 @@ def _hear_signals() -> None:
         writer.close()
         return
     _state["wakeup"] = (reader, writer)  # kept open for the process's life
+    if hasattr(os, "register_at_fork"):  # a child forked by the user's function (a
+        # multiprocessing Pool's) would write its own signals to this process's fd
+        os.register_at_fork(after_in_child=_deaf_child)
 
     def hear() -> None:
         while data := reader.recv(64):
@@ -122,6 +128,17 @@ def _hear_signals() -> None:
                 _watch_the_exit()
 
     threading.Thread(target=hear, name="sweep-signals", daemon=True).start()
+
+
+def _deaf_child() -> None:
+    """In a process forked from the command: its signals are its own, not the command's
+    (a Pool's workers get SIGTERM as the pool closes; through the inherited wakeup fd
+    that started the command's 30-s exit, which ended `sweep worker` mid-trial)."""
+    with contextlib.suppress(ValueError, OSError):
+        signal.set_wakeup_fd(-1)
+    for end in _state.pop("wakeup", ()):
+        end.close()
+    _state["watch"] = False
 
 
 def _take_signals(*, watch: bool) -> None:

@@ -158,3 +158,32 @@ def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
     monkeypatch.undo()
     assert cli.main([*command[1:], *(["--out", out] if where == "result" else [])]) == 0
     assert (tmp_path / "mine" / "t" / "table.csv").is_file()
+
+
+# A process forked by the user's function (as a multiprocessing Pool's workers are, which
+# get SIGTERM as the pool closes) takes a signal; the command takes none.
+FORKED = """
+import os, signal, sys, time
+from sweep.system import signals
+
+signals.STOP_GRACE_SECONDS = float(sys.argv[1])
+signals.install()
+child = os.fork()
+if child == 0:
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    finally:
+        os._exit(0)
+os.waitpid(child, 0)
+time.sleep(3 * signals.STOP_GRACE_SECONDS)
+print("went on")
+"""
+
+
+def test_a_signal_to_a_forked_child_does_not_end_the_command(tmp_path):
+    # The child wrote its signal to the command's wakeup fd (inherited), which started the
+    # command's 30-s exit: `sweep worker` ended mid-trial, 143, with no signal sent to it.
+    done = subprocess.run(
+        [sys.executable, "-c", FORKED, "1.0"], capture_output=True, text=True, timeout=30
+    )
+    assert (done.returncode, done.stdout) == (0, "went on\n"), done.stderr
