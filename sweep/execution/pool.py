@@ -64,11 +64,11 @@ def run_each(calls: list[Callable[[], T]], jobs: int, on_result: Callable[[int, 
     it raised is raised here, after the others finished); Ctrl-C and SIGTERM stop the
     processes and raise KeyboardInterrupt; a killed process raises RunFailed.
     """
-    with signals.ignore_in_children():
-        executor = processes.executor(jobs, 1)
-        futures = [executor.submit(_one_thread, call) for call in calls]
-    pending = set(futures)
     try:
+        with signals.ignore_in_children():  # (a signal held here is raised inside the try)
+            executor = processes.executor(jobs, 1)
+            futures = [executor.submit(_one_thread, call) for call in calls]
+        pending = set(futures)
         while pending:
             done, pending = concurrent.futures.wait(
                 pending, timeout=1.0, return_when=concurrent.futures.FIRST_COMPLETED
@@ -136,10 +136,13 @@ def run(
     work of the caller's that needs no core of its own while they train.
     Returns the number of trials they ran and None, or why a worker died.
     """
-    with signals.ignore_in_children():
-        executor = processes.executor(jobs, job.threads)
-        futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
     try:
+        # A stop signal held back in this block is raised at its end, inside the try: the
+        # workers are stopped and their trials failed (outside it they trained on, and the
+        # command said that none was running).
+        with signals.ignore_in_children():
+            executor = processes.executor(jobs, job.threads)
+            futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
         if meanwhile is not None:
             meanwhile()
         while not all(f.done() for f in futures):

@@ -84,3 +84,40 @@ def test_a_worker_that_keeps_its_dataset_between_calls_is_not_restarted():
     for call in (os.getpid, functools.partial(grow, 400), os.getpid):
         pool.run_each([call], 1, lambda i, pid: pids.append(pid))
     assert len(set(pids)) == 1, pids
+
+
+def _sleepy(params, ctx):
+    time.sleep(1.5)
+    return params["x"]
+
+
+def test_a_stop_as_the_workers_get_their_trials_stops_them(tmp_path, monkeypatch):
+    # A signal held back while the workers were given their job was raised after the
+    # block, outside pool.run's clean-up: the workers trained on (the trials ended
+    # COMPLETE after the error) and the command said none was running.
+    import signal
+
+    import optuna
+
+    import sweep
+    from sweep.errors import Interrupted
+    from sweep.execution import processes
+
+    calls = []
+    real = processes.executor
+
+    def executor(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # pool.run's (the first is pool.start's warm-up)
+            os.kill(os.getpid(), signal.SIGINT)  # held until the trials are submitted
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(processes, "executor", executor)
+    url = f"sqlite:///{tmp_path}/s.db"
+    study = {"study": {"name": "s", "trials": 4}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    with pytest.raises(Interrupted) as stopped:
+        sweep.run(study, objective=_sleepy, storage=url, jobs=2)
+    assert "no trial of this command was running" not in str(stopped.value)
+    time.sleep(3)  # what the workers would have finished meanwhile
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials]
+    assert "COMPLETE" not in states and "RUNNING" not in states, states
