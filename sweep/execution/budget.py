@@ -110,15 +110,20 @@ def job_end_time(environ: Mapping[str, str] = os.environ) -> float | None:
         end = math.nan
     if end is not None and not math.isfinite(end):
         # Not ours to refuse (the scheduler's variable, in some other form), but the run
-        # cannot stop before the job ends, as the user may count on: say so.
-        logger.warning(
-            "%s (%r) is not a time in epoch seconds: the job's end is not known, and a "
-            "trial running then is lost (give --time-limit)",
-            END_TIME_VARIABLE,
-            value,
-        )
+        # cannot stop before the job ends, as the user may count on: say so, once.
+        if value not in _warned:
+            _warned.add(value)
+            logger.warning(
+                "%s (%r) is not a time in epoch seconds: the run does not know when the job "
+                "ends (only --time-limit, if given, stops it in time)",
+                END_TIME_VARIABLE,
+                value,
+            )
         return None
     return end
+
+
+_warned: set[str] = set()  # the unusable end times already warned about
 
 
 def out_of_time(job: Any, stored: Any) -> str | None:

@@ -317,7 +317,13 @@ def _uncertainty(stored: Stored, parent: Stored | None) -> list[str]:
         ]
     elif tied.low is None:
         md = [f"{tied.count} of {done} trials cannot be told apart from the best."]
-    best, parent_best = stored.best(), parent.best() if parent else None
+    # The two bests are compared only where they measure the same thing (a fine stage may
+    # optimise another metric than the parent it narrowed from).
+    same = parent is not None and (parent.spec.metric, parent.spec.objective.direction) == (
+        spec.metric,
+        spec.objective.direction,
+    )
+    best, parent_best = stored.best(), parent.best() if same else None
     if tied.count is not None and tied.low is not None:
         how = (
             "McNemar's exact test on the per-image outcomes"

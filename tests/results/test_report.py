@@ -634,3 +634,37 @@ def test_a_parameter_named_like_a_study_figure_keeps_its_own_figure(tmp_path):
     assert "figures/s_history.png" in links  # the study's history keeps its usual name
     for link in links:
         assert (tmp_path / "r" / link).is_file()
+
+
+def _loss_and_accuracy(params, ctx):
+    x = params["x"]
+    right = [i < int(300 * x) for i in range(400)]  # more images right as x grows
+    ctx.keep_outcomes(right)
+    return {"loss": 2.0 - x, "acc": sum(right) / len(right)}
+
+
+def test_a_fine_stage_of_another_metric_is_not_compared_with_its_parents_best(tmp_path):
+    # It printed the parent's loss formatted as the fine stage's accuracy ("149.60%") and
+    # McNemar on the two: the bests of two different measures.
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/m.db"
+    coarse = {
+        "study": {"name": "c", "trials": 4},
+        "objective": {"metric": "loss", "direction": "minimize"},
+        "search": {"x": {"low": 0.1, "high": 1.0}},
+    }
+    fine = {
+        "study": {"name": "f", "trials": 3},
+        "objective": {"metric": "acc"},
+        "search": {"x": {"narrow_from": "c"}},
+    }
+    for study in (coarse, fine):
+        sweep.run(study, objective=_loss_and_accuracy, storage=url)
+    write_report(["c", "f"], storage_url=url, out=tmp_path / "r")
+    assert "coarse stage's best" not in (tmp_path / "r" / "report.md").read_text()
+    # the same measure is still compared
+    same = {**fine, "study": {"name": "g", "trials": 3}, "objective": coarse["objective"]}
+    sweep.run(same, objective=_loss_and_accuracy, storage=url)
+    write_report(["c", "g"], storage_url=url, out=tmp_path / "s")
+    assert "coarse stage's best" in (tmp_path / "s" / "report.md").read_text()
