@@ -59,21 +59,13 @@ def test_a_worker_of_a_spent_grid_stops_at_once_and_says_why(tmp_path):
     # left ("stopped": null, which means the study is done) with the study at 1/2.
     import json
 
-    (tmp_path / "g.py").write_text(
+    url = _created(
+        tmp_path,
         'def objective(params, ctx):\n    if params["c"] == "b":\n'
-        '        raise ValueError("no")\n    return 1.0\n'
+        '        raise ValueError("no")\n    return 1.0\n',
+        '[study]\nname = "gx"\ntrials = 2\nsampler = "grid"\n[objective]\nfile = "f.py"\n'
+        '[search.c]\nchoices = ["a", "b"]\n',
     )
-    (tmp_path / "g.toml").write_text(
-        '[study]\nname = "gx"\ntrials = 2\nsampler = "grid"\n[objective]\nfile = "g.py"\n'
-        '[search.c]\nchoices = ["a", "b"]\n'
-    )
-    url = f"sqlite:///{tmp_path}/g.db"
-    made = subprocess.run(
-        sweep("run", str(tmp_path / "g.toml"), "--storage", url, "--jobs", "0",
-              "--time-limit", "0", "--out", str(tmp_path / "out")),
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
     for _ in range(2):  # the run of both points, then a worker that finds none
         done = subprocess.run(
             sweep("worker", "gx", "--storage", url, "--json"),
@@ -84,6 +76,21 @@ def test_a_worker_of_a_spent_grid_stops_at_once_and_says_why(tmp_path):
         assert stopped.startswith("every point of the grid has been tried: 1/2 finished, 1 failed")
 
 
+def _created(tmp_path, function: str, study: str) -> str:
+    """A study made by `sweep run --jobs 0 --time-limit 0` (its trials queued, none run)
+    from f.py and s.toml with these texts; returns its storage URL."""
+    (tmp_path / "f.py").write_text(function)
+    (tmp_path / "s.toml").write_text(study)
+    url = f"sqlite:///{tmp_path}/s.db"
+    made = subprocess.run(
+        sweep("run", str(tmp_path / "s.toml"), "--storage", url, "--jobs", "0",
+              "--time-limit", "0", "--out", str(tmp_path / "out")),
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return url
+
+
 def _idle_waits(tmp_path, monkeypatch, idle: float) -> list[float]:
     """The sleeps of a worker (in this process) that finds nothing queued while another
     runs the study's last trial, which ends after the worker's seventh look."""
@@ -92,18 +99,12 @@ def _idle_waits(tmp_path, monkeypatch, idle: float) -> list[float]:
     from sweep.execution import worker
     from sweep.store import records
 
-    (tmp_path / "f.py").write_text("def f(params, ctx):\n    return params['x']\n")
-    (tmp_path / "s.toml").write_text(
+    url = _created(
+        tmp_path,
+        "def f(params, ctx):\n    return params['x']\n",
         '[study]\nname = "s"\ntrials = 1\nseed = 2\n[objective]\nfile = "f.py"\n'
-        'function = "f"\n[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n'
+        'function = "f"\n[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n',
     )
-    url = f"sqlite:///{tmp_path}/s.db"
-    made = subprocess.run(
-        sweep("run", str(tmp_path / "s.toml"), "--storage", url, "--jobs", "0",
-              "--time-limit", "0", "--out", str(tmp_path / "out")),
-        capture_output=True, text=True, check=False, cwd=tmp_path,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
     storage = open_storage(url)
     study = optuna.load_study(study_name="s", storage=storage)
     other = study.ask()  # the queued trial, now run by another (live) worker
