@@ -169,6 +169,7 @@ def handled_in_call() -> Iterator[None]:
         for sig, before in previous.items():
             signal.signal(sig, signal.SIG_DFL if before is None else before)
         _state["watch"] = True
+        STOP.clear()  # the call's stop is over: a later run in this process is not stopped
 
 
 def ignore_all() -> None:

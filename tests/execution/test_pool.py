@@ -118,6 +118,11 @@ def test_a_stop_as_the_workers_get_their_trials_stops_them(tmp_path, monkeypatch
     with pytest.raises(Interrupted) as stopped:
         sweep.run(study, objective=_sleepy, storage=url, jobs=2)
     assert "no trial of this command was running" not in str(stopped.value)
+    # the call's stop ends with it: a later run in this process (the next test's) was
+    # stopped at its first poll ("no trial was running")
+    from sweep.system import signals
+
+    assert not signals.STOP.is_set()
     time.sleep(3)  # what the workers would have finished meanwhile
     states = [t.state.name for t in optuna.load_study(study_name="s", storage=url).trials]
     assert "COMPLETE" not in states and "RUNNING" not in states, states
