@@ -167,7 +167,7 @@ def print_run(result, out: str, storage: str | None, as_json: bool) -> None:
 
         command = resume_command(result.study, resolve_url(storage), None, out=out)
         raise Interrupted(
-            f"{signals.reason()}; the trials ran, the tables were not written. "
+            f"{signals.reason()}; the run had ended, its tables were not written. "
             f"Write them with: {command}",
             exit_code=signals.exit_code(),
         ) from None
