@@ -78,13 +78,23 @@ def stop(*, kill: bool = True) -> None:
         _started.shutdown(wait=kill, kill_workers=kill)
 
 
-def init_process(parent: int | None = None) -> None:
+_orchestrator: int | None = None  # in a worker process: the command that started it
+
+
+def orchestrator() -> int:
+    """The pid of the command whose trials this process runs: its starter's in a worker
+    process, its own elsewhere (`sweep worker --jobs 1` runs them itself)."""
+    return os.getpid() if _orchestrator is None else _orchestrator
+
+
+def init_process(parent: int | None = None, works_for: int | None = None) -> None:
     """Runs first in every worker process.
 
     Ctrl-C and SIGTERM are the orchestrator's to handle (it stops the workers and fails
     their trials; sweep/system/signals.py); a worker whose orchestrator was killed (kill -9) exits
     at once instead of training on for minutes while holding the orchestrator's output
     pipes open. A user function's prints go to stderr: stdout is the command's (`--json`).
+    ``works_for``: the command whose trials it runs, recorded with each (default: parent).
     """
     signals.ignore_here()
     with contextlib.suppress(OSError, ValueError):  # a closed stream: leave it as it is
@@ -92,6 +102,9 @@ def init_process(parent: int | None = None) -> None:
     # The orchestrator's pid, given: one killed while this process was still starting
     # has left it to another parent already, whose pid the process would watch instead.
     parent = os.getppid() if parent is None else parent
+    global _orchestrator
+    _orchestrator = parent if works_for is None else works_for  # (a trial run alone: the
+    # worker that started it is its parent, the command it works for is the worker's)
 
     def watch() -> None:
         while os.getppid() == parent:

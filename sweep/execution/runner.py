@@ -355,16 +355,19 @@ def join_study(
         **_limits(limit, gpus),
         function=given,
     )
-    ran = 0
+    ran, any_crash = 0, False
     try:
         if here:
             ran = pool.run_here(job, stored)
         while not here:
             n, crashed = pool.run(job, jobs, stored)
             ran += n
+            any_crash = any_crash or crashed is not None
             if not crashed or budget.out_of_time(job, stored):
                 break
             recover(stored)
+        if any_crash:  # a crash loses the round's count: the storage knows who ran what
+            ran = retrying(lambda: ran_by_this_command(stored))
         c = retrying(stored.counts)
         if finished(c) >= stored.target:
             return ran, None
@@ -373,6 +376,16 @@ def join_study(
         return ran, budget.out_of_time(job, stored)
     finally:
         stored.close()
+
+
+def ran_by_this_command(stored: Stored) -> int:
+    """The trials that processes of this command ended (any way), by their worker record."""
+    me = {"host": socket.gethostname(), "by": os.getpid()}
+    return sum(
+        all((records.worker_of(t) or {}).get(k) == v for k, v in me.items())
+        for t in stored.trials()
+        if t.state.is_finished()
+    )
 
 
 def spent_grid(stored: Stored, counts: dict[str, int]) -> str:

@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from sweep.execution import budget, crashes, devices
-from sweep.execution.processes import init_process
+from sweep.execution.processes import init_process, orchestrator
 from sweep.execution.settle import settle
 from sweep.objectives import pruning
 from sweep.objectives.functions import load_function, load_many, loads, pack_size
@@ -71,7 +71,8 @@ class Heartbeat:
         self._db = stored.storage
         self._ids = ids
         self._chore = chore
-        self._worker = {"host": socket.gethostname(), "pid": os.getpid()}
+        # "by": the command the process works for, which counts its trials after a crash
+        self._worker = {"host": socket.gethostname(), "pid": os.getpid(), "by": orchestrator()}
         if devices.mine() is not None:  # --gpus: which device ran the trial
             self._worker["device"] = devices.mine()
         self._unrecorded = list(ids)
@@ -295,6 +296,7 @@ def run_isolated(
     with crashes.log() as dump:
         fds = [] if dump is None else [dump.fileno()]
         given = {"job": job_values, "trial_id": popped.id, "device": devices.mine()}
+        given["by"] = orchestrator()
         payload = json.dumps({**given, "dump": fds[0] if fds else None})  # device: inherited
         code = "import sys; from sweep.execution.worker import isolated_main; "
         code += "isolated_main(sys.stdin.read())"
@@ -316,9 +318,9 @@ def run_isolated(
 
 def isolated_main(payload: str) -> None:
     """The process of run_isolated: run one claimed trial, then exit."""
-    init_process()
-    quiet_optuna()
     given = json.loads(payload)
+    init_process(works_for=given["by"])
+    quiet_optuna()
     crashes.record_to(given["dump"])
     job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})
     devices.adopt(given["device"])

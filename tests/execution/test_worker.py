@@ -138,3 +138,44 @@ def test_a_remote_idle_worker_looks_again_less_and_less_often(tmp_path, monkeypa
     # Many `sweep worker` processes waiting on one database load it little.
     waits = _idle_waits(tmp_path, monkeypatch, idle=60.0)
     assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 1.6, 1.6], waits
+
+
+CRASHES_THIRD = """
+import os, signal, time
+from pathlib import Path
+
+def f(params, ctx):
+    calls = Path(__file__).with_name("calls")
+    with calls.open("a") as log:
+        log.write("x\\n")
+    if len(calls.read_text().split()) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.3)
+    return params["x"]
+"""
+
+
+def test_a_worker_counts_the_trials_its_processes_ended_before_one_crashed(tmp_path):
+    # The pool's futures all break together: the trials its surviving process had ended
+    # in that round went uncounted ("ran": 5 of the 6 trials it ran, in a hostile pass).
+    import json
+
+    url = _created(
+        tmp_path,
+        CRASHES_THIRD,
+        '[study]\nname = "s"\ntrials = 6\nseed = 2\n[objective]\nfile = "f.py"\n'
+        'function = "f"\n[search.x]\nlow = 0.0\nhigh = 1.0\nlog = false\n',
+    )
+    done = subprocess.run(
+        sweep("worker", "s", "--storage", url, "--jobs", "2", "--json"),
+        capture_output=True, text=True, check=False, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trials = optuna.load_study(study_name="s", storage=url).trials
+    ended = [t for t in trials if t.state.is_finished()]
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 6
+    assert any(t.state == TrialState.FAIL for t in trials)  # the crash happened
+    assert json.loads(done.stdout)["ran"] == len(ended), (
+        done.stdout,
+        Counter(t.state for t in trials),
+    )
