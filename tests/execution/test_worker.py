@@ -91,9 +91,10 @@ def _created(tmp_path, function: str, study: str) -> str:
     return url
 
 
-def _idle_waits(tmp_path, monkeypatch, idle: float) -> list[float]:
+def _idle_waits(tmp_path, monkeypatch, idle: float, sibling: bool = False) -> list[float]:
     """The sleeps of a worker (in this process) that finds nothing queued while another
-    runs the study's last trial, which ends after the worker's seventh look."""
+    runs the study's last trial, which ends after the worker's seventh look; ``sibling``:
+    the other works for the same command (this process)."""
     import socket
 
     from sweep.execution import worker
@@ -109,6 +110,8 @@ def _idle_waits(tmp_path, monkeypatch, idle: float) -> list[float]:
     study = optuna.load_study(study_name="s", storage=storage)
     other = study.ask()  # the queued trial, now run by another (live) worker
     alive = {"host": socket.gethostname(), "pid": os.getpid()}
+    if sibling:
+        alive["by"] = os.getpid()
     other.set_user_attr(records.WORKER, alive)
     waits: list[float] = []
 
@@ -138,6 +141,13 @@ def test_a_remote_idle_worker_looks_again_less_and_less_often(tmp_path, monkeypa
     # Many `sweep worker` processes waiting on one database load it little.
     waits = _idle_waits(tmp_path, monkeypatch, idle=60.0)
     assert waits == [0.1, 0.2, 0.4, 0.8, 1.6, 1.6, 1.6], waits
+
+
+def test_a_remote_worker_waiting_on_its_own_commands_trial_looks_again_often(tmp_path, monkeypatch):
+    # `sweep worker --jobs 2` ends with its last process: one waiting for its sibling's
+    # trial slept up to 1.6 s past the study's end (1.3-1.7 s in a hostile pass).
+    waits = _idle_waits(tmp_path, monkeypatch, idle=60.0, sibling=True)
+    assert len(waits) == 7 and max(waits) <= 0.2, waits
 
 
 CRASHES_THIRD = """
