@@ -30,7 +30,7 @@ from sweep.execution import budget, devices, options, pool, processes
 from sweep.execution.budget import Budget
 from sweep.execution.progress import Progress, failures, no_progress, progress
 from sweep.execution.result import RunResult
-from sweep.execution.worker import Job
+from sweep.execution.worker import Job, ended_by_this_command
 from sweep.objectives import builtin
 from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
 from sweep.spec.space import check_grid, check_trials
@@ -367,7 +367,7 @@ def join_study(
                 break
             recover(stored)
         if any_crash:  # a crash loses the round's count: the storage knows who ran what
-            ran = retrying(lambda: ran_by_this_command(stored))
+            ran = retrying(lambda: ended_by_this_command(stored))
         c = retrying(stored.counts)
         if finished(c) >= stored.target:
             return ran, None
@@ -376,16 +376,6 @@ def join_study(
         return ran, budget.out_of_time(job, stored)
     finally:
         stored.close()
-
-
-def ran_by_this_command(stored: Stored) -> int:
-    """The trials that processes of this command ended (any way), by their worker record."""
-    me = {"host": socket.gethostname(), "by": os.getpid()}
-    return sum(
-        all((records.worker_of(t) or {}).get(k) == v for k, v in me.items())
-        for t in stored.trials()
-        if t.state.is_finished()
-    )
 
 
 def spent_grid(stored: Stored, counts: dict[str, int]) -> str:

@@ -264,9 +264,16 @@ def work(job: Job, index: int) -> int:
 
 
 def _this_command(trial: optuna.trial.FrozenTrial) -> bool:
-    """Whether a running trial is run by a process of this worker's own command."""
+    """Whether a trial is (or was) run by a process of this process's own command, by its
+    worker record."""
     worker = records.worker_of(trial) or {}
     return worker.get("host") == socket.gethostname() and worker.get("by") == orchestrator()
+
+
+def ended_by_this_command(stored: Stored) -> int:
+    """The trials that processes of this command ended, in any state (`sweep worker`'s
+    count after a crash, which loses the round's own)."""
+    return sum(map(_this_command, (t for t in stored.trials() if t.state.is_finished())))
 
 
 def _objective(job: Job, stored: Stored, index: int) -> Objective:
