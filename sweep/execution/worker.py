@@ -247,7 +247,7 @@ def work(job: Job, index: int) -> int:
                     if plans is None and failed_in_a_row >= stored.target:
                         break  # sampled values keep failing: the orchestrator says why
                     continue
-                running = retrying(lambda: stored.trials(TrialState.RUNNING))
+                running = retrying(stored.counts)["RUNNING"]
                 if not running:
                     if plans and retrying(lambda: spent(stored, spec)):
                         break  # a spent grid: no point is left to run (the command says why)
@@ -255,7 +255,8 @@ def work(job: Job, index: int) -> int:
                     if time.monotonic() - idle_since >= job.idle:
                         break
                 time.sleep(wait)
-                near = not job.idle or (running and all(map(_this_command, running)))
+                # (the running trials' owners are read only where they decide the wait)
+                near = not job.idle or (running and _all_this_commands(stored))
                 wait = min(2 * wait, LOCAL_MAX_WAIT_SECONDS if near else MAX_WAIT_SECONDS)
                 retrying(lambda: recover(stored))
     finally:
@@ -268,6 +269,11 @@ def _this_command(trial: optuna.trial.FrozenTrial) -> bool:
     worker record."""
     worker = records.worker_of(trial) or {}
     return worker.get("host") == socket.gethostname() and worker.get("by") == orchestrator()
+
+
+def _all_this_commands(stored: Stored) -> bool:
+    """Whether every running trial is run by a process of this process's own command."""
+    return all(map(_this_command, retrying(lambda: stored.trials(TrialState.RUNNING))))
 
 
 def ended_by_this_command(stored: Stored) -> int:
