@@ -22,7 +22,6 @@ from sweep.errors import (
     NoDatabase,
     RunFailed,
     StorageError,
-    StudyFileError,
     StudyNotFound,
     SweepError,
 )
@@ -32,7 +31,7 @@ from sweep.execution.progress import Progress, failures, no_progress, progress
 from sweep.execution.result import RunResult
 from sweep.execution.worker import Job, ended_by_this_command
 from sweep.objectives import builtin
-from sweep.objectives.functions import dumps, in_memory_error, load_function, pack_size
+from sweep.objectives.functions import check_function
 from sweep.spec.space import check_grid, check_trials
 from sweep.spec.studyfile import MAX_TRIALS, StudyFile
 from sweep.store import journal, records
@@ -56,25 +55,6 @@ def _recorded_data(url: str, name: str) -> dict[str, str] | None:
     except (StorageError, StudyNotFound):
         return None
     return stored.attrs.get(records.DATA)
-
-
-def _check_function(
-    spec: StudyFile, function: Callable[..., Any] | None, objective_dir: str | None
-) -> bytes | None:
-    """Check that the study's function can be had, before anything is written; returns a
-    function given in memory as the bytes its workers load (None: they load the study's)."""
-    name, section = spec.study.name, spec.objective
-    if function is None and section.in_memory:
-        raise in_memory_error(name, section)
-    if function is not None and not section.in_memory:
-        raise StudyFileError(
-            f"study {name!r} optimises {section.source}, named in its [objective] section; "
-            "objective= is for a study whose function is given in memory"
-        )
-    if function is None:
-        load_function(section, objective_dir)  # says what to copy or install, if missing
-    pack_size(section, spec.study.pack, objective_dir)  # a pack it cannot do fails too
-    return None if function is None else dumps(function)
 
 
 def resume_command(
@@ -153,7 +133,7 @@ def run_study(
         raise
     target = check_trials(spec.study.trials if trials is None else trials, "--trials", MAX_TRIALS)
     check_grid(spec.study.sampler, target, spec.search, spec.path)
-    given = _check_function(spec, function, objective_dir)  # fails before anything is written
+    given = check_function(spec, function, objective_dir)  # fails before anything is written
     if given is not None and jobs == 0:
         raise SweepError(
             "jobs=0 leaves the trials to `sweep worker` processes, which cannot load a "
@@ -339,7 +319,7 @@ def join_study(
     here = jobs == 1 and not spec.study.trial_timeout
     if here:  # the trials run in this process: its device before the function loads
         devices.claim(gpus, 0)
-    given = _check_function(spec, function, objective_dir)  # says what to copy or install
+    given = check_function(spec, function, objective_dir)  # says what to copy or install
     data = builtin.prepare_data(spec, data_dir, stored.attrs.get(records.DATA))
     job = Job(
         url=url,

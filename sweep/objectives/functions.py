@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sweep.errors import StudyFileError
-from sweep.spec.studyfile import DEFAULT_PACK, ObjectiveSection
+from sweep.spec.studyfile import DEFAULT_PACK, ObjectiveSection, StudyFile
 from sweep.system import signals
 
 Function = Callable[..., Any]
@@ -249,3 +249,22 @@ def _line_in(exc: BaseException, path: str) -> int | None:
         return exc.lineno
     lines = [f.lineno for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
     return lines[-1] if lines else None
+
+
+def check_function(
+    spec: StudyFile, function: Callable[..., Any] | None, objective_dir: str | None
+) -> bytes | None:
+    """Check that the study's function can be had, before anything is written; returns a
+    function given in memory as the bytes its workers load (None: they load the study's)."""
+    name, section = spec.study.name, spec.objective
+    if function is None and section.in_memory:
+        raise in_memory_error(name, section)
+    if function is not None and not section.in_memory:
+        raise StudyFileError(
+            f"study {name!r} optimises {section.source}, named in its [objective] section; "
+            "objective= is for a study whose function is given in memory"
+        )
+    if function is None:
+        load_function(section, objective_dir)  # says what to copy or install, if missing
+    pack_size(section, spec.study.pack, objective_dir)  # a pack it cannot do fails too
+    return None if function is None else dumps(function)
