@@ -6,6 +6,7 @@ import contextlib
 import functools
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -189,10 +190,12 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
     )
     url = f"sqlite:///{tmp_path}/e2e.db"
     toml = str(tmp_path / "e2e.toml")
-    proc = start("run", toml, "--jobs", "2", "--storage", url, "--data-dir", str(spaced))
+    out = tmp_path / "my tables"
+    argv = ["--jobs", "2", "--storage", url, "--data-dir", str(spaced), "--out", str(out)]
+    proc = start("run", toml, *argv)
     err = ctrl_c_mid_trial(proc, url)
     hint = err.strip().splitlines()[-1].split("Resume with: ", 1)[1]
-    assert "'" in hint and "--data-dir" in hint
+    assert "'" in hint and "--data-dir" in hint and shlex.split(hint)[-2:] == ["--out", str(out)]
     # Run as a user whose venv is active would: this environment's `sweep` first on PATH
     # (a fresh machine has no other, and CI runs .venv/bin/python without activating it).
     path = os.pathsep.join([str(Path(sweep()[0]).parent), os.environ.get("PATH", "")])
@@ -205,6 +208,7 @@ def test_the_printed_resume_command_works_as_printed(tmp_path, cifar_dir):
     )
     assert done.returncode == 0, done.stderr
     assert Counter(t.state for t in trials(url))[TrialState.COMPLETE] == 4
+    assert (out / "e2e" / "table.csv").is_file()  # beside the first run's, not in reports/
 
 
 def test_ctrl_c_while_workers_start_prints_no_traceback(setup):

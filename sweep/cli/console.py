@@ -153,6 +153,19 @@ def trials_print_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+@contextlib.contextmanager
+def tables_in(out: str) -> Iterator[None]:
+    """`sweep run` and `resume`: the resume commands printed meanwhile (Ctrl-C, a time
+    limit) pass ``out`` on, so the resumed run's tables land beside the first ones."""
+    from sweep.execution.runner import TABLES_OUT
+
+    token = TABLES_OUT.set(out)
+    try:
+        yield
+    finally:
+        TABLES_OUT.reset(token)
+
+
 def print_run(result, out: str, storage: str | None, as_json: bool) -> None:
     """`sweep run` and `resume`: write the study's tables, then print the result."""
     from sweep.results.tables import write_study_tables

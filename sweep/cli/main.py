@@ -53,35 +53,37 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     check_out(args.out)
-    result = sweep.run(
-        args.study_file,
-        storage=args.storage,
-        jobs=args.jobs,
-        data_dir=args.data_dir,
-        trials=args.trials,
-        seed=args.seed,
-        threads=args.threads,
-        progress=print_progress,
-        oversubscribe=args.oversubscribe,
-        objective_dir=args.objective_dir,
-        partial_parent=args.partial_parent,
-        **cluster_options(args),
-    )
+    with console.tables_in(args.out):
+        result = sweep.run(
+            args.study_file,
+            storage=args.storage,
+            jobs=args.jobs,
+            data_dir=args.data_dir,
+            trials=args.trials,
+            seed=args.seed,
+            threads=args.threads,
+            progress=print_progress,
+            oversubscribe=args.oversubscribe,
+            objective_dir=args.objective_dir,
+            partial_parent=args.partial_parent,
+            **cluster_options(args),
+        )
     print_run(result, args.out, args.storage, args.json)
     return 0
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     check_out(args.out)
-    result = sweep.resume(
-        args.study,
-        storage=args.storage,
-        jobs=args.jobs,
-        data_dir=args.data_dir,
-        progress=print_progress,
-        oversubscribe=args.oversubscribe,
-        objective_dir=args.objective_dir,
-    )
+    with console.tables_in(args.out):
+        result = sweep.resume(
+            args.study,
+            storage=args.storage,
+            jobs=args.jobs,
+            data_dir=args.data_dir,
+            progress=print_progress,
+            oversubscribe=args.oversubscribe,
+            objective_dir=args.objective_dir,
+        )
     print_run(result, args.out, args.storage, args.json)
     return 0
 

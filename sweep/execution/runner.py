@@ -14,6 +14,7 @@ import socket
 import time
 import zlib
 from collections.abc import Callable
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -57,12 +58,18 @@ def _recorded_data(url: str, name: str) -> dict[str, str] | None:
     return stored.attrs.get(records.DATA)
 
 
+# Where the running command writes the study's tables (`sweep run` and `resume --out`):
+# the resume commands it prints meanwhile pass it on. The API writes none: None there.
+TABLES_OUT: ContextVar[str | None] = ContextVar("TABLES_OUT", default=None)
+
+
 def resume_command(
     name: str, url: str, data_dir: str | None, given: bytes | None = None, out: str | None = None
 ) -> str:
     """The command that resumes the study, as printed on Ctrl-C (and into cluster logs):
     never with the storage's password. A function given in memory is passed again; ``out``:
-    where the tables go."""
+    where the tables go (default: TABLES_OUT)."""
+    out = TABLES_OUT.get() if out is None else out
     if given is not None:
         return f"sweep.resume({name!r}, objective=...) with the same function"
     secret = has_password(url)
