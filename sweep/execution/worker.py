@@ -48,10 +48,10 @@ from sweep.system import signals
 # the running trials are its own command's, wait at most LOCAL_MAX_WAIT_SECONDS: the
 # command ends when the last of its processes does, and one whose pack ended early slept
 # up to 1.6 s past the other's end (the coarse stage: its wall grew from 17.4 to 18.9 s;
-# `sweep worker --jobs 2`: 1.3-1.7 s).
+# `sweep worker --jobs 2`: 1.3-1.7 s). A look costs ~2 ms of a core the worker leaves idle.
 WAIT_SECONDS = 0.1
 MAX_WAIT_SECONDS = 1.6
-LOCAL_MAX_WAIT_SECONDS = 0.2
+LOCAL_MAX_WAIT_SECONDS = 0.05
 
 
 class Heartbeat:
@@ -210,7 +210,8 @@ def work(job: Job, index: int) -> int:
     size = 1 if job.function else pack_size(spec.objective, spec.study.pack, job.objective_dir)
     plans = spec if spec.study.sampler in plan.PLANNED else None  # workers queue them
     ran = failed_in_a_row = 0
-    idle_since, wait = None, WAIT_SECONDS
+    first_wait = LOCAL_MAX_WAIT_SECONDS if not job.idle else WAIT_SECONDS
+    idle_since, wait = None, first_wait
     abandoned: list[int] = []  # trials given up in an outage: re-queued once it is over
     try:
         with threadpool_limits(limits=job.threads):
@@ -226,7 +227,7 @@ def work(job: Job, index: int) -> int:
                 if done:
                     break
                 if trials:
-                    idle_since, wait = None, WAIT_SECONDS
+                    idle_since, wait = None, first_wait
                     try:
                         chore = (lambda: refill(stored, plans, size)) if plans else None
                         if trials[0].alone:
