@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import http.client
 import os
 import pickle
 import shutil
@@ -205,13 +206,15 @@ def ensure(
     folder = root / FOLDER
     if folder.is_dir():
         return folder
+    if folder.exists():  # (the download would have been for nothing)
+        raise DataError(f"{folder} is a file, not the CIFAR-10 folder; move it away and run again")
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create the data folder {root}: {exc.strerror}") from None
     archive = root / ARCHIVE
     if archive.is_file():
-        if _md5(archive) != md5:
+        if _md5(archive) != md5.lower():
             raise DataError(
                 f"{archive} has the wrong md5 checksum (expected {md5}); "
                 "delete it and run again to download a fresh copy"
@@ -245,7 +248,10 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
         f"(or pass --data-dir pointing at a folder holding {FOLDER}/)"
     )
     _remove_stale(archive.parent, ".download-")
-    fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=".download-", dir=archive.parent)
+    except OSError as exc:
+        raise _cannot_write(archive.parent, exc) from None
     tmp = Path(tmp_name)
     try:
         h = hashlib.md5()
@@ -256,21 +262,26 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
             length = response.headers.get("Content-Length")
             total = int(length) if length else None
             done = 0
-            for chunk in iter(lambda: response.read(1 << 20), b""):
+            # 64 KB at a time: the progress bar moves every second even at 64 KB/s.
+            for chunk in iter(lambda: response.read(1 << 16), b""):
                 out.write(chunk)
                 h.update(chunk)
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-        if h.hexdigest() != md5:
+        if h.hexdigest() != md5.lower():
             raise DataError(
                 f"the download from {url} has the wrong md5 checksum "
                 f"({h.hexdigest()}, expected {md5}); try again or {by_hand}"
             )
         as_created(tmp)
         os.replace(tmp, archive)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
+        if isinstance(exc, http.client.IncompleteRead):
+            reason = "the connection closed before the end of the file"
+        elif isinstance(exc, http.client.HTTPException):
+            reason = f"the server's reply is not valid HTTP: {type(exc).__name__}"
         raise DataError(f"cannot download CIFAR-10 from {url} ({reason}); {by_hand}") from None
     finally:
         tmp.unlink(missing_ok=True)
@@ -290,9 +301,19 @@ def _remove_stale(folder: Path, prefix: str) -> None:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
+def _cannot_write(folder: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"cannot write CIFAR-10 into {folder} ({exc.strerror or exc}); make the folder "
+        "writable or pass --data-dir with a writable folder"
+    )
+
+
 def _extract(archive: Path, root: Path) -> None:
     _remove_stale(root, ".extract-")
-    staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=root))
+    except OSError as exc:
+        raise _cannot_write(root, exc) from None
     try:
         try:
             with tarfile.open(archive, "r:gz") as tar:
@@ -314,11 +335,11 @@ def _extract(archive: Path, root: Path) -> None:
             )
         try:
             os.replace(staging / FOLDER, root / FOLDER)
-        except OSError:
+        except OSError as exc:
             # Another command extracted the same archive at the same time and renamed its
             # copy first (a folder cannot replace a non-empty one): use that one.
             if not (root / FOLDER).is_dir():
-                raise
+                raise _cannot_write(root, exc) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

@@ -10,6 +10,11 @@ import time
 
 from sweep import __version__
 
+DATA_DIR = (
+    "folder holding cifar-10-batches-py/, downloaded into it if missing (the folder must "
+    "exist; default: the user cache folder)"
+)
+
 
 def _at_least(minimum: int, words: str):
     """An argparse type: a whole number >= minimum ("must be " + words otherwise)."""
@@ -171,7 +176,7 @@ def build_parser() -> _Parser:
         "curve is the running mean of the batches, the final values stay exact",
     )
     p.add_argument("--seed", type=_seed, help="initialisation and data order")
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--data-dir", help=DATA_DIR)
     p.add_argument("--storage", help="study storage URL, for --lambda best:STUDY")
     p.add_argument("--save-model", metavar="NPZ", help="write weights, normalisation and curves")
     p.add_argument("--json", action="store_true", help="print a JSON object")
@@ -197,7 +202,7 @@ def build_parser() -> _Parser:
         "--threads", type=_positive_int, help="BLAS threads per worker (default: cores // jobs)"
     )
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--data-dir", help=DATA_DIR)
     p.add_argument("--seed", type=_seed, help="override the file's study seed")
     p.add_argument("--out", default="reports", help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
@@ -288,7 +293,7 @@ def build_parser() -> _Parser:
     p.add_argument("--bonus", action="store_true", help="the bonus search and its final model")
     p.add_argument("--out", help="output folder (default report/, with --bonus report_bonus/)")
     p.add_argument("--jobs", type=_positive_int, default=2, help="worker processes (default 2)")
-    p.add_argument("--data-dir", help="folder holding cifar-10-batches-py/ (downloaded if missing)")
+    p.add_argument("--data-dir", help=DATA_DIR)
     p.add_argument("--storage", help="study storage URL (default sqlite:///OUT/sweeps.db)")
     p.add_argument(
         "--studies",

@@ -45,8 +45,8 @@ def ensure_data(data_dir: str | Path | None) -> Path:
     ``$SWEEP_CIFAR_URL`` (and ``$SWEEP_CIFAR_MD5``) point the download at a mirror.
     """
     root = resolve_root(data_dir)
-    url = os.environ.get("SWEEP_CIFAR_URL", data.URL)
-    md5 = os.environ.get("SWEEP_CIFAR_MD5", data.MD5)
+    url = os.environ.get("SWEEP_CIFAR_URL") or data.URL  # (set to nothing: the default)
+    md5 = os.environ.get("SWEEP_CIFAR_MD5") or data.MD5
     if (root / data.FOLDER).is_dir():
         return root
     if data_dir is not None and not root.is_dir():
@@ -57,7 +57,9 @@ def ensure_data(data_dir: str | Path | None) -> Path:
             "create the folder first to download CIFAR-10 into it"
         )
     # A warning of the "sweep" logger: the command prints it, library use stays quiet.
-    logging.getLogger(__name__).warning(f"CIFAR-10 not found in {root}; downloading {url}")
+    archive = root / data.ARCHIVE  # (one put there by hand is extracted, not downloaded)
+    doing = f"extracting {archive}" if archive.is_file() else f"downloading {url}"
+    logging.getLogger(__name__).warning(f"CIFAR-10 not found in {root}; {doing}")
     bar = _ProgressBar()
     try:
         data.ensure(root, url=url, md5=md5, progress=bar)

@@ -346,3 +346,100 @@ def test_partial_downloads_left_by_a_killed_process_are_removed_by_the_next(serv
     assert sorted(p.name for p in root.iterdir()) == sorted(
         [data.ARCHIVE, data.FOLDER, fresh.name]  # another process's download is left alone
     )
+
+
+def _raw_server(reply: bytes) -> tuple[object, str]:
+    """A real TCP server on 127.0.0.1 that sends ``reply`` to each connection and closes
+    it (a reply cut short, or no HTTP at all), and a URL on it."""
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}/cifar-10-python.tar.gz"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # Chunked, and closed 50,000 bytes into a 100,000-byte chunk: http.client's
+        # IncompleteRead, which ended the command in a traceback (hostile pass).
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n186a0\r\n" + b"x" * 50_000,
+        b"GARBAGE\r\n\r\n",  # not HTTP: BadStatusLine, a traceback too
+    ],
+    ids=["cut-mid-chunk", "not-http"],
+)
+def test_a_reply_cut_short_or_not_http_is_one_data_error(tmp_path, reply):
+    listener, url = _raw_server(reply)
+    root = tmp_path / "cache"
+    try:
+        with pytest.raises(DataError, match=r"^cannot download CIFAR-10 from .*by hand"):
+            data.ensure(root, url=url, md5="0" * 32, timeout=10)
+    finally:
+        listener.close()
+    assert list(root.iterdir()) == []
+
+
+@pytest.mark.parametrize("stage", ["download", "extract"])
+def test_a_data_folder_that_cannot_be_written_is_one_data_error(
+    server, tmp_path, monkeypatch, stage
+):
+    # mkstemp/mkdtemp raised a bare OSError (EROFS on a read-only mount): a traceback.
+    # (Simulated: the tests may run as root, whom file modes do not stop.)
+    import errno
+    import tempfile
+
+    url, md5 = server
+    root = tmp_path / "cache"
+    root.mkdir()
+    if stage == "extract":  # an archive put there by hand
+        import urllib.request
+
+        (root / data.ARCHIVE).write_bytes(urllib.request.urlopen(url).read())
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp" if stage == "download" else "mkdtemp", read_only)
+    with pytest.raises(DataError, match=rf"^cannot write CIFAR-10 into {root} \(Read-only"):
+        data.ensure(root, url=url, md5=md5)
+    assert not (root / data.FOLDER).exists()
+
+
+def test_a_file_where_the_folder_goes_is_refused_before_any_download(tmp_path):
+    root = tmp_path / "cache"
+    root.mkdir()
+    (root / data.FOLDER).write_text("not a folder")
+    # Nothing listens on port 9: a download attempt would be another error.
+    with pytest.raises(DataError, match=r"cifar-10-batches-py is a file, not the CIFAR-10"):
+        data.ensure(root, url="http://127.0.0.1:9/x.tar.gz", md5="0" * 32)
+
+
+def test_an_upper_case_checksum_is_the_same_checksum(server, tmp_path):
+    url, md5 = server
+    assert data.ensure(tmp_path / "cache", url=url, md5=md5.upper()).is_dir()
+
+
+def test_the_progress_moves_every_64_kb(tmp_path):
+    # 1 MB reads: on a slow link the bar showed nothing for the first MB (20 s at 50 KB/s).
+    payload = np.random.default_rng(0).bytes(300_000)
+    httpd, url = _serve(payload)
+    seen: list[int] = []
+    try:
+        with pytest.raises(DataError, match="cannot extract"):  # not an archive: only read
+            data.ensure(tmp_path / "c", url=url, md5=hashlib.md5(payload).hexdigest(),
+                        progress=lambda done, total: seen.append(done))  # fmt: skip
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert len(seen) >= 5 and seen[-1] == len(payload) and seen[0] <= 1 << 16

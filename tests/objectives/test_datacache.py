@@ -155,3 +155,30 @@ def test_a_disk_that_fills_while_the_copy_is_written_is_the_same_line(root, monk
     with pytest.raises(DataError, match=r"^no space left in .*; free some space there"):
         datacache.prepare("exercise", root)
     assert _left(root) == []
+
+
+def test_a_mirror_variable_set_to_nothing_means_the_default(tmp_path, monkeypatch):
+    # SWEEP_CIFAR_URL= was used as given: "cannot download CIFAR-10 from  (unknown url
+    # type: '')" (hostile pass), while an empty SWEEP_DATA_DIR meant the default.
+    from core import data as core_data
+    from sweep.objectives import data
+
+    asked = {}
+    monkeypatch.setattr(core_data, "ensure", lambda root, **kwargs: asked.update(kwargs))
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "")
+    monkeypatch.setenv("SWEEP_CIFAR_MD5", "")
+    data.ensure_data(tmp_path)
+    assert (asked["url"], asked["md5"]) == (core_data.URL, core_data.MD5)
+
+
+def test_an_archive_put_there_by_hand_is_said_to_be_extracted_not_downloaded(
+    tmp_path, monkeypatch, caplog
+):
+    from core import data as core_data
+    from sweep.objectives import data
+
+    (tmp_path / core_data.ARCHIVE).write_bytes(b"put here by hand")
+    monkeypatch.setattr(core_data, "ensure", lambda root, **kwargs: None)
+    data.ensure_data(tmp_path)
+    assert f"extracting {tmp_path / core_data.ARCHIVE}" in caplog.text
+    assert "downloading" not in caplog.text
