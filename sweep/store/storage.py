@@ -36,6 +36,7 @@ from sweep.system.portable import FileLock
 SCHEMES = ("sqlite", "postgresql", "postgresql+psycopg", "postgresql+psycopg2", journal.SCHEME)
 HEARTBEAT_SECONDS = int(os.environ.get("SWEEP_HEARTBEAT_SECONDS", "10"))
 GRACE_SECONDS = 3 * HEARTBEAT_SECONDS
+LOCK_WAIT_SECONDS = 60  # SQLite: how long a statement waits for another process's lock
 
 StaleCallback = Callable[[optuna.Study, FrozenTrial], None]
 
@@ -77,7 +78,7 @@ def open_storage(
         return journal.open_journal(url, read_only=read_only)
     sqlite = url.startswith("sqlite")
     if sqlite:
-        engine_kwargs: dict = {"connect_args": {"timeout": 60}}
+        engine_kwargs: dict = {"connect_args": {"timeout": LOCK_WAIT_SECONDS}}
     else:
         _need_psycopg()
         engine_kwargs = {"pool_pre_ping": True, "connect_args": {"connect_timeout": 10}}
@@ -98,6 +99,12 @@ def open_storage(
             sqlite_path(url).unlink()  # this call made it, and nothing is in it
         if disk_full(exc):
             raise StorageError(NO_SPACE) from None
+        if sqlite and first_line(exc) == "database is locked":
+            raise StorageError(
+                f"{sqlite_path(url)} is locked: another program has held a lock on it for "
+                f"{LOCK_WAIT_SECONDS} s; close that program (a database browser, a script "
+                "in the middle of a transaction) and run the command again"
+            ) from None
         if sqlite:
             raise StorageError(
                 f"{sqlite_path(url)} is not a usable study database ({first_line(exc)}); "

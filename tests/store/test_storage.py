@@ -230,3 +230,25 @@ def test_a_sqlite_path_with_percent_escapes_or_odd_characters_is_one_file_throug
     assert shown(printed) == printed
     assert main(["status", "--storage", f"sqlite:///{tmp_path}/a%41b.db", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["study"] == "p"
+
+
+def test_a_database_another_program_keeps_locked_is_said_to_be_locked(
+    tmp_path, capsys, monkeypatch
+):
+    # It said "is not a usable study database (database is locked); pass another
+    # --storage" after a minute (hostile pass): the file is fine, the other program is not.
+    import sqlite3
+
+    from sweep.store import storage
+
+    url = f"sqlite:///{tmp_path}/lk.db"
+    optuna.create_study(study_name="s", storage=url)
+    other = sqlite3.connect(tmp_path / "lk.db", isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    monkeypatch.setattr(storage, "LOCK_WAIT_SECONDS", 0.2)
+    try:
+        check(capsys, ["status", "--storage", url], "lk.db is locked: another program has")
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert main(["status", "--storage", url]) == 0  # once it lets go
