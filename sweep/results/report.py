@@ -20,7 +20,7 @@ from sweep.store import records
 from sweep.store.records import TrialResult
 from sweep.store.study import Stored
 from sweep.store.uncertainty import LEVEL, compare, outcomes, tied_span
-from sweep.system.output import file_stem, markdown_cell, out_folder, save_text
+from sweep.system.output import check_places, file_stem, markdown_cell, out_folder, save_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,6 +91,8 @@ class ReportParts:
             raise SweepError(f"figure format {fmt!r} is not one of: {', '.join(FIGURE_FORMATS)}")
         self.studies = [load(name, storage_url) for name in names]  # fail before writing
         self.out = out_folder(Path(out))
+        folders = [self.out / "figures", *(study_folder(self.out, name) for name in names)]
+        check_places([self.out / "report.md"], folders)
         self.fmt = fmt
         # Each section's Markdown lines and the files it wrote.
         self._runs: dict[str, tuple[list[str], list[Path]]] = {}

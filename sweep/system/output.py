@@ -15,7 +15,7 @@ import math
 import os
 import tempfile
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,20 @@ def check_file(path: str | Path | None, option: str) -> None:
     existing = next((p for p in target.parents if p.exists()), None)
     if existing is not None and not (existing.is_dir() and _can_write_in(existing)):
         raise SweepError(f"cannot write {option} {path}: {existing} is not a writable folder")
+
+
+MOVE_IT = "move it away or pass another --out"
+
+
+def check_places(files: Iterable[Path], folders: Iterable[Path]) -> None:
+    """Refuse, before anything is written, output places taken by the other kind: a folder
+    where a file goes, a file where a folder goes (a report half written, then an error)."""
+    for path in files:
+        if path.is_dir():
+            raise SweepError(f"{path} is a folder, where a file goes; {MOVE_IT}")
+    for path in folders:
+        if path.exists() and not path.is_dir():
+            raise SweepError(f"{path} is a file, where a folder goes; {MOVE_IT}")
 
 
 def _can_write_in(folder: Path) -> bool:

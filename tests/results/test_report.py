@@ -668,3 +668,31 @@ def test_a_fine_stage_of_another_metric_is_not_compared_with_its_parents_best(tm
     sweep.run(same, objective=_loss_and_accuracy, storage=url)
     write_report(["c", "g"], storage_url=url, out=tmp_path / "s")
     assert "coarse stage's best" in (tmp_path / "s" / "report.md").read_text()
+
+
+def _score(params, ctx):
+    return {"score": params["x"]}
+
+
+@pytest.mark.parametrize("taken", ["report.md", "figures", "q"])
+def test_a_place_of_the_report_taken_by_the_other_kind_is_refused_before_writing(
+    tmp_path, capsys, taken
+):
+    # A report.md folder was found after the tables and two figures were written; a
+    # "figures" file gave "cannot write .../lambda.png: File exists" (hostile pass).
+    import sweep
+    from tests.conftest import check
+
+    url = f"sqlite:///{tmp_path}/q.db"
+    study = {"study": {"name": "q", "trials": 2}, "objective": {"metric": "score"}}
+    study["search"] = {"x": {"low": 1.0, "high": 2.0, "log": False}}
+    sweep.run(study, objective=_score, storage=url, jobs=1)
+    out = tmp_path / "r"
+    out.mkdir()
+    if taken == "report.md":
+        (out / taken).mkdir()
+    else:
+        (out / taken).write_text("mine")
+    kind = "folder, where a file" if taken == "report.md" else "file, where a folder"
+    check(capsys, ["report", "q", "--storage", url, "--out", str(out)], f"is a {kind} goes")
+    assert [p.name for p in out.iterdir()] == [taken]  # nothing written beside it
