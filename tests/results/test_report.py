@@ -670,7 +670,7 @@ def test_a_fine_stage_of_another_metric_is_not_compared_with_its_parents_best(tm
     assert "coarse stage's best" in (tmp_path / "s" / "report.md").read_text()
 
 
-def _score(params, ctx):
+def _x(params, ctx):
     return {"score": params["x"]}
 
 
@@ -686,7 +686,7 @@ def test_a_place_of_the_report_taken_by_the_other_kind_is_refused_before_writing
     url = f"sqlite:///{tmp_path}/q.db"
     study = {"study": {"name": "q", "trials": 2}, "objective": {"metric": "score"}}
     study["search"] = {"x": {"low": 1.0, "high": 2.0, "log": False}}
-    sweep.run(study, objective=_score, storage=url, jobs=1)
+    sweep.run(study, objective=_x, storage=url, jobs=1)
     out = tmp_path / "r"
     out.mkdir()
     if taken == "report.md":
