@@ -42,7 +42,7 @@ from sweep.store.storage import open_storage
 from sweep.store.study import Stored, open_study
 from sweep.store.uncertainty import Tied, study_ties, tied_span
 from sweep.store.urls import resolve_url
-from sweep.system.output import json_text
+from sweep.system.output import json_text, markdown_cell
 
 
 def load(name: str, storage_url: str | None = None) -> Stored:
@@ -224,7 +224,18 @@ class Trials:
     def text(self) -> str:
         if not self.rows:
             return "no trials yet"
-        return self.frame().to_markdown(index=False, floatfmt=".4g")
+        import pandas as pd
+        import tabulate
+
+        frame = self.frame()
+        # Missing values blank, as in the CSV and JSON ("nan" for a waiting trial's
+        # seconds); a "|" in a name, a choice or a reason escaped, or it splits the row.
+        rows = [
+            [None if pd.isna(v) else markdown_cell(v) if isinstance(v, str) else v for v in row]
+            for row in frame.itertuples(index=False)
+        ]
+        headers = [markdown_cell(c) for c in frame.columns]
+        return tabulate.tabulate(rows, headers, tablefmt="pipe", floatfmt=".4g", missingval="")
 
 
 SORTS = {
