@@ -11,10 +11,13 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import tempfile
 import unicodedata
+import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -126,7 +129,34 @@ def save_figure(fig, path: str | Path, **options) -> Path:
     if fmt not in fig.canvas.get_supported_filetypes():
         known = ", ".join(sorted(fig.canvas.get_supported_filetypes()))
         raise SweepError(f"cannot save a figure as .{fmt}; use one of: {known}")
-    return write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **options))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        written = write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **options))
+    missing = []
+    for w in caught:
+        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        if glyph:
+            missing.append(chr(int(glyph.group(1))))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    _say_missing_glyphs(missing)
+    return written
+
+
+_said_missing: set[str] = set()  # characters said to be missing from the font already
+
+
+def _say_missing_glyphs(chars: list[str]) -> None:
+    """matplotlib warns of each character its font lacks, in two lines, at every figure
+    that draws it (six figures of a report with a metric named in Chinese: 12 lines); the
+    command says it once, in one line."""
+    new = "".join(dict.fromkeys(c for c in chars if c not in _said_missing))
+    if new:
+        _said_missing.update(new)
+        logging.getLogger("sweep").warning(
+            f"the figures' font has no {new!r}: drawn as empty boxes (matplotlib's "
+            "rcParams['font.family'] can name a font that has them)"
+        )
 
 
 def json_text(value: Any, **options: Any) -> str:

@@ -171,3 +171,23 @@ def test_a_plot_through_a_link_replaces_the_file_it_points_to(shown, tmp_path, c
 def test_json_for_other_programs_has_null_where_python_would_write_nan():
     text = output.json_text({"a": float("nan"), "b": [float("inf"), 1.5], "c": "x"})
     assert text == '{"a": null, "b": [null, 1.5], "c": "x"}'
+
+
+def test_characters_the_font_lacks_are_said_once_in_one_line(tmp_path, caplog, monkeypatch):
+    # A metric named "val 精度": matplotlib warned twice per character in two lines each,
+    # at every figure (12 lines of UserWarning for one report; hostile pass).
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(output, "_said_missing", set())
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        for i in range(3):
+            fig = Figure()
+            fig.add_subplot().set_title("val 精度")
+            output.save_figure(fig, tmp_path / f"f{i}.png")
+    assert [str(w.message) for w in shown] == []
+    said = [r.getMessage() for r in caplog.records if r.name == "sweep"]
+    assert len(said) == 1 and "'精度'" in said[0], said
+    assert all((tmp_path / f"f{i}.png").stat().st_size for i in range(3))
