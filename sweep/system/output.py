@@ -57,13 +57,21 @@ MOVE_IT = "move it away or pass another --out"
 
 def check_places(files: Iterable[Path], folders: Iterable[Path]) -> None:
     """Refuse, before anything is written, output places taken by the other kind: a folder
-    where a file goes, a file where a folder goes (a report half written, then an error)."""
+    where a file goes, a file where a folder goes (a report half written, then an error);
+    and two folders whose names differ only in case."""
     for path in files:
         if path.is_dir():
             raise SweepError(f"{path} is a folder, where a file goes; {MOVE_IT}")
+    seen: dict[str, Path] = {}
     for path in folders:
         if path.exists() and not path.is_dir():
             raise SweepError(f"{path} is a file, where a folder goes; {MOVE_IT}")
+        other = seen.setdefault(str(path).casefold(), path)
+        if other != path:  # (one folder on macOS and Windows: their files overwrite each other)
+            raise SweepError(
+                f"{other.name!r} and {path.name!r} differ only in case, and would share one "
+                "folder on macOS and Windows; write them with two --out"
+            )
 
 
 def _can_write_in(folder: Path) -> bool:

@@ -696,3 +696,21 @@ def test_a_place_of_the_report_taken_by_the_other_kind_is_refused_before_writing
     kind = "folder, where a file" if taken == "report.md" else "file, where a folder"
     check(capsys, ["report", "q", "--storage", url, "--out", str(out)], f"is a {kind} goes")
     assert [p.name for p in out.iterdir()] == [taken]  # nothing written beside it
+
+
+def test_studies_whose_names_differ_only_in_case_are_refused_in_one_report(tmp_path, capsys):
+    # `sweep report quick Quick` wrote OUT/quick/ and OUT/Quick/, quick_history.png and
+    # Quick_history.png: one folder and one file each on macOS and Windows (hostile pass).
+    import sweep
+    from tests.conftest import check
+
+    url = f"sqlite:///{tmp_path}/q.db"
+    for name in ("quick", "Quick"):
+        study = {"study": {"name": name, "trials": 1}, "objective": {"metric": "score"}}
+        study["search"] = {"x": {"low": 1.0, "high": 2.0, "log": False}}
+        sweep.run(study, objective=_x, storage=url, jobs=1)
+    out = tmp_path / "r"
+    check(capsys, ["report", "quick", "Quick", "--storage", url, "--out", str(out)],
+          "'quick' and 'Quick' differ only in case")  # fmt: skip
+    assert not out.exists() or not list(out.iterdir())
+    assert main(["report", "Quick", "--storage", url, "--out", str(out)]) == 0
