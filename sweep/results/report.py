@@ -338,7 +338,7 @@ def _uncertainty(stored: Stored, parent: Stored | None) -> list[str]:
             f"({how}, 5% level)."
         ]
     if best is not None and parent_best is not None:
-        verdict = compare(parent_best, best, spec.metric)
+        verdict = compare(parent_best, best, spec.metric, same_study=False)
         if verdict.p_value is not None:
             md.append(
                 f"The fine stage's best ({number(spec.metric, best.value)}) "

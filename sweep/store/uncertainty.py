@@ -82,11 +82,12 @@ def se_of(t: FrozenTrial, metric: str) -> float | None:
     return float(se) if se is not None else None
 
 
-def compare(best: FrozenTrial, t: FrozenTrial, metric: str) -> Uncertainty:
-    """How ``t`` stands against ``best`` (both COMPLETE)."""
+def compare(best: FrozenTrial, t: FrozenTrial, metric: str, same_study: bool = True) -> Uncertainty:
+    """How ``t`` stands against ``best`` (both COMPLETE; ``same_study``: of one study, where
+    a trial's number names it: a fine stage's trial 3 is not its coarse stage's)."""
     se = se_of(t, metric)
     a, b = outcomes(best), outcomes(t)
-    if t.number == best.number:  # tied with itself, where ties can be told at all
+    if same_study and t.number == best.number:  # tied with itself, where ties can be told
         return (
             Uncertainty(se, True, 1.0) if a is not None or se is not None else Uncertainty(se, None)
         )

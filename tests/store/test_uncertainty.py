@@ -251,3 +251,30 @@ def test_the_dashboard_lists_the_studies_with_their_metric(tied_study):
     # `sweep dashboard` became the dashboard: stopping it leaves no server behind.
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=2)
+
+
+def _right_on(share: float):
+    def objective(params, ctx):  # 1000 images: right on the first 1000 * share of them
+        ctx.keep_outcomes([i < 1000 * share for i in range(1000)])
+        return {"accuracy": share}
+
+    return objective
+
+
+def test_a_fine_best_that_is_its_stages_trial_0_like_the_coarse_best_is_compared(tmp_path):
+    # The report compared the two stages' bests by trial number: both trial 0 of their own
+    # study read as one trial "tied with itself", p = 1, "cannot be told apart", where
+    # McNemar's test gave p = 1e-121 (README truth pass, a scaled bonus reproduce).
+    import sweep
+
+    url = f"sqlite:///{tmp_path}/s.db"
+    coarse = {"study": {"name": "c", "trials": 2}, "objective": {"metric": "accuracy"}}
+    coarse["search"] = {"x": {"low": 0.3, "high": 0.4, "log": False}}
+    sweep.run(coarse, objective=_right_on(0.3), storage=url, jobs=1)
+    fine = {"study": {"name": "f", "trials": 1}, "objective": {"metric": "accuracy"}}
+    fine["search"] = {"x": {"narrow_from": "c"}}
+    sweep.run(fine, objective=_right_on(0.9), storage=url, jobs=1)
+    out = tmp_path / "r"
+    assert main(["report", "c", "f", "--storage", url, "--out", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert "best (90.00%) can be told apart from the coarse stage's best (30.00%)" in text
