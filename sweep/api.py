@@ -243,15 +243,18 @@ def status(storage: Storage = None) -> Status:
 
 def reproduce(
     *,
-    out: str | os.PathLike[str] = "report",
+    out: str | os.PathLike[str] | None = None,
     jobs: int = 2,
     data_dir: str | os.PathLike[str] | None = None,
     storage: Storage = None,
     studies: str | os.PathLike[str] | None = None,
     progress: bool | Callable[[Progress], None] | None = None,
+    bonus: bool = False,
 ) -> dict[str, Any]:
     """The whole seed study, resumable (`sweep reproduce`); returns what OUT/summary.json
-    holds. Each stage's line goes to the "sweep" logger.
+    holds. Each stage's line goes to the "sweep" logger. ``bonus``: the bonus search and
+    its final model instead (`sweep reproduce --bonus`). ``out``: default report/, with
+    ``bonus`` report_bonus/.
 
     Example:
         >>> summary = sweep.reproduce(out="report", jobs=2)
@@ -259,10 +262,11 @@ def reproduce(
         0.5166
     """
     with quieted(), translated(), signals.handled_in_call():
-        from sweep.execution.reproduce import reproduce as run_all
+        from sweep.execution.bonus import reproduce_bonus
+        from sweep.execution.reproduce import reproduce as seed
 
-        return run_all(
-            out=out,
+        return (reproduce_bonus if bonus else seed)(
+            out=out or ("report_bonus" if bonus else "report"),
             jobs=jobs,
             data_dir=_str(data_dir),
             storage_url=url_of(storage),

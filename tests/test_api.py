@@ -430,3 +430,13 @@ def test_the_jupyter_view_leaves_what_a_failed_trial_lacks_blank(tmp_path):
     assert "FAIL" in set(study.trials()["state"])  # ranked trials and failed ones
     shown = study._repr_html_()
     assert "&lt;NA&gt;" not in shown and "None" not in shown and "nan" not in shown
+
+
+def test_reproduce_takes_bonus_as_the_command_does(monkeypatch):
+    # `sweep reproduce --bonus` had no Python form (README truth pass).
+    from sweep.execution import bonus
+
+    seen = {}
+    monkeypatch.setattr(bonus, "reproduce_bonus", lambda **kwargs: seen.update(kwargs) or {})
+    assert sweep.reproduce(bonus=True, jobs=1) == {}
+    assert seen["out"] == "report_bonus" and seen["jobs"] == 1
