@@ -57,7 +57,7 @@ def reproduce_bonus(
     started = time.perf_counter()
     coarse, fine = load_stages(studies_dir, STAGES)  # bad input fails before OUT is created
     out, url = make_out(out, storage_url, data_dir)
-    state = State(out / "state.json")
+    state = State.of(out, [coarse, fine], data_dir)
 
     for spec in (coarse, fine):
         done = state.get(spec.study.name)

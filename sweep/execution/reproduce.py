@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import importlib
 import json
 import os
@@ -24,11 +25,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.gradcheck import check, passed
 from core.training import TrainConfig, TrainResult
-from sweep.errors import RunFailed, StudyFileError
+from sweep.errors import RunFailed, StudyFileError, SweepError
 from sweep.execution import pool, processes
 from sweep.execution.runner import RunResult, run_study
 from sweep.execution.train import RunSummary, run_training, warm_split
 from sweep.objectives.data import ensure_data
+from sweep.objectives.datacache import fingerprint
 from sweep.spec import studyfile
 from sweep.spec.starter import seed_studies
 from sweep.store.storage import validate_url
@@ -71,6 +73,17 @@ def load_stages(
     return stages
 
 
+# What a reproduce run is made of, recorded in its state.json: a rerun into the same OUT with
+# other study files (--studies) or other data (--data-dir) took the finished stages' results
+# for its own (README truth pass: real CIFAR-10's accuracies, "reproduced" on synthetic data).
+INPUTS = "inputs"
+INPUT_NAMES = {"studies": "other study files", "data": "other data"}
+
+
+def _digest(value: Any) -> str:
+    return hashlib.sha1(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
 class State:
     """OUT/state.json: the finished stages' results, written atomically after each."""
 
@@ -88,6 +101,26 @@ class State:
                     self.data = data
                 else:
                     self.damaged = f"it holds a {type(data).__name__}, not an object"
+
+    @classmethod
+    def of(cls, out: Path, stages: list[studyfile.StudyFile], data_dir: str | None) -> State:
+        """OUT/state.json, refused when its stages ran from other study files or on other
+        data: a later run would take their results for these (INPUTS)."""
+        state = cls(out / "state.json")
+        inputs = {
+            "studies": _digest([{**s.to_dict(), "path": None} for s in stages]),
+            "data": fingerprint(ensure_data(data_dir), "final", stages[-1].train.dtype),
+        }
+        recorded = state.get(INPUTS)
+        changed = [INPUT_NAMES[k] for k in inputs if recorded and recorded.get(k) != inputs[k]]
+        if changed:
+            raise SweepError(
+                f"{out} holds a reproduce run of {' and '.join(changed)}; pass another --out "
+                f"(or delete {out} to start over)"
+            )
+        if recorded != inputs:  # new, or a state.json of a version that did not record them
+            state.put(INPUTS, inputs)
+        return state
 
     def get(self, name: str) -> dict[str, Any] | None:
         return self.data.get(name)
@@ -144,7 +177,7 @@ def reproduce(
     started = time.perf_counter()
     coarse, fine = load_stages(studies_dir)  # bad input fails before OUT is created
     out, url = make_out(out, storage_url, data_dir)
-    state = State(out / "state.json")
+    state = State.of(out, [coarse, fine], data_dir)
     if state.damaged:
         say(
             f"{state.path} could not be read ({state.damaged}); its stages are checked "

@@ -18,7 +18,7 @@ from sweep.execution.reproduce import State, draw_ahead, reproduce, train_stages
 from sweep.results import figures
 from sweep.results.report import ReportParts, write_report
 from sweep.spec import studyfile
-from tests.conftest import study_text
+from tests.conftest import study_text, write_cifar
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +174,30 @@ def test_a_damaged_state_file_is_said_and_its_stages_are_checked_again(
         assert len(optuna.load_study(study_name=stage, storage=url).trials) == n
         assert again[stage]["best_lambda"] == first[stage]["best_lambda"]
     assert json.loads((out / "state.json").read_text())["fine"] == again["fine"]
+
+
+@pytest.mark.parametrize("other", ["studies", "data"])
+def test_a_rerun_into_the_same_out_with_other_studies_or_data_is_refused(
+    reproduced, studies, cifar_dir, tmp_path, other
+):
+    # It took the finished stages' results for its own: real CIFAR-10's accuracies,
+    # "reproduced" on synthetic data (README truth pass).
+    from sweep.errors import SweepError
+
+    out, _ = reproduced
+    before = (out / "state.json").read_text()
+    if other == "studies":
+        changed = tmp_path / "studies"
+        changed.mkdir()
+        (changed / "coarse.toml").write_text(study_text("coarse", trials=5, seed=5))
+        (changed / "fine.toml").write_text((studies / "fine.toml").read_text())
+        studies = changed
+    else:
+        cifar_dir = write_cifar(tmp_path / "other", per_batch=300, seed=1)
+    said = {"studies": "study files", "data": "data"}[other]
+    with pytest.raises(SweepError, match=rf"^{out} holds a reproduce run of other {said};"):
+        _again(out, studies, cifar_dir, [])
+    assert (out / "state.json").read_text() == before
 
 
 def test_best_study_resolution(reproduced, cifar_dir, capsys):
