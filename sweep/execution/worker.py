@@ -259,7 +259,11 @@ def work(job: Job, index: int) -> int:
                 # (the running trials' owners are read only where they decide the wait)
                 near = not job.idle or (running and _all_this_commands(stored))
                 wait = min(2 * wait, LOCAL_MAX_WAIT_SECONDS if near else MAX_WAIT_SECONDS)
-                retrying(lambda: recover(stored))
+                # Not its own command's: a sibling process that died broke their pool, and
+                # the command recovers its trials (each then runs alone: pool.run). Taken
+                # here first, its values ran in a sibling that the broken pool then killed:
+                # a second crash counted against them (1 run in 10 once looks were 0.05 s).
+                retrying(lambda: recover(stored, spare=_this_command))
     finally:
         stored.close()
     return ran

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
+from collections.abc import Callable
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -37,8 +38,9 @@ def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | Non
     return None
 
 
-def recover(stored: Stored) -> list[str]:
-    """Fail and re-queue every RUNNING trial whose worker is gone; return notes."""
+def recover(stored: Stored, spare: Callable[[FrozenTrial], bool] | None = None) -> list[str]:
+    """Fail and re-queue every RUNNING trial whose worker is gone; return notes.
+    ``spare``: trials left to someone else (a worker's own command's: see worker.work)."""
     host = socket.gethostname()
     notes = []
     # Under the study lock: failing a trial and queueing its values again must look like one
@@ -48,6 +50,8 @@ def recover(stored: Stored) -> list[str]:
         optuna.storages.fail_stale_trials(stored.study)
         now = datetime.datetime.now()
         for trial in stored.trials(TrialState.RUNNING):
+            if spare is not None and spare(trial):
+                continue
             reason = why_gone(trial, host, now)
             reason = reason or journal.stale(stored.storage, trial, GRACE_SECONDS)
             if reason and requeue(stored, trial, reason, crashed=True):
