@@ -54,6 +54,9 @@ MAX_WAIT_SECONDS = 1.6
 LOCAL_MAX_WAIT_SECONDS = 0.05
 
 
+_alone = False  # this process runs one trial alone (isolated_main)
+
+
 class Heartbeat:
     """Beside the objective, in a thread: record who runs the popped trials, then their
     heartbeats every HEARTBEAT_SECONDS, so that other processes can tell a dead worker's
@@ -72,8 +75,11 @@ class Heartbeat:
         self._db = stored.storage
         self._ids = ids
         self._chore = chore
-        # "by": the command the process works for, which counts its trials after a crash
+        # "by": the command the process works for, which counts its trials after a crash;
+        # "alone": a process of run_isolated (its command does not recover it: _spared)
         self._worker = {"host": socket.gethostname(), "pid": os.getpid(), "by": orchestrator()}
+        if _alone:
+            self._worker["alone"] = True
         if devices.mine() is not None:  # --gpus: which device ran the trial
             self._worker["device"] = devices.mine()
         self._unrecorded = list(ids)
@@ -259,11 +265,7 @@ def work(job: Job, index: int) -> int:
                 # (the running trials' owners are read only where they decide the wait)
                 near = not job.idle or (running and _all_this_commands(stored))
                 wait = min(2 * wait, LOCAL_MAX_WAIT_SECONDS if near else MAX_WAIT_SECONDS)
-                # Not its own command's: a sibling process that died broke their pool, and
-                # the command recovers its trials (each then runs alone: pool.run). Taken
-                # here first, its values ran in a sibling that the broken pool then killed:
-                # a second crash counted against them (1 run in 10 once looks were 0.05 s).
-                retrying(lambda: recover(stored, spare=_this_command))
+                retrying(lambda: recover(stored, spare=_spared))
     finally:
         stored.close()
     return ran
@@ -274,6 +276,16 @@ def _this_command(trial: optuna.trial.FrozenTrial) -> bool:
     worker record."""
     worker = records.worker_of(trial) or {}
     return worker.get("host") == socket.gethostname() and worker.get("by") == orchestrator()
+
+
+def _spared(trial: optuna.trial.FrozenTrial) -> bool:
+    """A trial a worker leaves to its command to recover: one a sibling process ran. A
+    sibling that died broke their pool, and the command recovers its trials at once (each
+    then runs alone: pool.run). Taken by a sibling first, the values ran in a process that
+    the broken pool then killed: a second crash counted against them (1 run in 10 once
+    looks were 0.05 s). Not a trial run alone: its process may outlive the break by 0.5 s
+    (processes.init_process), after the command's recovery; then only a worker can."""
+    return _this_command(trial) and not (records.worker_of(trial) or {}).get("alone")
 
 
 def _all_this_commands(stored: Stored) -> bool:
@@ -347,6 +359,8 @@ def isolated_main(payload: str) -> None:
     """The process of run_isolated: run one claimed trial, then exit."""
     given = json.loads(payload)
     init_process(works_for=given["by"])
+    global _alone
+    _alone = True
     quiet_optuna()
     crashes.record_to(given["dump"])
     job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})

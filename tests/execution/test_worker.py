@@ -5,6 +5,7 @@ import subprocess
 from collections import Counter
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from sweep.store.storage import open_storage
@@ -152,11 +153,14 @@ def test_a_remote_worker_waiting_on_its_own_commands_trial_looks_again_often(tmp
     assert waits == [0.1] + [0.05] * 6, waits  # (whose trials run: read after the first)
 
 
-def test_a_worker_leaves_a_dead_siblings_trial_to_its_command(tmp_path, monkeypatch):
+@pytest.mark.parametrize("alone", [False, True])
+def test_a_worker_leaves_a_dead_siblings_trial_to_its_command(tmp_path, monkeypatch, alone):
     # A sibling process (same command) that died broke the command's pool: the command
     # recovers its trial and runs its values alone. A sibling that took it first ran it in
     # a process the broken pool then killed, a second crash counted against the values
-    # (tests/execution/test_worker.py's test above failed 1 run in 10 once looks were 0.05 s).
+    # (the test above failed 1 run in 10 once looks were 0.05 s). A trial run alone is
+    # the workers' to recover: its process may outlive the break, and the command's
+    # recovery, by 0.5 s (leaving it to the command, `sweep run` waited on it for ever).
     import socket
 
     from sweep.execution import worker
@@ -172,19 +176,24 @@ def test_a_worker_leaves_a_dead_siblings_trial_to_its_command(tmp_path, monkeypa
     trial = study.ask()
     # Above Linux's highest pid (2**22): a process that is gone. "by": this command.
     gone = {"host": socket.gethostname(), "pid": 2**22 + 1, "by": os.getpid()}
-    trial.set_user_attr(records.WORKER, gone)
+    trial.set_user_attr(records.WORKER, {**gone, **({"alone": True} if alone else {})})
     looks = []
 
     def sleep(seconds: float) -> None:
         looks.append(seconds)
-        if len(looks) == 5:  # the command's own recovery, as after its pool broke
+        if len(looks) == 5 and not alone:  # the command's own recovery, after the break
             study.tell(trial, 0.5)
+        assert len(looks) < 50, "the trial was never recovered: the worker waits for ever"
 
     monkeypatch.setattr(worker.time, "sleep", sleep)
     job = worker.Job(url=url, study="s", threads=1, data_dir=None, fingerprint=None,
                      objective_dir=str(tmp_path), resume_command="", idle=0.0)  # fmt: skip
-    assert worker.work(job, 0) == 0 and len(looks) == 5
-    assert [t.state for t in study.trials] == [TrialState.COMPLETE]  # never failed here
+    ran = worker.work(job, 0)
+    states = [t.state for t in study.trials]
+    if alone:  # recovered at the first look; its values then ran here
+        assert ran == 1 and len(looks) == 1 and states == [TrialState.FAIL, TrialState.COMPLETE]
+    else:  # never failed here
+        assert ran == 0 and len(looks) == 5 and states == [TrialState.COMPLETE]
 
 
 CRASHES_THIRD = """
