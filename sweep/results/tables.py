@@ -90,7 +90,7 @@ def study_table(study: optuna.Study) -> pd.DataFrame:
 def markdown(shown: pd.DataFrame) -> str:
     """A display table as Markdown, its strings exactly as formatted (tabulate would
     re-parse "9.724e-04" as a number and print it as 0.0009724), "|" escaped."""
-    cells = shown.map(markdown_cell) if len(shown) else shown
+    cells = shown.apply(lambda column: column.map(markdown_cell)) if len(shown) else shown
     cells.columns = [markdown_cell(c) for c in shown.columns]
     return cells.to_markdown(index=False, disable_numparse=True)
 
