@@ -76,7 +76,10 @@ def fingerprint(root: Path, split: str, dtype: str) -> str:
     h = hashlib.sha1(f"{split}:{dtype}".encode())
     folder = root / data.FOLDER
     for name in (*data.TRAIN_BATCHES, data.TEST_BATCH):
-        h.update(f"{name}:{file_digest(folder / name, memo)}".encode())
+        try:
+            h.update(f"{name}:{file_digest(folder / name, memo)}".encode())
+        except FileNotFoundError as exc:
+            raise data.DataError(f"missing data file {exc.filename}") from None
     if json.dumps(memo, sort_keys=True) != before:  # a file was hashed: remember it
         with contextlib.suppress(OSError):  # a read-only data folder just hashes every time
             cache.mkdir(exist_ok=True)
@@ -89,11 +92,7 @@ def prepare(split: str, data_dir: str | Path | None, dtype: str = "float32") -> 
     root = ensure_data(data_dir)
     if split not in data.SPLITS:
         data.load_split(split, root)  # raises the usual "unknown split" error
-    try:
-        key = fingerprint(root, split, dtype)
-    except FileNotFoundError as exc:
-        raise data.DataError(f"missing data file {exc.filename}") from None
-    name = f"{split}-{dtype}-{key}"
+    name = f"{split}-{dtype}-{fingerprint(root, split, dtype)}"
     made = root / CACHE / name  # one made here before (by whoever could write here)
     if made.is_dir() and damage(made) is None:
         return Cached(made, name, root.resolve())

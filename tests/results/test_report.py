@@ -738,3 +738,14 @@ def test_studies_whose_names_differ_only_in_case_are_refused_in_one_report(tmp_p
           "'quick' and 'Quick' differ only in case")  # fmt: skip
     assert not out.exists() or not list(out.iterdir())
     assert main(["report", "Quick", "--storage", url, "--out", str(out)]) == 0
+
+
+def test_reproduce_on_a_data_folder_missing_a_batch_is_one_line(tmp_path, capsys):
+    # Its state.json's record of the data read the batches directly: a FileNotFoundError
+    # traceback where `sweep run` says which file is missing (review of e9e2aff).
+    from tests.conftest import check
+
+    root = write_cifar(tmp_path / "d", per_batch=20)
+    (root / "cifar-10-batches-py" / "test_batch").unlink()
+    argv = ["reproduce", "--data-dir", str(root), "--out", str(tmp_path / "o")]
+    check(capsys, argv, "missing data file")
