@@ -58,19 +58,26 @@ MOVE_IT = "move it away or pass another --out"
 def check_places(files: Iterable[Path], folders: Iterable[Path]) -> None:
     """Refuse, before anything is written, output places taken by the other kind: a folder
     where a file goes, a file where a folder goes (a report half written, then an error);
-    and two folders whose names differ only in case."""
+    and two places whose names differ only in case (one place on macOS and Windows)."""
+    files, folders = list(files), list(folders)
     for path in files:
         if path.is_dir():
             raise SweepError(f"{path} is a folder, where a file goes; {MOVE_IT}")
-    seen: dict[str, Path] = {}
     for path in folders:
         if path.exists() and not path.is_dir():
             raise SweepError(f"{path} is a file, where a folder goes; {MOVE_IT}")
-        other = seen.setdefault(str(path).casefold(), path)
-        if other != path:  # (one folder on macOS and Windows: their files overwrite each other)
+    seen: dict[str, tuple[str, str]] = {}  # compared as text: Windows paths compare caseless
+    for path, kind in [*((str(f), "file") for f in files), *((str(f), "folder") for f in folders)]:
+        other, other_kind = seen.setdefault(path.casefold(), (path, kind))
+        if other != path:
             raise SweepError(
-                f"{other.name!r} and {path.name!r} differ only in case, and would share one "
-                "folder on macOS and Windows; write them with two --out"
+                f"{Path(other).name!r} and {Path(path).name!r} differ only in case, one place "
+                "on macOS and Windows; rename the study, or report it into another --out"
+            )
+        if other_kind != kind:
+            raise SweepError(
+                f"{path} would be both a file and a folder of the report; rename the study, "
+                "or report it into another --out"
             )
 
 

@@ -749,3 +749,25 @@ def test_reproduce_on_a_data_folder_missing_a_batch_is_one_line(tmp_path, capsys
     (root / "cifar-10-batches-py" / "test_batch").unlink()
     argv = ["reproduce", "--data-dir", str(root), "--out", str(tmp_path / "o")]
     check(capsys, argv, "missing data file")
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        ("report.md", "would be both a file and a folder of the report"),  # half written
+        ("Figures", "'figures' and 'Figures' differ only in case"),
+    ],
+)
+def test_a_study_named_like_a_place_of_the_report_is_refused_before_writing(
+    tmp_path, capsys, name, said
+):
+    import sweep
+    from tests.conftest import check
+
+    url = f"sqlite:///{tmp_path}/q.db"
+    study = {"study": {"name": name, "trials": 1}, "objective": {"metric": "score"}}
+    study["search"] = {"x": {"low": 1.0, "high": 2.0, "log": False}}
+    sweep.run(study, objective=_x, storage=url, jobs=1)
+    out = tmp_path / "r"
+    check(capsys, ["report", name, "--storage", url, "--out", str(out)], said)
+    assert not out.exists() or not list(out.iterdir())
