@@ -278,7 +278,9 @@ def _download(url: str, archive: Path, md5: str, progress: Progress | None, time
         os.replace(tmp, archive)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        if isinstance(exc, http.client.IncompleteRead):
+        if isinstance(exc, http.client.InvalidURL):  # (no server was asked)
+            reason = f"not a valid URL: {exc}"
+        elif isinstance(exc, http.client.IncompleteRead):
             reason = "the connection closed before the end of the file"
         elif isinstance(exc, http.client.HTTPException):
             reason = f"the server's reply is not valid HTTP: {type(exc).__name__}"

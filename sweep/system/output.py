@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import re
+import sys
 import tempfile
 import unicodedata
 import warnings
@@ -149,13 +150,28 @@ def save_figure(fig, path: str | Path, **options) -> Path:
         written = write_with(path, lambda tmp: fig.savefig(tmp, format=fmt, **options))
     missing = []
     for w in caught:
-        glyph = re.match(r"Glyph (\d+) .*missing from font", str(w.message))
+        # matplotlib >= 3.7: "... missing from font(s) DejaVu Sans."; 3.6: "... current font."
+        glyph = re.match(r"Glyph (\d+) .*missing from", str(w.message))
         if glyph:
             missing.append(chr(int(glyph.group(1))))
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        elif (where := (w.category, str(w.message), w.filename, w.lineno)) not in _warned:
+            # any other warning as if not caught: its module's filters, once per place (the
+            # registry warn_explicit takes is cleared as catch_warnings changes the filters)
+            _warned.add(where)
+            warnings.warn_explicit(
+                w.message, w.category, w.filename, w.lineno, _module_of(w.filename)
+            )
     _say_missing_glyphs(missing)
     return written
+
+
+_warned: set[tuple] = set()  # the other warnings save_figure passed on
+
+
+def _module_of(filename: str) -> str | None:
+    """The name of the loaded module of ``filename`` (what warning filters match)."""
+    found = (n for n, m in list(sys.modules.items()) if getattr(m, "__file__", None) == filename)
+    return next(found, None)
 
 
 _said_missing: set[str] = set()  # characters said to be missing from the font already

@@ -443,3 +443,9 @@ def test_the_progress_moves_every_64_kb(tmp_path):
         httpd.shutdown()
         httpd.server_close()
     assert len(seen) >= 5 and seen[-1] == len(payload) and seen[0] <= 1 << 16
+
+
+def test_a_mirror_url_that_is_not_a_url_says_so(tmp_path):
+    # "the server's reply is not valid HTTP: InvalidURL", where no server was asked.
+    with pytest.raises(DataError, match=r"\(not a valid URL: URL can't contain control"):
+        data.ensure(tmp_path / "c", url="http://127.0.0.1:9/a b.tar.gz", md5="0" * 32)

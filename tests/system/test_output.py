@@ -191,3 +191,38 @@ def test_characters_the_font_lacks_are_said_once_in_one_line(tmp_path, caplog, m
     said = [r.getMessage() for r in caplog.records if r.name == "sweep"]
     assert len(said) == 1 and "'精度'" in said[0], said
     assert all((tmp_path / f"f{i}.png").stat().st_size for i in range(3))
+
+
+def _warner():
+    import warnings
+
+    from matplotlib.artist import Artist
+
+    class Warner(Artist):
+        def draw(self, renderer):
+            warnings.warn("drawn with a warning", UserWarning, stacklevel=1)
+
+    return Warner()
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_other_warnings_of_a_figure_pass_once_and_keep_their_module_filters(
+    tmp_path, monkeypatch, filtered
+):
+    # Passed on with warn_explicit, an artist's warning showed at every figure, and a
+    # filter on its module no longer matched (review of c6cbcb1).
+    import warnings
+
+    from matplotlib.figure import Figure
+
+    monkeypatch.setattr(output, "_warned", set())
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("default")
+        if filtered:
+            warnings.filterwarnings("ignore", module=__name__)
+        for i in range(3):
+            fig = Figure()
+            fig.add_subplot().add_artist(_warner())
+            output.save_figure(fig, tmp_path / f"f{i}.png")
+    said = [str(w.message) for w in shown]
+    assert said == ([] if filtered else ["drawn with a warning"]), said
