@@ -49,10 +49,11 @@ def ensure_data(data_dir: str | Path | None) -> Path:
     md5 = os.environ.get("SWEEP_CIFAR_MD5") or data.MD5
     if (root / data.FOLDER).is_dir():
         return root
-    if data_dir is not None and not root.is_dir():
-        # A mistyped --data-dir must not become a new folder and a 170 MB download.
+    named = "--data-dir" if data_dir is not None else "$SWEEP_DATA_DIR"
+    if (data_dir is not None or os.environ.get("SWEEP_DATA_DIR")) and not root.is_dir():
+        # A mistyped folder must not become a new folder and a 170 MB download.
         raise data.DataError(
-            f"--data-dir {root} does not exist (CIFAR-10 was looked for in "
+            f"{named} {root} does not exist (CIFAR-10 was looked for in "
             f"{root / data.FOLDER}); pass the folder that holds cifar-10-batches-py/, or "
             "create the folder first to download CIFAR-10 into it"
         )

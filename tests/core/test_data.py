@@ -303,6 +303,17 @@ def test_a_mistyped_data_dir_is_refused_without_creating_it(tmp_path, capsys):
     assert not (tmp_path / "nonexistent").exists()
 
 
+def test_a_mistyped_sweep_data_dir_is_refused_as_the_flag_is(tmp_path, capsys, monkeypatch):
+    # The variable made the folder and started a download into it (README truth pass).
+    from tests.conftest import check
+
+    missing = tmp_path / "nonexistent" / "x"
+    monkeypatch.setenv("SWEEP_DATA_DIR", str(missing))
+    monkeypatch.setenv("SWEEP_CIFAR_URL", "http://127.0.0.1:9/none.tar.gz")
+    check(capsys, ["train", "--n-s", "2"], f"$SWEEP_DATA_DIR {missing} does not exist")
+    assert not (tmp_path / "nonexistent").exists()
+
+
 @pytest.mark.parametrize(
     ("labels", "images", "message"),
     [
