@@ -10,6 +10,9 @@ import time
 
 from sweep import __version__
 
+# Where `run`, `resume`, `table` and `report` write unless --out says otherwise.
+TABLES = "reports"
+
 DATA_DIR = (
     "folder holding cifar-10-batches-py/, downloaded into it if missing (the folder must "
     "exist; default: the user cache folder)"
@@ -204,7 +207,7 @@ def build_parser() -> _Parser:
     p.add_argument("--storage", help=storage_help)
     p.add_argument("--data-dir", help=DATA_DIR)
     p.add_argument("--seed", type=_seed, help="override the file's study seed")
-    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.add_argument("--out", default=TABLES, help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
     p.add_argument(
@@ -222,7 +225,7 @@ def build_parser() -> _Parser:
     p.add_argument(
         "--data-dir", help="folder holding cifar-10-batches-py/ (default: where the study ran)"
     )
-    p.add_argument("--out", default="reports", help="where tables go (default reports/)")
+    p.add_argument("--out", default=TABLES, help="where tables go (default reports/)")
     p.add_argument("--oversubscribe", action="store_true", help=OVERSUBSCRIBE)
     p.add_argument("--objective-dir", metavar="DIR", help=OBJECTIVE_DIR)
 
@@ -279,12 +282,12 @@ def build_parser() -> _Parser:
     p = command("table", "write a study's table as CSV, Markdown and LaTeX")
     p.add_argument("study", help="study name")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--out", default="reports", help="tables go to OUT/STUDY/ (default reports/)")
+    p.add_argument("--out", default=TABLES, help="tables go to OUT/STUDY/ (default reports/)")
 
     p = command("report", "tables, figures and report.md for one or more studies")
     p.add_argument("studies", nargs="+", metavar="STUDY")
     p.add_argument("--storage", help=storage_help)
-    p.add_argument("--out", default="reports", help="output folder (default reports/)")
+    p.add_argument("--out", default=TABLES, help="output folder (default reports/)")
     p.add_argument(
         "--format", choices=("png", "pdf", "svg"), default="png", help="figure format (default png)"
     )

@@ -156,14 +156,22 @@ def trials_print_to_stderr() -> Iterator[None]:
 @contextlib.contextmanager
 def tables_in(out: str) -> Iterator[None]:
     """`sweep run` and `resume`: the resume commands printed meanwhile (Ctrl-C, a time
-    limit) pass ``out`` on, so the resumed run's tables land beside the first ones."""
+    limit) pass ``out`` on, so the resumed run's tables land beside the first ones (the
+    default needs no --out: it is the resumed run's default too)."""
     from sweep.execution.runner import TABLES_OUT
 
-    token = TABLES_OUT.set(out)
+    token = TABLES_OUT.set(shown_out(out))
     try:
         yield
     finally:
         TABLES_OUT.reset(token)
+
+
+def shown_out(out: str) -> str | None:
+    """``out`` as a printed resume command passes it: None for the default."""
+    from sweep.cli.arguments import TABLES
+
+    return None if out == TABLES else out
 
 
 def print_run(result, out: str, storage: str | None, as_json: bool) -> None:
@@ -178,7 +186,7 @@ def print_run(result, out: str, storage: str | None, as_json: bool) -> None:
         from sweep.execution.runner import resume_command
         from sweep.store.urls import resolve_url
 
-        command = resume_command(result.study, resolve_url(storage), None, out=out)
+        command = resume_command(result.study, resolve_url(storage), None, out=shown_out(out))
         raise Interrupted(
             f"{signals.reason()}; the run had ended, its tables were not written. "
             f"Write them with: {command}",

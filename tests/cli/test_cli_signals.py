@@ -125,9 +125,10 @@ high = 2.0
 """
 
 
+@pytest.mark.parametrize("out", ["mine", None])
 @pytest.mark.parametrize("where", ["tables", "result"])
 def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
-    tmp_path, capsys, monkeypatch, where
+    tmp_path, capsys, monkeypatch, where, out
 ):
     # It said "error: interrupted" and nothing more: no tables, no command (hostile pass:
     # 6 of 7 signals sent as the last trial ended).
@@ -137,7 +138,8 @@ def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
 
     (tmp_path / "f.py").write_text("def objective(params, ctx):\n    return params['x']\n")
     (tmp_path / "t.toml").write_text(STUDY)
-    url, out = f"sqlite:///{tmp_path}/t.db", str(tmp_path / "mine")
+    url = f"sqlite:///{tmp_path}/t.db"
+    monkeypatch.chdir(tmp_path)
 
     def stop(*args, **kwargs):
         raise signals.Stopped
@@ -147,7 +149,7 @@ def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
     else:  # the run's end, before the command has its result
         monkeypatch.setattr(result.RunResult, "of", stop)
     capsys.readouterr()
-    argv = ["run", str(tmp_path / "t.toml"), "--storage", url, "--out", out]
+    argv = ["run", str(tmp_path / "t.toml"), "--storage", url] + (["--out", out] if out else [])
     assert cli.main(argv) == 130
     err = capsys.readouterr().err.strip().splitlines()[-1]
     said = "Write them with: " if where == "tables" else "no trial of this command was running. "
@@ -155,11 +157,14 @@ def test_a_stop_after_the_last_trial_says_how_to_get_the_tables(
     assert err.startswith("error: interrupted; ") and said + "sweep resume t" in err, err
     command = shlex.split(err.split("with: ")[-1])
     # With the run's --out: the resumed run's tables land beside the first ones (the resume
-    # hint left it out, and its tables went to reports/).
-    assert command[:2] == ["sweep", "resume"] and command[-2:] == ["--out", out]
+    # hint left it out, and its tables went to reports/). The default goes unsaid (it was
+    # printed as "--out reports": right, but noise).
+    assert command[:2] == ["sweep", "resume"]
+    assert command[-2:] == ["--out", out] if out else "--out" not in command, command
     monkeypatch.undo()
+    monkeypatch.chdir(tmp_path)
     assert cli.main(command[1:]) == 0
-    assert (tmp_path / "mine" / "t" / "table.csv").is_file()
+    assert (tmp_path / (out or "reports") / "t" / "table.csv").is_file()
 
 
 # A process forked by the user's function (as a multiprocessing Pool's workers are, which
