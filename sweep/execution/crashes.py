@@ -58,6 +58,15 @@ def record_to(fd: int | None) -> None:
         faulthandler.enable(file=fd, all_threads=False)
 
 
+def dump_here() -> None:
+    """`sweep worker --jobs 1` runs its trials in its own process: a function that crashes
+    it ends the command, which then could say nothing. Python's dump on stderr says what
+    happened and where ("Fatal Python error: Segmentation fault", the function's frames)."""
+    if not faulthandler.is_enabled():
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (no usable stderr)
+            faulthandler.enable(all_threads=False)
+
+
 def how(returncode: int, dump: IO[bytes] | None) -> str:
     """How a child process ended: "exit code 3", or "SIGSEGV" and where, read from its
     ``dump`` (`log`): "SIGSEGV in objective at model.py:4"."""

@@ -27,7 +27,7 @@ from loky.process_executor import BrokenProcessPool
 from threadpoolctl import threadpool_limits
 
 from sweep.errors import NO_SPACE, Interrupted, RunFailed, StorageError, SweepError, disk_full
-from sweep.execution import processes
+from sweep.execution import crashes, processes
 from sweep.execution.worker import Job, work
 from sweep.store.recovery import fail_running
 from sweep.store.storage import preload
@@ -101,9 +101,10 @@ def run_here(job: Job, stored: Stored) -> int:
     two, which halves a worker's start-up (~1 s of CPU) and memory (bench/scale.py, 16
     workers on 2 cores, in one sitting: start-up 0.075-0.095 of the run as two processes,
     0.03-0.04 this way; 0.04-0.08 over ten later runs).
-    A trial that crashes the process ends the command, as a killed worker does: its trial
-    is recovered and run again by the others. Ctrl-C fails this worker's trials as `run`
-    does. Returns the number of trials it ran."""
+    A trial that crashes the process ends the command (Python's dump on stderr says where),
+    as a killed worker does: its trial is recovered and run again by the others. Ctrl-C
+    fails this worker's trials as `run` does. Returns the number of trials it ran."""
+    crashes.dump_here()
     try:
         return work(job, job.first_index)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@ function may do"): each is that trial's FAIL with its reason, and the study goes
 
 import contextlib
 import json
+import re
 import subprocess
 from collections import Counter
 from pathlib import Path
@@ -206,6 +207,25 @@ def test_os_exit_in_a_worker_of_one_job_fails_the_trial_and_the_worker_goes_on(t
     trials = trials_of(url, "w")
     assert Counter(t.state for t in trials)[TrialState.COMPLETE] == 5
     assert any(t.user_attrs.get("fail_reason") == "the function called os._exit(0)" for t in trials)
+
+
+def test_a_crash_in_a_worker_of_one_job_says_where_on_stderr(tmp_path):
+    # `sweep worker --jobs 1` runs trials in its own process, so a crash ends it (README);
+    # it ended with nothing said at all, only the shell's "Segmentation fault".
+    path = make(tmp_path, "w", "segfaults", trials=8)
+    url = f"sqlite:///{tmp_path}/w.db"
+    orchestrator = start("run", str(path), "--storage", url, "--jobs", "0")
+    try:
+        wait_for(lambda: Path(f"{tmp_path}/w.db").exists() and "w" in studies(url))
+        done = subprocess.run(
+            sweep("worker", "w", "--storage", url), capture_output=True, text=True, timeout=300
+        )
+    finally:
+        orchestrator.kill()
+        orchestrator.communicate()
+    assert done.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in done.stderr, done.stderr
+    assert re.search(r'funcs.py", line \d+ in segfaults', done.stderr), done.stderr
 
 
 def studies(url: str) -> set[str]:
