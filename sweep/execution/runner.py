@@ -157,6 +157,7 @@ def run_study(
         )
     data = builtin.prepare_data(spec, data_dir, recorded)
     stored, notes = prepare(spec, url, target=target, partial_parent=partial_parent)
+    target = stored.target  # (a refined grid keeps its points: store.study._store_settings)
     if data is not None:
         notes += data.notes
         if recorded is None:

@@ -303,9 +303,19 @@ def _store_settings(
             study.set_user_attr(key, value)
         study.set_user_attr(records.RANGES, derived.ranges)
     old = attrs.get(records.TARGET)
+    if old != target and spec.study.sampler == "grid" and old is not None:
+        taken = _grid_points(stored)
+        _check_grid_change(spec, old, target, taken)
+        if target < old and not taken <= set(plan.grid_units(target)):
+            # Set back to fewer points, the grid would end on whichever of the finer one's
+            # were queued first (some of its points run, others never): it stays refined.
+            notes.append(
+                f"study {spec.study.name!r} is a grid refined to {old} points, "
+                f"{len(taken)} of them given to trials: it stays a grid of {old} points "
+                f"(a grid of {target} would leave those out of place)"
+            )
+            target = old
     if old != target:
-        if spec.study.sampler == "grid" and old is not None:
-            _check_grid_change(spec, old, target, _grid_points(stored))
         study.set_user_attr(records.TARGET, target)
     return notes
 

@@ -182,12 +182,14 @@ def test_raising_a_grid_target_refines_the_grid_without_repeating_a_value(tmp_pa
     assert r.counts["COMPLETE"] == 7 and r.counts["WAITING"] == 0
     # 7 evenly spaced points in log space: the 4 old ones and the 3 between them.
     assert lambdas(url, "s") == pytest.approx([10 ** (-4 + j / 2) for j in range(7)])
-    # Back to the file's 4 (a rerun without --trials): they are among the 7, none runs again.
+    # Back to the file's 4 (a rerun without --trials): the grid stays one of 7 points (the
+    # 4 are among them), none runs again.
     again = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir)
     assert again.counts["COMPLETE"] == 7 and len(lambdas(url, "s")) == 7
-    # From the file's 4 to 10: 10 holds the 4 but not the 7 that ran (the check compared
-    # the targets alone, and the study claimed a 10-point grid it never ran).
-    with pytest.raises(StudyFileError, match=r"grid of points of a finer one; 10 points .*7, 13"):
+    assert optuna.load_study(study_name="s", storage=url).user_attrs["target"] == 7
+    # To 10: 10 does not hold the 7 that ran (the check compared the targets alone, and the
+    # study claimed a 10-point grid it never ran).
+    with pytest.raises(StudyFileError, match=r"grid of 7 points; 10 points .*7, 13"):
         run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, trials=10)
     finer = run_study(s, storage_url=url, jobs=2, data_dir=cifar_dir, trials=13)
     assert lambdas(url, "s") == pytest.approx([10 ** (-4 + j / 4) for j in range(13)])

@@ -50,6 +50,29 @@ def test_a_refined_grid_queues_only_its_new_points(tmp_path):
     assert plan.grid_units(1) == [Fraction(1, 2)]
 
 
+def test_a_refined_grid_set_back_to_fewer_points_stays_refined(tmp_path):
+    # A grid of 3 refined to 5 (its points queued, some run), then the file's 3 again: the
+    # target went back to 3 and the run ended on whichever of the 5 points were queued
+    # first (0, 1/4, 1/2 here): the grid's 1 never ran, and 3/4 and 1 waited for ever.
+    spec, stored = prepared(tmp_path, "grid", trials=3)
+    stored.study.set_user_attr("target", 5)
+    top_up(stored, spec)
+    _, notes = prepare(spec, f"sqlite:///{tmp_path}/s.db", target=3)
+    assert stored.target == 5
+    assert notes == [
+        "study 's' is a grid refined to 5 points, 5 of them given to trials: it stays a grid "
+        "of 5 points (a grid of 3 would leave those out of place)"
+    ]
+
+
+def test_a_grid_set_back_to_the_points_it_has_run_takes_the_smaller_target(tmp_path):
+    spec, stored = prepared(tmp_path, "grid", trials=3)
+    top_up(stored, spec)
+    stored.study.set_user_attr("target", 5)  # raised, but none of its new points queued yet
+    _, notes = prepare(spec, f"sqlite:///{tmp_path}/s.db", target=3)
+    assert stored.target == 3 and notes == []
+
+
 def test_top_up_never_queues_past_the_target(tmp_path):
     spec, stored = prepared(tmp_path, trials=3)
     assert top_up(stored, spec) == 3
