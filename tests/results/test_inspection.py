@@ -31,3 +31,17 @@ def test_the_trials_table_keeps_its_columns_and_leaves_missing_values_blank(tmp_
     waiting = dict(zip(cells[0], cells[4], strict=True))
     assert "WAITING" in lines[4] and "nan" not in lines[4]
     assert waiting[next(h for h in waiting if "seconds" in h)].strip() == ""
+
+
+def test_the_trials_table_prints_a_string_choice_as_it_is(tmp_path, capsys):
+    # tabulate read the choice "007" as a number and printed it as 7 (review).
+    url = f"sqlite:///{tmp_path}/c.db"
+    study = {"study": {"name": "c", "trials": 2, "sampler": "grid"}}
+    study["objective"] = {"metric": "score"}
+    study["search"] = {"code": {"choices": ["007", "1e3"]}}
+    sweep.run(study, objective=lambda params, ctx: {"score": 0.5}, storage=url, jobs=1)
+    capsys.readouterr()
+    assert main(["trials", "c", "--storage", url]) == 0
+    out = capsys.readouterr().out
+    assert "| 007 " in out and "| 1e3 " in out and "1000" not in out, out
+    assert "|     0.5 |" in out  # numbers stay numbers (right-aligned)
