@@ -101,9 +101,9 @@ def open_storage(
             raise StorageError(NO_SPACE) from None
         if sqlite and first_line(exc) == "database is locked":
             raise StorageError(
-                f"{sqlite_path(url)} is locked: another program has held a lock on it for "
-                f"{LOCK_WAIT_SECONDS} s; close that program (a database browser, a script "
-                "in the middle of a transaction) and run the command again"
+                f"{sqlite_path(url)} is locked: another program holds a lock on it (waited "
+                f"up to {LOCK_WAIT_SECONDS} s); close that program (a database browser, a "
+                "script in the middle of a transaction) and run the command again"
             ) from None
         if sqlite:
             raise StorageError(

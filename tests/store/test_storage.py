@@ -247,7 +247,7 @@ def test_a_database_another_program_keeps_locked_is_said_to_be_locked(
     other.execute("BEGIN EXCLUSIVE")
     monkeypatch.setattr(storage, "LOCK_WAIT_SECONDS", 0.2)
     try:
-        check(capsys, ["status", "--storage", url], "lk.db is locked: another program has")
+        check(capsys, ["status", "--storage", url], "lk.db is locked: another program holds")
     finally:
         other.execute("ROLLBACK")
         other.close()
