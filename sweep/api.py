@@ -117,9 +117,10 @@ def run(
         >>> result
         RunResult(study='quadratic', stage='coarse', finished=6/6, failed=0, best=...)
     """
-    with quieted(quiet), translated(), signals.handled_in_call():
-        from sweep.execution.runner import run_study
-        from sweep.objectives.functions import given_name
+    with signals.handled_in_call(), translated(), quieted(quiet):
+        with signals.held():
+            from sweep.execution.runner import run_study
+            from sweep.objectives.functions import given_name
 
         spec = _study_file(study, None if objective is None else given_name(objective), seed)
         result = run_study(
@@ -164,8 +165,9 @@ def resume(
         >>> loss = lambda params, ctx: {"loss": (params["x"] / width) ** 2}
         >>> sweep.resume("quadratic", objective=loss, storage="sqlite:///quadratic.db")
     """
-    with quieted(quiet), translated(), signals.handled_in_call():
-        from sweep.execution.resume import resume_study
+    with signals.handled_in_call(), translated(), quieted(quiet):
+        with signals.held():
+            from sweep.execution.resume import resume_study
 
         result = resume_study(
             name,
@@ -207,9 +209,10 @@ def worker(
         >>> sweep.worker("quadratic", objective=loss, storage="postgresql+psycopg://...")
         WorkerResult(ran=3, stopped=None)
     """
-    with quieted(quiet), translated(), signals.handled_in_call():
-        from sweep.execution.result import WorkerResult
-        from sweep.execution.runner import join_study
+    with signals.handled_in_call(), translated(), quieted(quiet):
+        with signals.held():
+            from sweep.execution.result import WorkerResult
+            from sweep.execution.runner import join_study
 
         ran, stopped = join_study(
             name,
@@ -236,7 +239,8 @@ def status(storage: Storage = None) -> Status:
         quadratic [coarse] target 6: COMPLETE 6; best trial 0 x 0.6545 -> loss 0.1071
     """
     with quieted():
-        from sweep.results.inspection import status as read_status
+        with signals.held():
+            from sweep.results.inspection import status as read_status
 
         return read_status(url_of(storage))
 
@@ -261,9 +265,10 @@ def reproduce(
         >>> summary["final"]["test_accuracy"]  # README "What to expect"
         0.5166
     """
-    with quieted(), translated(), signals.handled_in_call():
-        from sweep.execution.bonus import reproduce_bonus
-        from sweep.execution.reproduce import reproduce as seed
+    with signals.handled_in_call(), translated(), quieted():
+        with signals.held():
+            from sweep.execution.bonus import reproduce_bonus
+            from sweep.execution.reproduce import reproduce as seed
 
         return (reproduce_bonus if bonus else seed)(
             out=out or ("report_bonus" if bonus else "report"),
@@ -290,9 +295,10 @@ def quieted(quiet: bool = True) -> Iterator[None]:
         # Optuna imports tqdm.auto, which warns in a notebook without ipywidgets; the
         # sweep draws no progress bars.
         warnings.filterwarnings("ignore", message="IProgress not found")
-        import optuna
+        with signals.held():  # (a Ctrl-C in an import broke every later call)
+            import optuna
 
-        from sweep.store.storage import quiet_optuna
+            from sweep.store.storage import quiet_optuna
 
         verbosity = optuna.logging.get_verbosity()
         pool = logging.getLogger("sqlalchemy.pool")

@@ -117,9 +117,13 @@ def translated() -> Iterator[None]:
     as SweepError with the same message and exit code, the original as its __cause__: the
     Python API's callers catch one family (README, "Python API")."""
     from core.errors import CoreError
+    from sweep.system import signals
 
     try:
         yield
+    except signals.Stopped:  # a stop no trial saw (those end in an Interrupted that says more)
+        message = f"{signals.reason()}; no trial of this call was running"
+        raise Interrupted(message, signals.exit_code()) from None
     except CoreError as exc:
         message, code = explain(exc) or (str(exc), 2)
         error = SweepError(message)

@@ -440,3 +440,45 @@ def test_reproduce_takes_bonus_as_the_command_does(monkeypatch):
     monkeypatch.setattr(bonus, "reproduce_bonus", lambda **kwargs: seen.update(kwargs) or {})
     assert sweep.reproduce(bonus=True, jobs=1) == {}
     assert seen["out"] == "report_bonus" and seen["jobs"] == 1
+
+
+@pytest.mark.parametrize("module", ["sqlalchemy.sql.base", "optuna.storages"])
+def test_a_ctrl_c_during_the_first_call_s_imports_leaves_later_calls_working(tmp_path, module):
+    # In a fresh notebook kernel, a Ctrl-C in the first ~0.2 s of sweep.run broke an import
+    # of SQLAlchemy half-way, and every later call failed ("... not a usable study database
+    # (module 'sqlalchemy.sql' has no attribute 'base')") until the kernel restarted; the
+    # call itself raised a bare KeyboardInterrupt (hostile pass). The hook below sends the
+    # SIGINT exactly then.
+    script = textwrap.dedent(
+        """
+        import os, signal, sys
+        import sweep
+
+        class Kick:
+            fired = False
+            def find_spec(self, name, path=None, target=None):
+                if name == MODULE and not Kick.fired:
+                    Kick.fired = True
+                    os.kill(os.getpid(), signal.SIGINT)
+                return None
+
+        sys.meta_path.insert(0, Kick())
+        f = lambda p, c: p["x"]
+        x = {"x": {"low": 1.0, "high": 2.0}}
+        S = lambda n: {"study": {"name": n, "trials": 2}, "search": x}
+        try:
+            sweep.run(S("a"), objective=f, storage="sqlite:///a.db")
+        except KeyboardInterrupt as e:
+            print("first:", Kick.fired, type(e).__name__, e)
+        print("second:", sweep.run(S("b"), objective=f, storage="sqlite:///b.db").finished)
+        """
+    )
+    (tmp_path / "script.py").write_text(script.replace("MODULE", repr(module)))
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "script.py"], cwd=tmp_path, capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == "first: True Interrupted interrupted; no trial of this call was running"
+    assert lines[1] == "second: 2", out.stdout

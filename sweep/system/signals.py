@@ -202,6 +202,28 @@ def deferred() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def held() -> Iterator[None]:
+    """Imports a Ctrl-C must not break half-way: a half-imported SQLAlchemy stays broken in
+    the process, and every later call in a notebook failed ("module 'sqlalchemy' has no
+    attribute 'event'"). The signal is held back to the block's end: by `deferred` under
+    this module's handler, else (a notebook's reading call) by a handler set for the block,
+    then raised as Python's own KeyboardInterrupt."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is handle:
+        with deferred():
+            yield
+        return
+    heard: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: heard.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_DFL if before is None else before)
+    if heard:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
 def ignore_in_children() -> Iterator[None]:
     """Processes started in here act on no SIGINT or SIGTERM until they ignore them, and
     one that reaches this process meanwhile is held back to the block's end, then handled
