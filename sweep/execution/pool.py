@@ -19,16 +19,21 @@ no public call to end a call in progress from another thread. Those two need the
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 from collections.abc import Callable
 from typing import TypeVar
 
+import psutil
 from loky.process_executor import BrokenProcessPool
+from optuna.trial import TrialState
 from threadpoolctl import threadpool_limits
 
 from sweep.errors import NO_SPACE, Interrupted, RunFailed, StorageError, SweepError, disk_full
 from sweep.execution import crashes, processes
-from sweep.execution.worker import Job, work
+from sweep.execution.worker import Job, this_command, work
+from sweep.store.outage import retrying
+from sweep.store.records import worker_of
 from sweep.store.recovery import fail_running
 from sweep.store.storage import preload
 from sweep.store.study import Stored
@@ -109,6 +114,25 @@ def run_here(job: Job, stored: Stored) -> int:
         return work(job, job.first_index)
     except KeyboardInterrupt:
         raise _stopped(job, stored) from None
+
+
+def end_alone_runs(stored: Stored) -> set[int]:
+    """After the pool broke (a worker crashed): end the processes in which its workers ran
+    trials alone, and return those trials' numbers. Each ran in a process of its own,
+    watched by a pool worker that records its crash; that worker was ended with the pool,
+    and so is the process (its watchdog ends it up to 0.5 s later, after the command's
+    recovery, which then counted a crash against its values: a value ended thus three
+    times was not run again, without ever crashing a process itself)."""
+    alone = set()
+    for trial in retrying(lambda: stored.trials(TrialState.RUNNING)):
+        record = worker_of(trial) or {}
+        if record.get("alone") and this_command(trial):
+            alone.add(trial.number)
+            with contextlib.suppress(psutil.Error, ValueError):  # (gone already)
+                process = psutil.Process(int(record["pid"]))
+                process.kill()
+                process.wait(timeout=5)
+    return alone
 
 
 def _stopped(job: Job, stored: Stored) -> Interrupted:

@@ -252,8 +252,8 @@ def _round(
         return retrying(lambda: recover(stored))
     notes = []
     _, crashed = pool.run(job, jobs, stored, on_poll=report, poll=poll, meanwhile=meanwhile)
-    if crashed:
-        recovered = recover(stored)
+    if crashed:  # (its trials run alone were ended with it: not their values' crash)
+        recovered = recover(stored, blameless=pool.end_alone_runs(stored))
         notes.append(f"a worker died ({crashed}); {len(recovered)} trial(s) queued again")
         return notes
     after = stored.counts()
@@ -353,7 +353,7 @@ def join_study(
             any_crash = any_crash or crashed is not None
             if not crashed or budget.out_of_time(job, stored):
                 break
-            recover(stored)
+            recover(stored, blameless=pool.end_alone_runs(stored))  # (as in _round)
         if any_crash:  # a crash loses the round's count: the storage knows who ran what
             ran = retrying(lambda: ended_by_this_command(stored))
         c = retrying(stored.counts)

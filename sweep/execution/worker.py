@@ -54,7 +54,7 @@ MAX_WAIT_SECONDS = 1.6
 LOCAL_MAX_WAIT_SECONDS = 0.05
 
 
-_alone = False  # this process runs one trial alone (isolated_main)
+_watcher: int | None = None  # a process running one trial alone: its worker's pid
 
 
 class Heartbeat:
@@ -76,10 +76,13 @@ class Heartbeat:
         self._ids = ids
         self._chore = chore
         # "by": the command the process works for, which counts its trials after a crash;
-        # "alone": a process of run_isolated (its command does not recover it: _spared)
+        # "alone": a process of run_isolated (its command does not recover it: _spared);
+        # "watcher": the worker that started it, which records how it ended (a sibling
+        # that recovered it first, once it was gone, blamed a crash on no proof: a value
+        # was not run again after four such recoveries, never proven to crash).
         self._worker = {"host": socket.gethostname(), "pid": os.getpid(), "by": orchestrator()}
-        if _alone:
-            self._worker["alone"] = True
+        if _watcher is not None:
+            self._worker.update(alone=True, watcher=_watcher)
         if devices.mine() is not None:  # --gpus: which device ran the trial
             self._worker["device"] = devices.mine()
         self._unrecorded = list(ids)
@@ -271,7 +274,7 @@ def work(job: Job, index: int) -> int:
     return ran
 
 
-def _this_command(trial: optuna.trial.FrozenTrial) -> bool:
+def this_command(trial: optuna.trial.FrozenTrial) -> bool:
     """Whether a trial is (or was) run by a process of this process's own command, by its
     worker record."""
     worker = records.worker_of(trial) or {}
@@ -285,18 +288,18 @@ def _spared(trial: optuna.trial.FrozenTrial) -> bool:
     the broken pool then killed: a second crash counted against them (1 run in 10 once
     looks were 0.05 s). Not a trial run alone: its process may outlive the break by 0.5 s
     (processes.init_process), after the command's recovery; then only a worker can."""
-    return _this_command(trial) and not (records.worker_of(trial) or {}).get("alone")
+    return this_command(trial) and not (records.worker_of(trial) or {}).get("alone")
 
 
 def _all_this_commands(stored: Stored) -> bool:
     """Whether every running trial is run by a process of this process's own command."""
-    return all(map(_this_command, retrying(lambda: stored.trials(TrialState.RUNNING))))
+    return all(map(this_command, retrying(lambda: stored.trials(TrialState.RUNNING))))
 
 
 def ended_by_this_command(stored: Stored) -> int:
     """The trials that processes of this command ended, in any state (`sweep worker`'s
     count after a crash, which loses the round's own)."""
-    return sum(map(_this_command, (t for t in stored.trials() if t.state.is_finished())))
+    return sum(map(this_command, (t for t in stored.trials() if t.state.is_finished())))
 
 
 def _objective(job: Job, stored: Stored, index: int) -> Objective:
@@ -359,8 +362,8 @@ def isolated_main(payload: str) -> None:
     """The process of run_isolated: run one claimed trial, then exit."""
     given = json.loads(payload)
     init_process(works_for=given["by"])
-    global _alone
-    _alone = True
+    global _watcher
+    _watcher = os.getppid()
     quiet_optuna()
     crashes.record_to(given["dump"])
     job = Job(**{**given["job"], "function": _unb64(given["job"]["function"])})

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -29,6 +29,8 @@ def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | Non
     """Why the trial's worker is provably gone, or None if it may still be running."""
     worker = worker_of(trial)
     if worker and worker["host"] == host and not pid_alive(int(worker["pid"])):
+        if worker.get("watcher") and pid_alive(int(worker["watcher"])):
+            return None  # run alone: the worker watching its process records how it ended
         return f"worker process {worker['pid']} on {host} is gone"
     start = trial.datetime_start
     if not worker and start is not None:
@@ -38,9 +40,15 @@ def why_gone(trial: FrozenTrial, host: str, now: datetime.datetime) -> str | Non
     return None
 
 
-def recover(stored: Stored, spare: Callable[[FrozenTrial], bool] | None = None) -> list[str]:
+def recover(
+    stored: Stored,
+    spare: Callable[[FrozenTrial], bool] | None = None,
+    blameless: Collection[int] = (),
+) -> list[str]:
     """Fail and re-queue every RUNNING trial whose worker is gone; return notes.
-    ``spare``: trials left to someone else (a worker's own command's: see worker.work)."""
+    ``spare``: trials left to someone else (a worker's own command's: see worker.work);
+    ``blameless``: the numbers of trials whose end is known not to be their values' fault
+    (not counted as a crash: pool.end_alone_runs)."""
     host = socket.gethostname()
     notes = []
     # Under the study lock: failing a trial and queueing its values again must look like one
@@ -54,7 +62,8 @@ def recover(stored: Stored, spare: Callable[[FrozenTrial], bool] | None = None) 
                 continue
             reason = why_gone(trial, host, now)
             reason = reason or journal.stale(stored.storage, trial, GRACE_SECONDS)
-            if reason and requeue(stored, trial, reason, crashed=True):
+            crashed = trial.number not in blameless
+            if reason and requeue(stored, trial, reason, crashed=crashed):
                 notes.append(f"trial {trial.number} recovered: {reason}; its values run again")
     return notes
 

@@ -124,6 +124,30 @@ def test_recover_requeues_the_values_of_a_trial_whose_worker_is_gone(tmp_path):
     assert recover(stored) == []  # exactly once
 
 
+def test_a_trial_run_alone_is_left_to_its_watching_worker_while_that_one_runs(tmp_path):
+    # A trial run alone (worker.run_isolated) died with its process: an idle sibling that
+    # saw the dead pid first failed it as "gone", a crash on no proof, before the worker
+    # watching the process could record how it ended (a value was then not run again after
+    # four such recoveries, never proven to crash a process; 1 run in 8 of
+    # test_a_value_that_kills_its_worker_twice_is_not_run_again).
+    spec, stored = prepared(tmp_path, trials=3)
+    top_up(stored, spec)
+    host = os.uname().nodename
+    watched = stored.study.ask()
+    watched.set_user_attr("worker", {"host": host, "pid": dead_pid(), "watcher": os.getpid()})
+    orphan = stored.study.ask()
+    orphan.set_user_attr("worker", {"host": host, "pid": dead_pid(), "watcher": dead_pid()})
+    notes = recover(stored)
+    assert len(notes) == 1 and f"trial {orphan.number} recovered" in notes[0], notes
+    assert {t.number for t in stored.trials(TrialState.RUNNING)} == {watched.number}
+    # After a broken pool the command ends such trials itself: not counted as crashes.
+    stored.study.ask().set_user_attr("worker", {"host": host, "pid": dead_pid()})
+    blameless = {t.number for t in stored.trials(TrialState.RUNNING)} - {watched.number}
+    recover(stored, blameless=blameless)
+    crashes = [t.user_attrs.get("crashes", 0) for t in stored.trials(TrialState.WAITING)]
+    assert sorted(crashes) == [0, 1], crashes  # the orphan's crash; not the blameless one's
+
+
 def test_a_value_whose_worker_keeps_dying_is_queued_again_at_most_max_retry_times(tmp_path):
     spec, stored = prepared(tmp_path, trials=1)
     top_up(stored, spec)
