@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import numbers
 import os
 import sys
 import warnings
@@ -342,11 +343,14 @@ def _study_file(
 
 
 def _plain(value: Any) -> Any:
-    """Mappings as dicts all the way down, as tomllib gives them."""
+    """Mappings as dicts all the way down, as tomllib gives them (a numpy integer as an
+    int: trials=np.int64(3) was refused, where a numpy float was taken)."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, tuple):
-        return list(value)
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool | int):
+        return int(value)
     return value
 
 
@@ -375,4 +379,6 @@ def _on_progress(
 ) -> Callable[[Progress], None] | None:
     if progress is True:
         return lambda p: print(p.text(), file=sys.stderr, flush=True)
+    if progress not in (None, False) and not callable(progress):
+        raise SweepError(f"progress ({progress!r}) must be True, False, None or a callable")
     return progress or None

@@ -9,10 +9,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import warnings
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 from matplotlib.figure import Figure
 
@@ -263,6 +265,7 @@ def test_bad_arguments_are_sweep_errors_that_write_nothing(tmp_path):
         (coarse_study("args"), {"jobs": "2"}, r"jobs \('2'\) must be a whole number"),
         (coarse_study("args"), {"trials": 0}, r"--trials \(0\) must be between 1"),
         (coarse_study("args"), {"jobs": 0}, "cannot load a function given in memory"),
+        (coarse_study("args"), {"seed": "x"}, r"seed \('x'\) must be a whole number"),
     ]
     for study, options, message in cases:
         with pytest.raises(sweep.SweepError, match=message):
@@ -276,7 +279,8 @@ def test_bad_arguments_are_sweep_errors_that_write_nothing(tmp_path):
         with pytest.raises(sweep.SweepError, match=message):
             sweep.run(coarse_study("args"), objective=f, storage=storage, data_dir=data_dir)
     assert not (tmp_path / "args.db").exists() or not sweep.status(url).studies
-    sweep.run(coarse_study("args", trials=2), objective=f, storage=url, trials=np.int64(2))
+    numpy_made = coarse_study("args", trials=np.int64(2))  # (refused: "not int64")
+    sweep.run(numpy_made, objective=f, storage=url, trials=np.int64(2), seed=np.int64(7))
     study = sweep.open("args", storage=url)
     with pytest.raises(sweep.SweepError, match="sort 'bogus' is not one of: number, value, lambda"):
         study.trials(sort="bogus")
@@ -482,3 +486,71 @@ def test_a_ctrl_c_during_the_first_call_s_imports_leaves_later_calls_working(tmp
     lines = out.stdout.splitlines()
     assert lines[0] == "first: True Interrupted interrupted; no trial of this call was running"
     assert lines[1] == "second: 2", out.stdout
+
+
+def _sleeps(params, ctx):
+    import time
+
+    time.sleep(0.3)
+    return params["x"]
+
+
+def test_a_progress_callback_that_raises_stops_the_workers_with_its_own_error(tmp_path):
+    # It was "RunFailed: a worker of study 'cb' failed: RuntimeError: ...", and the workers
+    # trained on after the call had raised, to the study's target (hostile pass).
+    def broken(progress):
+        if progress.counts["COMPLETE"] >= 2:
+            raise RuntimeError("my callback broke")
+
+    url = f"sqlite:///{tmp_path}/cb.db"
+    study = {"study": {"name": "cb", "trials": 20}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    with pytest.raises(RuntimeError, match="my callback broke"):
+        sweep.run(study, objective=_sleeps, storage=url, jobs=2, progress=broken)
+    df = sweep.open("cb", storage=url).trials()
+    assert "RUNNING" not in set(df["state"])
+    complete = (df["state"] == "COMPLETE").sum()
+    time.sleep(1.5)  # nothing goes on in the background
+    assert (sweep.open("cb", storage=url).trials()["state"] == "COMPLETE").sum() == complete
+    assert complete < 20
+    with pytest.raises(sweep.SweepError, match=r"progress \('yes'\) must be True, False, None"):
+        sweep.run(study, objective=_sleeps, storage=url, jobs=2, progress="yes")
+    assert sweep.resume("cb", objective=_sleeps, storage=url, jobs=2).finished == 20
+
+
+def test_the_resume_hint_for_a_function_in_memory_names_the_storage(tmp_path):
+    # "sweep.resume('rs', objective=...) with the same function": followed as printed, it
+    # opened sweeps.db and found no study (hostile pass).
+    url = f"sqlite:///{tmp_path}/rs.db"
+    study = {"study": {"name": "rs", "trials": 4}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    result = sweep.run(study, objective=_sleeps, storage=url, time_limit=0.5)
+    assert result.finished < 4
+    note = next(n for n in result.notes if "sweep.resume(" in n)
+    call = re.search(r"sweep\.resume\((.*)\) with the same function", note)
+    assert call, note
+    resumed = eval(f"sweep.resume({call.group(1).replace('...', '_sleeps')})")
+    assert resumed.finished == 4
+
+
+def _other(params, ctx):
+    return -5.0
+
+
+def test_resume_and_worker_refuse_another_function_than_the_study_s(tmp_path):
+    # sweep.run refused another function for a stored study; resume and worker ran its
+    # values into the study silently, and objective=1 passed on a finished one (hostile
+    # pass).
+    url = f"sqlite:///{tmp_path}/rs.db"
+    study = {"study": {"name": "rs", "trials": 2}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    sweep.run(study, objective=_sleeps, storage=url, trials=1)
+    optuna.load_study(study_name="rs", storage=url).set_user_attr("target", 2)  # unfinished
+    another = r"study 'rs' optimises _sleeps, given in memory; _other is another function"
+    with pytest.raises(sweep.SweepError, match=another):
+        sweep.resume("rs", objective=_other, storage=url)
+    with pytest.raises(sweep.SweepError, match=another):
+        sweep.worker("rs", objective=_other, storage=url)
+    with pytest.raises(sweep.SweepError, match=r"objective \(1\) must be a function"):
+        sweep.run(study, objective=1, storage=url)
+    assert sweep.resume("rs", objective=_sleeps, storage=url).finished == 2
+    with pytest.raises(sweep.SweepError, match=r"objective \(1\) must be a function"):
+        sweep.resume("rs", objective=1, storage=url)  # (a finished study: checked all the same)
+    assert (sweep.open("rs", storage=url).trials()["value"] > 0).all()

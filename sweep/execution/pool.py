@@ -135,6 +135,18 @@ def end_alone_runs(stored: Stored) -> set[int]:
     return alone
 
 
+class _CallerFailed(Exception):
+    """What this process ran between its looks at the workers (a progress callback,
+    reproduce's drawing) raised: its exception is the cause."""
+
+
+def _callers(call: Callable[[], object]) -> None:
+    try:
+        call()
+    except Exception as exc:
+        raise _CallerFailed from exc
+
+
 def _stopped(job: Job, stored: Stored) -> Interrupted:
     """Ctrl-C or SIGTERM: fail this command's running trials (queued again) and say how
     to go on."""
@@ -169,13 +181,13 @@ def run(
             executor = processes.executor(jobs, job.threads)
             futures = [executor.submit(work, job, job.first_index + i) for i in range(jobs)]
         if meanwhile is not None:
-            meanwhile()
+            _callers(meanwhile)
         while not all(f.done() for f in futures):
             concurrent.futures.wait(futures, timeout=poll)
             if signals.STOP.is_set():
                 raise signals.Stopped  # a Ctrl-C that a callback swallowed
             if on_poll:
-                on_poll()
+                _callers(on_poll)
         ran = sum(f.result() for f in futures)
         if job.gpus:  # new processes next round: one that ran two workers holds one device
             executor.shutdown(wait=True, kill_workers=True)  # (sweep/execution/devices.py)
@@ -183,6 +195,14 @@ def run(
     except KeyboardInterrupt:
         executor.shutdown(wait=True, kill_workers=True)
         raise _stopped(job, stored) from None
+    except _CallerFailed as failed:
+        # Stopped as on Ctrl-C (the workers trained on after the call had raised), and the
+        # caller's own exception goes on as it is: no worker failed.
+        error = failed.__cause__
+        executor.shutdown(wait=True, kill_workers=True)
+        with contextlib.suppress(Exception):  # (a storage gone away: the next run recovers)
+            fail_running(stored, reason=f"stopped: the caller's code raised {type(error).__name__}")
+        raise error from None  # type: ignore[misc]
     except BrokenProcessPool as exc:
         # The caller recovers every trial that was running: each runs alone next time, in
         # a process of its own, where a crash is its own (sweep/store/enqueue.py MAX_CRASHES).

@@ -13,7 +13,7 @@ from typing import Any
 from sweep.execution.options import check_jobs
 from sweep.execution.progress import Progress
 from sweep.execution.runner import RunResult, run_study
-from sweep.objectives.functions import in_memory_error
+from sweep.objectives.functions import check_given
 from sweep.store.recovery import recover
 from sweep.store.study import finished, open_to_write
 from sweep.store.urls import resolve_url
@@ -42,8 +42,7 @@ def resume_study(
             stored.close()
     try:
         spec, target = stored.spec, stored.target
-        if function is None and spec.objective.in_memory:  # before recovering anything
-            raise in_memory_error(name, spec.objective)
+        check_given(name, spec.objective, function)  # before recovering anything
         notes = recover(stored)
         if finished(stored.counts()) >= target and stored.counts()["RUNNING"] == 0:
             return RunResult.of(stored, notes=notes, seconds=0.0, already_done=True)

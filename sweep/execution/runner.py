@@ -70,17 +70,22 @@ def resume_command(
     never with the storage's password. A function given in memory is passed again; ``out``:
     where the tables go (default: TABLES_OUT)."""
     out = TABLES_OUT.get() if out is None else out
-    if given is not None:
-        return f"sweep.resume({name!r}, objective=...) with the same function"
     secret = has_password(url)
-    given = os.environ.get("SWEEP_STORAGE") == url
-    args = ["sweep", "resume", name] + ([] if given else ["--storage", shown(url)])
-    if data_dir:
-        args += ["--data-dir", str(Path(data_dir).absolute())]
+    from_env = os.environ.get("SWEEP_STORAGE") == url
+    hint = " (with the password in place of ***, or the URL in $SWEEP_STORAGE)"
+    hint = hint if secret and not from_env else ""
+    folder = str(Path(data_dir).absolute()) if data_dir else None
+    if given is not None:  # (the storage named too: following the hint opened sweeps.db)
+        call = [repr(name), "objective=..."]
+        call += [] if from_env else [f"storage={shown(url)!r}"]
+        call += [f"data_dir={folder!r}"] if folder else []
+        return f"sweep.resume({', '.join(call)}) with the same function{hint}"
+    args = ["sweep", "resume", name] + ([] if from_env else ["--storage", shown(url)])
+    if folder:
+        args += ["--data-dir", folder]
     if out is not None:
         args += ["--out", out]
-    hint = " (with the password in place of ***, or the URL in $SWEEP_STORAGE)"
-    return shell_join(args) + (hint if secret and not given else "")
+    return shell_join(args) + hint
 
 
 def run_study(

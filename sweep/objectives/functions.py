@@ -251,19 +251,36 @@ def _line_in(exc: BaseException, path: str) -> int | None:
     return lines[-1] if lines else None
 
 
+def check_given(name: str, section: ObjectiveSection, function: Any) -> None:
+    """A function given in memory (``objective=``): there if the study's lives in memory,
+    not if a file or module holds it, callable, and under the study's function's name (a
+    resume or a worker ran another function's values into the study)."""
+    if function is None:
+        if section.in_memory:
+            raise in_memory_error(name, section)
+        return
+    if not callable(function):
+        raise StudyFileError(f"objective ({function!r}) must be a function f(params, ctx)")
+    if not section.in_memory:
+        raise StudyFileError(
+            f"study {name!r} optimises {section.source}, named in its [objective] section; "
+            "objective= is for a study whose function is given in memory"
+        )
+    if given_name(function) != section.in_memory:
+        raise StudyFileError(
+            f"study {name!r} optimises {section.in_memory}, given in memory; "
+            f"{given_name(function)} is another function: pass {section.in_memory} again "
+            "(or run the other one as a study of its own name)"
+        )
+
+
 def check_function(
     spec: StudyFile, function: Callable[..., Any] | None, objective_dir: str | None
 ) -> bytes | None:
     """Check that the study's function can be had, before anything is written; returns a
     function given in memory as the bytes its workers load (None: they load the study's)."""
     name, section = spec.study.name, spec.objective
-    if function is None and section.in_memory:
-        raise in_memory_error(name, section)
-    if function is not None and not section.in_memory:
-        raise StudyFileError(
-            f"study {name!r} optimises {section.source}, named in its [objective] section; "
-            "objective= is for a study whose function is given in memory"
-        )
+    check_given(name, section, function)
     if function is None:
         load_function(section, objective_dir)  # says what to copy or install, if missing
     pack_size(section, spec.study.pack, objective_dir)  # a pack it cannot do fails too

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -263,7 +264,11 @@ def _study(p: _Parser, s: dict, overrides: dict[str, Any]) -> StudySection:
         trial_timeout=p.get(s, "study.trial_timeout", (float, int)),
         **_paired(p, s),
     )
-    study = dataclasses.replace(study, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    for key, value in given.items():  # (from the API as they come: a seed "x" was a TypeError)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+            raise StudyFileError(f"{key} ({value!r}) must be a whole number")
+    study = dataclasses.replace(study, **{k: int(v) for k, v in given.items()})
     if not NAME.fullmatch(study.name):
         p.fail(
             "study.name",
