@@ -1,6 +1,7 @@
 """The public Python API (`import sweep`): studies run from dicts with functions given in
 memory, read back as DataFrames and figures, quiet while they run."""
 
+import itertools
 import logging
 import math
 import os
@@ -554,3 +555,13 @@ def test_resume_and_worker_refuse_another_function_than_the_study_s(tmp_path):
     with pytest.raises(sweep.SweepError, match=r"objective \(1\) must be a function"):
         sweep.resume("rs", objective=1, storage=url)  # (a finished study: checked all the same)
     assert (sweep.open("rs", storage=url).trials()["value"] > 0).all()
+
+
+def test_a_progress_callback_hears_the_end_once(tmp_path):
+    # The last Progress came twice: from the last look, and again after it (hostile pass).
+    seen = []
+    study = {"study": {"name": "p", "trials": 3}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    sweep.run(study, objective=_sleeps, storage=f"sqlite:///{tmp_path}/p.db", progress=seen.append)
+    texts = [p.text() for p in seen]
+    assert texts and "3/3 finished" in texts[-1], texts
+    assert all(a != b for a, b in itertools.pairwise(texts)), texts

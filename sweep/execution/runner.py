@@ -222,8 +222,7 @@ def run_study(
                 notes.append(spent_grid(stored, c))
                 break
         result = RunResult.of(stored, notes=notes, seconds=time.perf_counter() - started)
-        if on_progress:
-            on_progress(progress(stored))
+        report()  # the end, unless the last look already said it (it came twice)
     except Interrupted:
         raise  # the workers' trials failed and queued again: it says how to go on
     except KeyboardInterrupt:  # between rounds, watching workers elsewhere, or at the end
