@@ -565,3 +565,14 @@ def test_a_progress_callback_hears_the_end_once(tmp_path):
     texts = [p.text() for p in seen]
     assert texts and "3/3 finished" in texts[-1], texts
     assert all(a != b for a, b in itertools.pairwise(texts)), texts
+
+
+def test_a_target_lowered_below_the_finished_trials_says_so(tmp_path):
+    url = f"sqlite:///{tmp_path}/lo.db"
+    study = {"study": {"name": "lo", "trials": 4}, "search": {"x": {"low": 1.0, "high": 2.0}}}
+    sweep.run(study, objective=_other, storage=url)
+    result = sweep.run(study, objective=_other, storage=url, trials=2)
+    assert result.finished == 4 and result.notes == [
+        "study 'lo' has 4 finished trials, more than its new target of 2: none runs, and its "
+        "tables keep all 4"
+    ]

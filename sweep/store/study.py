@@ -317,6 +317,12 @@ def _store_settings(
             target = old
     if old != target:
         study.set_user_attr(records.TARGET, target)
+        done = finished(stored.counts()) if old is not None and target < old else 0
+        if done > target:  # (it said nothing: "finished=8/3")
+            notes.append(
+                f"study {spec.study.name!r} has {done} finished trials, more than its new "
+                f"target of {target}: none runs, and its tables keep all {done}"
+            )
     return notes
 
 
