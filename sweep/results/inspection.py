@@ -237,14 +237,8 @@ class Trials:
         headers = [markdown_cell(c) for c in frame.columns]
         # Strings as they are: tabulate reads "007" as a number and printed it as 7.
         strings = [i for i in range(len(headers)) if any(isinstance(r[i], str) for r in rows)]
-        return tabulate.tabulate(
-            rows,
-            headers,
-            tablefmt="pipe",
-            floatfmt=".4g",
-            missingval="",
-            disable_numparse=strings or False,
-        )
+        style = {"tablefmt": "pipe", "floatfmt": ".4g", "missingval": ""}
+        return tabulate.tabulate(rows, headers, **style, disable_numparse=strings or False)
 
 
 SORTS = {
