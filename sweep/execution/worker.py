@@ -286,8 +286,9 @@ def _spared(trial: optuna.trial.FrozenTrial) -> bool:
     sibling that died broke their pool, and the command recovers its trials at once (each
     then runs alone: pool.run). Taken by a sibling first, the values ran in a process that
     the broken pool then killed: a second crash counted against them (1 run in 10 once
-    looks were 0.05 s). Not a trial run alone: its process may outlive the break by 0.5 s
-    (processes.init_process), after the command's recovery; then only a worker can."""
+    looks were 0.05 s). Not a trial run alone: the worker watching its process records
+    how it ended (recovery.why_gone), and after a broken pool the command ends it first
+    (pool.end_alone_runs); a worker recovers one whose watcher is gone."""
     return this_command(trial) and not (records.worker_of(trial) or {}).get("alone")
 
 
