@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
+from sweep.cli.arguments import TABLES
 from sweep.system import signals
 
 
@@ -169,8 +170,6 @@ def tables_in(out: str) -> Iterator[None]:
 
 def shown_out(out: str) -> str | None:
     """``out`` as a printed resume command passes it: None for the default."""
-    from sweep.cli.arguments import TABLES
-
     return None if out == TABLES else out
 
 

@@ -76,7 +76,7 @@ class Heartbeat:
         self._ids = ids
         self._chore = chore
         # "by": the command the process works for, which counts its trials after a crash;
-        # "alone": a process of run_isolated (its command does not recover it: _spared);
+        # "alone": a process of run_isolated (workers recover it: not _spared);
         # "watcher": the worker that started it, which records how it ended (a sibling
         # that recovered it first, once it was gone, blamed a crash on no proof: a value
         # was not run again after four such recoveries, never proven to crash).
